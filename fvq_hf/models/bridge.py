@@ -1,0 +1,203 @@
+"""Codebook bridges: modules that map the learnable K x d table to the codebook used for quantization.
+
+VQBridge is the paper's "compress - process - recover" projector (Chang et al., arXiv 2509.10140, Sec. 3):
+the whole table is viewed as a d-channel image of h x w codes, patch-embedded, run through a few
+pre-norm ViT blocks and recovered by a zero-initialised linear layer. Because attention mixes all
+patches, every code of the table receives gradient at every step, not only the codes that were hit.
+
+The baselines sit in the same slot: `LinearBridge` (SimVQ, arXiv 2411.02038) and `MLPBridge`
+(a VQGAN-LC-style projector, arXiv 2406.11837).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from einops import rearrange
+from torch import nn
+
+BRIDGE_TYPES = ("vqbridge", "linear", "mlp", "none")
+
+# The paper's named sizes: name -> (depth, patch_size, head_dim, num_heads). Hidden size = head_dim * heads.
+# "L/4" is published for K = 16384, "L/8" for K = 65536 and 262144; the others are its ablations.
+VQBRIDGE_SIZES: dict[str, tuple[int, int, int, int]] = {
+    "XS/2": (2, 2, 8, 4),
+    "S/2": (2, 2, 16, 4),
+    "S/4": (2, 4, 16, 4),
+    "S/8": (2, 8, 16, 4),
+    "B/2": (2, 2, 32, 4),
+    "B/4": (2, 4, 32, 4),
+    "B/8": (2, 8, 32, 4),
+    "L/2": (2, 2, 64, 4),
+    "L/4": (2, 4, 64, 4),
+    "L/8": (2, 8, 64, 4),
+    "L/4-d1": (1, 4, 64, 4),
+    "L/4-d4": (4, 4, 64, 4),
+    "XL/4": (2, 4, 128, 4),
+    "XL/8": (2, 8, 128, 4),
+}
+
+
+def code_grid(codebook_size: int, patch_size: int) -> tuple[int, int]:
+    """The (h, w) layout of the code image: h * w = K, both divisible by `patch_size`, as square as possible.
+
+    A perfect square K gives sqrt(K) x sqrt(K) as in the paper; 2^(2n+1) codes give a 2^n x 2^(n+1) grid.
+    """
+    if codebook_size < 1 or patch_size < 1:
+        raise ValueError(f"codebook_size and patch_size must be positive, got {codebook_size}, {patch_size}.")
+    for h in range(math.isqrt(codebook_size), 0, -1):
+        if codebook_size % h == 0 and h % patch_size == 0 and (codebook_size // h) % patch_size == 0:
+            return h, codebook_size // h
+    step = patch_size * patch_size
+    lower = max(step, codebook_size // step * step)
+    raise ValueError(
+        f"VQBridge cannot lay out codebook_size={codebook_size} as a grid of {patch_size}x{patch_size} patches: "
+        f"the codebook size must be a multiple of bridge_patch_size**2 = {step} (e.g. {lower} or "
+        f"{lower + step}; squares such as 16384 = 128^2 give the paper's square grid), or use a smaller "
+        "bridge_patch_size."
+    )
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with a fused qkv projection (with bias), as in ViT."""
+
+    def __init__(self, hidden_size: int, num_heads: int) -> None:
+        super().__init__()
+        if hidden_size % num_heads:
+            raise ValueError(f"hidden_size={hidden_size} is not divisible by num_heads={num_heads}.")
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size, bias=True)
+        self.proj = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) -> (B, T, D)."""
+        q, k, v = rearrange(self.qkv(x), "b t (three h e) -> three b h t e", three=3, h=self.num_heads)
+        return self.proj(rearrange(F.scaled_dot_product_attention(q, k, v), "b h t e -> b t (h e)"))
+
+
+class Mlp(nn.Module):
+    """Linear -> tanh-GELU -> Linear."""
+
+    def __init__(self, hidden_size: int, mlp_hidden_size: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(hidden_size, mlp_hidden_size)
+        self.fc2 = nn.Linear(mlp_hidden_size, hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+class ViTBlock(nn.Module):
+    """Pre-norm transformer block; LayerNorms have no affine parameters, as released."""
+
+    def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(hidden_size, num_heads)
+        self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class VQBridge(ModelMixin, ConfigMixin):
+    """The paper's VQBridge: maps the whole (K, d) table to the (K, d) codebook in one pass.
+
+    Compress: a p x p patch embedding of the (d, h, w) code image gives (h/p)(w/p) tokens of width D.
+    Process: `depth` pre-norm ViT blocks, no positional embedding. Recover: LayerNorm, a zero-initialised
+    Linear(D, p*p*d) and unpatchify. Code k sits at row k // w, column k % w of the grid.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        codebook_size: int = 16384,
+        code_dim: int = 256,
+        patch_size: int = 4,
+        hidden_size: int = 256,
+        depth: int = 2,
+        num_heads: int = 4,
+        mlp_ratio: float = 2.0,
+    ) -> None:
+        super().__init__()
+        if min(code_dim, hidden_size, depth, num_heads) < 1 or mlp_ratio <= 0:
+            raise ValueError(
+                "VQBridge needs positive code_dim, hidden_size, depth, num_heads and mlp_ratio, got "
+                f"{code_dim}, {hidden_size}, {depth}, {num_heads}, {mlp_ratio}."
+            )
+        self.grid = code_grid(codebook_size, patch_size)
+        self.patch_embed = nn.Conv2d(code_dim, hidden_size, kernel_size=patch_size, stride=patch_size)
+        self.blocks = nn.ModuleList(ViTBlock(hidden_size, num_heads, mlp_ratio) for _ in range(depth))
+        self.norm_out = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.proj_out = nn.Linear(hidden_size, patch_size * patch_size * code_dim)
+        self.reset_parameters()
+
+    @classmethod
+    def from_size(cls, size: str, codebook_size: int, code_dim: int) -> VQBridge:
+        """Build one of the paper's named sizes, e.g. `VQBridge.from_size("L/8", 262144, 256)`."""
+        if size not in VQBRIDGE_SIZES:
+            raise ValueError(f"Unknown VQBridge size {size!r}; choose one of {sorted(VQBRIDGE_SIZES)}.")
+        depth, patch_size, head_dim, num_heads = VQBRIDGE_SIZES[size]
+        return cls(codebook_size, code_dim, patch_size, head_dim * num_heads, depth, num_heads)
+
+    def reset_parameters(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+        # The patch embedding is initialised like the Linear it is, and the recover layer at zero (as released).
+        nn.init.xavier_uniform_(self.patch_embed.weight.view(self.patch_embed.weight.shape[0], -1))
+        nn.init.zeros_(self.patch_embed.bias)
+        nn.init.zeros_(self.proj_out.weight)
+        nn.init.zeros_(self.proj_out.bias)
+
+    def forward(self, table: torch.Tensor) -> torch.Tensor:
+        """(K, d) table -> (K, d) codebook."""
+        h, w = self.grid
+        p = self.config.patch_size
+        x = rearrange(table, "(h w) d -> 1 d h w", h=h, w=w)
+        x = rearrange(self.patch_embed(x), "1 c gh gw -> 1 (gh gw) c")
+        for block in self.blocks:
+            x = block(x)
+        x = self.proj_out(self.norm_out(x))
+        return rearrange(x, "1 (gh gw) (p q d) -> (gh p gw q) d", gh=h // p, gw=w // p, p=p, q=p)
+
+
+class LinearBridge(nn.Module):
+    """SimVQ's re-parameterisation: one Linear(d, d) applied to every code of a frozen table."""
+
+    def __init__(self, code_dim: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(code_dim, code_dim)
+
+    def forward(self, table: torch.Tensor) -> torch.Tensor:
+        """(K, d) -> (K, d)."""
+        return self.linear(table)
+
+
+class MLPBridge(nn.Module):
+    """A VQGAN-LC-style projector: `depth` hidden Linear+ReLU layers of width `hidden_size`, then Linear(., d).
+
+    The released FVQ baseline ("lin/5") is depth 4 with hidden_size = d.
+    """
+
+    def __init__(self, code_dim: int, hidden_size: int, depth: int) -> None:
+        super().__init__()
+        if depth < 1 or hidden_size < 1:
+            raise ValueError(f"MLPBridge needs depth >= 1 and hidden_size >= 1, got {depth}, {hidden_size}.")
+        widths = [code_dim] + [hidden_size] * depth
+        layers: list[nn.Module] = []
+        for width_in, width_out in zip(widths[:-1], widths[1:]):
+            layers += [nn.Linear(width_in, width_out), nn.ReLU()]
+        layers.append(nn.Linear(hidden_size, code_dim))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, table: torch.Tensor) -> torch.Tensor:
+        """(K, d) -> (K, d)."""
+        return self.layers(table)

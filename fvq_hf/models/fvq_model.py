@@ -1,0 +1,225 @@
+"""FVQModel: encoder -> (bridged) vector quantizer -> decoder, as a diffusers model."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils import BaseOutput
+from torch import nn
+
+from .autoencoder import Decoder, Encoder
+from .quantizer import VectorQuantizer
+
+
+@dataclass
+class FVQEncoderOutput(BaseOutput):
+    """
+    Args:
+        latents (`torch.Tensor` of shape `(B, vq_embed_dim, h, w)`): quantized latents, ready for `decode`.
+        indices (`torch.LongTensor` of shape `(B, h, w)`): the token ids of those latents.
+    """
+
+    latents: torch.Tensor
+    indices: torch.LongTensor
+
+
+@dataclass
+class FVQDecoderOutput(BaseOutput):
+    """
+    Args:
+        sample (`torch.Tensor` of shape `(B, out_channels, H, W)`): decoded images in [-1, 1] (not clamped).
+    """
+
+    sample: torch.Tensor
+
+
+@dataclass
+class FVQModelOutput(BaseOutput):
+    """
+    Args:
+        sample (`torch.Tensor` of shape `(B, out_channels, H, W)`): the reconstruction.
+        indices (`torch.LongTensor` of shape `(B, h, w)`): the token ids used.
+        codebook_loss (`torch.Tensor`, scalar): weighted codebook loss.
+        commitment_loss (`torch.Tensor`, scalar): weighted commitment loss.
+    """
+
+    sample: torch.Tensor
+    indices: torch.LongTensor
+    codebook_loss: torch.Tensor
+    commitment_loss: torch.Tensor
+
+
+class FVQModel(ModelMixin, ConfigMixin):
+    r"""A VQ image tokenizer of LlamaGen's VQ family whose codebook can be trained through a VQBridge (FVQ).
+
+    Images are `(B, in_channels, H, W)` in [-1, 1] with H and W divisible by `downsample_factor`
+    (= 2 ** (len(block_out_channels) - 1)); tokens are `(B, H/f, W/f)` ids in `[0, num_vq_embeddings)`.
+
+    Parameters:
+        in_channels, out_channels: image channels.
+        sample_size: the resolution the model was trained at (images of other multiples of f also work).
+        block_out_channels: width of each encoder/decoder level; LlamaGen VQ-16 is (128, 128, 256, 256, 512).
+        layers_per_block: residual blocks per encoder level (the decoder has one more).
+        latent_channels: encoder output channels before the 1x1 `quant_conv`.
+        norm_num_groups: GroupNorm groups.
+        dropout: dropout inside residual blocks.
+        num_vq_embeddings: codebook size K.
+        vq_embed_dim: code dimension d.
+        bridge_type: "vqbridge" (FVQ), "linear" (SimVQ), "mlp" (VQGAN-LC-style) or "none" (plain VQ).
+        bridge_patch_size, bridge_hidden_size, bridge_depth, bridge_num_heads, bridge_mlp_ratio: the VQBridge
+            (the MLP bridge uses hidden size and depth).
+        codebook_l2_norm: l2-normalise latents and codes before the search (LlamaGen's default with d = 8).
+        codebook_weight, commitment_weight: weights of the two quantizer losses (1.0 and 0.25 as released).
+        search_chunk_size: block size of the nearest-code search; memory is O(chunk^2), not O(N K).
+    """
+
+    _supports_gradient_checkpointing = False
+    # Distances to a large codebook need fp32, also when the rest of the model runs in fp16/bf16.
+    _keep_in_fp32_modules = ["quantizer"]
+
+    @register_to_config
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        sample_size: int = 256,
+        block_out_channels: Sequence[int] = (128, 128, 256, 256, 512),
+        layers_per_block: int = 2,
+        latent_channels: int = 256,
+        norm_num_groups: int = 32,
+        dropout: float = 0.0,
+        num_vq_embeddings: int = 16384,
+        vq_embed_dim: int = 256,
+        bridge_type: str = "vqbridge",
+        bridge_patch_size: int = 4,
+        bridge_hidden_size: int = 256,
+        bridge_depth: int = 2,
+        bridge_num_heads: int = 4,
+        bridge_mlp_ratio: float = 2.0,
+        codebook_l2_norm: bool = False,
+        codebook_weight: float = 1.0,
+        commitment_weight: float = 0.25,
+        search_chunk_size: int = 4096,
+    ) -> None:
+        super().__init__()
+        if min(in_channels, out_channels, layers_per_block, latent_channels) < 1:
+            raise ValueError("in_channels, out_channels, layers_per_block and latent_channels must be >= 1.")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout}.")
+        block_out_channels = tuple(block_out_channels)
+        self.register_to_config(block_out_channels=block_out_channels)  # JSON gives a list back
+        factor = 2 ** (len(block_out_channels) - 1)
+        if sample_size < factor or sample_size % factor:
+            raise ValueError(f"sample_size={sample_size} must be a positive multiple of the downsample factor "
+                             f"{factor} (2 ** (len(block_out_channels) - 1)).")
+        self.encoder = Encoder(in_channels, latent_channels, block_out_channels, layers_per_block,
+                               norm_num_groups, dropout)
+        self.quant_conv = nn.Conv2d(latent_channels, vq_embed_dim, 1)
+        self.quantizer = VectorQuantizer(
+            num_vq_embeddings, vq_embed_dim, bridge_type, bridge_patch_size, bridge_hidden_size, bridge_depth,
+            bridge_num_heads, bridge_mlp_ratio, codebook_l2_norm, codebook_weight, commitment_weight,
+            search_chunk_size,
+        )
+        self.post_quant_conv = nn.Conv2d(vq_embed_dim, latent_channels, 1)
+        self.decoder = Decoder(out_channels, latent_channels, block_out_channels, layers_per_block,
+                               norm_num_groups, dropout)
+
+    @property
+    def downsample_factor(self) -> int:
+        """Pixels per token along each side."""
+        return 2 ** (len(self.config.block_out_channels) - 1)
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.num_vq_embeddings
+
+    def token_shape(self, height: int, width: int) -> tuple[int, int]:
+        """`(h, w)` of the token map for an `H x W` image."""
+        return height // self.downsample_factor, width // self.downsample_factor
+
+    def _check_sample(self, sample: torch.Tensor) -> None:
+        if not isinstance(sample, torch.Tensor):
+            raise TypeError(f"Expected a torch.Tensor of shape (B, C, H, W), got {type(sample).__name__}; "
+                            "use FVQPipeline or fvq_hf.image_io for PIL images and arrays.")
+        f, c = self.downsample_factor, self.config.in_channels
+        if sample.ndim != 4 or sample.shape[1] != c:
+            raise ValueError(f"Expected images of shape (B, {c}, H, W), got {tuple(sample.shape)}.")
+        if sample.shape[2] % f or sample.shape[3] % f or sample.shape[2] == 0 or sample.shape[3] == 0:
+            raise ValueError(
+                f"Image size {tuple(sample.shape[2:])} is not divisible by the downsample factor {f}; resize or "
+                f"crop to a multiple of {f} (this model was trained at {self.config.sample_size} px)."
+            )
+
+    def _quantize(self, sample: torch.Tensor):
+        self._check_sample(sample)
+        return self.quantizer(self.quant_conv(self.encoder(sample)))
+
+    def encode(self, sample: torch.Tensor, return_dict: bool = True) -> FVQEncoderOutput | tuple:
+        """`(B, C, H, W)` images -> quantized latents `(B, d, h, w)` and token ids `(B, h, w)`."""
+        quantized = self._quantize(sample)
+        if not return_dict:
+            return quantized.quantized, quantized.indices
+        return FVQEncoderOutput(latents=quantized.quantized, indices=quantized.indices)
+
+    def decode(self, latents: torch.Tensor, return_dict: bool = True) -> FVQDecoderOutput | tuple:
+        """Quantized latents `(B, d, h, w)` -> images `(B, C, H, W)`."""
+        if latents.ndim != 4 or latents.shape[1] != self.config.vq_embed_dim:
+            raise ValueError(f"Expected latents of shape (B, {self.config.vq_embed_dim}, h, w), got "
+                             f"{tuple(latents.shape)}; to decode token ids use `detokenize`.")
+        sample = self.decoder(self.post_quant_conv(latents.to(self.post_quant_conv.weight.dtype)))
+        return FVQDecoderOutput(sample=sample) if return_dict else (sample,)
+
+    def tokenize(self, sample: torch.Tensor) -> torch.LongTensor:
+        """`(B, C, H, W)` images in [-1, 1] -> `(B, H/f, W/f)` token ids."""
+        return self._quantize(sample).indices
+
+    def detokenize(self, indices: torch.LongTensor) -> torch.Tensor:
+        """`(B, h, w)` token ids -> `(B, C, h*f, w*f)` images; the inverse of `tokenize` up to reconstruction."""
+        return self.decode(self.quantizer.lookup(indices)).sample
+
+    def forward(self, sample: torch.Tensor, return_dict: bool = True) -> FVQModelOutput | tuple:
+        """Reconstruct `(B, C, H, W)` images; also returns the indices and the quantizer losses for training."""
+        quantized = self._quantize(sample)
+        reconstruction = self.decode(quantized.quantized).sample
+        output = FVQModelOutput(reconstruction, quantized.indices, quantized.codebook_loss,
+                                quantized.commitment_loss)
+        return output if return_dict else output.to_tuple()
+
+    @torch.no_grad()
+    def fold_bridge(self) -> FVQModel:
+        """An equivalent plain-VQ model: the bridged codebook written into its table, no bridge weights.
+
+        It gives the same indices and reconstructions as this model, at the inference cost of plain VQ
+        (the release's convert_fullvq2vq step).
+        """
+        folded = type(self).from_config({**self.config, "bridge_type": "none"})
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith("quantizer.")}
+        state["quantizer.embedding.weight"] = self.quantizer.codebook().detach().clone()
+        folded.load_state_dict(state, strict=True)
+        return folded.to(device=self.device).train(self.training)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> FVQModel:
+        """diffusers' `from_pretrained` that refuses weights which do not match the config.
+
+        diffusers only warns about missing weights (and leaves them on the meta device); here any missing,
+        unexpected or mismatched tensor is an error that names the tensors.
+        """
+        want_info = kwargs.pop("output_loading_info", False)
+        try:
+            model, info = super().from_pretrained(pretrained_model_name_or_path, output_loading_info=True, **kwargs)
+        except ValueError as error:
+            if "expected shape" not in str(error):
+                raise
+            raise ValueError(f"The weights in {pretrained_model_name_or_path} do not match its config.json: "
+                             f"{error}. Use the config.json that was saved with these weights.") from error
+        problems = {k: info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys") if info.get(k)}
+        if problems:
+            raise ValueError(f"The weights in {pretrained_model_name_or_path} do not match its config.json "
+                             f"({problems}). Use the config.json that was saved with these weights.")
+        return (model, info) if want_info else model

@@ -1,0 +1,172 @@
+"""Nearest-code vector quantizer over a (possibly bridged) codebook, with a memory-bounded search."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from diffusers.utils import BaseOutput
+from einops import rearrange
+from torch import nn
+
+from .bridge import BRIDGE_TYPES, LinearBridge, MLPBridge, VQBridge
+
+
+@dataclass
+class QuantizerOutput(BaseOutput):
+    """
+    Args:
+        quantized (`torch.Tensor` of shape `(B, d, h, w)`): nearest codes, with straight-through gradients to
+            the input.
+        indices (`torch.LongTensor` of shape `(B, h, w)`): code ids in `[0, K)`.
+        codebook_loss (`torch.Tensor`, scalar): `codebook_weight * mean((z_q - sg(z))^2)`; trains the codebook.
+        commitment_loss (`torch.Tensor`, scalar): `commitment_weight * mean((sg(z_q) - z)^2)`; trains the encoder.
+    """
+
+    quantized: torch.Tensor
+    indices: torch.LongTensor
+    codebook_loss: torch.Tensor
+    commitment_loss: torch.Tensor
+
+
+@torch.no_grad()
+def nearest_code(vectors: torch.Tensor, codebook: torch.Tensor, chunk_size: int = 4096) -> torch.LongTensor:
+    """Index of the nearest code by squared L2 distance, `(N, d), (K, d) -> (N,)`.
+
+    Vectors and codes are taken in blocks of `chunk_size`, keeping a running minimum, so the extra memory
+    is one `chunk_size x chunk_size` block whatever N and K are. Ties go to the lowest index, as in argmin.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}.")
+    if vectors.ndim != 2 or codebook.ndim != 2 or vectors.shape[1] != codebook.shape[1]:
+        raise ValueError(f"Expected (N, d) vectors and a (K, d) codebook, got {tuple(vectors.shape)} and "
+                         f"{tuple(codebook.shape)}.")
+    codebook = codebook.to(vectors.dtype)
+    # ||z||^2 is the same for every code of a row, so it does not change the argmin.
+    code_sq = codebook.pow(2).sum(dim=1)
+    indices = torch.empty(vectors.shape[0], dtype=torch.long, device=vectors.device)
+    for row in range(0, vectors.shape[0], chunk_size):
+        block = vectors[row : row + chunk_size]
+        best = torch.full((block.shape[0],), float("inf"), dtype=vectors.dtype, device=vectors.device)
+        best_index = torch.zeros(block.shape[0], dtype=torch.long, device=vectors.device)
+        for start in range(0, codebook.shape[0], chunk_size):
+            codes = codebook[start : start + chunk_size]
+            distance = torch.addmm(code_sq[start : start + chunk_size], block, codes.T, alpha=-2.0)
+            value, index = distance.min(dim=1)
+            closer = value < best
+            best = torch.where(closer, value, best)
+            best_index = torch.where(closer, index + start, best_index)
+        indices[row : row + chunk_size] = best_index
+    return indices
+
+
+class VectorQuantizer(nn.Module):
+    """Quantizes `(B, d, h, w)` latents to the nearest of K codes, where `codebook = bridge(table)`.
+
+    `bridge_type`: "vqbridge" (FVQ: trainable table + VQBridge), "linear" (SimVQ: frozen table + Linear),
+    "mlp" (VQGAN-LC-style: frozen table + MLP projector) or "none" (plain VQ: the table is the codebook).
+    With `l2_norm`, latents and codes are l2-normalised before the search (LlamaGen's default).
+    The search and the losses always run in fp32, also under autocast.
+    """
+
+    def __init__(
+        self,
+        codebook_size: int,
+        code_dim: int,
+        bridge_type: str = "vqbridge",
+        bridge_patch_size: int = 4,
+        bridge_hidden_size: int = 256,
+        bridge_depth: int = 2,
+        bridge_num_heads: int = 4,
+        bridge_mlp_ratio: float = 2.0,
+        l2_norm: bool = False,
+        codebook_weight: float = 1.0,
+        commitment_weight: float = 0.25,
+        search_chunk_size: int = 4096,
+    ) -> None:
+        super().__init__()
+        if bridge_type not in BRIDGE_TYPES:
+            raise ValueError(f"Unknown bridge_type {bridge_type!r}; choose one of {BRIDGE_TYPES}.")
+        if codebook_size < 1 or code_dim < 1:
+            raise ValueError(f"codebook_size and code_dim must be >= 1, got {codebook_size} and {code_dim}.")
+        if codebook_weight < 0 or commitment_weight < 0 or search_chunk_size < 1:
+            raise ValueError("codebook_weight and commitment_weight must be >= 0 and search_chunk_size >= 1.")
+        self.codebook_size = codebook_size
+        self.code_dim = code_dim
+        self.bridge_type = bridge_type
+        self.l2_norm = l2_norm
+        self.codebook_weight = codebook_weight
+        self.commitment_weight = commitment_weight
+        self.search_chunk_size = search_chunk_size
+
+        self.embedding = nn.Embedding(codebook_size, code_dim)
+        self.bridge: nn.Module | None = None
+        if bridge_type == "vqbridge":
+            self.bridge = VQBridge(codebook_size, code_dim, bridge_patch_size, bridge_hidden_size, bridge_depth,
+                                   bridge_num_heads, bridge_mlp_ratio)
+        elif bridge_type == "linear":
+            self.bridge = LinearBridge(code_dim)
+        elif bridge_type == "mlp":
+            self.bridge = MLPBridge(code_dim, bridge_hidden_size, bridge_depth)
+        self.reset_parameters()
+        # SimVQ and VQGAN-LC train only the projection; their table stays as initialised.
+        self.embedding.weight.requires_grad_(bridge_type in ("vqbridge", "none"))
+        self._cache: tuple[tuple, torch.Tensor] | None = None
+
+    def reset_parameters(self) -> None:
+        if self.bridge_type in ("linear", "mlp"):
+            # A frozen table needs spread-out codes: SimVQ's N(0, 1/d).
+            nn.init.normal_(self.embedding.weight, std=self.code_dim**-0.5)
+        else:
+            # As released (LlamaGen, FVQ): uniform(-1/K, 1/K).
+            nn.init.uniform_(self.embedding.weight, -1.0 / self.codebook_size, 1.0 / self.codebook_size)
+
+    def codebook(self) -> torch.Tensor:
+        """The `(K, d)` codebook used for quantization: `bridge(table)`, l2-normalised if configured.
+
+        Outside training and autograd the result is cached until a parameter changes in place.
+        """
+        cacheable = not (self.training or torch.is_grad_enabled())
+        key = tuple((p.data_ptr(), p._version) for p in self.parameters())
+        if cacheable and self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        table = self.embedding.weight.float()
+        with torch.autocast(table.device.type, enabled=False):
+            codebook = table if self.bridge is None else self.bridge(table)
+        if self.l2_norm:
+            codebook = F.normalize(codebook, dim=-1)
+        self._cache = (key, codebook) if cacheable else None
+        return codebook
+
+    def forward(self, latents: torch.Tensor) -> QuantizerOutput:
+        """`(B, d, h, w)` latents -> `QuantizerOutput` with `(B, d, h, w)` quantized and `(B, h, w)` indices."""
+        if latents.ndim != 4 or latents.shape[1] != self.code_dim:
+            raise ValueError(f"Expected latents of shape (B, {self.code_dim}, h, w), got {tuple(latents.shape)}.")
+        batch, _, height, width = latents.shape
+        with torch.autocast(latents.device.type, enabled=False):
+            z = rearrange(latents.float(), "b d h w -> (b h w) d")
+            if self.l2_norm:
+                z = F.normalize(z, dim=-1)
+            codebook = self.codebook()
+            indices = nearest_code(z.detach(), codebook.detach(), self.search_chunk_size)
+            z_q = codebook[indices]
+            codebook_loss = self.codebook_weight * F.mse_loss(z_q, z.detach())
+            commitment_loss = self.commitment_weight * F.mse_loss(z, z_q.detach())
+            z_q = z + (z_q - z).detach()  # straight-through estimator
+        quantized = rearrange(z_q, "(b h w) d -> b d h w", b=batch, h=height, w=width).to(latents.dtype)
+        indices = indices.view(batch, height, width)
+        return QuantizerOutput(quantized, indices, codebook_loss, commitment_loss)
+
+    def lookup(self, indices: torch.LongTensor) -> torch.Tensor:
+        """`(B, h, w)` code ids -> `(B, d, h, w)` codes of the (bridged) codebook."""
+        if indices.ndim != 3:
+            raise ValueError(f"Expected indices of shape (B, h, w), got {tuple(indices.shape)}.")
+        if indices.dtype.is_floating_point or indices.dtype == torch.bool or indices.is_complex():
+            raise ValueError(f"Expected integer token ids, got dtype {indices.dtype}.")
+        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.codebook_size):
+            raise ValueError(
+                f"Token ids must lie in [0, {self.codebook_size}); got ids from {int(indices.min())} to "
+                f"{int(indices.max())}. Were they made by a tokenizer with another codebook size?"
+            )
+        return rearrange(self.codebook()[indices.long()], "b h w d -> b d h w")

@@ -1,0 +1,49 @@
+"""Shared fixtures: tiny models that build in milliseconds on a CPU."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+# No test may reach the network: the Hub, Gradio's analytics and telemetry stay off.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+TINY_CONFIG = dict(
+    sample_size=32,
+    block_out_channels=(32, 32, 64),
+    layers_per_block=1,
+    latent_channels=32,
+    num_vq_embeddings=256,
+    vq_embed_dim=8,
+    bridge_type="vqbridge",
+    bridge_patch_size=4,
+    bridge_hidden_size=32,
+    bridge_num_heads=2,
+    search_chunk_size=64,
+)
+
+
+def make_tiny_model(seed: int = 0, **overrides):
+    """A seeded FVQModel with downsample 4, K = 256 (16 x 16 grid), d = 8."""
+    from fvq_hf import FVQModel
+
+    torch.manual_seed(seed)
+    return FVQModel(**{**TINY_CONFIG, **overrides})
+
+
+@pytest.fixture
+def tiny_model():
+    return make_tiny_model()
+
+
+def perturb_bridge(model) -> None:
+    """Give a VQBridge's zero-initialised recover layer non-zero weights, as after a first training step."""
+    bridge = model.quantizer.bridge
+    with torch.no_grad():
+        bridge.proj_out.weight.normal_(std=0.05)
+        bridge.proj_out.bias.normal_(std=0.05)

@@ -1,0 +1,182 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from fvq_hf import FVQModel
+
+from ..conftest import TINY_CONFIG, make_tiny_model, perturb_bridge
+
+
+def _images(n=2, size=32, seed=1):
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def test_shapes(tiny_model):
+    x = _images()
+    out = tiny_model(x)
+    assert out.sample.shape == x.shape
+    assert out.indices.shape == (2, 8, 8) and out.indices.dtype == torch.long
+    assert tiny_model.downsample_factor == 4 and tiny_model.token_shape(32, 48) == (8, 12)
+    enc = tiny_model.encode(_images(1, 48))
+    assert enc.latents.shape == (1, 8, 12, 12) and enc.indices.shape == (1, 12, 12)
+
+
+def test_encode_decode_tokenize_detokenize_agree(tiny_model):
+    perturb_bridge(tiny_model)
+    tiny_model.eval()
+    x = _images()
+    with torch.no_grad():
+        enc = tiny_model.encode(x)
+        indices = tiny_model.tokenize(x)
+        assert torch.equal(indices, enc.indices)
+        from_latents = tiny_model.decode(enc.latents).sample
+        from_indices = tiny_model.detokenize(indices)
+        forward = tiny_model(x).sample
+    torch.testing.assert_close(from_indices, from_latents)
+    torch.testing.assert_close(forward, from_latents)
+
+
+def test_return_dict_false_gives_the_same_fields(tiny_model):
+    x = _images()
+    with torch.no_grad():
+        latents, indices = tiny_model.encode(x, return_dict=False)
+        (sample,) = tiny_model.decode(latents, return_dict=False)
+        out = tiny_model(x, return_dict=False)
+    assert len(out) == 4 and torch.equal(out[1], indices)
+    torch.testing.assert_close(out[0], sample)
+
+
+def test_straight_through_gradients_reach_the_encoder(tiny_model):
+    out = tiny_model(_images())
+    out.sample.pow(2).mean().backward()  # the reconstruction loss alone, no commitment term
+    grads = [p.grad for p in tiny_model.encoder.parameters()]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("bridge_type", ["vqbridge", "linear", "mlp", "none"])
+def test_fold_bridge_is_equivalent(bridge_type, tmp_path):
+    model = make_tiny_model(bridge_type=bridge_type, codebook_l2_norm=bridge_type == "mlp")
+    if bridge_type == "vqbridge":
+        perturb_bridge(model)
+    model.eval()
+    folded = model.fold_bridge()
+    assert folded.config.bridge_type == "none" and folded.quantizer.bridge is None
+    x = _images(3)
+    with torch.no_grad():
+        a, b = model(x), folded(x)
+    assert torch.equal(a.indices, b.indices)
+    torch.testing.assert_close(b.sample, a.sample, rtol=1e-5, atol=1e-5)
+    folded.save_pretrained(tmp_path)
+    keys = load_file(tmp_path / "diffusion_pytorch_model.safetensors").keys()
+    assert not [k for k in keys if "bridge" in k]
+    assert json.loads((tmp_path / "config.json").read_text())["bridge_type"] == "none"
+
+
+def test_save_load_round_trip_is_exact(tiny_model, tmp_path):
+    perturb_bridge(tiny_model)
+    tiny_model.save_pretrained(tmp_path)
+    assert (tmp_path / "diffusion_pytorch_model.safetensors").exists()
+    loaded, info = FVQModel.from_pretrained(tmp_path, output_loading_info=True)
+    assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys"))
+    for (name, a), (_, b) in zip(tiny_model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert loaded.config.block_out_channels == (32, 32, 64)  # tuples survive the JSON round trip
+    x = _images()
+    tiny_model.eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(x).sample, tiny_model(x).sample)
+
+
+def test_frozen_table_stays_frozen_after_loading(tmp_path):
+    make_tiny_model(bridge_type="linear").save_pretrained(tmp_path)
+    assert not FVQModel.from_pretrained(tmp_path).quantizer.embedding.weight.requires_grad
+
+
+def test_torch_dtype_keeps_the_quantizer_in_fp32(tiny_model, tmp_path):
+    tiny_model.save_pretrained(tmp_path)
+    model = FVQModel.from_pretrained(tmp_path, torch_dtype=torch.bfloat16)
+    assert model.encoder.conv_in.weight.dtype == torch.bfloat16
+    assert model.quantizer.embedding.weight.dtype == torch.float32
+    with torch.no_grad():
+        assert model(_images().bfloat16()).sample.dtype == torch.bfloat16
+
+
+def test_push_to_hub_is_available():
+    assert callable(FVQModel.push_to_hub)
+
+
+# ---- bad input -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("shape", "match"),
+    [((1, 3, 30, 32), "not divisible by the downsample factor 4"), ((1, 1, 32, 32), r"\(B, 3, H, W\)"),
+     ((3, 32, 32), r"\(B, 3, H, W\)")],
+)
+def test_bad_image_shapes(tiny_model, shape, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_model.encode(torch.zeros(shape))
+
+
+def test_non_tensor_input(tiny_model):
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        tiny_model.tokenize([[0.0]])
+
+
+def test_out_of_range_token_ids(tiny_model):
+    with pytest.raises(ValueError, match=r"\[0, 256\)"):
+        tiny_model.detokenize(torch.full((1, 8, 8), 256))
+
+
+def test_decode_rejects_indices_with_a_hint(tiny_model):
+    with pytest.raises(ValueError, match="detokenize"):
+        tiny_model.decode(torch.zeros(1, 8, 8, dtype=torch.long))
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        (dict(block_out_channels=(32, 48)), "multiple of norm_num_groups"),
+        (dict(block_out_channels=()), "at least one level"),
+        (dict(sample_size=30), "multiple of the downsample factor"),
+        (dict(bridge_type="simvq"), "Unknown bridge_type"),
+        (dict(num_vq_embeddings=250), "multiple of bridge_patch_size"),
+        (dict(dropout=1.5), "dropout"),
+        (dict(latent_channels=0), ">= 1"),
+    ],
+)
+def test_impossible_configs(override, match):
+    with pytest.raises(ValueError, match=match):
+        FVQModel(**{**TINY_CONFIG, **override})
+
+
+def test_weights_that_do_not_match_the_config(tiny_model, tmp_path):
+    tiny_model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["num_vq_embeddings"] = 512
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="do not match its config.json"):
+        FVQModel.from_pretrained(tmp_path)
+
+
+def test_missing_weights_are_an_error(tiny_model, tmp_path):
+    tiny_model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["bridge_type"] = "linear"  # expects bridge.linear.*, the file has the VQBridge
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="do not match its config.json"):
+        FVQModel.from_pretrained(tmp_path)
+
+
+def test_corrupt_weights_file(tiny_model, tmp_path):
+    tiny_model.save_pretrained(tmp_path)
+    (tmp_path / "diffusion_pytorch_model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(OSError, match="diffusion_pytorch_model.safetensors"):
+        FVQModel.from_pretrained(tmp_path)
+
+
+def test_folder_without_config(tmp_path):
+    with pytest.raises(OSError, match="config.json"):
+        FVQModel.from_pretrained(tmp_path)

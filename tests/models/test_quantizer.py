@@ -1,0 +1,143 @@
+import pytest
+import torch
+
+from fvq_hf.models.quantizer import VectorQuantizer, nearest_code
+
+
+def _quantizer(bridge_type="vqbridge", **kwargs):
+    torch.manual_seed(0)
+    kw = dict(bridge_patch_size=4, bridge_hidden_size=32, bridge_num_heads=2, search_chunk_size=50)
+    return VectorQuantizer(256, 8, bridge_type, **{**kw, **kwargs})
+
+
+@pytest.mark.parametrize(("n", "k", "chunk"), [(1000, 777, 64), (5, 4096, 1000), (300, 3, 7), (257, 256, 1)])
+def test_chunked_search_equals_brute_force(n, k, chunk):
+    torch.manual_seed(0)
+    z = torch.randn(n, 8, dtype=torch.float64)
+    codebook = torch.randn(k, 8, dtype=torch.float64)
+    expected = torch.cdist(z, codebook).argmin(dim=1)
+    assert torch.equal(nearest_code(z, codebook, chunk_size=chunk), expected)
+
+
+def test_search_ties_go_to_the_lowest_index():
+    codebook = torch.zeros(10, 4)
+    codebook[7] = 5.0
+    assert nearest_code(torch.zeros(3, 4), codebook, chunk_size=3).tolist() == [0, 0, 0]
+
+
+def test_search_bad_shapes():
+    with pytest.raises(ValueError, match=r"\(N, d\)"):
+        nearest_code(torch.randn(4, 8), torch.randn(10, 7))
+    with pytest.raises(ValueError, match="chunk_size"):
+        nearest_code(torch.randn(4, 8), torch.randn(10, 8), chunk_size=0)
+
+
+def test_forward_quantizes_to_codebook_entries():
+    vq = _quantizer("none")
+    z = torch.randn(2, 8, 3, 5)
+    out = vq(z)
+    assert out.quantized.shape == (2, 8, 3, 5) and out.indices.shape == (2, 3, 5)
+    assert out.indices.dtype == torch.long
+    codes = vq.codebook()[out.indices]  # (B, h, w, d)
+    torch.testing.assert_close(out.quantized.permute(0, 2, 3, 1), codes)
+    torch.testing.assert_close(vq.lookup(out.indices), out.quantized)
+    # Losses as released: codebook weight 1, commitment 0.25.
+    mse = (out.quantized - z).pow(2).mean()
+    torch.testing.assert_close(out.codebook_loss, mse)
+    torch.testing.assert_close(out.commitment_loss, 0.25 * mse)
+
+
+def test_straight_through_gradient_reaches_the_input():
+    vq = _quantizer("none")
+    z = torch.randn(2, 8, 4, 4, requires_grad=True)
+    weight = torch.randn(2, 8, 4, 4)
+    (vq(z).quantized * weight).sum().backward()
+    torch.testing.assert_close(z.grad, weight)  # identity gradient through the STE
+
+
+def _table_grad_rows(vq, z):
+    out = vq(z)
+    (out.codebook_loss + out.commitment_loss).backward()
+    grad = vq.embedding.weight.grad
+    return out, (grad.abs().sum(dim=1) > 0) if grad is not None else torch.zeros(256, dtype=torch.bool)
+
+
+def test_vqbridge_gives_gradient_to_every_code_in_one_step():
+    vq = _quantizer("vqbridge")
+    with torch.no_grad():  # as after the first optimizer step: the zero-initialised recover layer has moved
+        vq.bridge.proj_out.weight.normal_(std=0.05)
+    z = torch.randn(1, 8, 2, 2)  # 4 tokens hit at most 4 of the 256 codes
+    out, rows = _table_grad_rows(vq, z)
+    assert out.indices.unique().numel() <= 4
+    assert rows.all()
+
+
+def test_plain_vq_gives_gradient_only_to_hit_codes():
+    vq = _quantizer("none")
+    z = torch.randn(1, 8, 2, 2)
+    out, rows = _table_grad_rows(vq, z)
+    assert set(rows.nonzero().flatten().tolist()) == set(out.indices.flatten().tolist())
+
+
+@pytest.mark.parametrize("bridge_type", ["linear", "mlp"])
+def test_baselines_freeze_the_table_and_train_the_projection(bridge_type):
+    vq = _quantizer(bridge_type, bridge_depth=2)
+    assert not vq.embedding.weight.requires_grad
+    out = vq(torch.randn(1, 8, 2, 2))
+    out.codebook_loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in vq.bridge.parameters() if p.dim() == 2)
+
+
+def test_l2_norm_normalises_codes_and_latents():
+    vq = _quantizer("none", l2_norm=True)
+    out = vq(torch.randn(2, 8, 3, 3) * 10)
+    torch.testing.assert_close(vq.codebook().norm(dim=1), torch.ones(256))
+    torch.testing.assert_close(out.quantized.norm(dim=1), torch.ones(2, 3, 3))
+
+
+def test_codebook_cache_is_invalidated_by_a_weight_change():
+    vq = _quantizer("linear").eval()
+    with torch.no_grad():
+        first = vq.codebook()
+        assert vq.codebook() is first  # cached in inference
+        vq.bridge.linear.weight.mul_(2.0)
+        assert not torch.equal(vq.codebook(), first)
+    vq.train()
+    assert vq.codebook() is not vq.codebook()  # never cached while training
+
+
+def test_quantizer_runs_in_fp32_under_autocast():
+    vq = _quantizer("vqbridge")
+    z = torch.randn(1, 8, 2, 2, dtype=torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = vq(z)
+    assert out.quantized.dtype == torch.bfloat16 and out.codebook_loss.dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    ("indices", "match"),
+    [
+        (torch.tensor([[[0, 256]]]), r"\[0, 256\)"),
+        (torch.tensor([[[-1, 3]]]), r"\[0, 256\)"),
+        (torch.zeros(1, 2, 2, dtype=torch.float32), "integer"),
+        (torch.zeros(4, dtype=torch.long), r"\(B, h, w\)"),
+    ],
+)
+def test_lookup_rejects_bad_ids(indices, match):
+    with pytest.raises(ValueError, match=match):
+        _quantizer("none").lookup(indices)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(bridge_type="vq"), dict(codebook_size=0), dict(commitment_weight=-1.0), dict(search_chunk_size=0)],
+)
+def test_bad_quantizer_config(kwargs):
+    args = {**dict(codebook_size=256, code_dim=8, bridge_type="none"), **kwargs}
+    with pytest.raises(ValueError):
+        VectorQuantizer(**args)
+
+
+def test_wrong_latent_shape():
+    with pytest.raises(ValueError, match=r"\(B, 8, h, w\)"):
+        _quantizer("none")(torch.randn(2, 7, 3, 3))

@@ -1,0 +1,46 @@
+import inspect
+from pathlib import Path
+
+import pytest
+import torch
+
+from fvq_hf import FVQModel
+
+HUB_CONFIGS = sorted(p for p in (Path(__file__).parents[1] / "hub_configs").iterdir() if p.is_dir())
+PUBLISHED = {"fvq-16k": (16384, 4), "fvq-65k": (65536, 8), "fvq-262k": (262144, 8)}
+
+
+def test_published_variants_are_present():
+    assert set(PUBLISHED) <= {p.name for p in HUB_CONFIGS}
+
+
+@pytest.mark.parametrize("folder", HUB_CONFIGS, ids=lambda p: p.name)
+def test_every_folder_has_a_config_and_a_card(folder):
+    config = FVQModel.load_config(folder)
+    assert config["_class_name"] == "FVQModel"
+    card = (folder / "README.md").read_text()
+    assert card.startswith("---\n") and "library_name: fvq-hf" in card and folder.name in card
+    # Every key is a constructor argument: nothing in a hub config is silently ignored.
+    init_keys = set(inspect.signature(FVQModel.__init__).parameters) - {"self"}
+    assert {k for k in config if not k.startswith("_")} == init_keys
+
+
+@pytest.mark.parametrize("folder", [p for p in HUB_CONFIGS if p.name not in PUBLISHED], ids=lambda p: p.name)
+def test_small_configs_build_and_run(folder):
+    model = FVQModel.from_config(FVQModel.load_config(folder)).eval()
+    size = model.config.sample_size
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, size, size))
+    assert out.sample.shape == (1, 3, size, size)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", PUBLISHED)
+def test_published_variants_build_on_a_cpu(name):
+    codebook_size, patch = PUBLISHED[name]
+    model = FVQModel.from_config(FVQModel.load_config(Path(__file__).parents[1] / "hub_configs" / name))
+    assert model.codebook_size == codebook_size and model.quantizer.bridge.config.patch_size == patch
+    assert model.config.block_out_channels == (128, 128, 256, 256, 512) and model.downsample_factor == 16
+    assert model.config.vq_embed_dim == 256 and not model.config.codebook_l2_norm
+    bridge_params = sum(p.numel() for p in model.quantizer.bridge.parameters())
+    assert bridge_params == {4: 3_153_664, 8: 9_457_408}[patch]
