@@ -12,6 +12,7 @@ from .models import (
     VQBridge,
     nearest_code,
 )
+from .pipelines import FVQPipeline, FVQPipelineOutput
 
 __version__ = "0.1.0"
 
@@ -20,6 +21,8 @@ __all__ = [
     "FVQEncoderOutput",
     "FVQModel",
     "FVQModelOutput",
+    "FVQPipeline",
+    "FVQPipelineOutput",
     "LinearBridge",
     "MLPBridge",
     "QuantizerOutput",

@@ -10,8 +10,10 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
+from huggingface_hub import constants
 from torch import nn
 
+from ..model_card import load_evaluation, push_with_card, tokenizer_card
 from .autoencoder import Decoder, Encoder
 from .quantizer import VectorQuantizer
 
@@ -73,7 +75,8 @@ class FVQModel(ModelMixin, ConfigMixin):
         bridge_type: "vqbridge" (FVQ), "linear" (SimVQ), "mlp" (VQGAN-LC-style) or "none" (plain VQ).
         bridge_patch_size, bridge_hidden_size, bridge_depth, bridge_num_heads, bridge_mlp_ratio: the VQBridge
             (the MLP bridge uses hidden size and depth).
-        codebook_l2_norm: l2-normalise latents and codes before the search (LlamaGen's default with d = 8).
+        codebook_l2_norm: l2-normalise latents and codes before the search (LlamaGen's default with d = 8; not
+            with a VQBridge, whose all-zero initial codebook has no direction to normalise).
         codebook_weight, commitment_weight: weights of the two quantizer losses (1.0 and 0.25 as released).
         search_chunk_size: block size of the nearest-code search; memory is O(chunk^2), not O(N K).
     """
@@ -203,6 +206,20 @@ class FVQModel(ModelMixin, ConfigMixin):
         folded.load_state_dict(state, strict=True)
         return folded.to(device=self.device).train(self.training)
 
+    def model_card(self, repo_id: str | None = None, evaluations: dict | None = None):
+        """A `huggingface_hub.ModelCard`: the config, a usage snippet, and the measured metrics.
+
+        Without `evaluations`, those saved next to the weights this model was loaded from are used.
+        """
+        saved, training = load_evaluation(self.config.get("_name_or_path"))
+        return tokenizer_card(self.config, repo_id, evaluations or saved, training)
+
+    def push_to_hub(self, repo_id: str, commit_message: str | None = None, private: bool | None = None,
+                    token: str | None = None, create_pr: bool = False, evaluations: dict | None = None) -> str:
+        """Upload config, safetensors weights and a generated model card (see `model_card`)."""
+        return push_with_card(self, repo_id, self.model_card(repo_id, evaluations), commit_message or "Upload FVQModel",
+                              private, token, create_pr)
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> FVQModel:
         """diffusers' `from_pretrained` that refuses weights which do not match the config.
@@ -218,6 +235,13 @@ class FVQModel(ModelMixin, ConfigMixin):
                 raise
             raise ValueError(f"The weights in {pretrained_model_name_or_path} do not match its config.json: "
                              f"{error}. Use the config.json that was saved with these weights.") from error
+        except OSError as error:
+            if os.path.isdir(pretrained_model_name_or_path):
+                raise
+            offline = "HF_HUB_OFFLINE is set, and it is not in the local cache" if constants.HF_HUB_OFFLINE else \
+                "it could not be fetched from the Hub or found in the local cache"
+            raise OSError(f"{pretrained_model_name_or_path} is not a local folder, and {offline} ({error}). Check the "
+                          "id (and subfolder / revision), or download it once while online.") from error
         problems = {k: info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys") if info.get(k)}
         if problems:
             raise ValueError(f"The weights in {pretrained_model_name_or_path} do not match its config.json "

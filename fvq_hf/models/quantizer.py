@@ -92,6 +92,12 @@ class VectorQuantizer(nn.Module):
             raise ValueError(f"codebook_size and code_dim must be >= 1, got {codebook_size} and {code_dim}.")
         if codebook_weight < 0 or commitment_weight < 0 or search_chunk_size < 1:
             raise ValueError("codebook_weight and commitment_weight must be >= 0 and search_chunk_size >= 1.")
+        if l2_norm and bridge_type == "vqbridge":
+            # The VQBridge's zero-initialised output sits at the singular point of the normalisation: the first
+            # gradients are ~1e12 and training diverges (measured). The released FVQ runs use no l2-norm.
+            raise ValueError("codebook_l2_norm=True cannot be combined with bridge_type='vqbridge': the bridge starts "
+                             "from an all-zero codebook, where l2-normalisation has no gradient to give. Use "
+                             "codebook_l2_norm=False, as the released FVQ models do.")
         self.codebook_size = codebook_size
         self.code_dim = code_dim
         self.bridge_type = bridge_type

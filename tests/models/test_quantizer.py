@@ -141,3 +141,8 @@ def test_bad_quantizer_config(kwargs):
 def test_wrong_latent_shape():
     with pytest.raises(ValueError, match=r"\(B, 8, h, w\)"):
         _quantizer("none")(torch.randn(2, 7, 3, 3))
+
+
+def test_l2_norm_with_a_vqbridge_is_refused():
+    with pytest.raises(ValueError, match="codebook_l2_norm=False"):
+        VectorQuantizer(256, 8, "vqbridge", l2_norm=True)

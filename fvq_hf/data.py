@@ -1,0 +1,251 @@
+"""Image sources for training and evaluation: the builtin photos, image folders and Hugging Face datasets.
+
+`--data` takes one of:
+- `builtin` / `builtin:train`: the natural photos that ship inside scikit-image (no download), without
+  their held-out bottom strips;
+- `builtin:heldout`: the bottom `HELDOUT_FRACTION` of those same photos, never trained on (the training
+  distribution, unseen pixels);
+- `builtin:unseen`: photos that training never sees at all (a different distribution);
+- a folder of image files (searched recursively);
+- a `datasets` dataset: a folder written by `Dataset.save_to_disk`, or `hf:<name>[:<split>]` from the Hub
+  or its local cache.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .image_io import IMAGE_EXTENSIONS, ImageReadError, load_image, pil_to_tensor, resize_center_crop, to_rgb
+
+logger = logging.getLogger(__name__)
+
+# scikit-image's bundled photos. Grayscale ones are used as RGB. `cat` is the same photo as `chelsea`.
+BUILTIN_TRAIN = ("astronaut", "chelsea", "hubble_deep_field", "immunohistochemistry", "retina", "camera",
+                 "coins", "moon", "grass", "gravel", "brick", "clock", "page", "text")
+BUILTIN_UNSEEN = ("coffee", "rocket", "motorcycle_right")
+HELDOUT_FRACTION = 0.2
+
+
+def _skimage_photo(name: str) -> Image.Image:
+    try:
+        from skimage import data
+    except ImportError as error:
+        raise ImportError("The builtin photos come from scikit-image: pip install 'fvq-hf[train]'.") from error
+    if name.startswith("motorcycle_"):
+        left, right, _ = data.stereo_motorcycle()
+        array = left if name.endswith("left") else right
+    else:
+        array = getattr(data, name)()
+    if array.dtype != np.uint8:
+        array = (array * 255).astype(np.uint8) if array.dtype == np.bool_ else array.astype(np.uint8)
+    return to_rgb(Image.fromarray(array))
+
+
+def builtin_photos(split: str = "train") -> list[tuple[str, Image.Image]]:
+    """`(name, RGB image)` pairs of the builtin set: "train", "heldout" or "unseen" (see module docstring)."""
+    if split == "unseen":
+        return [(name, _skimage_photo(name)) for name in BUILTIN_UNSEEN]
+    if split not in ("train", "heldout"):
+        raise ValueError(f"Unknown builtin split {split!r}; use builtin:train, builtin:heldout or builtin:unseen.")
+    photos = []
+    for name in BUILTIN_TRAIN:
+        image = _skimage_photo(name)
+        cut = image.height - round(image.height * HELDOUT_FRACTION)
+        box = (0, 0, image.width, cut) if split == "train" else (0, cut, image.width, image.height)
+        photos.append((f"{name}:{split}", image.crop(box)))
+    return photos
+
+
+class ImageFolder:
+    """The image files under a folder (recursively, sorted); unreadable files are logged by name and skipped."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"Data folder {self.root} does not exist.")
+        self.paths = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        if not self.paths:
+            raise ValueError(f"No image files ({', '.join(IMAGE_EXTENSIONS)}) under {self.root}.")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> Image.Image:
+        return load_image(self.paths[index])
+
+
+class HFImageDataset:
+    """Images of a `datasets` dataset's image column (PIL images, or paths/bytes decoded by `datasets`)."""
+
+    def __init__(self, name_or_path: str, split: str = "train", image_column: str | None = None) -> None:
+        try:
+            import datasets
+        except ImportError as error:
+            raise ImportError("Hugging Face datasets need `pip install datasets` (in fvq-hf[train]).") from error
+        path = Path(name_or_path)
+        if path.is_dir():
+            loaded = datasets.load_from_disk(str(path))
+            dataset = loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
+        else:
+            dataset = datasets.load_dataset(name_or_path, split=split)
+        columns = [c for c, f in dataset.features.items() if isinstance(f, datasets.Image)]
+        column = image_column or (columns[0] if columns else None)
+        if column is None or column not in dataset.column_names:
+            raise ValueError(f"Dataset {name_or_path} has no image column {image_column or ''} "
+                             f"(columns: {dataset.column_names}); pass --image-column.")
+        self.dataset, self.column = dataset, column
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Image.Image:
+        return to_rgb(self.dataset[index][self.column])
+
+
+class PhotoList:
+    """A fixed list of in-memory images, sharing the interface of `ImageFolder`."""
+
+    def __init__(self, photos: Sequence[tuple[str, Image.Image]]) -> None:
+        self.names = [name for name, _ in photos]
+        self.images = [image for _, image in photos]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> Image.Image:
+        return self.images[index]
+
+
+def open_source(data: str, split: str = "train", image_column: str | None = None):
+    """Resolve a `--data` value to an indexable source of RGB PIL images (see module docstring)."""
+    if data == "builtin" or data.startswith("builtin:"):
+        return PhotoList(builtin_photos(data.partition(":")[2] or "train"))
+    if data.startswith("hf:"):
+        name, _, hf_split = data[3:].partition(":")
+        return HFImageDataset(name, hf_split or split, image_column)
+    path = Path(data)
+    if path.is_dir() and ((path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()):
+        return HFImageDataset(str(path), split, image_column)
+    if not path.exists():
+        raise FileNotFoundError(f"--data {data!r} is neither 'builtin[:train|heldout|unseen]', 'hf:<name>', nor an "
+                                "existing folder.")
+    return ImageFolder(path)
+
+
+def _readable(source, index: int) -> Image.Image | None:
+    try:
+        return source[index]
+    except ImageReadError as error:
+        logger.warning("Skipping unreadable image: %s", error)
+        return None
+
+
+class RandomCrops(torch.utils.data.Dataset):
+    """Random square crops of a source's images, resized to `resolution`, with random horizontal flips.
+
+    Item i of epoch e is a pure function of (seed, e, i): image i % len(source), a crop side drawn
+    uniformly between `resolution` (or the shorter side, if smaller) and the shorter side, so the photos
+    are seen at many scales. Determinism per item keeps resumed runs exact. `length` sets how many crops
+    make an epoch (default: one per image).
+    """
+
+    def __init__(self, source, resolution: int, length: int | None = None, seed: int = 0) -> None:
+        if len(source) == 0:
+            raise ValueError("The training data holds no images.")
+        self.source, self.resolution, self.seed, self.epoch = source, resolution, seed, 0
+        self.length = length or len(source)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        """`(3, resolution, resolution)` in [-1, 1]."""
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        image = None
+        for attempt in range(len(self.source)):
+            image = _readable(self.source, (index + attempt) % len(self.source))
+            if image is not None:
+                break
+        if image is None:
+            raise ValueError("No image of the training data could be read.")
+        short = min(image.size)
+        side = int(rng.integers(min(self.resolution, short), short + 1))
+        left = int(rng.integers(0, image.width - side + 1))
+        top = int(rng.integers(0, image.height - side + 1))
+        crop = image.crop((left, top, left + side, top + side)).resize(
+            (self.resolution, self.resolution), Image.Resampling.BICUBIC)
+        if rng.random() < 0.5:
+            crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        return pil_to_tensor(crop)
+
+
+def tiles(image: Image.Image, resolution: int, scales: Sequence[float] = (1.0,)) -> list[Image.Image]:
+    """Non-overlapping `resolution`-sized tiles of an image resized by each scale (partial borders dropped)."""
+    out = []
+    for scale in scales:
+        width, height = round(image.width * scale), round(image.height * scale)
+        if min(width, height) < resolution:
+            continue
+        scaled = image.resize((width, height), Image.Resampling.BICUBIC) if scale != 1.0 else image
+        for top in range(0, height - resolution + 1, resolution):
+            for left in range(0, width - resolution + 1, resolution):
+                out.append(scaled.crop((left, top, left + resolution, top + resolution)))
+    return out
+
+
+# Builtin evaluation tiles each held-out photo at these scales: the held-out pixels are few, and several
+# scales give more (and different) tokens to count codes on. Other data uses `resize_center_crop`.
+BUILTIN_EVAL_SCALES = (1.0, 0.75, 0.5, 0.375, 0.25)
+
+
+class EvalImages(torch.utils.data.Dataset):
+    """Deterministic evaluation images of a `--data` source at the model's resolution, `(3, R, R)` in [-1, 1].
+
+    Builtin photos are cut into tiles at `BUILTIN_EVAL_SCALES`; any other image is resized and centre-cropped
+    (the `fvq_hf.image_io` policy). Unreadable files are reported by name and skipped.
+    """
+
+    def __init__(self, data: str, resolution: int, split: str = "train", image_column: str | None = None,
+                 limit: int | None = None) -> None:
+        source = open_source(data, split, image_column)
+        self.skipped: list[str] = []
+        if isinstance(source, PhotoList):
+            self.images = [t for image in source.images for t in tiles(image, resolution, BUILTIN_EVAL_SCALES)]
+            self._get: Callable[[int], Image.Image] = self.images.__getitem__
+            count = len(self.images)
+        else:
+            self.source, self.resolution = source, resolution
+            count = len(source)
+            self._get = self._crop
+        self.indices = list(range(count if limit is None else min(limit, count)))
+        if isinstance(source, ImageFolder):
+            readable = []
+            for i in self.indices:
+                try:
+                    with Image.open(source.paths[i]) as probe:
+                        probe.verify()
+                    readable.append(i)
+                except Exception as error:  # PIL raises many types for broken files
+                    self.skipped.append(str(source.paths[i]))
+                    logger.warning("Skipping unreadable image %s (%s)", source.paths[i], error)
+            self.indices = readable
+        if not self.indices:
+            raise ValueError(f"No readable images in --data {data!r}.")
+
+    def _crop(self, index: int) -> Image.Image:
+        return resize_center_crop(self.source[index], self.resolution)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return pil_to_tensor(self._get(self.indices[index]))

@@ -1,0 +1,175 @@
+"""`fvq-eval`: measure a tokenizer over all tokens of a data set.
+
+    fvq-eval --model outputs/fvq-cpu-4k/model --data builtin:unseen --json eval.json --save-usage usage.json
+
+Reports usage (distinct codes / K over every token), perplexity, num_tokens, PSNR and SSIM, and LPIPS /
+rFID when their weights are available; when they are not, the JSON's `notes` and stderr say what is
+missing, and no value is reported for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..data import EvalImages
+from ..losses.lpips import LPIPS, find_lpips_weights
+from ..models import FVQModel
+from .metrics import CodeCounter, ImageQuality
+
+logger = logging.getLogger(__name__)
+
+
+def load_model(name_or_path: str, device: torch.device | str = "cpu") -> FVQModel:
+    """A model folder, a training output folder (its `model/`), or a hub id."""
+    path = Path(name_or_path)
+    if path.is_dir() and not (path / "config.json").exists() and (path / "model" / "config.json").exists():
+        path = path / "model"
+    if path.exists():
+        return FVQModel.from_pretrained(path).to(device).eval()
+    try:
+        return FVQModel.from_pretrained(name_or_path).to(device).eval()
+    except OSError as error:
+        raise FileNotFoundError(f"--model {name_or_path} is neither a local model folder nor a hub id that can be "
+                                f"loaded ({error}).") from error
+
+
+def _fid_metric(inception_weights: str | None, device):
+    """torchmetrics' FID with the FID Inception weights, or (None, why not)."""
+    if not inception_weights or not Path(inception_weights).is_file():
+        return None, ("rFID unavailable: pass --inception-weights PATH to the FID Inception weights "
+                      "(pt_inception-2015-12-05-6726825d.pth); they cannot be downloaded here.")
+    try:
+        from torchmetrics.image.fid import FrechetInceptionDistance
+
+        fid = FrechetInceptionDistance(feature=2048, normalize=True,
+                                       feature_extractor_weights_path=inception_weights)
+    except (ImportError, ModuleNotFoundError) as error:
+        return None, f"rFID unavailable: torchmetrics' FID needs torch-fidelity ({error})."
+    return fid.to(device), ""
+
+
+@torch.no_grad()
+def evaluate(model: FVQModel, images: torch.utils.data.Dataset, batch_size: int = 32, lpips: LPIPS | None = None,
+             fid=None, progress: bool = False) -> tuple[dict, CodeCounter]:
+    """Tokenize and reconstruct every image; returns the metrics and the per-code counts."""
+    device = model.device
+    counter = CodeCounter(model.codebook_size, device)
+    quality = ImageQuality(device)
+    lpips_sum, seen = 0.0, 0
+    loader = DataLoader(images, batch_size=batch_size, shuffle=False)
+    if progress:
+        from tqdm.auto import tqdm
+
+        loader = tqdm(loader, desc="evaluating", unit="batch", file=sys.stderr)
+    for batch in loader:
+        batch = batch.to(device)
+        encoded = model.encode(batch)
+        reconstruction = model.decode(encoded.latents).sample.float().clamp(-1, 1)
+        counter.update(encoded.indices)
+        quality.update(batch, reconstruction)
+        if lpips is not None:
+            lpips_sum += float(lpips(reconstruction, batch).sum())
+        if fid is not None:
+            fid.update((batch + 1) / 2, real=True)
+            fid.update((reconstruction + 1) / 2, real=False)
+        seen += batch.shape[0]
+    metrics: dict = {**counter.summary(), **quality.compute(), "num_images": seen}
+    if lpips is not None:
+        metrics["lpips"] = lpips_sum / max(seen, 1)
+    if fid is not None:
+        metrics["rfid"] = float(fid.compute())
+    return metrics, counter
+
+
+def format_table(rows: dict[str, dict]) -> str:
+    """A markdown table of metrics, one row per evaluated data set."""
+    columns = ["usage", "perplexity", "num_tokens", "tokens_per_code", "psnr", "ssim", "lpips", "rfid"]
+    lines = ["| data | " + " | ".join(columns) + " |", "| --- |" + " --- |" * len(columns)]
+    for name, metrics in rows.items():
+        cells = []
+        for c in columns:
+            v = metrics.get(c)
+            cells.append("n/a" if v is None else f"{v:.2%}" if c == "usage" else
+                         f"{v:,}" if isinstance(v, int) else f"{v:.4f}" if math.isfinite(v) else str(v))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def save_usage(path: str | Path, counter: CodeCounter, model: str, data: str) -> None:
+    """The per-code counts as JSON (read by the Space's usage heatmap)."""
+    Path(path).write_text(json.dumps({"model": model, "data": data, "codebook_size": counter.codebook_size,
+                                      "counts": counter.counts.tolist()}))
+
+
+def run_evaluation(model: FVQModel, data: str, *, model_name: str, resolution: int | None = None,
+                   batch_size: int = 32, split: str = "validation", image_column: str | None = None,
+                   limit: int | None = None, lpips_vgg: str | None = None, lpips_linear: str | None = None,
+                   inception_weights: str | None = None, progress: bool = True) -> tuple[dict, CodeCounter]:
+    """Evaluate `model` on a `--data` source, with every note on what could not be measured."""
+    notes = []
+    images = EvalImages(data, resolution or model.config.sample_size, split, image_column, limit)
+    if images.skipped:
+        notes.append(f"skipped {len(images.skipped)} unreadable files: {images.skipped}")
+    vgg, linear, lpips_note = find_lpips_weights(lpips_vgg, lpips_linear)
+    lpips = LPIPS.from_files(vgg, linear).to(model.device) if vgg else None
+    if lpips_note:
+        notes.append(lpips_note)
+    fid, fid_note = _fid_metric(inception_weights, model.device)
+    if fid_note:
+        notes.append(fid_note)
+    metrics, counter = evaluate(model, images, batch_size, lpips, fid, progress)
+    metrics.update(model=model_name, data=data, resolution=images[0].shape[-1], notes=notes)
+    if metrics["tokens_per_code"] < 10:
+        notes.append(f"only {metrics['tokens_per_code']:.1f} tokens per code: too few to show that every code is "
+                     "used (aim for tens per code); usage here is a lower bound.")
+    for note in notes:
+        logger.warning(note)
+    return metrics, counter
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="fvq-eval", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="model folder, training output folder, or hub id")
+    parser.add_argument("--data", required=True, nargs="+",
+                        help="builtin[:train|heldout|unseen], an image folder, a saved dataset, or hf:<name>")
+    parser.add_argument("--json", help="write the metrics here")
+    parser.add_argument("--save-usage", help="write per-code counts (JSON) here, for the Space's heatmap")
+    parser.add_argument("--resolution", type=int, help="default: the model's sample_size")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--split", default="validation", help="split of a datasets dataset")
+    parser.add_argument("--image-column")
+    parser.add_argument("--limit", type=int, help="evaluate at most this many images")
+    parser.add_argument("--lpips-vgg", help="torchvision vgg16 weights (or env FVQ_LPIPS_VGG)")
+    parser.add_argument("--lpips-linear", help="LPIPS v0.1 vgg.pth heads (or env FVQ_LPIPS_LINEAR)")
+    parser.add_argument("--inception-weights", help="FID Inception weights, for rFID")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    model = load_model(args.model, args.device)
+    results, counter = {}, CodeCounter(model.codebook_size, args.device)
+    for data in args.data:
+        metrics, counts = run_evaluation(
+            model, data, model_name=args.model, resolution=args.resolution, batch_size=args.batch_size,
+            split=args.split, image_column=args.image_column, limit=args.limit, lpips_vgg=args.lpips_vgg,
+            lpips_linear=args.lpips_linear, inception_weights=args.inception_weights)
+        results[data] = metrics
+        counter.counts += counts.counts
+    print(format_table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results if len(results) > 1 else results[args.data[0]], indent=2))
+    if args.save_usage:
+        save_usage(args.save_usage, counter, args.model, ",".join(args.data))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Model cards for trained tokenizers: what the model is, how to load it, and what was measured."""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from huggingface_hub import ModelCard, ModelCardData, create_repo
+
+EVALUATION_FILE = "evaluation.json"  # written next to trained weights: {"training": str, "evaluations": {...}}
+
+TAGS = ["image-tokenizer", "vector-quantization", "fvq", "vqbridge", "diffusers"]
+BRIDGE_NAMES = {"vqbridge": "VQBridge (FVQ)", "linear": "linear projector (SimVQ)",
+                "mlp": "MLP projector (VQGAN-LC-style)", "none": "none (plain VQ codebook)"}
+METRIC_NAMES = {"usage": "codebook usage", "perplexity": "code perplexity", "psnr": "PSNR (dB)", "ssim": "SSIM",
+                "lpips": "LPIPS", "rfid": "rFID"}
+
+
+def _cell(key: str, value) -> str:
+    if key == "usage":
+        return f"{value:.2%}"
+    if isinstance(value, float):
+        return f"{value:.4f}" if math.isfinite(value) else str(value)
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def metrics_table(evaluations: Mapping[str, Mapping]) -> str:
+    """Markdown rows of measured metrics, one per evaluated data set."""
+    keys = [k for k in METRIC_NAMES if any(k in m for m in evaluations.values())]
+    lines = ["| data | tokens | " + " | ".join(METRIC_NAMES[k] for k in keys) + " |",
+             "| --- | --- |" + " --- |" * len(keys)]
+    for data, metrics in evaluations.items():
+        cells = [_cell(k, metrics[k]) if k in metrics else "n/a" for k in keys]
+        lines.append(f"| {data} | {metrics.get('num_tokens', 0):,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def tokenizer_card(config: Mapping, repo_id: str | None = None, evaluations: Mapping[str, Mapping] | None = None,
+                   training: str | None = None, license: str = "apache-2.0", pipeline: bool = False) -> ModelCard:
+    """A `huggingface_hub.ModelCard` for an FVQModel config (or a pipeline around one), with measured metrics."""
+    name = repo_id or "path/to/model"
+    factor = 2 ** (len(config["block_out_channels"]) - 1)
+    size = config["sample_size"]
+    data = ModelCardData(library_name="fvq-hf", pipeline_tag="image-to-image", license=license, tags=TAGS)
+    bridge = BRIDGE_NAMES.get(config["bridge_type"], config["bridge_type"])
+    body = [
+        f"# {name.split('/')[-1]}",
+        "",
+        "A discrete image tokenizer of the FVQ family (Chang et al., *Scalable Training for Vector-Quantized "
+        "Networks with 100% Codebook Utilization*, arXiv 2509.10140), packaged with "
+        "`fvq-hf`.",
+        "",
+        "| | |",
+        "| --- | --- |",
+        f"| codebook | {config['num_vq_embeddings']:,} codes x {config['vq_embed_dim']} dims"
+        f"{', l2-normalised' if config.get('codebook_l2_norm') else ''} |",
+        f"| codebook bridge | {bridge} |",
+        f"| backbone | LlamaGen VQ family, widths {list(config['block_out_channels'])}, downsample {factor} |",
+        f"| tokens | {size // factor} x {size // factor} per {size} px image |",
+        "",
+        "## Use",
+        "",
+        "```python",
+        *([
+            "from fvq_hf import FVQPipeline",
+            "",
+            f'pipe = FVQPipeline.from_pretrained("{name}")',
+            "out = pipe(image)                        # PIL / numpy / tensor, any size: resized and centre-cropped",
+            f"out.images, out.indices, out.usage     # reconstructions, (B, {size // factor}, {size // factor}) ids, "
+            "per-image usage",
+            "again = pipe.detokenize(out.indices)",
+        ] if pipeline else [
+            "from fvq_hf import FVQModel",
+            "",
+            f'model = FVQModel.from_pretrained("{name}")',
+            f"indices = model.tokenize(images)        # (B, 3, {size}, {size}) in [-1, 1] -> (B, {size // factor}, "
+            f"{size // factor})",
+            "reconstruction = model.detokenize(indices)",
+        ]),
+        "```",
+        "",
+    ]
+    if training:
+        body += ["## Training", "", training, ""]
+    if evaluations:
+        body += ["## Measured", "", "Usage counts every token of the evaluation data (not a rolling buffer).", "",
+                 metrics_table(evaluations), ""]
+        notes = sorted({n for m in evaluations.values() for n in m.get("notes", [])})
+        body += [f"- {n}" for n in notes] + ([""] if notes else [])
+    else:
+        body += ["## Measured", "", "Not evaluated yet: run `fvq-eval` and push again.", ""]
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))
+
+
+def save_evaluation(folder: str | Path, evaluations: Mapping[str, Mapping], training: str | None = None) -> None:
+    """Keep measured metrics next to the weights, so that a later push puts them in the card."""
+    Path(folder, EVALUATION_FILE).write_text(json.dumps({"training": training, "evaluations": evaluations}, indent=2))
+
+
+def load_evaluation(folder: str | Path | None) -> tuple[dict | None, str | None]:
+    """`(evaluations, training summary)` saved by `save_evaluation` in `folder`, or `(None, None)`."""
+    path = Path(folder, EVALUATION_FILE) if folder else None
+    if path is None or not path.is_file():
+        return None, None
+    saved = json.loads(path.read_text())
+    return saved.get("evaluations") or None, saved.get("training")
+
+
+def push_with_card(obj, repo_id: str, card: ModelCard, commit_message: str | None = None,
+                   private: bool | None = None, token: str | None = None, create_pr: bool = False) -> str:
+    """`save_pretrained` a model or pipeline into a temporary folder, add `card` as README.md, upload it."""
+    repo_id = create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
+    with tempfile.TemporaryDirectory() as tmp:
+        obj.save_pretrained(tmp)
+        card.save(Path(tmp) / "README.md")
+        return obj._upload_folder(tmp, repo_id, token=token, commit_message=commit_message, create_pr=create_pr)

@@ -1,0 +1,356 @@
+"""`fvq-train`: train an FVQ tokenizer (or a baseline) with accelerate, from one CPU to many GPUs and nodes.
+
+    # CPU, minutes: the small config on the photos that ship with scikit-image
+    fvq-train --config hub_configs/fvq-cpu-4k --data builtin --output-dir outputs/fvq-cpu-4k --max-steps 1000 --lr 1e-3
+    # 8 GPUs, the paper's recipe for the 262k variant (global batch 128 = 8 x 16)
+    accelerate launch --multi_gpu --num_processes 8 -m fvq_hf.train --config hub_configs/fvq-262k \
+        --data /data/imagenet/train --resolution 256 --batch-size 16 --epochs 40 --warmup-epochs 4 \
+        --mixed-precision bf16 --lpips-vgg vgg16.pth --lpips-linear vgg.pth --output-dir runs/fvq-262k
+    # 2 nodes x 8 GPUs: the same, with --num_machines 2 --machine_rank R --main_process_ip HOST
+    # Resume after a crash or preemption: the same command with --resume
+
+Checkpoints (accelerate `save_state`) are written to `<output-dir>/checkpoints/.tmp-step-N` and renamed to
+`step-N` only when complete, so a crash mid-write never leaves a corrupt latest checkpoint. The final model
+is written with `save_pretrained` to `<output-dir>/model` (as trained) and `<output-dir>/model-folded`
+(`fold_bridge()`), each with a model card holding the evaluation measured at the end of training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.utils import ProjectConfiguration, set_seed
+from torch.utils.data import DataLoader
+
+from ..data import RandomCrops, open_source
+from ..evaluation.evaluate import format_table, run_evaluation, save_usage
+from ..losses import LPIPS, TokenizerLoss, find_lpips_weights
+from ..model_card import save_evaluation, tokenizer_card
+from ..models import FVQModel
+from ..models.discriminator import PatchGANDiscriminator
+from .schedule import SCHEDULES, annealing_factor
+
+logger = logging.getLogger("fvq_hf.train")
+BUILTIN_SAMPLES_PER_EPOCH = 2048
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="fvq-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="model config folder (hub_configs/<variant>) or hub id")
+    p.add_argument("--init-weights", action="store_true",
+                   help="start from the weights stored with --config (fine-tuning) instead of random ones")
+    p.add_argument("--data", default="builtin", help="builtin, an image folder, a saved dataset, or hf:<name>[:split]")
+    p.add_argument("--image-column", help="image column of a datasets dataset (default: the first Image column)")
+    p.add_argument("--eval-data", nargs="*", help="evaluated at the end (default for builtin: builtin:heldout "
+                   "builtin:unseen; none otherwise)")
+    p.add_argument("--output-dir", default="outputs/fvq")
+    p.add_argument("--resolution", type=int, help="training crop size (default: the config's sample_size)")
+    p.add_argument("--samples-per-epoch", type=int, help=f"crops per epoch (default: one per image; "
+                   f"{BUILTIN_SAMPLES_PER_EPOCH} for builtin)")
+    p.add_argument("--batch-size", type=int, default=16, help="per process; global = this x processes x accumulation")
+    p.add_argument("--gradient-accumulation-steps", type=int, default=1)
+    p.add_argument("--max-steps", type=int, help="optimizer steps; overrides --epochs")
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (the paper: 1e-4 at global batch 128)")
+    p.add_argument("--schedule", choices=SCHEDULES, default="lin", help="learning annealing after warmup")
+    p.add_argument("--warmup-epochs", type=float, help="warmup length in epochs (the paper: 4 of 40)")
+    p.add_argument("--warmup-fraction", type=float, default=0.1, help="warmup as a fraction of the run, if no epochs")
+    p.add_argument("--constant-fraction", type=float, default=0.3, help="constant part of the post-warmup run")
+    p.add_argument("--beta1", type=float, default=0.9)
+    p.add_argument("--beta2", type=float, default=0.95)
+    p.add_argument("--max-grad-norm", type=float, default=1.0)
+    p.add_argument("--reconstruction-weight", type=float, default=1.0)
+    p.add_argument("--perceptual-weight", type=float, default=1.0, help="LPIPS weight, when its weights are given")
+    p.add_argument("--lpips-vgg", help="torchvision vgg16 weights file (or env FVQ_LPIPS_VGG)")
+    p.add_argument("--lpips-linear", help="LPIPS v0.1 vgg.pth heads (or env FVQ_LPIPS_LINEAR)")
+    p.add_argument("--disc-weight", type=float, default=0.5)
+    p.add_argument("--disc-start", type=int, default=20000, help="step at which the PatchGAN loss starts")
+    p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"],
+                   help="default: bf16 on GPU, no on CPU (fp16 autocast does nothing on CPU)")
+    p.add_argument("--num-workers", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-every", type=int, default=25)
+    p.add_argument("--usage-window", type=int, default=100, help="steps in the rolling training-usage indicator")
+    p.add_argument("--checkpoint-every", type=int, default=1000)
+    p.add_argument("--checkpoints-total-limit", type=int, default=2)
+    p.add_argument("--resume", action="store_true", help="continue from the latest complete checkpoint")
+    p.add_argument("--stop-after", type=int, help="checkpoint and stop after this many steps in this run "
+                   "(for time-limited jobs; continue with --resume)")
+    p.add_argument("--report-to", default="tensorboard", help="accelerate tracker(s), or 'none'")
+    p.add_argument("--eval-batch-size", type=int, default=32)
+    args = p.parse_args(argv)
+    for name in ("batch_size", "gradient_accumulation_steps", "checkpoint_every", "log_every", "usage_window"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1.")
+    if args.max_steps is not None and args.max_steps < 1:
+        raise ValueError("--max-steps must be >= 1.")
+    return args
+
+
+@dataclass
+class TrainState:
+    """Progress that checkpoints carry besides weights and optimizer states."""
+
+    step: int = 0  # optimizer steps taken
+    epoch: int = 0
+    batches_in_epoch: int = 0
+
+    def state_dict(self) -> dict:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+
+class UsageMonitor:
+    """Rolling training-time usage: the fraction of codes hit in the last `window` steps (all processes).
+
+    Only an indicator: the honest figure counts every token of held-out data (`fvq-eval`).
+    """
+
+    def __init__(self, codebook_size: int, window: int, device) -> None:
+        self.window = window
+        self.last_seen = torch.full((codebook_size,), -(10**9), dtype=torch.long, device=device)
+
+    def update(self, indices: torch.Tensor, step: int) -> None:
+        self.last_seen[indices.reshape(-1)] = step
+
+    def usage(self, step: int) -> float:
+        return (self.last_seen > step - self.window).float().mean().item()
+
+    def state_dict(self) -> dict:
+        return {"last_seen": self.last_seen.cpu()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.last_seen.copy_(state["last_seen"])
+
+
+def load_config(name: str) -> dict:
+    """A config folder or hub id -> FVQModel config; a clear error if neither exists."""
+    try:
+        return FVQModel.load_config(name)
+    except OSError as error:
+        raise FileNotFoundError(f"--config {name}: no config.json there, and not a hub id in reach "
+                                f"(choose a folder under hub_configs/). {error}") from error
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    """The newest complete `step-N` checkpoint; `.tmp-*` folders (interrupted writes) are ignored."""
+    done = sorted(root.glob("step-*"), key=lambda p: int(p.name.split("-")[1])) if root.is_dir() else []
+    return done[-1] if done else None
+
+
+def save_checkpoint(accelerator: Accelerator, root: Path, step: int, keep: int) -> Path:
+    """accelerate `save_state` into a temporary folder, renamed when every process has written its part."""
+    final, tmp = root / f"step-{step:08d}", root / f".tmp-step-{step:08d}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        root.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in sorted(root.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        for stale in root.glob(".tmp-step-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def build_training_data(args, resolution: int) -> RandomCrops:
+    source = open_source(args.data, "train", args.image_column)
+    length = args.samples_per_epoch or (BUILTIN_SAMPLES_PER_EPOCH if args.data.startswith("builtin") else len(source))
+    return RandomCrops(source, resolution, length, args.seed)
+
+
+def train(args: argparse.Namespace) -> dict:
+    """Run training (and the final evaluation) as `args` say; returns the last step and the evaluation."""
+    out = Path(args.output_dir)
+    mixed_precision = args.mixed_precision or ("bf16" if torch.cuda.is_available() else "no")
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=mixed_precision,
+        log_with=None if args.report_to == "none" else args.report_to,
+        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    set_seed(args.seed)
+
+    # ---- model, losses, data --------------------------------------------------------------------------------
+    config = load_config(args.config)
+    model = FVQModel.from_pretrained(args.config) if args.init_weights else FVQModel.from_config(config)
+    resolution = args.resolution or model.config.sample_size
+    if resolution % model.downsample_factor:
+        raise ValueError(f"--resolution {resolution} is not a multiple of the downsample factor "
+                         f"{model.downsample_factor}.")
+    discriminator = PatchGANDiscriminator()
+    vgg, linear, lpips_note = find_lpips_weights(args.lpips_vgg, args.lpips_linear)
+    if lpips_note and args.perceptual_weight > 0:
+        logger.warning("%s. Training without the perceptual loss.", lpips_note)
+    lpips = LPIPS.from_files(vgg, linear).to(accelerator.device) if vgg else None
+    loss_fn = TokenizerLoss(lpips, args.reconstruction_weight, args.perceptual_weight, args.disc_weight,
+                            args.disc_start)
+    dataset = build_training_data(args, resolution)
+    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
+                        num_workers=args.num_workers, persistent_workers=False)
+    if len(loader) == 0:
+        raise ValueError(f"{len(dataset)} training samples make no full batch of {args.batch_size}.")
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=args.lr, betas=(args.beta1, args.beta2))
+    optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=args.lr, betas=(args.beta1, args.beta2))
+    model, discriminator, optimizer, optimizer_d, loader = accelerator.prepare(
+        model, discriminator, optimizer, optimizer_d, loader)
+
+    steps_per_epoch = max(1, len(loader) // args.gradient_accumulation_steps)
+    total_steps = args.max_steps or args.epochs * steps_per_epoch
+    warmup_steps = min(total_steps, round(args.warmup_epochs * steps_per_epoch) if args.warmup_epochs is not None
+                       else round(args.warmup_fraction * total_steps))
+
+    def set_learning_rate(step: int) -> float:
+        lr = args.lr * annealing_factor(step, total_steps, warmup_steps, args.schedule,
+                                        constant_fraction=args.constant_fraction)
+        for group in [*optimizer.param_groups, *optimizer_d.param_groups]:
+            group["lr"] = lr
+        return lr
+
+    state = TrainState()
+    monitor = UsageMonitor(config["num_vq_embeddings"], args.usage_window, accelerator.device)
+    accelerator.register_for_checkpointing(state, monitor)
+    checkpoints = out / "checkpoints"
+    if args.resume:
+        latest = latest_checkpoint(checkpoints)
+        if latest is None:
+            logger.warning("--resume: no complete checkpoint under %s; starting from scratch.", checkpoints)
+        else:
+            try:
+                accelerator.load_state(str(latest))
+            except Exception as error:
+                raise RuntimeError(f"Checkpoint {latest} cannot be loaded ({error}). Delete it to resume from the "
+                                   "one before, or start without --resume.") from error
+            logger.info("Resumed from %s at step %d.", latest, state.step)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_args.json").write_text(json.dumps(vars(args), indent=2))
+    accelerator.init_trackers("fvq", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str))})
+    unwrapped, disc_module = accelerator.unwrap_model(model), accelerator.unwrap_model(discriminator)
+    global_batch = args.batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+    logger.info("%s: %d steps (%d per epoch), global batch %d, %d processes, %s, warmup %d steps, %s schedule",
+                args.config, total_steps, steps_per_epoch, global_batch, accelerator.num_processes,
+                mixed_precision, warmup_steps, args.schedule)
+
+    # ---- the loop ------------------------------------------------------------------------------------------
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total_steps, initial=state.step, disable=not accelerator.is_main_process, desc="training")
+    start_step, tick = state.step, time.perf_counter()
+    stop_at = total_steps if args.stop_after is None else min(total_steps, start_step + args.stop_after)
+    model.train()
+    lr = set_learning_rate(state.step)
+    logs: dict[str, float] = {}
+    while state.step < stop_at:
+        dataset.set_epoch(state.epoch)
+        loader.set_epoch(state.epoch)
+        batches = accelerator.skip_first_batches(loader, state.batches_in_epoch) if state.batches_in_epoch else loader
+        for images in batches:
+            state.batches_in_epoch += 1
+            with accelerator.accumulate(model, discriminator):
+                output = model(images)
+                gan = loss_fn.gan_active(state.step)
+                loss, logs = loss_fn.generator_loss(images, output.sample, output.codebook_loss,
+                                                    output.commitment_loss, state.step, disc_module if gan else None)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    logs["grad_norm"] = float(accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm))
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                if gan:
+                    d_loss, d_logs = loss_fn.discriminator_loss(images, output.sample, discriminator)
+                    accelerator.backward(d_loss)
+                    if accelerator.sync_gradients:
+                        accelerator.clip_grad_norm_(discriminator.parameters(), args.max_grad_norm)
+                    optimizer_d.step()
+                    optimizer_d.zero_grad(set_to_none=True)
+                    logs.update(d_logs)
+            monitor.update(accelerator.gather(output.indices), state.step)
+            if not accelerator.sync_gradients:
+                continue
+            state.step += 1
+            lr = set_learning_rate(state.step)
+            bar.update(1)
+            if state.step % args.log_every == 0 or state.step == stop_at:
+                elapsed = time.perf_counter() - tick
+                logs.update(usage_rolling=monitor.usage(state.step), lr=lr,
+                            step_time=elapsed / max(1, state.step - start_step), epoch=state.epoch)
+                accelerator.log(logs, step=state.step)
+                bar.set_postfix(loss=f"{logs['loss/total']:.4f}", usage=f"{logs['usage_rolling']:.1%}")
+                logger.info("step %d  loss %.4f  rec %.4f  usage(rolling %d) %.1f%%  lr %.2e", state.step,
+                            logs["loss/total"], logs["loss/reconstruction"], args.usage_window,
+                            100 * logs["usage_rolling"], lr)
+            if state.step % args.checkpoint_every == 0 or state.step == stop_at:
+                save_checkpoint(accelerator, checkpoints, state.step, args.checkpoints_total_limit)
+            if state.step >= stop_at:
+                break
+        else:
+            state.epoch += 1
+            state.batches_in_epoch = 0
+    bar.close()
+    accelerator.wait_for_everyone()
+    results: dict = {}
+    if state.step < total_steps:
+        logger.info("Stopped at step %d of %d; continue with --resume.", state.step, total_steps)
+    elif accelerator.is_main_process:
+        results = evaluate_and_save(args, out, unwrapped, resolution, total_steps, warmup_steps, global_batch)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return {"step": state.step, "eval": results, "usage_rolling": monitor.usage(state.step), "model": unwrapped,
+            "rank": accelerator.process_index, "world_size": accelerator.num_processes}
+
+
+def evaluate_and_save(args, out: Path, model: FVQModel, resolution: int, total_steps: int, warmup_steps: int,
+                      global_batch: int) -> dict:
+    """Evaluate the trained model, then save it as trained and folded, with a card holding the results."""
+    model.eval()
+    eval_data = args.eval_data if args.eval_data is not None else (
+        ["builtin:heldout", "builtin:unseen"] if args.data.startswith("builtin") else [])
+    results = {}
+    for data in eval_data:
+        metrics, counter = run_evaluation(model, data, model_name=str(out / "model"), resolution=resolution,
+                                          batch_size=args.eval_batch_size, image_column=args.image_column,
+                                          lpips_vgg=args.lpips_vgg, lpips_linear=args.lpips_linear, progress=False)
+        results[data] = metrics
+        save_usage(out / f"usage-{data.replace(':', '-').replace('/', '_')}.json", counter, str(out / "model"), data)
+    summary = (f"Trained with `fvq-train` for {total_steps} steps at {resolution} px, global batch {global_batch}, "
+               f"lr {args.lr} ({args.schedule} annealing, {warmup_steps} warmup steps), data `{args.data}`.")
+    card = tokenizer_card(model.config, evaluations=results or None, training=summary)
+    for folder, model_out in (("model", model), ("model-folded", model.fold_bridge())):
+        model_out.save_pretrained(out / folder)
+        card.save(out / folder / "README.md")
+        save_evaluation(out / folder, results, summary)
+    (out / "eval.json").write_text(json.dumps(results, indent=2))
+    if results:
+        print(format_table(results))
+    logger.info("Saved %s and %s.", out / "model", out / "model-folded")
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    train(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

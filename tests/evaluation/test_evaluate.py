@@ -1,0 +1,59 @@
+import json
+
+import pytest
+
+from fvq_hf.evaluation.evaluate import load_model, main
+
+from ..conftest import make_tiny_model
+from ..helpers import write_images, write_lpips_weights
+
+
+@pytest.fixture
+def saved_model(tmp_path):
+    make_tiny_model().save_pretrained(tmp_path / "model")
+    return tmp_path / "model"
+
+
+def test_cli_reports_every_metric_and_what_is_missing(tmp_path, saved_model, capsys, monkeypatch):
+    monkeypatch.delenv("FVQ_LPIPS_VGG", raising=False)
+    data = write_images(tmp_path / "data", count=4)
+    (data / "corrupt.jpg").write_bytes(b"\xff\xd8\xff broken")
+    main(["--model", str(saved_model), "--data", str(data), "--json", str(tmp_path / "eval.json"),
+          "--save-usage", str(tmp_path / "usage.json"), "--batch-size", "3"])
+    metrics = json.loads((tmp_path / "eval.json").read_text())
+    assert metrics["num_tokens"] == 4 * 8 * 8 and metrics["num_images"] == 4 and metrics["codebook_size"] == 256
+    assert 0 < metrics["usage"] <= 1 and metrics["perplexity"] >= 1 and "psnr" in metrics and "ssim" in metrics
+    assert "lpips" not in metrics and "rfid" not in metrics
+    notes = " ".join(metrics["notes"])
+    assert "corrupt.jpg" in notes and "LPIPS unavailable" in notes and "rFID unavailable" in notes
+    usage = json.loads((tmp_path / "usage.json").read_text())
+    assert len(usage["counts"]) == 256 and sum(usage["counts"]) == metrics["num_tokens"]
+    assert "| usage |" in capsys.readouterr().out
+
+
+def test_lpips_is_reported_when_its_weights_are_given(tmp_path, saved_model):
+    vgg, linear = write_lpips_weights(tmp_path / "lpips")
+    data = write_images(tmp_path / "data", count=2)
+    main(["--model", str(saved_model), "--data", str(data), "--json", str(tmp_path / "eval.json"),
+          "--lpips-vgg", str(vgg), "--lpips-linear", str(linear)])
+    metrics = json.loads((tmp_path / "eval.json").read_text())
+    assert metrics["lpips"] > 0 and not any("LPIPS" in n for n in metrics["notes"])
+
+
+def test_training_output_folder_is_accepted(tmp_path, saved_model):
+    assert load_model(str(tmp_path)).config.num_vq_embeddings == 256  # finds tmp_path/model
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "match"),
+    [("missing", FileNotFoundError, "neither"), ("empty", ValueError, "No image files")],
+)
+def test_bad_data(tmp_path, saved_model, data, error, match):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(error, match=match):
+        main(["--model", str(saved_model), "--data", str(tmp_path / data)])
+
+
+def test_model_that_does_not_exist(tmp_path):
+    with pytest.raises(FileNotFoundError, match="neither a local model folder nor a hub id"):
+        load_model(str(tmp_path / "nope"))

@@ -1,0 +1,48 @@
+import math
+
+import pytest
+import torch
+
+from fvq_hf.evaluation.evaluate import evaluate
+from fvq_hf.evaluation.metrics import CodeCounter, ImageQuality
+
+from ..conftest import make_tiny_model
+
+
+def test_counter_usage_and_perplexity():
+    counter = CodeCounter(8)
+    counter.update(torch.tensor([[0, 1], [2, 3]]))
+    counter.update(torch.tensor([0, 1, 2, 3]))
+    assert counter.num_tokens == 8 and counter.usage == 0.5
+    assert counter.perplexity == pytest.approx(4.0)  # four codes used evenly
+    counter.update(torch.arange(8).repeat(2))
+    assert counter.usage == 1.0 and counter.summary()["tokens_per_code"] == 3.0
+    with pytest.raises(ValueError, match=r"\[0, 8\)"):
+        counter.update(torch.tensor([8]))
+    assert CodeCounter(5).perplexity == 0.0
+
+
+def test_identical_images_give_infinite_psnr_and_ssim_one():
+    images = torch.rand(3, 3, 32, 32) * 2 - 1
+    quality = ImageQuality()
+    quality.update(images, images.clone())
+    result = quality.compute()
+    assert math.isinf(result["psnr"]) and result["ssim"] == pytest.approx(1.0)
+
+
+def test_psnr_of_a_known_error():
+    images = torch.zeros(2, 3, 16, 16)
+    quality = ImageQuality()
+    quality.update(images, images + 0.2)  # 0.1 in [0, 1] units -> MSE 0.01 -> 20 dB
+    assert quality.compute()["psnr"] == pytest.approx(20.0, abs=1e-3)
+
+
+def test_a_model_that_maps_every_token_to_one_code_has_usage_one_over_k():
+    model = make_tiny_model(bridge_type="none").eval()
+    with torch.no_grad():
+        model.quantizer.embedding.weight.fill_(1e4)
+        model.quantizer.embedding.weight[7] = 0.0  # the only code anywhere near any latent
+    images = torch.utils.data.TensorDataset(torch.rand(5, 3, 32, 32) * 2 - 1)
+    metrics, counter = evaluate(model, [t for (t,) in images], batch_size=2)
+    assert metrics["usage"] == 1 / 256 and metrics["perplexity"] == pytest.approx(1.0)
+    assert metrics["num_tokens"] == 5 * 8 * 8 and counter.counts[7] == 320

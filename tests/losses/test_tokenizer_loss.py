@@ -1,0 +1,52 @@
+import pytest
+import torch
+
+from fvq_hf.losses import TokenizerLoss
+from fvq_hf.models.discriminator import PatchGANDiscriminator
+
+
+def _inputs():
+    torch.manual_seed(0)
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    recon = (images + 0.1 * torch.randn_like(images)).requires_grad_(True)
+    return images, recon, torch.tensor(0.3), torch.tensor(0.05)
+
+
+def test_generator_loss_before_the_gan_starts():
+    images, recon, cb, commit = _inputs()
+    loss_fn = TokenizerLoss(disc_start=10)
+    loss, logs = loss_fn.generator_loss(images, recon, cb, commit, step=9, discriminator=PatchGANDiscriminator())
+    expected = (recon - images).pow(2).mean() + 0.35
+    torch.testing.assert_close(loss, expected)
+    assert "loss/generator_gan" not in logs and "loss/perceptual" not in logs
+
+
+def test_gan_term_trains_the_generator_only():
+    images, recon, cb, commit = _inputs()
+    disc = PatchGANDiscriminator()
+    loss, logs = TokenizerLoss(disc_start=0).generator_loss(images, recon, cb, commit, step=0, discriminator=disc)
+    loss.backward()
+    assert "loss/generator_gan" in logs and recon.grad.abs().sum() > 0
+    assert all(p.grad is None for p in disc.parameters())
+
+
+def test_hinge_discriminator_loss():
+    images, recon, _, _ = _inputs()
+
+    class Constant(torch.nn.Module):
+        def forward(self, x):
+            return torch.full((x.shape[0], 1, 2, 2), 0.5) + 0 * x.mean()
+
+    loss, logs = TokenizerLoss().discriminator_loss(images, recon, Constant())
+    # 0.5 * (relu(1 - 0.5) + relu(1 + 0.5)) = 1.0
+    assert loss.item() == pytest.approx(1.0)
+    assert logs["disc/logits_real"] == pytest.approx(0.5)
+
+
+def test_patchgan_shape():
+    assert PatchGANDiscriminator()(torch.zeros(2, 3, 64, 64)).shape == (2, 1, 6, 6)
+
+
+def test_bad_weights():
+    with pytest.raises(ValueError):
+        TokenizerLoss(disc_weight=-1.0)

@@ -1,0 +1,90 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fvq_hf import FVQModel
+from fvq_hf.pipelines import FVQPipeline
+
+from ..conftest import make_tiny_model, perturb_bridge
+
+
+@pytest.fixture
+def pipe():
+    model = make_tiny_model()
+    perturb_bridge(model)
+    return FVQPipeline(vq=model.eval())
+
+
+def _photo(size=(50, 40), seed=0):
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+
+
+def test_outputs_of_every_type(pipe):
+    images = [_photo(), _photo((33, 70), 1).convert("L")]
+    pil = pipe(images)
+    assert len(pil.images) == 2 and pil.images[0].size == (32, 32) and pil.images[0].mode == "RGB"
+    assert pil.indices.shape == (2, 8, 8) and pil.indices.dtype == torch.long
+    arr = pipe(images, output_type="np").images
+    assert arr.shape == (2, 32, 32, 3) and arr.min() >= 0 and arr.max() <= 1
+    pt = pipe(images, output_type="pt").images
+    assert pt.shape == (2, 3, 32, 32) and pt.min() >= -1 and pt.max() <= 1
+    usage = pil.usage[0]
+    assert usage["distinct_codes"] == pil.indices[0].unique().numel()
+    assert usage["codebook_fraction"] == usage["distinct_codes"] / 256 and usage["perplexity"] >= 1
+    images_tuple, indices, _ = pipe(images, return_dict=False)
+    assert torch.equal(indices, pil.indices)
+
+
+def test_detokenize_matches_the_reconstruction(pipe):
+    out = pipe(_photo(), output_type="pt")
+    torch.testing.assert_close(pipe.detokenize(out.indices, output_type="pt"), out.images)
+    assert pipe.detokenize(out.indices[0]).__len__() == 1  # (h, w) ids work too
+
+
+def test_save_load_round_trip(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path)
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    assert index["_class_name"] == "FVQPipeline" and index["vq"] == ["fvq_hf.models.fvq_model", "FVQModel"]
+    loaded = FVQPipeline.from_pretrained(tmp_path)
+    assert type(loaded) is FVQPipeline and isinstance(loaded.vq, FVQModel)
+    a, b = pipe(_photo(), output_type="pt"), loaded(_photo(), output_type="pt")
+    assert torch.equal(a.indices, b.indices) and torch.equal(a.images, b.images)
+
+
+def test_torch_dtype(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path)
+    loaded = FVQPipeline.from_pretrained(tmp_path, torch_dtype=torch.bfloat16)
+    assert loaded.vq.dtype == torch.bfloat16 and loaded.vq.quantizer.embedding.weight.dtype == torch.float32
+    assert loaded(_photo(), output_type="pt").images.shape == (1, 3, 32, 32)
+
+
+@pytest.mark.parametrize(
+    ("images", "error", "match"),
+    [([{"a": 1}], TypeError, "Unsupported image type"), ([], ValueError, "No images")],
+)
+def test_bad_images(pipe, images, error, match):
+    with pytest.raises(error, match=match):
+        pipe(images)
+
+
+def test_bad_arguments(pipe):
+    with pytest.raises(ValueError, match="output_type"):
+        pipe(_photo(), output_type="latent")
+    with pytest.raises(ValueError, match="multiple of the downsample factor"):
+        pipe(_photo(), resolution=30)
+    with pytest.raises(ValueError, match=r"\[0, 256\)"):
+        pipe.detokenize(torch.full((1, 8, 8), 300))
+
+
+def test_folder_without_model_index(tmp_path):
+    make_tiny_model().save_pretrained(tmp_path)
+    with pytest.raises(OSError, match="model_index.json"):
+        FVQPipeline.from_pretrained(tmp_path)
+
+
+def test_hub_id_not_in_the_cache_while_offline(tmp_path):
+    with pytest.raises(OSError, match="cannot be fetched from the Hub or found in the local cache"):
+        FVQPipeline.from_pretrained("org/not-cached", cache_dir=tmp_path)

@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fvq_hf.data import (
+    BUILTIN_TRAIN,
+    HELDOUT_FRACTION,
+    EvalImages,
+    ImageFolder,
+    RandomCrops,
+    builtin_photos,
+    open_source,
+    tiles,
+)
+
+from .helpers import write_images
+
+
+def test_builtin_splits_do_not_overlap():
+    train, heldout, unseen = builtin_photos("train"), builtin_photos("heldout"), builtin_photos("unseen")
+    assert len(train) == len(heldout) == len(BUILTIN_TRAIN)
+    for (_, a), (_, b) in zip(train, heldout):
+        assert a.width == b.width
+        # the held-out strip is the bottom HELDOUT_FRACTION of the photo, disjoint from the training part
+        assert b.height == round((a.height + b.height) * HELDOUT_FRACTION)
+    assert {n for n, _ in unseen}.isdisjoint(BUILTIN_TRAIN)
+    assert all(image.mode == "RGB" for _, image in train + heldout + unseen)
+    with pytest.raises(ValueError, match="builtin:heldout"):
+        builtin_photos("test")
+
+
+def test_random_crops_are_deterministic_per_epoch(tmp_path):
+    source = ImageFolder(write_images(tmp_path))
+    crops = RandomCrops(source, 16, length=10, seed=3)
+    first = crops[4]
+    assert first.shape == (3, 16, 16) and first.min() >= -1 and first.max() <= 1
+    assert torch.equal(crops[4], first)
+    crops.set_epoch(1)
+    assert not torch.equal(crops[4], first)
+    assert len(crops) == 10
+
+
+def test_image_folder_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ImageFolder(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="No image files"):
+        ImageFolder(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="neither"):
+        open_source(str(tmp_path / "nowhere"))
+
+
+def test_corrupt_files_are_skipped_by_name(tmp_path, caplog):
+    folder = write_images(tmp_path / "data", count=3)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    images = EvalImages(str(folder), 16)
+    assert len(images) == 3 and images.skipped == [str(folder / "broken.png")]
+    assert "broken.png" in caplog.text
+    crops = RandomCrops(ImageFolder(folder), 16, length=8)
+    assert all(crops[i].shape == (3, 16, 16) for i in range(8))  # the broken file is passed over
+
+
+def test_eval_images_of_a_folder_are_center_crops(tmp_path):
+    folder = tmp_path / "one"
+    folder.mkdir()
+    Image.new("RGB", (30, 10), (0, 255, 0)).save(folder / "green.png")
+    images = EvalImages(str(folder), 8)
+    assert images[0].shape == (3, 8, 8) and images[0][1].min() == 1.0
+
+
+def test_builtin_eval_tiles():
+    images = EvalImages("builtin:unseen", 64)
+    assert len(images) > 50 and images[0].shape == (3, 64, 64)
+    assert len(tiles(Image.new("RGB", (130, 70)), 64)) == 2
+
+
+def test_saved_hf_dataset(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)) for _ in range(3)]
+    ds = datasets.Dataset.from_dict({"picture": images, "label": [0, 1, 2]},
+                                    features=datasets.Features({"picture": datasets.Image(),
+                                                                "label": datasets.Value("int64")}))
+    ds.save_to_disk(tmp_path / "ds")
+    source = open_source(str(tmp_path / "ds"))
+    assert len(source) == 3 and source[0].size == (24, 20)
+    with pytest.raises(ValueError, match="image column"):
+        open_source(str(tmp_path / "ds"), image_column="photo")

@@ -1,0 +1,169 @@
+"""Hub ids: offline loading from a cache in the Hub's own layout, and pushes against a loopback Hub."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from fvq_hf import FVQModel
+from fvq_hf.pipelines import FVQPipeline
+
+from .conftest import make_tiny_model
+from .hub_server import HubServer
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def fill_cache(cache: Path, repo_id: str, folder: Path, commit: str = COMMIT, ref: str = "main") -> None:
+    """Lay `folder` out as the Hub cache does: models--org--name/{refs/<ref>, snapshots/<commit>/...}."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / ref).write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    for file in folder.rglob("*"):
+        if file.is_file():
+            target = snapshot / file.relative_to(folder)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(file.read_bytes())
+
+
+@pytest.fixture
+def cached(tmp_path):
+    """A tiny model and a pipeline around it, saved and placed in a temporary Hub cache."""
+    model = make_tiny_model().eval()
+    model.save_pretrained(tmp_path / "model")
+    FVQPipeline(vq=model).save_pretrained(tmp_path / "pipe")
+    cache = tmp_path / "cache"
+    fill_cache(cache, "org/fvq-tiny", tmp_path / "model")
+    fill_cache(cache, "org/fvq-tiny-pipeline", tmp_path / "pipe")
+    fill_cache(cache, "org/fvq-tiny-pipeline", tmp_path / "pipe", commit="f" * 40, ref="v1")
+    fill_cache(cache, "org/fvq-nested", tmp_path / "pipe")
+    return model, cache
+
+
+def test_model_by_hub_id_offline(cached):
+    model, cache = cached
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    loaded = FVQModel.from_pretrained("org/fvq-tiny", cache_dir=cache)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+    sub = FVQModel.from_pretrained("org/fvq-nested", subfolder="vq", cache_dir=cache, torch_dtype=torch.bfloat16)
+    assert sub.dtype == torch.bfloat16
+
+
+def test_pipeline_by_hub_id_offline(cached):
+    model, cache = cached
+    pipe = FVQPipeline.from_pretrained("org/fvq-tiny-pipeline", cache_dir=cache)
+    images = torch.rand(1, 3, 32, 32) * 2 - 1
+    assert torch.equal(pipe(images, output_type="pt").indices, model.tokenize(images))
+    assert FVQPipeline.from_pretrained("org/fvq-tiny-pipeline", cache_dir=cache, revision="v1").vq is not None
+
+
+def test_hub_id_missing_from_the_cache_offline(cached):
+    _, cache = cached
+    with pytest.raises(OSError, match="HF_HUB_OFFLINE is set, and it is not in the local cache"):
+        FVQModel.from_pretrained("org/not-there", cache_dir=cache)
+
+
+PUSH_SCRIPT = textwrap.dedent("""
+    import json, sys
+    sys.path.insert(0, sys.argv[2])
+    from tests.conftest import make_tiny_model
+    from fvq_hf import FVQModel
+    from fvq_hf.pipelines import FVQPipeline
+
+    model = make_tiny_model().eval()
+    model.push_to_hub("org/fvq-tiny", evaluations={"builtin:heldout": {"usage": 0.75, "num_tokens": 4096,
+                                                                      "psnr": 21.5, "ssim": 0.6}})
+    FVQPipeline(vq=model).push_to_hub("org/fvq-tiny-pipeline")
+    loaded = FVQModel.from_pretrained("org/fvq-tiny", cache_dir=sys.argv[1])
+    pipe = FVQPipeline.from_pretrained("org/fvq-tiny-pipeline", cache_dir=sys.argv[1])
+    same = all(bool((a == b).all()) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+    print(json.dumps({"same_weights": same, "pipeline_vq": type(pipe.vq).__name__}))
+""")
+
+
+@pytest.mark.slow
+def test_push_to_a_loopback_hub_and_load_back(tmp_path):
+    """Against a local server speaking the Hub's protocol (not the real Hub): what is uploaded, and that it loads."""
+    (tmp_path / "push.py").write_text(PUSH_SCRIPT)
+    with HubServer() as hub:
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": "test-token",
+               "HF_HUB_OFFLINE": "0"}
+        proc = subprocess.run([sys.executable, str(tmp_path / "push.py"), str(tmp_path / "cache"),
+                               str(Path(__file__).parents[1])], env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        model_files, pipe_files = hub.files("org/fvq-tiny"), hub.files("org/fvq-tiny-pipeline")
+    assert result == {"same_weights": True, "pipeline_vq": "FVQModel"}
+    assert set(model_files) == {"README.md", "config.json", "diffusion_pytorch_model.safetensors"}
+    assert set(pipe_files) == {"README.md", "model_index.json", "vq/config.json", "vq/diffusion_pytorch_model.safetensors"}
+    card = model_files["README.md"].decode()
+    assert "library_name: fvq-hf" in card and "pipeline_tag: image-to-image" in card and "vqbridge" in card
+    assert "75.00%" in card and "21.5000" in card and 'FVQModel.from_pretrained("org/fvq-tiny")' in card
+    assert 'FVQPipeline.from_pretrained("org/fvq-tiny-pipeline")' in pipe_files["README.md"].decode()
+    assert json.loads(model_files["config.json"])["num_vq_embeddings"] == 256
+
+
+@pytest.mark.skipif(not (os.environ.get("HF_TOKEN") and os.environ.get("FVQ_TEST_HUB_NAMESPACE")),
+                    reason="real-Hub test: set HF_TOKEN, FVQ_TEST_HUB_NAMESPACE and HF_HUB_OFFLINE=0 (online)")
+def test_push_to_the_real_hub():
+    import huggingface_hub
+
+    repo_id = f"{os.environ['FVQ_TEST_HUB_NAMESPACE']}/fvq-hf-test-{os.getpid()}"
+    model = make_tiny_model().eval()
+    try:
+        model.push_to_hub(repo_id, private=True)
+        loaded = FVQModel.from_pretrained(repo_id)
+        assert loaded.config.num_vq_embeddings == 256
+    finally:
+        huggingface_hub.delete_repo(repo_id, missing_ok=True)
+
+
+PUBLISH_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    from fvq_hf import FVQModel
+    from fvq_hf.publish import main
+
+    root = Path(sys.argv[2])
+    trained = FVQModel.from_config(FVQModel.load_config(root / "hub_configs" / "fvq-cpu-4k"))
+    trained.save_pretrained(sys.argv[1] + "/trained")
+    main(["--namespace", "pub", "--configs", str(root / "hub_configs"), "--weights",
+          "fvq-cpu-4k=" + sys.argv[1] + "/trained", "--pipeline"])
+    print(json.dumps(FVQModel.load_config("pub/fvq-262k", cache_dir=sys.argv[1] + "/cache")["num_vq_embeddings"]))
+""")
+
+
+@pytest.mark.slow
+def test_publish_hub_configs_to_a_loopback_hub(tmp_path):
+    (tmp_path / "publish.py").write_text(PUBLISH_SCRIPT)
+    root = Path(__file__).parents[1]
+    with HubServer() as hub:
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": "test-token",
+               "HF_HUB_OFFLINE": "0"}
+        proc = subprocess.run([sys.executable, str(tmp_path / "publish.py"), str(tmp_path), str(root)], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        repos = {repo_id: hub.files(repo_id) for repo_id in hub.repos}
+    variants = sorted(p.name for p in (root / "hub_configs").iterdir() if p.is_dir())
+    assert set(repos) == {f"pub/{v}" for v in variants} | {"pub/fvq-cpu-4k-pipeline"}
+    assert set(repos["pub/fvq-262k"]) == {"config.json", "README.md"}
+    assert "diffusion_pytorch_model.safetensors" in repos["pub/fvq-cpu-4k"]
+    assert "vq/diffusion_pytorch_model.safetensors" in repos["pub/fvq-cpu-4k-pipeline"]
+    assert proc.stdout.strip().splitlines()[-1] == "262144"
+
+
+def test_publish_refuses_weights_of_another_variant(tmp_path):
+    from fvq_hf.publish import publish
+
+    make_tiny_model().save_pretrained(tmp_path / "tiny")
+    root = Path(__file__).parents[1] / "hub_configs"
+    with pytest.raises(ValueError, match="do not match hub_configs/fvq-cpu-4k"):
+        publish("pub", root, only=["fvq-cpu-4k"], weights={"fvq-cpu-4k": str(tmp_path / "tiny")})
+    with pytest.raises(ValueError, match="No hub config named"):
+        publish("pub", root, only=["fvq-1m"])
