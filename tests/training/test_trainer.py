@@ -1,5 +1,6 @@
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -127,10 +128,13 @@ def test_two_processes_share_global_usage(tmp_path):
     args = _args(tmp_path, "--max-steps", "3", "--eval-data", "--output-dir", str(tmp_path / "ddp"))
     worker = Path(__file__).with_name("ddp_worker.py")
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    with socket.socket() as probe:  # a free port: torch.distributed.run hands --master_port 0 to workers as is
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-         "--master_port", "0", str(worker), *args],
-        capture_output=True, text=True, env=env, timeout=600,
+         "--master_port", port, str(worker), *args],
+        capture_output=True, text=True, env=env, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     lines = sorted(line.split() for line in proc.stdout.splitlines() if line.startswith("RANK"))

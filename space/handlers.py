@@ -1,0 +1,231 @@
+"""What the Space computes, as plain functions (tested without a browser): reconstructions, token maps,
+codebook-usage heatmaps and histograms. `app.py` only lays them out."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from fvq_hf import FVQModel, FVQPipeline
+from fvq_hf.evaluation.metrics import CodeCounter, ImageQuality
+from fvq_hf.image_io import ImageReadError, load_image, pil_to_tensor, resize_center_crop, tensor_to_pil
+from fvq_hf.models.bridge import code_grid
+
+HERE = Path(__file__).resolve().parent
+EXAMPLES = sorted((HERE / "examples").glob("*.jpg"))
+# Where the README's main job leaves its model, relative to the repository root or the working directory.
+DEFAULT_MODELS = (HERE.parent / "outputs" / "fvq-cpu-4k" / "model", Path("outputs/fvq-cpu-4k/model"))
+NO_MODEL = ("**No model loaded.** Set `FVQ_MODEL` to a hub id or folder, type one above, or train the small model "
+            "first: `fvq-train --config hub_configs/fvq-cpu-4k --data builtin --output-dir outputs/fvq-cpu-4k "
+            "--max-steps 600 --lr 3e-4`.")
+
+
+class SpaceError(ValueError):
+    """A problem to show in the page (not a traceback)."""
+
+
+def default_model() -> str | None:
+    """`FVQ_MODEL`, else the main job's output if it exists, else None."""
+    if os.environ.get("FVQ_MODEL"):
+        return os.environ["FVQ_MODEL"]
+    return next((str(p) for p in DEFAULT_MODELS if (p / "config.json").exists()), None)
+
+
+_PIPELINES: dict[str, FVQPipeline] = {}
+
+
+def get_pipeline(name: str | None) -> FVQPipeline:
+    """Load (once) the model named by a hub id or folder; a SpaceError that says how to get one otherwise."""
+    if not name:
+        raise SpaceError(NO_MODEL)
+    if name not in _PIPELINES:
+        try:
+            model = FVQModel.from_pretrained(name)
+        except (OSError, ValueError) as error:
+            raise SpaceError(f"Cannot load model `{name}`: {error}") from error
+        _PIPELINES[name] = FVQPipeline(vq=model.eval())
+    return _PIPELINES[name]
+
+
+def read_images(paths: Sequence[str | Path] | None) -> tuple[list[tuple[str, Image.Image]], list[str]]:
+    """Readable images (any mode: converted to RGB) and a message for each file that is not one."""
+    images, problems = [], []
+    for path in paths or []:
+        try:
+            images.append((Path(path).name, load_image(path)))
+        except (ImageReadError, FileNotFoundError) as error:
+            problems.append(f"`{Path(path).name}`: {error}")
+    return images, problems
+
+
+def code_colors(indices: np.ndarray, codebook_size: int) -> np.ndarray:
+    """`(h, w)` code ids -> `(h, w, 3)` uint8, a fixed colour per id (golden-ratio hues, so neighbours differ)."""
+    hue = (indices.astype(np.float64) * 0.6180339887) % 1.0
+    value = 0.55 + 0.45 * (indices.astype(np.float64) / max(codebook_size - 1, 1))
+    return _hsv_to_rgb(hue, np.full_like(hue, 0.85), value)
+
+
+def _hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
+    i = np.floor(h * 6).astype(int) % 6
+    f = h * 6 - np.floor(h * 6)
+    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
+    table = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)]
+    rgb = np.zeros(h.shape + (3,))
+    for k, (r, g, b) in enumerate(table):
+        mask = i == k
+        rgb[mask] = np.stack([r[mask], g[mask], b[mask]], axis=-1)
+    return (rgb * 255).round().astype(np.uint8)
+
+
+def heat(values: np.ndarray, dead: np.ndarray | None = None) -> np.ndarray:
+    """Values in [0, 1] -> a dark-blue-to-yellow ramp; `dead` cells in red."""
+    v = np.clip(values, 0, 1)[..., None]
+    low, mid, high = np.array([20, 24, 82]), np.array([33, 145, 140]), np.array([253, 231, 37])
+    rgb = np.where(v < 0.5, low + (mid - low) * (v / 0.5), mid + (high - mid) * ((v - 0.5) / 0.5))
+    if dead is not None:
+        rgb[dead] = (220, 30, 30)
+    return rgb.round().astype(np.uint8)
+
+
+def upscale(array: np.ndarray, size: int) -> Image.Image:
+    """A small map shown at `size` px on its longer side, with crisp cells."""
+    image = Image.fromarray(array)
+    scale = max(1, size // max(image.size))
+    return image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
+
+
+def side_by_side(original: Image.Image, reconstruction: Image.Image, height: int = 256) -> Image.Image:
+    """Original and reconstruction next to each other, enlarged (nearest) to at least `height` px."""
+    scale = max(1, height // original.height)
+    original, reconstruction = (im.resize((im.width * scale, im.height * scale), Image.Resampling.NEAREST)
+                                for im in (original, reconstruction))
+    canvas = Image.new("RGB", (original.width * 2 + 8, original.height), (255, 255, 255))
+    canvas.paste(original, (0, 0))
+    canvas.paste(reconstruction, (original.width + 8, 0))
+    return canvas
+
+
+def reconstruct(paths: Sequence[str | Path] | None, model_name: str | None):
+    """Uploaded files -> (side-by-side gallery, per-image metrics rows, token maps, rarity maps, summary markdown)."""
+    pipe = get_pipeline(model_name)
+    images, problems = read_images(paths)
+    if not images:
+        raise SpaceError("No readable image. " + " ".join(problems) if problems else "Upload at least one image.")
+    size = pipe.vq.config.sample_size
+    codebook_size = pipe.vq.codebook_size
+    inputs = torch.stack([pil_to_tensor(resize_center_crop(image, size)) for _, image in images])
+    with torch.no_grad():
+        output = pipe(inputs, output_type="pt")
+    counter = CodeCounter(codebook_size)
+    counter.update(output.indices)
+    frequency = counter.counts.double() / max(counter.num_tokens, 1)
+    gallery, rows, token_maps, rarity_maps = [], [], [], []
+    for k, (name, _) in enumerate(images):
+        quality = ImageQuality()
+        quality.update(inputs[k : k + 1], output.images[k : k + 1])
+        metrics = quality.compute()
+        original, recon = tensor_to_pil(torch.stack([inputs[k], output.images[k]]))
+        gallery.append((side_by_side(original, recon), f"{name}: original | reconstruction"))
+        usage = output.usage[k]
+        rows.append([name, round(metrics["psnr"], 2), round(metrics["ssim"], 4), usage["distinct_codes"],
+                     round(usage["perplexity"], 1)])
+        ids = output.indices[k].numpy()
+        token_maps.append((upscale(code_colors(ids, codebook_size), 256), f"{name}: code ids"))
+        rarity = -np.log(frequency[output.indices[k]].numpy()) / max(math.log(counter.num_tokens), 1e-9)
+        rarity_maps.append((upscale(heat(rarity), 256), f"{name}: rarity of each code (bright = rare)"))
+    summary = (f"**{counter.usage * codebook_size:,.0f}** distinct codes of {codebook_size:,} "
+               f"({counter.usage:.2%}) over {counter.num_tokens:,} tokens; perplexity **{counter.perplexity:,.1f}**.")
+    if problems:
+        summary += "\n\nSkipped: " + "; ".join(problems)
+    return gallery, rows, token_maps, rarity_maps, summary
+
+
+def load_usage_file(path: str | Path, codebook_size: int) -> CodeCounter:
+    """Per-code counts written by `fvq-eval --save-usage` (checked against the model's K)."""
+    try:
+        saved = json.loads(Path(path).read_text())
+        counts = torch.tensor(saved["counts"], dtype=torch.long)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SpaceError(f"`{Path(path).name}` is not a usage file written by `fvq-eval --save-usage` ({error}).") from error
+    if counts.ndim != 1 or counts.numel() != codebook_size or bool((counts < 0).any()):
+        raise SpaceError(f"`{Path(path).name}` holds {counts.numel()} counts; this model has {codebook_size} codes.")
+    counter = CodeCounter(codebook_size)
+    counter.counts += counts
+    return counter
+
+
+def count_codes(pipe: FVQPipeline, images: Iterable[Image.Image], progress=None) -> CodeCounter:
+    """Encode images one by one (with a progress callback) and count every token."""
+    counter = CodeCounter(pipe.vq.codebook_size)
+    images = list(images)
+    iterator = progress.tqdm(images, desc="encoding") if progress is not None else images
+    for image in iterator:
+        with torch.no_grad():
+            counter.update(pipe(image, output_type="pt").indices)
+    return counter
+
+
+def usage_heatmap(counter: CodeCounter, patch_size: int = 1) -> Image.Image:
+    """The codebook as its h x w code grid: log-scaled use per code, dead codes in red."""
+    h, w = code_grid(counter.codebook_size, patch_size)
+    counts = counter.counts.numpy().reshape(h, w).astype(np.float64)
+    scaled = np.log1p(counts) / max(np.log1p(counts.max()), 1e-9)
+    return upscale(heat(scaled, dead=counts == 0), 512)
+
+
+def frequency_histogram(counter: CodeCounter) -> Image.Image:
+    """Histogram of how many codes were used how often (log x), as a PNG image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = counter.counts.numpy()
+    used = counts[counts > 0]
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    if used.size:
+        bins = np.unique(np.logspace(0, np.log10(max(used.max(), 1)) + 1e-9, 30).astype(int))
+        ax.hist(used, bins=bins if bins.size > 1 else 10, color="#21918c")
+        ax.set_xscale("log")
+    ax.set_xlabel("uses of a code")
+    ax.set_ylabel("codes")
+    ax.set_title(f"{int((counts == 0).sum()):,} dead codes of {counts.size:,}")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
+def codebook_usage(source: str, paths: Sequence[str | Path] | None, usage_file: str | Path | None,
+                   model_name: str | None, progress=None):
+    """(heatmap, histogram, summary) for the uploaded images, the bundled examples, or a usage file."""
+    pipe = get_pipeline(model_name)
+    problems: list[str] = []
+    if source == "usage file":
+        if not usage_file:
+            raise SpaceError("Choose a usage file written by `fvq-eval --save-usage`.")
+        counter = load_usage_file(usage_file, pipe.vq.codebook_size)
+    else:
+        chosen = EXAMPLES if source == "examples" else paths
+        images, problems = read_images(chosen)
+        if not images:
+            raise SpaceError("No readable image. " + " ".join(problems) if problems else "Upload at least one image.")
+        counter = count_codes(pipe, (image for _, image in images), progress)
+    bridge = pipe.vq.quantizer.bridge
+    patch = bridge.config.patch_size if hasattr(bridge, "config") else 1
+    summary = (f"{counter.usage:.2%} of {counter.codebook_size:,} codes used ({int((counter.counts > 0).sum()):,}), "
+               f"perplexity {counter.perplexity:,.1f}, {counter.num_tokens:,} tokens "
+               f"({counter.num_tokens / counter.codebook_size:.2f} per code"
+               f"{': too few to judge dead codes' if counter.num_tokens < 10 * counter.codebook_size else ''}).")
+    if problems:
+        summary += "\n\nSkipped: " + "; ".join(problems)
+    return usage_heatmap(counter, patch), frequency_histogram(counter), summary

@@ -1,0 +1,19 @@
+"""The Space's modules live in space/, next to app.py, as on a Hugging Face Space."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from ..conftest import make_tiny_model, perturb_bridge
+
+SPACE = Path(__file__).parents[2] / "space"
+sys.path.insert(0, str(SPACE))
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    model = make_tiny_model()
+    perturb_bridge(model)
+    model.save_pretrained(tmp_path / "model")
+    return str(tmp_path / "model")

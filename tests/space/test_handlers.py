@@ -1,0 +1,118 @@
+import json
+
+import handlers
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def _write(tmp_path, name, image):
+    path = tmp_path / name
+    image.save(path)
+    return str(path)
+
+
+@pytest.fixture
+def photos(tmp_path):
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8))
+    return [
+        _write(tmp_path, "rgb.png", rgb),
+        _write(tmp_path, "gray.png", rgb.convert("L")),
+        _write(tmp_path, "rgba.png", rgb.convert("RGBA")),
+        _write(tmp_path, "deep.png", Image.fromarray(np.arange(2000, dtype=np.uint16).reshape(40, 50) * 30)),
+    ]
+
+
+def test_reconstruct_every_mode(photos, model_dir):
+    gallery, rows, token_maps, rarity_maps, summary = handlers.reconstruct(photos, model_dir)
+    assert len(gallery) == len(rows) == len(token_maps) == len(rarity_maps) == 4
+    side, caption = gallery[0]
+    assert side.size == (256 * 2 + 8, 256) and "rgb.png" in caption
+    name, psnr, ssim, distinct, perplexity = rows[0]
+    assert name == "rgb.png" and psnr > 0 and -1 <= ssim <= 1 and 1 <= distinct <= 64 and perplexity >= 1
+    assert token_maps[0][0].size == (256, 256) and rarity_maps[0][0].mode == "RGB"
+    assert "distinct codes of 256" in summary
+
+
+def test_bad_files_are_messages_not_tracebacks(photos, model_dir, tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    *_, summary = handlers.reconstruct([photos[0], str(tmp_path / "notes.txt"), str(tmp_path / "broken.jpg")],
+                                       model_dir)
+    assert "Skipped" in summary and "notes.txt" in summary and "broken.jpg" in summary
+    with pytest.raises(handlers.SpaceError, match="No readable image"):
+        handlers.reconstruct([str(tmp_path / "notes.txt")], model_dir)
+    with pytest.raises(handlers.SpaceError, match="Upload at least one image"):
+        handlers.reconstruct([], model_dir)
+
+
+def test_huge_images_are_refused_with_a_message(tmp_path, model_dir, monkeypatch):
+    import fvq_hf.image_io as image_io
+
+    monkeypatch.setattr(image_io, "MAX_IMAGE_PIXELS", 100)
+    path = _write(tmp_path, "big.png", Image.new("RGB", (20, 20)))
+    with pytest.raises(handlers.SpaceError, match="downscale"):
+        handlers.reconstruct([path], model_dir)
+
+
+def test_no_model_says_how_to_get_one(monkeypatch):
+    monkeypatch.delenv("FVQ_MODEL", raising=False)
+    with pytest.raises(handlers.SpaceError, match="fvq-train --config hub_configs/fvq-cpu-4k"):
+        handlers.reconstruct([], None)
+    with pytest.raises(handlers.SpaceError, match="Cannot load model"):
+        handlers.get_pipeline("/no/such/model")
+
+
+def test_default_model_from_the_environment(monkeypatch, model_dir):
+    monkeypatch.setenv("FVQ_MODEL", model_dir)
+    assert handlers.default_model() == model_dir
+
+
+def test_usage_of_examples_and_uploads(photos, model_dir):
+    heatmap, histogram, summary = handlers.codebook_usage("examples", None, None, model_dir)
+    assert heatmap.size == (16 * 32, 16 * 32)  # the 16 x 16 code grid, upscaled
+    assert histogram.mode == "RGB" and "codes used" in summary and "too few" in summary
+    _, _, summary = handlers.codebook_usage("uploaded images", photos, None, model_dir)
+    assert f"{4 * 64:,} tokens" in summary
+
+
+def test_usage_file(tmp_path, model_dir):
+    counts = [0] * 256
+    counts[3], counts[200] = 50, 7
+    path = tmp_path / "usage.json"
+    path.write_text(json.dumps({"codebook_size": 256, "counts": counts}))
+    heatmap, _, summary = handlers.codebook_usage("usage file", None, str(path), model_dir)
+    assert "0.78% of 256 codes used (2)" in summary
+    pixels = np.asarray(heatmap)
+    assert (pixels == [220, 30, 30]).all(axis=-1).mean() == pytest.approx(254 / 256)  # dead codes in red
+    path.write_text(json.dumps({"counts": [1, 2, 3]}))
+    with pytest.raises(handlers.SpaceError, match="holds 3 counts; this model has 256"):
+        handlers.codebook_usage("usage file", None, str(path), model_dir)
+    path.write_text("not json")
+    with pytest.raises(handlers.SpaceError, match="not a usage file"):
+        handlers.codebook_usage("usage file", None, str(path), model_dir)
+
+
+def test_code_colors_are_fixed_per_id():
+    ids = np.array([[0, 1], [1, 4095]])
+    colors = handlers.code_colors(ids, 4096)
+    assert colors.shape == (2, 2, 3) and colors.dtype == np.uint8
+    assert (colors[0, 1] == colors[1, 0]).all() and not (colors[0, 0] == colors[0, 1]).all()
+
+
+@pytest.mark.slow
+def test_a_262k_code_model_runs_on_a_cpu(tmp_path):
+    """The published fvq-262k architecture (148M parameters, untrained) loads and reconstructs in the Space."""
+    from pathlib import Path
+
+    from fvq_hf import FVQModel
+
+    config = FVQModel.load_config(Path(__file__).parents[2] / "hub_configs" / "fvq-262k")
+    FVQModel.from_config(config).save_pretrained(tmp_path / "fvq-262k")
+    photo = _write(tmp_path, "photo.png", Image.new("RGB", (300, 260), (120, 60, 30)))
+    gallery, rows, token_maps, _, summary = handlers.reconstruct([photo], str(tmp_path / "fvq-262k"))
+    assert gallery[0][0].size == (256 * 2 + 8, 256) and rows[0][3] >= 1
+    assert "of 262,144" in summary
+    heatmap, _, _ = handlers.codebook_usage("uploaded images", [photo], None, str(tmp_path / "fvq-262k"))
+    assert heatmap.size == (512, 512)  # the 512 x 512 code grid
