@@ -12,68 +12,49 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
-import resource
-import time
+import sys
+from pathlib import Path
 
 import torch
 
-from fvq_hf.models.quantizer import nearest_code
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import in_fresh_process, measure  # noqa: E402
+
+from fvq_hf.models.quantizer import nearest_code  # noqa: E402
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
-
-
-def _search(method: str, z: torch.Tensor, codebook: torch.Tensor, chunk_size: int) -> torch.Tensor:
-    if method == "chunked":
-        return nearest_code(z, codebook, chunk_size)
-    with torch.no_grad():
-        return torch.cdist(z, codebook).argmin(dim=1)
-
-
-def _measure(method: str, tokens: int, codebook_size: int, dim: int, chunk_size: int, repeats: int,
-             device: str, queue) -> None:
+def _search_setup(method: str, tokens: int, codebook_size: int, dim: int, chunk_size: int, device: str):
     torch.manual_seed(0)
     z = torch.randn(tokens, dim, device=device)
     codebook = torch.randn(codebook_size, dim, device=device)
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
-        base = _rss_bytes()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        indices = _search(method, z, codebook, chunk_size)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    if device == "cuda":
-        peak = torch.cuda.max_memory_allocated() - base
-    else:  # ru_maxrss is in KiB on Linux
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
-    best = min(times)
-    queue.put({"method": method, "dim": dim, "tokens_per_s": tokens / best, "seconds": best,
-               "extra_peak_mib": max(peak, 0) / 2**20, "checksum": int(indices.sum())})
+    if method == "chunked":
+        return lambda: nearest_code(z, codebook, chunk_size)
+    if method == "cdist":
+        return lambda: torch.cdist(z, codebook).argmin(dim=1)
+    # vector-quantize-pytorch: its VectorQuantize forward (distances, argmin, lookup) on the same codebook.
+    from vector_quantize_pytorch import VectorQuantize
+
+    peer = VectorQuantize(dim=dim, codebook_size=codebook_size).to(device).eval()
+    peer._codebook.embed.data.copy_(codebook[None])
+    peer._codebook.initted.fill_(True)
+    return lambda: peer(z[None])[1][0]
 
 
-def run(tokens: int, codebook_size: int, dims: list[int], chunk_size: int, repeats: int, device: str) -> list[dict]:
-    ctx = mp.get_context("spawn")
+def _measure(method: str, tokens: int, codebook_size: int, dim: int, chunk_size: int, repeats: int,
+             device: str) -> dict:
+    with torch.no_grad():
+        out = measure(lambda: _search_setup(method, tokens, codebook_size, dim, chunk_size, device), repeats, device)
+    return {"method": method, "dim": dim, "tokens_per_s": tokens / out["seconds"], "seconds": out["seconds"],
+            "extra_peak_mib": out["extra_peak_mib"], "checksum": int(out["result"].sum())}
+
+
+def run(tokens: int, codebook_size: int, dims: list[int], chunk_size: int, repeats: int, device: str,
+        methods: list[str]) -> list[dict]:
     rows = []
     for dim in dims:
-        for method in ("chunked", "cdist"):
-            queue = ctx.Queue()
-            proc = ctx.Process(target=_measure,
-                               args=(method, tokens, codebook_size, dim, chunk_size, repeats, device, queue))
-            proc.start()
-            proc.join()
-            if proc.exitcode != 0:
-                rows.append({"method": method, "dim": dim, "error": f"exit code {proc.exitcode} (out of memory?)"})
-                continue
-            rows.append(queue.get())
+        for method in methods:
+            row = in_fresh_process(_measure, method, tokens, codebook_size, dim, chunk_size, repeats, device)
+            rows.append({"method": method, "dim": dim, **row})
     return rows
 
 
@@ -86,11 +67,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="K = 16384, one repeat")
+    parser.add_argument("--methods", nargs="+", default=["chunked", "cdist"], choices=["chunked", "cdist", "vqtorch"],
+                        help="vqtorch: vector-quantize-pytorch's VectorQuantize forward")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
     if args.quick:
         args.codebook_size, args.repeats = 16384, 1
-    rows = run(args.tokens, args.codebook_size, args.dims, args.chunk_size, args.repeats, args.device)
+    rows = run(args.tokens, args.codebook_size, args.dims, args.chunk_size, args.repeats, args.device, args.methods)
     print(f"N = {args.tokens} tokens, K = {args.codebook_size} codes, chunk {args.chunk_size}, {args.device}, "
           f"{torch.get_num_threads()} threads")
     print("| d | method | tokens/s | extra peak memory (MiB) |\n| --- | --- | --- | --- |")
@@ -100,12 +83,12 @@ def main() -> None:
         else:
             print(f"| {row['dim']} | {row['method']} | {row['tokens_per_s']:,.0f} | {row['extra_peak_mib']:,.0f} |")
     for dim in args.dims:
-        pair = {r["method"]: r for r in rows if r["dim"] == dim and "error" not in r}
-        if len(pair) == 2:
-            same = pair["chunked"]["checksum"] == pair["cdist"]["checksum"]
-            print(f"d={dim}: chunked/cdist speed x{pair['chunked']['tokens_per_s'] / pair['cdist']['tokens_per_s']:.2f}, "
-                  f"memory x{pair['chunked']['extra_peak_mib'] / max(pair['cdist']['extra_peak_mib'], 1e-9):.3f}, "
-                  f"same indices: {same}")
+        found = {r["method"]: r for r in rows if r["dim"] == dim and "error" not in r}
+        for other in [m for m in found if m != "chunked"] if "chunked" in found else []:
+            a, b = found["chunked"], found[other]
+            print(f"d={dim}: chunked/{other} speed x{a['tokens_per_s'] / b['tokens_per_s']:.2f}, memory "
+                  f"x{a['extra_peak_mib'] / max(b['extra_peak_mib'], 1e-9):.3f}, same indices: "
+                  f"{a['checksum'] == b['checksum']}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "rows": rows}, f, indent=2)

@@ -13,7 +13,7 @@ from fvq_hf.losses import TokenizerLoss
 from fvq_hf.training.trainer import latest_checkpoint, parse_args, train
 
 from ..conftest import make_tiny_model
-from ..helpers import write_config, write_images
+from ..helpers import write_config, write_images, write_lpips_weights
 
 
 def _args(tmp_path, *extra):
@@ -59,6 +59,21 @@ def test_training_writes_models_cards_and_evaluation(tmp_path):
     usage_file = next(out.glob("usage-*.json"))
     assert sum(json.loads(usage_file.read_text())["counts"]) == evaluation["num_tokens"]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000002", "step-00000004"]
+
+
+def test_gan_lpips_and_accumulation_paths(tmp_path, caplog):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    vgg, linear = write_lpips_weights(tmp_path / "lpips")
+    out = tmp_path / "run"
+    result = train(parse_args(_args(tmp_path, "--max-steps", "2", "--disc-start", "1", "--gradient-accumulation-steps",
+                                    "2", "--lpips-vgg", str(vgg), "--lpips-linear", str(linear), "--eval-data",
+                                    "--output-dir", str(out), "--report-to", "tensorboard")))
+    assert result["step"] == 2  # 2 optimizer steps of 2 micro-batches each
+    assert "LPIPS unavailable" not in caplog.text
+    folders = {p.parent for p in (out / "logs").rglob("events.out.tfevents.*")}  # accelerate adds an hparams run
+    logged = {tag for f in folders for tag in EventAccumulator(str(f)).Reload().Tags()["scalars"]}
+    assert {"loss/perceptual", "loss/generator_gan", "loss/discriminator", "usage_rolling", "lr"} <= set(logged)
 
 
 def _weights(folder: Path) -> dict:

@@ -1,0 +1,46 @@
+"""The benchmark scripts run end to end at tiny sizes, so they do not rot (their figures live in RESULTS.md)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).parents[2] / "benchmarks"
+
+
+def _run(script: str, *args: str, timeout: int = 600) -> str:
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_nearest_code_search(tmp_path):
+    out = _run("nearest_code_search.py", "--tokens", "300", "--codebook-size", "2048", "--dims", "8", "--repeats",
+               "1", "--methods", "chunked", "cdist", "vqtorch", "--json", str(tmp_path / "s.json"))
+    rows = json.loads((tmp_path / "s.json").read_text())["rows"]
+    assert {r["method"] for r in rows} == {"chunked", "cdist", "vqtorch"} and all("error" not in r for r in rows)
+    assert len({r["checksum"] for r in rows}) == 1  # the three searches agree
+    assert "same indices: True" in out
+
+
+@pytest.mark.slow
+def test_quantizer_comparison(tmp_path):
+    out = _run("quantizer_comparison.py", "--codebook-sizes", "256", "--steps", "2", "--sweep-lrs", "1e-3",
+               "--quantizers", "none", "linear", "mlp", "vqbridge", "vqtorch-ema", "--ablation-size", "256",
+               "--ablation-quantizers", "vqbridge", "--json", str(tmp_path / "q.json"), "--plots", str(tmp_path / "q"))
+    results = json.loads((tmp_path / "q.json").read_text())
+    assert len(results["runs"]) == 5 and len(results["sweep"]) == 5 and len(results["ablation"]) == 1
+    assert (tmp_path / "q-vs-k.png").exists() and (tmp_path / "q-annealing.png").exists()
+    assert "| 256 | vqtorch-ema |" in out and "usage over steps, vqbridge/const" in out
+
+
+@pytest.mark.slow
+def test_bridge_cost(tmp_path):
+    out = _run("bridge_cost.py", "--quick", "--json", str(tmp_path / "c.json"))
+    result = json.loads((tmp_path / "c.json").read_text())
+    assert result["bridge"][0]["variant"] == "fvq-16k" and result["bridge"][0]["seconds"] > 0
+    assert "| fvq-16k |" in out
