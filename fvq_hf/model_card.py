@@ -19,7 +19,8 @@ METRIC_NAMES = {"usage": "codebook usage", "perplexity": "code perplexity", "psn
                 "lpips": "LPIPS", "rfid": "rFID"}
 
 
-def _cell(key: str, value) -> str:
+def format_metric(key: str, value) -> str:
+    """One metric as a table cell: usage as a percentage, floats to 4 places, ints with separators."""
     if key == "usage":
         return f"{value:.2%}"
     if isinstance(value, float):
@@ -33,7 +34,7 @@ def metrics_table(evaluations: Mapping[str, Mapping]) -> str:
     lines = ["| data | tokens | " + " | ".join(METRIC_NAMES[k] for k in keys) + " |",
              "| --- | --- |" + " --- |" * len(keys)]
     for data, metrics in evaluations.items():
-        cells = [_cell(k, metrics[k]) if k in metrics else "n/a" for k in keys]
+        cells = [format_metric(k, metrics[k]) if k in metrics else "n/a" for k in keys]
         lines.append(f"| {data} | {metrics.get('num_tokens', 0):,} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

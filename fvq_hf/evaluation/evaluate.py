@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from ..data import EvalImages
 from ..losses.lpips import LPIPS, find_lpips_weights
+from ..model_card import format_metric
 from ..models import FVQModel
 from .metrics import CodeCounter, ImageQuality
 
@@ -94,11 +94,7 @@ def format_table(rows: dict[str, dict]) -> str:
     columns = ["usage", "perplexity", "num_tokens", "tokens_per_code", "psnr", "ssim", "lpips", "rfid"]
     lines = ["| data | " + " | ".join(columns) + " |", "| --- |" + " --- |" * len(columns)]
     for name, metrics in rows.items():
-        cells = []
-        for c in columns:
-            v = metrics.get(c)
-            cells.append("n/a" if v is None else f"{v:.2%}" if c == "usage" else
-                         f"{v:,}" if isinstance(v, int) else f"{v:.4f}" if math.isfinite(v) else str(v))
+        cells = ["n/a" if metrics.get(c) is None else format_metric(c, metrics[c]) for c in columns]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

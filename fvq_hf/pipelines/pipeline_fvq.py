@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
+from ..evaluation.metrics import CodeCounter
 from ..image_io import prepare_images, tensor_to_pil
 from ..model_card import load_evaluation, push_with_card, tokenizer_card
 from ..models import FVQModel
@@ -38,11 +38,10 @@ class FVQPipelineOutput(BaseOutput):
 
 def image_usage(indices: torch.Tensor, codebook_size: int) -> dict:
     """Distinct codes, their fraction of K, and the perplexity of one image's `(h, w)` tokens."""
-    counts = torch.bincount(indices.reshape(-1).cpu(), minlength=codebook_size)
-    p = counts[counts > 0].double() / counts.sum()
-    distinct = int((counts > 0).sum())
-    return {"distinct_codes": distinct, "codebook_fraction": distinct / codebook_size,
-            "perplexity": math.exp(float(-(p * p.log()).sum()))}
+    counter = CodeCounter(codebook_size)
+    counter.update(indices.cpu())
+    return {"distinct_codes": int((counter.counts > 0).sum()), "codebook_fraction": counter.usage,
+            "perplexity": counter.perplexity}
 
 
 def format_images(images: torch.Tensor, output_type: str):
