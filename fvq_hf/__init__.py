@@ -5,6 +5,9 @@ from .models import (
     FVQEncoderOutput,
     FVQModel,
     FVQModelOutput,
+    FVQTransformer,
+    FVQTransformerOutput,
+    KVCache,
     LinearBridge,
     MLPBridge,
     QuantizerOutput,
@@ -12,7 +15,7 @@ from .models import (
     VQBridge,
     nearest_code,
 )
-from .pipelines import FVQPipeline, FVQPipelineOutput
+from .pipelines import FVQGenerationPipeline, FVQGenerationPipelineOutput, FVQPipeline, FVQPipelineOutput
 
 __version__ = "0.1.0"
 
@@ -20,9 +23,14 @@ __all__ = [
     "FVQDecoderOutput",
     "FVQEncoderOutput",
     "FVQModel",
+    "FVQGenerationPipeline",
+    "FVQGenerationPipelineOutput",
     "FVQModelOutput",
     "FVQPipeline",
     "FVQPipelineOutput",
+    "FVQTransformer",
+    "FVQTransformerOutput",
+    "KVCache",
     "LinearBridge",
     "MLPBridge",
     "QuantizerOutput",

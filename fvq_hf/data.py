@@ -138,7 +138,40 @@ def open_source(data: str, split: str = "train", image_column: str | None = None
     return ImageFolder(path)
 
 
-def _readable(source, index: int) -> Image.Image | None:
+def class_labels(source, label_column: str | None = None) -> tuple[list[int], list[str]]:
+    """`(label of each image, class names)` of a source, for class-conditional generation.
+
+    Builtin photos: each photo is a class (its crops, held-out strip included, share its label). Image folders:
+    the first sub-folder under the root names the class (ImageNet's layout); files directly under the root form
+    one class. `datasets` datasets: `label_column`, or the first `ClassLabel` column; without one, one class.
+    """
+    if isinstance(source, PhotoList):
+        return list(range(len(source))), [name.partition(":")[0] for name in source.names]
+    if isinstance(source, ImageFolder):
+        groups = [p.relative_to(source.root).parts[0] if len(p.relative_to(source.root).parts) > 1 else source.root.name
+                  for p in source.paths]
+        names = sorted(set(groups))
+        return [names.index(g) for g in groups], names
+    if isinstance(source, HFImageDataset):
+        import datasets
+
+        features = source.dataset.features
+        column = label_column or next((c for c, f in features.items() if isinstance(f, datasets.ClassLabel)), None)
+        if column is None:
+            logger.warning("No label column in the dataset: every image gets class 0 (unconditional).")
+            return [0] * len(source), ["image"]
+        if column not in features:
+            raise ValueError(f"--label-column {column!r} is not a column of the dataset ({list(features)}).")
+        labels = [int(x) for x in source.dataset[column]]
+        feature = features[column]
+        names = feature.names if isinstance(feature, datasets.ClassLabel) else [str(i) for i in range(max(labels) + 1)]
+        if min(labels) < 0 or max(labels) >= len(names):
+            raise ValueError(f"Labels of column {column!r} must lie in [0, {len(names)}); got {min(labels)}..{max(labels)}.")
+        return labels, names
+    raise TypeError(f"No class labels for a source of type {type(source).__name__}.")
+
+
+def readable(source, index: int) -> Image.Image | None:
     try:
         return source[index]
     except ImageReadError as error:
@@ -147,7 +180,7 @@ def _readable(source, index: int) -> Image.Image | None:
 
 
 class RandomCrops(torch.utils.data.Dataset):
-    """Random square crops of a source's images, resized to `resolution`, with random horizontal flips.
+    """Random square crops of a source's images, resized to `resolution`, with random horizontal flips (`flip`).
 
     Item i of epoch e is a pure function of (seed, e, i): image i % len(source), a crop side drawn
     uniformly between `resolution` (or the shorter side, if smaller) and the shorter side, so the photos
@@ -155,10 +188,10 @@ class RandomCrops(torch.utils.data.Dataset):
     make an epoch (default: one per image).
     """
 
-    def __init__(self, source, resolution: int, length: int | None = None, seed: int = 0) -> None:
+    def __init__(self, source, resolution: int, length: int | None = None, seed: int = 0, flip: bool = True) -> None:
         if len(source) == 0:
             raise ValueError("The training data holds no images.")
-        self.source, self.resolution, self.seed, self.epoch = source, resolution, seed, 0
+        self.source, self.resolution, self.seed, self.epoch, self.flip = source, resolution, seed, 0, flip
         self.length = length or len(source)
 
     def set_epoch(self, epoch: int) -> None:
@@ -169,21 +202,25 @@ class RandomCrops(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         """`(3, resolution, resolution)` in [-1, 1]."""
-        rng = np.random.default_rng((self.seed, self.epoch, index))
         image = None
         for attempt in range(len(self.source)):
-            image = _readable(self.source, (index + attempt) % len(self.source))
+            image = readable(self.source, (index + attempt) % len(self.source))
             if image is not None:
                 break
         if image is None:
             raise ValueError("No image of the training data could be read.")
+        return self.crop(image, index)
+
+    def crop(self, image: Image.Image, index: int) -> torch.Tensor:
+        """Item `index`'s random crop (and flip) of `image`, `(3, resolution, resolution)` in [-1, 1]."""
+        rng = np.random.default_rng((self.seed, self.epoch, index))
         short = min(image.size)
         side = int(rng.integers(min(self.resolution, short), short + 1))
         left = int(rng.integers(0, image.width - side + 1))
         top = int(rng.integers(0, image.height - side + 1))
         crop = image.crop((left, top, left + side, top + side)).resize(
             (self.resolution, self.resolution), Image.Resampling.BICUBIC)
-        if rng.random() < 0.5:
+        if rng.random() < 0.5 and self.flip:
             crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         return pil_to_tensor(crop)
 

@@ -16,7 +16,8 @@ TAGS = ["image-tokenizer", "vector-quantization", "fvq", "vqbridge", "diffusers"
 BRIDGE_NAMES = {"vqbridge": "VQBridge (FVQ)", "linear": "linear projector (SimVQ)",
                 "mlp": "MLP projector (VQGAN-LC-style)", "none": "none (plain VQ codebook)"}
 METRIC_NAMES = {"usage": "codebook usage", "perplexity": "code perplexity", "psnr": "PSNR (dB)", "ssim": "SSIM",
-                "lpips": "LPIPS", "rfid": "rFID"}
+                "lpips": "LPIPS", "rfid": "rFID", "loss": "next-token loss (nats)",
+                "token_perplexity": "next-token perplexity"}
 
 
 def format_metric(key: str, value) -> str:
@@ -86,13 +87,68 @@ def tokenizer_card(config: Mapping, repo_id: str | None = None, evaluations: Map
     ]
     if training:
         body += ["## Training", "", training, ""]
-    if evaluations:
-        body += ["## Measured", "", "Usage counts every token of the evaluation data (not a rolling buffer).", "",
-                 metrics_table(evaluations), ""]
-        notes = sorted({n for m in evaluations.values() for n in m.get("notes", [])})
-        body += [f"- {n}" for n in notes] + ([""] if notes else [])
-    else:
-        body += ["## Measured", "", "Not evaluated yet: run `fvq-eval` and push again.", ""]
+    body += measured_section(evaluations, "Usage counts every token of the evaluation data (not a rolling buffer).",
+                             "run `fvq-eval` and push again.")
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))
+
+
+def measured_section(evaluations: Mapping[str, Mapping] | None, how: str, todo: str) -> list[str]:
+    """The "Measured" part of a card: the metrics table and its notes, or what to run to fill it."""
+    if not evaluations:
+        return ["## Measured", "", f"Not evaluated yet: {todo}", ""]
+    notes = sorted({n for m in evaluations.values() for n in m.get("notes", [])})
+    return ["## Measured", "", how, "", metrics_table(evaluations), "", *[f"- {n}" for n in notes],
+            *([""] if notes else [])]
+
+
+def generator_card(config: Mapping, repo_id: str | None = None, evaluations: Mapping[str, Mapping] | None = None,
+                   training: str | None = None, license: str = "apache-2.0", pipeline: bool = False) -> ModelCard:
+    """A `huggingface_hub.ModelCard` for an FVQTransformer config (or an FVQGenerationPipeline around one)."""
+    name = repo_id or "path/to/model"
+    # The Hub has no class-conditional pipeline tag (text-to-image would be wrong): only one class gets one.
+    data = ModelCardData(library_name="fvq-hf", license=license, tags=[*TAGS, "autoregressive", "class-conditional"],
+                         pipeline_tag="unconditional-image-generation" if config["num_classes"] == 1 else None)
+    h, w = config["token_grid_size"]
+    names = config.get("class_names")
+    body = [
+        f"# {name.split('/')[-1]}",
+        "",
+        "A LlamaGen-style class-conditional autoregressive transformer over the tokens of an FVQ image tokenizer "
+        "(Chang et al., arXiv 2509.10140), packaged with `fvq-hf`.",
+        "",
+        "| | |",
+        "| --- | --- |",
+        f"| vocabulary | {config['vocab_size']:,} token ids (the tokenizer's codebook size) |",
+        f"| sequence | class token + {h} x {w} tokens in raster order |",
+        f"| classes | {config['num_classes']:,}" + (f": {', '.join(names[:8])}{' ...' if len(names) > 8 else ''}"
+                                                     if names else "") + " (+ a null class for guidance) |",
+        f"| size | {config['num_layers']} layers, width {config['hidden_size']}, "
+        f"{config['num_attention_heads']} heads; RMSNorm, SwiGLU, 2-D RoPE |",
+        "",
+        "## Use",
+        "",
+        "```python",
+        *([
+            "import torch",
+            "from fvq_hf import FVQGenerationPipeline",
+            "",
+            f'pipe = FVQGenerationPipeline.from_pretrained("{name}")',
+            "out = pipe(class_labels=[0, 1], guidance_scale=4.0, top_k=None, "
+            "generator=torch.Generator().manual_seed(0))",
+            f"out.images, out.indices                # PIL images, (B, {h}, {w}) token ids",
+        ] if pipeline else [
+            "from fvq_hf import FVQGenerationPipeline, FVQModel, FVQTransformer",
+            "",
+            f'transformer = FVQTransformer.from_pretrained("{name}")',
+            "pipe = FVQGenerationPipeline(transformer=transformer, vq=FVQModel.from_pretrained('path/to/tokenizer'))",
+        ]),
+        "```",
+        "",
+    ]
+    if training:
+        body += ["## Training", "", training, ""]
+    body += measured_section(evaluations, "Next-token loss of teacher-forced held-out tokens.",
+                             "train with `fvq-train-transformer --eval-codes ...` and push again.")
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))
 
 

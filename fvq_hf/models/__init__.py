@@ -1,8 +1,9 @@
-"""Models: the VQBridge, the quantizer, the encoder/decoder and the FVQ tokenizer."""
+"""Models: the VQBridge, the quantizer, the encoder/decoder, the FVQ tokenizer and the autoregressive transformer."""
 
 from .bridge import BRIDGE_TYPES, VQBRIDGE_SIZES, LinearBridge, MLPBridge, VQBridge, code_grid
 from .fvq_model import FVQDecoderOutput, FVQEncoderOutput, FVQModel, FVQModelOutput
 from .quantizer import QuantizerOutput, VectorQuantizer, nearest_code
+from .transformer import FVQTransformer, FVQTransformerOutput, KVCache
 
 __all__ = [
     "BRIDGE_TYPES",
@@ -11,6 +12,9 @@ __all__ = [
     "FVQEncoderOutput",
     "FVQModel",
     "FVQModelOutput",
+    "FVQTransformer",
+    "FVQTransformerOutput",
+    "KVCache",
     "LinearBridge",
     "MLPBridge",
     "QuantizerOutput",

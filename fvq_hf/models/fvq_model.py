@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -10,11 +9,11 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
-from huggingface_hub import constants
 from torch import nn
 
-from ..model_card import load_evaluation, push_with_card, tokenizer_card
+from ..model_card import load_evaluation, tokenizer_card
 from .autoencoder import Decoder, Encoder
+from .hub_mixin import StrictHubMixin
 from .quantizer import VectorQuantizer
 
 
@@ -56,7 +55,7 @@ class FVQModelOutput(BaseOutput):
     commitment_loss: torch.Tensor
 
 
-class FVQModel(ModelMixin, ConfigMixin):
+class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
     r"""A VQ image tokenizer of LlamaGen's VQ family whose codebook can be trained through a VQBridge (FVQ).
 
     Images are `(B, in_channels, H, W)` in [-1, 1] with H and W divisible by `downsample_factor`
@@ -213,37 +212,3 @@ class FVQModel(ModelMixin, ConfigMixin):
         """
         saved, training = load_evaluation(self.config.get("_name_or_path"))
         return tokenizer_card(self.config, repo_id, evaluations or saved, training)
-
-    def push_to_hub(self, repo_id: str, commit_message: str | None = None, private: bool | None = None,
-                    token: str | None = None, create_pr: bool = False, evaluations: dict | None = None) -> str:
-        """Upload config, safetensors weights and a generated model card (see `model_card`)."""
-        return push_with_card(self, repo_id, self.model_card(repo_id, evaluations), commit_message or "Upload FVQModel",
-                              private, token, create_pr)
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> FVQModel:
-        """diffusers' `from_pretrained` that refuses weights which do not match the config.
-
-        diffusers only warns about missing weights (and leaves them on the meta device); here any missing,
-        unexpected or mismatched tensor is an error that names the tensors.
-        """
-        want_info = kwargs.pop("output_loading_info", False)
-        try:
-            model, info = super().from_pretrained(pretrained_model_name_or_path, output_loading_info=True, **kwargs)
-        except ValueError as error:
-            if "expected shape" not in str(error):
-                raise
-            raise ValueError(f"The weights in {pretrained_model_name_or_path} do not match its config.json: "
-                             f"{error}. Use the config.json that was saved with these weights.") from error
-        except OSError as error:
-            if os.path.isdir(pretrained_model_name_or_path):
-                raise
-            offline = "HF_HUB_OFFLINE is set, and it is not in the local cache" if constants.HF_HUB_OFFLINE else \
-                "it could not be fetched from the Hub or found in the local cache"
-            raise OSError(f"{pretrained_model_name_or_path} is not a local folder, and {offline} ({error}). Check the "
-                          "id (and subfolder / revision), or download it once while online.") from error
-        problems = {k: info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys") if info.get(k)}
-        if problems:
-            raise ValueError(f"The weights in {pretrained_model_name_or_path} do not match its config.json "
-                             f"({problems}). Use the config.json that was saved with these weights.")
-        return (model, info) if want_info else model

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
 from ..evaluation.metrics import CodeCounter
-from ..image_io import prepare_images, tensor_to_pil
-from ..model_card import load_evaluation, push_with_card, tokenizer_card
+from ..image_io import prepare_images
+from ..model_card import load_evaluation, tokenizer_card
 from ..models import FVQModel
-
-OUTPUT_TYPES = ("pil", "np", "pt")
+from .base import HubPipeline, check_output_type, format_images
 
 
 @dataclass
@@ -44,19 +40,7 @@ def image_usage(indices: torch.Tensor, codebook_size: int) -> dict:
             "perplexity": counter.perplexity}
 
 
-def format_images(images: torch.Tensor, output_type: str):
-    """`(B, 3, H, W)` in [-1, 1] -> the pipeline's output types (diffusers' conventions)."""
-    if output_type not in OUTPUT_TYPES:
-        raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}.")
-    images = images.float().clamp(-1, 1)
-    if output_type == "pt":
-        return images
-    if output_type == "np":
-        return ((images + 1) / 2).permute(0, 2, 3, 1).cpu().numpy()
-    return tensor_to_pil(images)
-
-
-class FVQPipeline(DiffusionPipeline):
+class FVQPipeline(HubPipeline):
     r"""Tokenize and reconstruct images with an FVQ tokenizer.
 
     Images may be PIL images, numpy arrays, tensors, file paths or lists of them, of any size and mode:
@@ -74,35 +58,10 @@ class FVQPipeline(DiffusionPipeline):
         super().__init__()
         self.register_modules(vq=vq)
 
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> FVQPipeline:
-        """Load from a folder written by `save_pretrained`, or from a hub id (downloaded or taken from the cache).
-
-        diffusers cannot resolve components defined outside diffusers by hub id, so a hub id is first fetched
-        with `huggingface_hub.snapshot_download` (which honours `HF_HUB_OFFLINE` and the local cache).
-        """
-        path = Path(pretrained_model_name_or_path)
-        if not path.is_dir():
-            from huggingface_hub import snapshot_download
-
-            download = {k: kwargs.pop(k) for k in ("cache_dir", "revision", "token", "local_files_only") if k in kwargs}
-            try:
-                path = Path(snapshot_download(str(pretrained_model_name_or_path), **download))
-            except Exception as error:
-                raise OSError(f"{pretrained_model_name_or_path} is not a local pipeline folder, and it cannot be "
-                              f"fetched from the Hub or found in the local cache ({type(error).__name__}: {error}). "
-                              "Check the id, or download it once while online.") from error
-        if not (path / "model_index.json").exists():
-            raise OSError(f"{path} has no model_index.json: it is not a saved pipeline. For a single model folder "
-                          "use FVQPipeline(vq=FVQModel.from_pretrained(folder)).")
-        return super().from_pretrained(path, **kwargs)
-
-    def push_to_hub(self, repo_id: str, commit_message: str | None = None, private: bool | None = None,
-                    token: str | None = None, create_pr: bool = False, evaluations: dict | None = None) -> str:
-        """Upload model_index.json, the tokenizer under `vq/`, and a generated model card with the measured metrics."""
+    def model_card(self, repo_id: str | None = None, evaluations: dict | None = None):
+        """The tokenizer's card in its pipeline form, with the metrics saved next to the tokenizer's weights."""
         saved, training = load_evaluation(self.vq.config.get("_name_or_path"))
-        card = tokenizer_card(self.vq.config, repo_id, evaluations or saved, training, pipeline=True)
-        return push_with_card(self, repo_id, card, commit_message or "Upload FVQPipeline", private, token, create_pr)
+        return tokenizer_card(self.vq.config, repo_id, evaluations or saved, training, pipeline=True)
 
     def _resolution(self, resolution: int | None) -> int:
         size = resolution or self.vq.config.sample_size
@@ -114,8 +73,7 @@ class FVQPipeline(DiffusionPipeline):
     def __call__(self, images, output_type: str = "pil", resolution: int | None = None,
                  return_dict: bool = True) -> FVQPipelineOutput | tuple:
         """Reconstruct `images` (see class docstring); returns images, `(B, h, w)` indices and per-image usage."""
-        if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}.")
+        check_output_type(output_type)
         batch = prepare_images(images, self._resolution(resolution)).to(self.device, self.vq.dtype)
         encoded = self.vq.encode(batch)
         reconstruction = self.vq.decode(encoded.latents).sample

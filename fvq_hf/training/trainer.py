@@ -9,9 +9,7 @@
     # 2 nodes x 8 GPUs: the same, with --num_machines 2 --machine_rank R --main_process_ip HOST
     # Resume after a crash or preemption: the same command with --resume
 
-Checkpoints (accelerate `save_state`) are written to `<output-dir>/checkpoints/.tmp-step-N` and renamed to
-`step-N` only when complete, so a crash mid-write never leaves a corrupt latest checkpoint. The final model
-is written with `save_pretrained` to `<output-dir>/model` (as trained) and `<output-dir>/model-folded`
+Checkpoints are atomic (see `fvq_hf.training.runtime`). The final model is written with `save_pretrained` to `<output-dir>/model` (as trained) and `<output-dir>/model-folded`
 (`fold_bridge()`), each with a model card holding the evaluation measured at the end of training.
 """
 
@@ -20,15 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import shutil
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator, DataLoaderConfiguration
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 
 from ..data import RandomCrops, open_source
@@ -37,7 +31,15 @@ from ..losses import LPIPS, TokenizerLoss, find_lpips_weights
 from ..model_card import save_evaluation, tokenizer_card
 from ..models import FVQModel
 from ..models.discriminator import PatchGANDiscriminator
-from .schedule import SCHEDULES, annealing_factor
+from .runtime import (
+    LearningRate,
+    TrainState,
+    add_loop_args,
+    check_loop_args,
+    make_accelerator,
+    resume_latest,
+    save_checkpoint,
+)
 
 logger = logging.getLogger("fvq_hf.train")
 BUILTIN_SAMPLES_PER_EPOCH = 2048
@@ -52,63 +54,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--image-column", help="image column of a datasets dataset (default: the first Image column)")
     p.add_argument("--eval-data", nargs="*", help="evaluated at the end (default for builtin: builtin:heldout "
                    "builtin:unseen; none otherwise)")
-    p.add_argument("--output-dir", default="outputs/fvq")
+    add_loop_args(p, lr=1e-4, batch_size=16, epochs=40, schedule="lin", warmup_fraction=0.1, output_dir="outputs/fvq")
     p.add_argument("--resolution", type=int, help="training crop size (default: the config's sample_size)")
     p.add_argument("--samples-per-epoch", type=int, help=f"crops per epoch (default: one per image; "
                    f"{BUILTIN_SAMPLES_PER_EPOCH} for builtin)")
-    p.add_argument("--batch-size", type=int, default=16, help="per process; global = this x processes x accumulation")
-    p.add_argument("--gradient-accumulation-steps", type=int, default=1)
-    p.add_argument("--max-steps", type=int, help="optimizer steps; overrides --epochs")
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (the paper: 1e-4 at global batch 128)")
-    p.add_argument("--schedule", choices=SCHEDULES, default="lin", help="learning annealing after warmup")
-    p.add_argument("--warmup-epochs", type=float, help="warmup length in epochs (the paper: 4 of 40)")
-    p.add_argument("--warmup-fraction", type=float, default=0.1, help="warmup as a fraction of the run, if no epochs")
-    p.add_argument("--constant-fraction", type=float, default=0.3, help="constant part of the post-warmup run")
-    p.add_argument("--beta1", type=float, default=0.9)
-    p.add_argument("--beta2", type=float, default=0.95)
-    p.add_argument("--max-grad-norm", type=float, default=1.0)
     p.add_argument("--reconstruction-weight", type=float, default=1.0)
     p.add_argument("--perceptual-weight", type=float, default=1.0, help="LPIPS weight, when its weights are given")
     p.add_argument("--lpips-vgg", help="torchvision vgg16 weights file (or env FVQ_LPIPS_VGG)")
     p.add_argument("--lpips-linear", help="LPIPS v0.1 vgg.pth heads (or env FVQ_LPIPS_LINEAR)")
     p.add_argument("--disc-weight", type=float, default=0.5)
     p.add_argument("--disc-start", type=int, default=20000, help="step at which the PatchGAN loss starts")
-    p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"],
-                   help="default: bf16 on GPU, no on CPU (fp16 autocast does nothing on CPU)")
-    p.add_argument("--num-workers", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--log-every", type=int, default=25)
     p.add_argument("--usage-window", type=int, default=100, help="steps in the rolling training-usage indicator")
-    p.add_argument("--checkpoint-every", type=int, default=1000)
-    p.add_argument("--checkpoints-total-limit", type=int, default=2)
-    p.add_argument("--resume", action="store_true", help="continue from the latest complete checkpoint")
-    p.add_argument("--stop-after", type=int, help="checkpoint and stop after this many steps in this run "
-                   "(for time-limited jobs; continue with --resume)")
-    p.add_argument("--report-to", default="tensorboard", help="accelerate tracker(s), or 'none'")
     p.add_argument("--eval-batch-size", type=int, default=32)
     args = p.parse_args(argv)
-    for name in ("batch_size", "gradient_accumulation_steps", "checkpoint_every", "log_every", "usage_window"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1.")
-    if args.max_steps is not None and args.max_steps < 1:
-        raise ValueError("--max-steps must be >= 1.")
+    check_loop_args(args)
+    if args.usage_window < 1:
+        raise ValueError("--usage-window must be >= 1.")
     return args
-
-
-@dataclass
-class TrainState:
-    """Progress that checkpoints carry besides weights and optimizer states."""
-
-    step: int = 0  # optimizer steps taken
-    epoch: int = 0
-    batches_in_epoch: int = 0
-
-    def state_dict(self) -> dict:
-        return asdict(self)
-
-    def load_state_dict(self, state: dict) -> None:
-        self.__dict__.update(state)
 
 
 class UsageMonitor:
@@ -143,32 +105,6 @@ def load_config(name: str) -> dict:
                                 f"(choose a folder under hub_configs/). {error}") from error
 
 
-def latest_checkpoint(root: Path) -> Path | None:
-    """The newest complete `step-N` checkpoint; `.tmp-*` folders (interrupted writes) are ignored."""
-    done = sorted(root.glob("step-*"), key=lambda p: int(p.name.split("-")[1])) if root.is_dir() else []
-    return done[-1] if done else None
-
-
-def save_checkpoint(accelerator: Accelerator, root: Path, step: int, keep: int) -> Path:
-    """accelerate `save_state` into a temporary folder, renamed when every process has written its part."""
-    final, tmp = root / f"step-{step:08d}", root / f".tmp-step-{step:08d}"
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        root.mkdir(parents=True, exist_ok=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        for old in sorted(root.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
-        for stale in root.glob(".tmp-step-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    return final
-
-
 def build_training_data(args, resolution: int) -> RandomCrops:
     source = open_source(args.data, "train", args.image_column)
     length = args.samples_per_epoch or (BUILTIN_SAMPLES_PER_EPOCH if args.data.startswith("builtin") else len(source))
@@ -178,16 +114,7 @@ def build_training_data(args, resolution: int) -> RandomCrops:
 def train(args: argparse.Namespace) -> dict:
     """Run training (and the final evaluation) as `args` say; returns the last step and the evaluation."""
     out = Path(args.output_dir)
-    mixed_precision = args.mixed_precision or ("bf16" if torch.cuda.is_available() else "no")
-    accelerator = Accelerator(
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        mixed_precision=mixed_precision,
-        log_with=None if args.report_to == "none" else args.report_to,
-        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-    )
-    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    accelerator, mixed_precision = make_accelerator(args, out)
     set_seed(args.seed)
 
     # ---- model, losses, data --------------------------------------------------------------------------------
@@ -217,32 +144,15 @@ def train(args: argparse.Namespace) -> dict:
         model, discriminator, optimizer, optimizer_d, loader)
 
     steps_per_epoch = max(1, len(loader) // args.gradient_accumulation_steps)
-    total_steps = args.max_steps or args.epochs * steps_per_epoch
-    warmup_steps = min(total_steps, round(args.warmup_epochs * steps_per_epoch) if args.warmup_epochs is not None
-                       else round(args.warmup_fraction * total_steps))
-
-    def set_learning_rate(step: int) -> float:
-        lr = args.lr * annealing_factor(step, total_steps, warmup_steps, args.schedule,
-                                        constant_fraction=args.constant_fraction)
-        for group in [*optimizer.param_groups, *optimizer_d.param_groups]:
-            group["lr"] = lr
-        return lr
+    schedule = LearningRate(args, steps_per_epoch, [optimizer, optimizer_d])
+    total_steps, warmup_steps = schedule.total, schedule.warmup
 
     state = TrainState()
     monitor = UsageMonitor(config["num_vq_embeddings"], args.usage_window, accelerator.device)
     accelerator.register_for_checkpointing(state, monitor)
     checkpoints = out / "checkpoints"
     if args.resume:
-        latest = latest_checkpoint(checkpoints)
-        if latest is None:
-            logger.warning("--resume: no complete checkpoint under %s; starting from scratch.", checkpoints)
-        else:
-            try:
-                accelerator.load_state(str(latest))
-            except Exception as error:
-                raise RuntimeError(f"Checkpoint {latest} cannot be loaded ({error}). Delete it to resume from the "
-                                   "one before, or start without --resume.") from error
-            logger.info("Resumed from %s at step %d.", latest, state.step)
+        resume_latest(accelerator, checkpoints, state)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_args.json").write_text(json.dumps(vars(args), indent=2))
@@ -260,7 +170,7 @@ def train(args: argparse.Namespace) -> dict:
     start_step, tick = state.step, time.perf_counter()
     stop_at = total_steps if args.stop_after is None else min(total_steps, start_step + args.stop_after)
     model.train()
-    lr = set_learning_rate(state.step)
+    lr = schedule.set(state.step)
     logs: dict[str, float] = {}
     while state.step < stop_at:
         dataset.set_epoch(state.epoch)
@@ -290,7 +200,7 @@ def train(args: argparse.Namespace) -> dict:
             if not accelerator.sync_gradients:
                 continue
             state.step += 1
-            lr = set_learning_rate(state.step)
+            lr = schedule.set(state.step)
             bar.update(1)
             if state.step % args.log_every == 0 or state.step == stop_at:
                 elapsed = time.perf_counter() - tick

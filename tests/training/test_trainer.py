@@ -10,7 +10,8 @@ import torch
 
 from fvq_hf import FVQModel
 from fvq_hf.losses import TokenizerLoss
-from fvq_hf.training.trainer import latest_checkpoint, parse_args, train
+from fvq_hf.training.runtime import latest_checkpoint
+from fvq_hf.training.trainer import parse_args, train
 
 from ..conftest import make_tiny_model
 from ..helpers import write_config, write_images, write_lpips_weights

@@ -1,0 +1,47 @@
+"""What every fvq-hf model adds to diffusers' `ModelMixin`: strict loading and a push with a generated card."""
+
+from __future__ import annotations
+
+import os
+
+from huggingface_hub import constants
+
+from ..model_card import push_with_card
+
+
+class StrictHubMixin:
+    """Put before `ModelMixin`; the class provides `model_card(repo_id, evaluations) -> ModelCard`."""
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
+        """diffusers' `from_pretrained` that refuses weights which do not match the config.
+
+        diffusers only warns about missing weights (and leaves them on the meta device); here any missing,
+        unexpected or mismatched tensor is an error that names the tensors.
+        """
+        want_info = kwargs.pop("output_loading_info", False)
+        try:
+            model, info = super().from_pretrained(pretrained_model_name_or_path, output_loading_info=True, **kwargs)
+        except ValueError as error:
+            if "expected shape" not in str(error):
+                raise
+            raise ValueError(f"The weights in {pretrained_model_name_or_path} do not match its config.json: "
+                             f"{error}. Use the config.json that was saved with these weights.") from error
+        except OSError as error:
+            if os.path.isdir(pretrained_model_name_or_path):
+                raise
+            offline = "HF_HUB_OFFLINE is set, and it is not in the local cache" if constants.HF_HUB_OFFLINE else \
+                "it could not be fetched from the Hub or found in the local cache"
+            raise OSError(f"{pretrained_model_name_or_path} is not a local folder, and {offline} ({error}). Check the "
+                          "id (and subfolder / revision), or download it once while online.") from error
+        problems = {k: info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys") if info.get(k)}
+        if problems:
+            raise ValueError(f"The weights in {pretrained_model_name_or_path} do not match its config.json "
+                             f"({problems}). Use the config.json that was saved with these weights.")
+        return (model, info) if want_info else model
+
+    def push_to_hub(self, repo_id: str, commit_message: str | None = None, private: bool | None = None,
+                    token: str | None = None, create_pr: bool = False, evaluations: dict | None = None) -> str:
+        """Upload config, safetensors weights and a generated model card (see `model_card`)."""
+        return push_with_card(self, repo_id, self.model_card(repo_id, evaluations),
+                              commit_message or f"Upload {type(self).__name__}", private, token, create_pr)

@@ -1,0 +1,63 @@
+"""What every fvq-hf pipeline shares: loading by hub id, pushing with a generated card, image output types."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from diffusers import DiffusionPipeline
+
+from ..image_io import tensor_to_pil
+from ..model_card import push_with_card
+
+OUTPUT_TYPES = ("pil", "np", "pt")
+
+
+def format_images(images: torch.Tensor, output_type: str):
+    """`(B, 3, H, W)` in [-1, 1] -> the pipeline's output types (diffusers' conventions)."""
+    check_output_type(output_type)
+    images = images.float().clamp(-1, 1)
+    if output_type == "pt":
+        return images
+    if output_type == "np":
+        return ((images + 1) / 2).permute(0, 2, 3, 1).cpu().numpy()
+    return tensor_to_pil(images)
+
+
+def check_output_type(output_type: str) -> None:
+    if output_type not in OUTPUT_TYPES:
+        raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}.")
+
+
+class HubPipeline(DiffusionPipeline):
+    """A `DiffusionPipeline` whose components live in fvq-hf; subclasses provide `model_card(repo_id, evaluations)`."""
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
+        """Load from a folder written by `save_pretrained`, or from a hub id (downloaded or taken from the cache).
+
+        diffusers cannot resolve components defined outside diffusers by hub id, so a hub id is first fetched
+        with `huggingface_hub.snapshot_download` (which honours `HF_HUB_OFFLINE` and the local cache).
+        """
+        path = Path(pretrained_model_name_or_path)
+        if not path.is_dir():
+            from huggingface_hub import snapshot_download
+
+            download = {k: kwargs.pop(k) for k in ("cache_dir", "revision", "token", "local_files_only") if k in kwargs}
+            try:
+                path = Path(snapshot_download(str(pretrained_model_name_or_path), **download))
+            except Exception as error:
+                raise OSError(f"{pretrained_model_name_or_path} is not a local pipeline folder, and it cannot be "
+                              f"fetched from the Hub or found in the local cache ({type(error).__name__}: {error}). "
+                              "Check the id, or download it once while online.") from error
+        if not (path / "model_index.json").exists():
+            raise OSError(f"{path} has no model_index.json: it is not a saved pipeline. Build the pipeline from its "
+                          f"models instead, e.g. {cls.__name__}(...=Model.from_pretrained(folder)).")
+        return super().from_pretrained(path, **kwargs)
+
+    def push_to_hub(self, repo_id: str, commit_message: str | None = None, private: bool | None = None,
+                    token: str | None = None, create_pr: bool = False, evaluations: dict | None = None) -> str:
+        """Upload model_index.json, every component, and a generated model card with the measured metrics."""
+        return push_with_card(self, repo_id, self.model_card(repo_id, evaluations),
+                              commit_message or f"Upload {type(self).__name__}", private, token, create_pr)

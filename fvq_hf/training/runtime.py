@@ -1,0 +1,154 @@
+"""What every training command shares: loop flags, the accelerator, learning annealing, atomic checkpoints, resume.
+
+Checkpoints (accelerate `save_state`) are written to `<output-dir>/checkpoints/.tmp-step-N` and renamed to
+`step-N` only when every process has written its part, so a crash mid-write never leaves a corrupt latest
+checkpoint; `--resume` continues from the newest complete one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.utils import ProjectConfiguration
+
+from .schedule import SCHEDULES, annealing_factor
+
+logger = logging.getLogger("fvq_hf.train")
+
+
+def add_loop_args(p: argparse.ArgumentParser, lr: float, batch_size: int, epochs: int, schedule: str,
+                  warmup_fraction: float, output_dir: str) -> None:
+    """Flags of the optimisation loop, with the command's own defaults."""
+    p.add_argument("--output-dir", default=output_dir)
+    p.add_argument("--batch-size", type=int, default=batch_size,
+                   help="per process; global = this x processes x accumulation")
+    p.add_argument("--gradient-accumulation-steps", type=int, default=1)
+    p.add_argument("--max-steps", type=int, help="optimizer steps; overrides --epochs")
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--lr", type=float, default=lr, help="peak learning rate")
+    p.add_argument("--schedule", choices=SCHEDULES, default=schedule, help="learning annealing after warmup")
+    p.add_argument("--warmup-epochs", type=float, help="warmup length in epochs")
+    p.add_argument("--warmup-fraction", type=float, default=warmup_fraction,
+                   help="warmup as a fraction of the run, if no --warmup-epochs")
+    p.add_argument("--constant-fraction", type=float, default=0.3, help="constant part of the post-warmup run")
+    p.add_argument("--beta1", type=float, default=0.9)
+    p.add_argument("--beta2", type=float, default=0.95)
+    p.add_argument("--max-grad-norm", type=float, default=1.0)
+    p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"],
+                   help="default: bf16 on GPU, no on CPU (fp16 autocast does nothing on CPU)")
+    p.add_argument("--num-workers", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-every", type=int, default=25)
+    p.add_argument("--checkpoint-every", type=int, default=1000)
+    p.add_argument("--checkpoints-total-limit", type=int, default=2)
+    p.add_argument("--resume", action="store_true", help="continue from the latest complete checkpoint")
+    p.add_argument("--stop-after", type=int, help="checkpoint and stop after this many steps in this run "
+                   "(for time-limited jobs; continue with --resume)")
+    p.add_argument("--report-to", default="tensorboard", help="accelerate tracker(s), or 'none'")
+
+
+def check_loop_args(args: argparse.Namespace) -> None:
+    for name in ("batch_size", "gradient_accumulation_steps", "checkpoint_every", "log_every",
+                 "checkpoints_total_limit"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1.")
+    for name in ("max_steps", "stop_after"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1.")
+
+
+def make_accelerator(args: argparse.Namespace, out: Path) -> tuple[Accelerator, str]:
+    """The accelerator of a run (seedable sampler: resumed runs see the same batches) and its precision."""
+    mixed_precision = args.mixed_precision or ("bf16" if torch.cuda.is_available() else "no")
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=mixed_precision,
+        log_with=None if args.report_to == "none" else args.report_to,
+        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return accelerator, mixed_precision
+
+
+@dataclass
+class TrainState:
+    """Progress that checkpoints carry besides weights and optimizer states."""
+
+    step: int = 0  # optimizer steps taken
+    epoch: int = 0
+    batches_in_epoch: int = 0
+
+    def state_dict(self) -> dict:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+
+class LearningRate:
+    """Learning annealing over a run: warmup, constant, then the `--schedule` decay (see `annealing_factor`)."""
+
+    def __init__(self, args: argparse.Namespace, steps_per_epoch: int, optimizers: list) -> None:
+        self.peak, self.schedule, self.constant_fraction = args.lr, args.schedule, args.constant_fraction
+        self.total = args.max_steps or args.epochs * steps_per_epoch
+        self.warmup = min(self.total, round(args.warmup_epochs * steps_per_epoch) if args.warmup_epochs is not None
+                          else round(args.warmup_fraction * self.total))
+        self.optimizers = optimizers
+
+    def set(self, step: int) -> float:
+        """Set every optimizer's learning rate for `step`; returns it."""
+        lr = self.peak * annealing_factor(step, self.total, self.warmup, self.schedule,
+                                          constant_fraction=self.constant_fraction)
+        for optimizer in self.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        return lr
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    """The newest complete `step-N` checkpoint; `.tmp-*` folders (interrupted writes) are ignored."""
+    done = sorted(root.glob("step-*"), key=lambda p: int(p.name.split("-")[1])) if root.is_dir() else []
+    return done[-1] if done else None
+
+
+def save_checkpoint(accelerator: Accelerator, root: Path, step: int, keep: int) -> Path:
+    """accelerate `save_state` into a temporary folder, renamed when every process has written its part."""
+    final, tmp = root / f"step-{step:08d}", root / f".tmp-step-{step:08d}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        root.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in sorted(root.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        for stale in root.glob(".tmp-step-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def resume_latest(accelerator: Accelerator, root: Path, state: TrainState) -> None:
+    """Load the newest complete checkpoint under `root` into everything registered with the accelerator."""
+    latest = latest_checkpoint(root)
+    if latest is None:
+        logger.warning("--resume: no complete checkpoint under %s; starting from scratch.", root)
+        return
+    try:
+        accelerator.load_state(str(latest))
+    except Exception as error:
+        raise RuntimeError(f"Checkpoint {latest} cannot be loaded ({error}). Delete it to resume from the "
+                           "one before, or start without --resume.") from error
+    logger.info("Resumed from %s at step %d.", latest, state.step)
