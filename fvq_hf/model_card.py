@@ -17,6 +17,7 @@ BRIDGE_NAMES = {"vqbridge": "VQBridge (FVQ)", "linear": "linear projector (SimVQ
                 "mlp": "MLP projector (VQGAN-LC-style)", "none": "none (plain VQ codebook)"}
 METRIC_NAMES = {"usage": "codebook usage", "perplexity": "code perplexity", "psnr": "PSNR (dB)", "ssim": "SSIM",
                 "lpips": "LPIPS", "rfid": "rFID", "loss": "next-token loss (nats)",
+                "loss_unconditional": "loss with the null class",
                 "token_perplexity": "next-token perplexity"}
 
 

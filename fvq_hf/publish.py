@@ -6,7 +6,8 @@
 A variant without weights is pushed as its config.json and model card (`FVQModel.load_config("my-org/fvq-262k")`
 works; `from_pretrained` needs weights). With `--weights NAME=FOLDER`, the trained model in FOLDER is
 checked against the variant's config and pushed with a card holding its measured metrics; `--pipeline`
-also pushes `NAME-pipeline` as an `FVQPipeline`.
+also pushes `NAME-pipeline` as an `FVQPipeline` (tokenizers only). Transformer presets (fvq-gpt-*) take
+their weights the same way; a generation pipeline is pushed with `FVQGenerationPipeline.push_to_hub`.
 """
 
 from __future__ import annotations
@@ -16,16 +17,20 @@ from pathlib import Path
 
 from huggingface_hub import create_repo, upload_folder
 
-from .models import FVQModel
+from .models import FVQModel, FVQTransformer
+from .models.transformer import DATA_KEYS
 from .pipelines import FVQPipeline
 
+MODEL_CLASSES = {"FVQModel": FVQModel, "FVQTransformer": FVQTransformer}
+
 HUB_CONFIGS = Path(__file__).resolve().parents[1] / "hub_configs"
-# Keys that may differ between a hub config and a trained model of the same variant.
+# Keys that may differ between a hub config and a trained model of the same variant: runtime settings, and
+# what a transformer takes from the codes it was trained on.
 RUNTIME_KEYS = {"search_chunk_size", "sample_size", "_name_or_path", "_diffusers_version", "_class_name",
-                "_use_default_values"}
+                "_use_default_values", *DATA_KEYS}
 
 
-def check_matches(config: dict, model: FVQModel, name: str) -> None:
+def check_matches(config: dict, model: FVQModel | FVQTransformer, name: str) -> None:
     """Raise ValueError naming every architecture key where `model` differs from the variant's config."""
     trained = dict(model.config)
     diffs = {k: (v, trained.get(k)) for k, v in config.items()
@@ -54,10 +59,11 @@ def publish(namespace: str, configs_dir: Path = HUB_CONFIGS, only: list[str] | N
             continue
         repo_id = f"{namespace}/{folder.name}"
         if folder.name in weights:
-            model = FVQModel.from_pretrained(weights[folder.name])
-            check_matches(FVQModel.load_config(folder), model, folder.name)
+            config = FVQModel.load_config(folder)
+            model = MODEL_CLASSES[config["_class_name"]].from_pretrained(weights[folder.name])
+            check_matches(config, model, folder.name)
             model.push_to_hub(repo_id, private=private, token=token)
-            if pipeline:
+            if pipeline and isinstance(model, FVQModel):
                 FVQPipeline(vq=model).push_to_hub(f"{repo_id}-pipeline", private=private, token=token)
                 pushed.append(f"{repo_id}-pipeline")
         else:

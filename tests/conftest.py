@@ -47,3 +47,21 @@ def perturb_bridge(model) -> None:
     with torch.no_grad():
         bridge.proj_out.weight.normal_(std=0.05)
         bridge.proj_out.bias.normal_(std=0.05)
+
+
+TINY_TRANSFORMER = dict(vocab_size=256, num_classes=3, token_grid_size=(8, 8), hidden_size=32, num_layers=2,
+                        num_attention_heads=2, class_names=["red", "green", "blue"])
+
+
+def make_tiny_transformer(seed: int = 0, **overrides):
+    """A seeded FVQTransformer for the tiny tokenizer (K = 256, 8 x 8 tokens at 32 px), 3 named classes.
+
+    Its output layer gets random weights (LlamaGen initialises it to zero, which would make every logit equal).
+    """
+    from fvq_hf import FVQTransformer
+
+    torch.manual_seed(seed)
+    model = FVQTransformer(**{**TINY_TRANSFORMER, **overrides})
+    with torch.no_grad():
+        model.output.weight.normal_(std=0.3)
+    return model.eval()

@@ -10,6 +10,7 @@ from fvq_hf.data import (
     ImageFolder,
     RandomCrops,
     builtin_photos,
+    class_labels,
     open_source,
     tiles,
 )
@@ -87,3 +88,29 @@ def test_saved_hf_dataset(tmp_path):
     assert len(source) == 3 and source[0].size == (24, 20)
     with pytest.raises(ValueError, match="image column"):
         open_source(str(tmp_path / "ds"), image_column="photo")
+
+
+def test_class_labels_of_each_source(tmp_path):
+    write_images(tmp_path / "root" / "zebra", count=2)
+    write_images(tmp_path / "root" / "ant", count=3, seed=1)
+    labels, names = class_labels(open_source(str(tmp_path / "root")))
+    assert names == ["ant", "zebra"] and labels == [0, 0, 0, 1, 1]  # sorted paths: ant/* then zebra/*
+    labels, names = class_labels(open_source(str(write_images(tmp_path / "flat", count=2))))
+    assert names == ["flat"] and labels == [0, 0]
+    labels, names = class_labels(open_source("builtin:heldout"))
+    assert names == list(BUILTIN_TRAIN) and labels == list(range(len(BUILTIN_TRAIN)))
+
+
+def test_class_labels_of_a_dataset(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    images = [Image.new("RGB", (8, 8), (i * 40, 0, 0)) for i in range(3)]
+    features = datasets.Features({"image": datasets.Image(), "kind": datasets.ClassLabel(names=["cat", "dog"]),
+                                  "score": datasets.Value("int64")})
+    datasets.Dataset.from_dict({"image": images, "kind": [1, 0, 1], "score": [0, 5, 1]},
+                               features=features).save_to_disk(tmp_path / "ds")
+    source = open_source(str(tmp_path / "ds"))
+    assert class_labels(source) == ([1, 0, 1], ["cat", "dog"])
+    with pytest.raises(ValueError, match="not a column"):
+        class_labels(source, "breed")
+    labels, names = class_labels(source, "score")
+    assert labels == [0, 5, 1] and len(names) == 6

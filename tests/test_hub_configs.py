@@ -1,31 +1,35 @@
 import inspect
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from fvq_hf import FVQModel
+from fvq_hf import FVQModel, FVQTransformer
 
 HUB_CONFIGS = sorted(p for p in (Path(__file__).parents[1] / "hub_configs").iterdir() if p.is_dir())
+CLASSES = {"FVQModel": FVQModel, "FVQTransformer": FVQTransformer}
+TOKENIZERS = [p for p in HUB_CONFIGS if json.loads((p / "config.json").read_text())["_class_name"] == "FVQModel"]
 PUBLISHED = {"fvq-16k": (16384, 4), "fvq-65k": (65536, 8), "fvq-262k": (262144, 8)}
+TRANSFORMERS = {"fvq-gpt-cpu": (128, 4), "fvq-gpt-b": (768, 12), "fvq-gpt-l": (1024, 24)}
 
 
 def test_published_variants_are_present():
-    assert set(PUBLISHED) <= {p.name for p in HUB_CONFIGS}
+    assert set(PUBLISHED) | set(TRANSFORMERS) <= {p.name for p in HUB_CONFIGS}
 
 
 @pytest.mark.parametrize("folder", HUB_CONFIGS, ids=lambda p: p.name)
 def test_every_folder_has_a_config_and_a_card(folder):
     config = FVQModel.load_config(folder)
-    assert config["_class_name"] == "FVQModel"
+    cls = CLASSES[config["_class_name"]]
     card = (folder / "README.md").read_text()
     assert card.startswith("---\n") and "library_name: fvq-hf" in card and folder.name in card
     # Every key is a constructor argument: nothing in a hub config is silently ignored.
-    init_keys = set(inspect.signature(FVQModel.__init__).parameters) - {"self"}
+    init_keys = set(inspect.signature(cls.__init__).parameters) - {"self"}
     assert {k for k in config if not k.startswith("_")} == init_keys
 
 
-@pytest.mark.parametrize("folder", [p for p in HUB_CONFIGS if p.name not in PUBLISHED], ids=lambda p: p.name)
+@pytest.mark.parametrize("folder", [p for p in TOKENIZERS if p.name not in PUBLISHED], ids=lambda p: p.name)
 def test_small_configs_build_and_run(folder):
     model = FVQModel.from_config(FVQModel.load_config(folder)).eval()
     size = model.config.sample_size
@@ -44,3 +48,21 @@ def test_published_variants_build_on_a_cpu(name):
     assert model.config.vq_embed_dim == 256 and not model.config.codebook_l2_norm
     bridge_params = sum(p.numel() for p in model.quantizer.bridge.parameters())
     assert bridge_params == {4: 3_153_664, 8: 9_457_408}[patch]
+
+
+@pytest.mark.parametrize("name", TRANSFORMERS)
+def test_transformer_presets(name):
+    folder = Path(__file__).parents[1] / "hub_configs" / name
+    width, depth = TRANSFORMERS[name]
+    with torch.device("meta"):
+        model = FVQTransformer.from_config(FVQTransformer.load_config(folder))
+    assert (model.config.hidden_size, model.config.num_layers) == (width, depth)
+    assert f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters" in (folder / "README.md").read_text()
+
+
+def test_the_cpu_transformer_fits_the_cpu_tokenizer():
+    root = Path(__file__).parents[1] / "hub_configs"
+    tokenizer = FVQModel.load_config(root / "fvq-cpu-4k")
+    transformer = FVQTransformer.load_config(root / "fvq-gpt-cpu")
+    grid = tokenizer["sample_size"] // 2 ** (len(tokenizer["block_out_channels"]) - 1)
+    assert transformer["vocab_size"] == tokenizer["num_vq_embeddings"] and transformer["token_grid_size"] == [grid, grid]

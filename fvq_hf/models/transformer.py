@@ -24,6 +24,9 @@ from torch import nn
 from ..model_card import generator_card, load_evaluation
 from .hub_mixin import StrictHubMixin
 
+# Config keys a training run takes from its codes (the data), not from the preset (the architecture).
+DATA_KEYS = ("vocab_size", "num_classes", "token_grid_size", "class_names")
+
 
 @dataclass
 class FVQTransformerOutput(BaseOutput):
@@ -127,6 +130,15 @@ class TransformerBlock(nn.Module):
     def forward(self, x: torch.Tensor, angles: torch.Tensor, cache: KVCache | None, layer: int) -> torch.Tensor:
         x = x + self.dropout(self.attention(self.attention_norm(x), angles, cache, layer))
         return x + self.dropout(self.feed_forward(self.ffn_norm(x)))
+
+
+def next_token_loss(model: nn.Module, tokens: torch.LongTensor, class_labels: torch.LongTensor) -> torch.Tensor:
+    """Mean next-token cross-entropy of `(B, h*w)` tokens given `(B,)` labels (teacher forcing).
+
+    `model` may be an FVQTransformer or a wrapper of one (DDP), so that gradients synchronise.
+    """
+    logits = model(tokens[:, :-1], class_labels).logits
+    return F.cross_entropy(rearrange(logits, "b l v -> (b l) v"), tokens.reshape(-1))
 
 
 class FVQTransformer(StrictHubMixin, ModelMixin, ConfigMixin):
@@ -273,14 +285,6 @@ class FVQTransformer(StrictHubMixin, ModelMixin, ConfigMixin):
             cache.length += length
         logits = self.output(self.norm(hidden)).float()
         return FVQTransformerOutput(logits=logits) if return_dict else (logits,)
-
-    def loss(self, tokens: torch.LongTensor, class_labels: torch.LongTensor) -> torch.Tensor:
-        """Mean next-token cross-entropy of `(B, h*w)` tokens given `(B,)` labels (teacher forcing)."""
-        if tokens.ndim != 2 or tokens.shape[1] != self.num_tokens:
-            raise ValueError(f"tokens must be (B, {self.num_tokens}) for a {self.config.token_grid_size} grid, got "
-                             f"{tuple(tokens.shape)}.")
-        logits = self(tokens[:, :-1], class_labels).logits
-        return F.cross_entropy(rearrange(logits, "b l v -> (b l) v"), tokens.reshape(-1))
 
     def model_card(self, repo_id: str | None = None, evaluations: dict | None = None):
         """A `huggingface_hub.ModelCard` with the config and the metrics saved next to the weights."""

@@ -1,4 +1,5 @@
-"""Training: the learning-annealing schedule and the accelerate training loop (`fvq-train`)."""
+"""Training: learning annealing, the shared accelerate runtime, and the loops of `fvq-train` (tokenizer) and
+`fvq-train-transformer` (autoregressive prior)."""
 
 from .schedule import SCHEDULES, annealing_factor
 

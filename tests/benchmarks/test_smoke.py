@@ -44,3 +44,12 @@ def test_bridge_cost(tmp_path):
     result = json.loads((tmp_path / "c.json").read_text())
     assert result["bridge"][0]["variant"] == "fvq-16k" and result["bridge"][0]["seconds"] > 0
     assert "| fvq-16k |" in out
+
+
+@pytest.mark.slow
+def test_generation_speed(tmp_path):
+    out = _run("generation_speed.py", "--quick", "--batch-size", "2", "--json", str(tmp_path / "g.json"))
+    rows = json.loads((tmp_path / "g.json").read_text())["rows"]
+    assert [r["cache"] for r in rows] == [True, False] and all(r["tokens"] == 2 * 64 for r in rows)
+    assert rows[0]["checksum"] == rows[1]["checksum"]
+    assert "same greedy tokens with and without the cache: True" in out

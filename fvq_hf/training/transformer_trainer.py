@@ -1,0 +1,262 @@
+"""`fvq-train-transformer`: train a class-conditional FVQTransformer on extracted codes, with accelerate.
+
+    # CPU, minutes: codes of the builtin photos (see fvq-extract-codes), the small preset
+    fvq-train-transformer --config hub_configs/fvq-gpt-cpu --codes outputs/codes-cpu-4k \
+        --eval-codes outputs/codes-cpu-4k-heldout --output-dir outputs/fvq-gpt-cpu --max-steps 1500 --lr 1e-3
+    # 8 GPUs, LlamaGen's c2i recipe (global batch 256 = 8 x 32, AdamW lr 1e-4, wd 0.05, 300 epochs, constant lr)
+    accelerate launch --multi_gpu --num_processes 8 -m fvq_hf.train_transformer --config hub_configs/fvq-gpt-b \
+        --codes codes/imagenet-256 --batch-size 32 --epochs 300 --output-dir runs/fvq-262k-gpt-b
+    # Resume after a crash or preemption: the same command with --resume
+
+The vocabulary, class count, class names and token grid come from the codes (`meta.json`): a preset fixes
+the architecture, the data fixes those. Labels are replaced by the null class with probability
+`--class-dropout` (0.1, as LlamaGen) so that the model also learns the unconditional branch of guidance.
+At the end `<output-dir>/transformer` holds the model and its card (with the held-out next-token loss of
+`--eval-codes`), `<output-dir>/pipeline` an `FVQGenerationPipeline` with the tokenizer the codes were
+extracted with, and `<output-dir>/samples.png` one sample per class.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import torch
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+
+from ..codes import TokenDataset
+from ..model_card import generator_card, save_evaluation
+from ..models import FVQModel, FVQTransformer
+from ..models.transformer import DATA_KEYS, next_token_loss
+from ..pipelines import FVQGenerationPipeline
+from .runtime import (
+    LearningRate,
+    TrainState,
+    add_loop_args,
+    check_loop_args,
+    make_accelerator,
+    resume_latest,
+    save_checkpoint,
+)
+
+logger = logging.getLogger("fvq_hf.train_transformer")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="fvq-train-transformer", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="transformer config folder (hub_configs/fvq-gpt-*) or hub id")
+    p.add_argument("--init-weights", action="store_true",
+                   help="start from the weights stored with --config (fine-tuning) instead of random ones")
+    p.add_argument("--codes", required=True, help="training codes folder written by fvq-extract-codes")
+    p.add_argument("--eval-codes", help="held-out codes folder: its next-token loss is measured at the end")
+    p.add_argument("--tokenizer", help="tokenizer for the saved pipeline and samples (default: the codes' tokenizer)")
+    add_loop_args(p, lr=1e-4, batch_size=32, epochs=300, schedule="const", warmup_fraction=0.0,
+                  output_dir="outputs/fvq-gpt")
+    p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW decay of matrices and embeddings")
+    p.add_argument("--class-dropout", type=float, default=0.1, help="probability of training a label as null")
+    p.add_argument("--sample-guidance", type=float, default=4.0, help="guidance scale of samples.png")
+    p.add_argument("--eval-batch-size", type=int, default=64)
+    args = p.parse_args(argv)
+    check_loop_args(args)
+    if not 0 <= args.class_dropout < 1:
+        raise ValueError(f"--class-dropout must lie in [0, 1), got {args.class_dropout}.")
+    return args
+
+
+def build_model(args: argparse.Namespace, data: TokenDataset) -> FVQTransformer:
+    """The preset's architecture with the data facts of the codes; --init-weights must already match them."""
+    try:
+        config = dict(FVQTransformer.load_config(args.config))
+    except OSError as error:
+        raise FileNotFoundError(f"--config {args.config}: no config.json there, and not a hub id in reach "
+                                f"(choose a folder under hub_configs/). {error}") from error
+    if config.get("_class_name") != "FVQTransformer":
+        raise ValueError(f"--config {args.config} is a {config.get('_class_name')} config, not an FVQTransformer one "
+                         "(choose hub_configs/fvq-gpt-*).")
+    facts = dict(zip(DATA_KEYS, (data.codebook_size, data.num_classes, list(data.token_grid_size),
+                                 data.meta["class_names"]), strict=True))
+    changed = {k: (config.get(k), v) for k, v in facts.items() if config.get(k) != v}
+    if args.init_weights:
+        model = FVQTransformer.from_pretrained(args.config)
+        if changed:
+            raise ValueError(f"--init-weights: the weights of {args.config} do not fit the codes {args.codes}: "
+                             + ", ".join(f"{k} {a} vs {b}" for k, (a, b) in changed.items() if k != "class_names"))
+        return model
+    for key in ("vocab_size", "num_classes", "token_grid_size"):
+        if key in changed:
+            logger.info("%s = %s from the codes (the preset says %s).", key, changed[key][1], changed[key][0])
+    return FVQTransformer.from_config({**config, **facts})
+
+
+def optimizer_for(model: FVQTransformer, args: argparse.Namespace) -> torch.optim.AdamW:
+    """AdamW decaying matrices and embeddings, not norms (LlamaGen's grouping)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": args.weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=args.lr, betas=(args.beta1, args.beta2),
+                             fused=torch.cuda.is_available() or None)
+
+
+@torch.no_grad()
+def evaluate_loss(model: FVQTransformer, folder: str | Path, batch_size: int, device) -> dict:
+    """Teacher-forced next-token loss over every sample and view of a codes folder, with and without labels."""
+    data = TokenDataset(folder, all_views=True)
+    if (data.codebook_size, data.token_grid_size) != (model.config.vocab_size, model.config.token_grid_size):
+        raise ValueError(f"--eval-codes {folder} were extracted with another tokenizer (K = {data.codebook_size}, grid "
+                         f"{data.token_grid_size}) than the training codes (K = {model.config.vocab_size}, grid "
+                         f"{model.config.token_grid_size}).")
+    if data.meta["class_names"] != model.config.class_names:
+        raise ValueError(f"--eval-codes {folder} name other classes than the training codes.")
+    model.eval()
+    total, unconditional, count = 0.0, 0.0, 0
+    for tokens, labels in DataLoader(data, batch_size=batch_size):
+        tokens, labels = tokens.to(device), labels.to(device)
+        total += next_token_loss(model, tokens, labels).item() * tokens.numel()
+        # The same tokens scored with the null class: the gap is what the class label tells the model.
+        null = torch.full_like(labels, model.null_class)
+        unconditional += next_token_loss(model, tokens, null).item() * tokens.numel()
+        count += tokens.numel()
+    return {"loss": total / count, "token_perplexity": math.exp(total / count),
+            "loss_unconditional": unconditional / count, "num_tokens": count}
+
+
+def train(args: argparse.Namespace) -> dict:
+    """Run training (and the final evaluation) as `args` say; returns the last step, losses and the model."""
+    out = Path(args.output_dir)
+    accelerator, mixed_precision = make_accelerator(args, out)
+    set_seed(args.seed)
+
+    # ---- data, model, optimizer -----------------------------------------------------------------------------
+    data = TokenDataset(args.codes, seed=args.seed)
+    model = build_model(args, data)
+    loader = DataLoader(data, batch_size=args.batch_size, shuffle=True, drop_last=True, num_workers=args.num_workers)
+    if len(loader) == 0:
+        raise ValueError(f"{len(data)} training samples make no full batch of {args.batch_size}.")
+    optimizer = optimizer_for(model, args)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    unwrapped = accelerator.unwrap_model(model)
+    steps_per_epoch = max(1, len(loader) // args.gradient_accumulation_steps)
+    schedule = LearningRate(args, steps_per_epoch, [optimizer])
+
+    state = TrainState()
+    accelerator.register_for_checkpointing(state)
+    checkpoints = out / "checkpoints"
+    if args.resume:
+        resume_latest(accelerator, checkpoints, state)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_args.json").write_text(json.dumps(vars(args), indent=2))
+    accelerator.init_trackers("fvq-gpt", config={k: v for k, v in vars(args).items()
+                                                 if isinstance(v, (int, float, str))})
+    global_batch = args.batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+    logger.info("%s: %.1fM parameters, %d samples, %d steps (%d per epoch), global batch %d, %d processes, %s",
+                args.config, sum(p.numel() for p in unwrapped.parameters()) / 1e6, len(data), schedule.total,
+                steps_per_epoch, global_batch, accelerator.num_processes, mixed_precision)
+
+    # ---- the loop ------------------------------------------------------------------------------------------
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=schedule.total, initial=state.step, disable=not accelerator.is_main_process, desc="training")
+    start_step, tick = state.step, time.perf_counter()
+    stop_at = schedule.total if args.stop_after is None else min(schedule.total, start_step + args.stop_after)
+    model.train()
+    lr = schedule.set(state.step)
+    loss = torch.zeros(())
+    while state.step < stop_at:
+        data.set_epoch(state.epoch)
+        loader.set_epoch(state.epoch)
+        batches = accelerator.skip_first_batches(loader, state.batches_in_epoch) if state.batches_in_epoch else loader
+        for tokens, labels in batches:
+            state.batches_in_epoch += 1
+            with accelerator.accumulate(model):
+                # Classifier-free guidance needs an unconditional model too: some labels become the null class.
+                dropped = torch.rand(labels.shape, device=labels.device) < args.class_dropout
+                loss = next_token_loss(model, tokens, labels.masked_fill(dropped, unwrapped.null_class))
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm))
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            if not accelerator.sync_gradients:
+                continue
+            state.step += 1
+            lr = schedule.set(state.step)
+            bar.update(1)
+            if state.step % args.log_every == 0 or state.step == stop_at:
+                mean_loss = accelerator.reduce(loss.detach(), reduction="mean").item()
+                step_time = (time.perf_counter() - tick) / max(1, state.step - start_step)
+                accelerator.log({"loss": mean_loss, "lr": lr, "grad_norm": grad_norm, "step_time": step_time,
+                                 "epoch": state.epoch}, step=state.step)
+                bar.set_postfix(loss=f"{mean_loss:.4f}")
+                logger.info("step %d  loss %.4f  lr %.2e  %.3f s/step", state.step, mean_loss, lr, step_time)
+            if state.step % args.checkpoint_every == 0 or state.step == stop_at:
+                save_checkpoint(accelerator, checkpoints, state.step, args.checkpoints_total_limit)
+            if state.step >= stop_at:
+                break
+        else:
+            state.epoch += 1
+            state.batches_in_epoch = 0
+    bar.close()
+    accelerator.wait_for_everyone()
+    final_loss = accelerator.reduce(loss.detach(), reduction="mean").item()
+    results: dict = {}
+    if state.step < schedule.total:
+        logger.info("Stopped at step %d of %d; continue with --resume.", state.step, schedule.total)
+    elif accelerator.is_main_process:
+        summary = (f"Trained with `fvq-train-transformer` for {schedule.total} steps on `{args.codes}` "
+                   f"({len(data):,} samples), global batch {global_batch}, AdamW lr {args.lr} ({args.schedule}), "
+                   f"weight decay {args.weight_decay}, class dropout {args.class_dropout}; last training loss "
+                   f"{final_loss:.4f}.")
+        results = save_outputs(args, out, unwrapped, data, summary, accelerator.device)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return {"step": state.step, "loss": final_loss, "eval": results, "model": unwrapped,
+            "rank": accelerator.process_index, "world_size": accelerator.num_processes}
+
+
+def save_outputs(args: argparse.Namespace, out: Path, model: FVQTransformer, data: TokenDataset, summary: str,
+                 device) -> dict:
+    """Evaluate on --eval-codes; save the transformer with its card, the pipeline and one sample per class."""
+    results = {}
+    if args.eval_codes:
+        results[args.eval_codes] = evaluate_loss(model, args.eval_codes, args.eval_batch_size, device)
+        logger.info("held-out next-token loss %.4f (perplexity %.1f) over %d tokens", results[args.eval_codes]["loss"],
+                    results[args.eval_codes]["token_perplexity"], results[args.eval_codes]["num_tokens"])
+    model.eval().save_pretrained(out / "transformer")
+    generator_card(model.config, evaluations=results or None, training=summary).save(out / "transformer" / "README.md")
+    save_evaluation(out / "transformer", results, summary)
+    (out / "eval.json").write_text(json.dumps(results, indent=2))
+    tokenizer = args.tokenizer or data.meta["tokenizer"]
+    try:
+        vq = FVQModel.from_pretrained(tokenizer)
+    except (OSError, ValueError) as error:
+        logger.warning("Tokenizer %s cannot be loaded (%s): saved the transformer only; build the pipeline with "
+                       "FVQGenerationPipeline(transformer=..., vq=...).", tokenizer, error)
+        return results
+    pipe = FVQGenerationPipeline(transformer=model, vq=vq.to(device).eval())
+    pipe.set_progress_bar_config(disable=True)
+    pipe.save_pretrained(out / "pipeline")
+    generator_card(model.config, evaluations=results or None, training=summary, pipeline=True).save(
+        out / "pipeline" / "README.md")
+    save_evaluation(out / "pipeline" / "transformer", results, summary)  # a later push_to_hub puts them in the card
+    from diffusers.utils import make_image_grid
+
+    classes = list(range(min(model.config.num_classes, 16)))
+    images = pipe(classes, guidance_scale=args.sample_guidance, generator=torch.Generator(device).manual_seed(args.seed)).images
+    make_image_grid(images, rows=1, cols=len(images)).save(out / "samples.png")
+    logger.info("Saved %s, %s and %s.", out / "transformer", out / "pipeline", out / "samples.png")
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    train(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

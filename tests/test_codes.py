@@ -1,0 +1,105 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fvq_hf.codes import TokenDataset, extract_codes, main
+from fvq_hf.image_io import pil_to_tensor, resize_center_crop
+
+from .conftest import make_tiny_model
+from .helpers import write_images
+
+
+@pytest.fixture
+def tokenizer(tmp_path):
+    model = make_tiny_model().eval()
+    model.save_pretrained(tmp_path / "tok")
+    return model, str(tmp_path / "tok")
+
+
+@pytest.fixture
+def classes(tmp_path):
+    write_images(tmp_path / "data" / "a", count=3, size=(40, 36))
+    write_images(tmp_path / "data" / "b", count=2, size=(36, 44), seed=1)
+    return tmp_path / "data"
+
+
+def test_codes_of_centre_crops_and_their_flips(tokenizer, classes, tmp_path):
+    model, path = tokenizer
+    meta = extract_codes(path, str(classes), tmp_path / "codes", num_workers=0)
+    assert meta["num_classes"] == 2 and meta["class_names"] == ["a", "b"] and meta["num_samples"] == 5
+    assert meta["codebook_size"] == 256 and meta["token_grid_size"] == [8, 8] and meta["views"] == ["image", "hflip"]
+    codes = np.load(tmp_path / "codes" / "codes-00000.npy")
+    assert codes.shape == (5, 2, 8, 8) and codes.dtype == np.uint16
+    assert np.load(tmp_path / "codes" / "labels-00000.npy").tolist() == [0, 0, 0, 1, 1]
+    image = pil_to_tensor(resize_center_crop(Image.open(classes / "b" / "img1.png").convert("RGB"), 32))[None]
+    with torch.no_grad():
+        assert np.array_equal(codes[4, 0], model.tokenize(image)[0].numpy())
+        assert np.array_equal(codes[4, 1], model.tokenize(image.flip(-1))[0].numpy())
+    assert json.loads((tmp_path / "codes" / "meta.json").read_text()) == meta
+
+
+def test_random_crops_of_the_builtin_photos_without_flip(tokenizer, tmp_path):
+    _, path = tokenizer
+    main(["--tokenizer", path, "--data", "builtin", "--random-crops", "2", "--no-flip", "--output-dir",
+          str(tmp_path / "codes"), "--num-workers", "0"])
+    data = TokenDataset(tmp_path / "codes")
+    assert len(data) == 28 and data.num_classes == 14 and data.meta["views"] == ["image"]
+    assert [int(data[i][1]) for i in range(16)] == list(range(14)) + [0, 1]  # crop i is of photo i % 14
+
+
+def test_existing_codes_are_not_overwritten_by_accident(tokenizer, classes, tmp_path):
+    _, path = tokenizer
+    extract_codes(path, str(classes), tmp_path / "codes", num_workers=0)
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        extract_codes(path, str(classes), tmp_path / "codes", num_workers=0)
+    extract_codes(path, str(classes), tmp_path / "codes", num_workers=0, overwrite=True, flip=False)
+    assert TokenDataset(tmp_path / "codes").num_views == 1
+
+
+def test_unreadable_images_are_skipped_without_shifting_labels(tokenizer, classes, tmp_path):
+    _, path = tokenizer
+    (classes / "a" / "broken.png").write_bytes(b"not a png")
+    meta = extract_codes(path, str(classes), tmp_path / "codes", num_workers=0)
+    assert meta["num_samples"] == 5
+    assert np.load(tmp_path / "codes" / "labels-00000.npy").tolist() == [0, 0, 0, 1, 1]
+
+
+def test_token_dataset_views_and_epochs(tokenizer, classes, tmp_path):
+    _, path = tokenizer
+    extract_codes(path, str(classes), tmp_path / "codes", num_workers=0)
+    codes = np.load(tmp_path / "codes" / "codes-00000.npy")
+    data = TokenDataset(tmp_path / "codes", seed=1)
+    views = []
+    for epoch in range(6):
+        data.set_epoch(epoch)
+        tokens, label = data[3]
+        assert tokens.shape == (64,) and tokens.dtype == torch.long and int(label) == 1
+        view = [v for v in range(2) if np.array_equal(codes[3, v].reshape(-1), tokens.numpy())]
+        assert view
+        views.append(view[0])
+    assert set(views) == {0, 1}  # both the image and its flip are drawn over epochs
+    everything = TokenDataset(tmp_path / "codes", all_views=True)
+    assert len(everything) == 10 and np.array_equal(everything[7][0].numpy(), codes[3, 1].reshape(-1))
+
+
+def test_broken_codes_folders_are_named(tokenizer, classes, tmp_path):
+    _, path = tokenizer
+    with pytest.raises(FileNotFoundError, match="no meta.json"):
+        TokenDataset(tmp_path)
+    extract_codes(path, str(classes), tmp_path / "codes", num_workers=0)
+    shard = tmp_path / "codes" / "codes-00000.npy"
+    good = np.load(shard)
+    bad = good.copy()
+    bad[0, 0, 0, 0] = 256
+    np.save(shard, bad)
+    with pytest.raises(ValueError, match="out of range"):
+        TokenDataset(tmp_path / "codes")
+    shard.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="missing or corrupt"):
+        TokenDataset(tmp_path / "codes")
+    np.save(shard, good[:, :, :4])
+    with pytest.raises(ValueError, match=r"meta.json expects \(N, 2, 8, 8\)"):
+        TokenDataset(tmp_path / "codes")

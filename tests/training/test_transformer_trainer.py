@@ -1,0 +1,84 @@
+import json
+
+import pytest
+import torch
+
+from fvq_hf import FVQGenerationPipeline, FVQTransformer
+from fvq_hf.codes import extract_codes
+from fvq_hf.training.transformer_trainer import main, parse_args, train
+
+from ..conftest import TINY_TRANSFORMER, make_tiny_model
+from ..helpers import write_config, write_images
+
+
+@pytest.fixture
+def codes(tmp_path):
+    """Codes of a tiny tokenizer over two classes of images, plus held-out codes, and a small transformer preset."""
+    make_tiny_model().eval().save_pretrained(tmp_path / "tok")
+    for name, seed in (("a", 0), ("b", 1)):
+        write_images(tmp_path / "data" / name, count=6, seed=seed)
+        write_images(tmp_path / "heldout" / name, count=2, seed=seed + 10)
+    extract_codes(str(tmp_path / "tok"), str(tmp_path / "data"), tmp_path / "codes", num_workers=0)
+    extract_codes(str(tmp_path / "tok"), str(tmp_path / "heldout"), tmp_path / "codes-heldout", num_workers=0)
+    FVQTransformer(**{**TINY_TRANSFORMER, "vocab_size": 64, "num_classes": 7, "class_names": None}).save_config(
+        tmp_path / "preset")
+    return tmp_path
+
+
+def args_for(root, out="run", *extra):
+    return ["--config", str(root / "preset"), "--codes", str(root / "codes"), "--output-dir", str(root / out),
+            "--batch-size", "4", "--lr", "3e-3", "--report-to", "none", "--num-workers", "0", "--log-every", "2",
+            *extra]
+
+
+def test_train_then_generate(codes):
+    result = train(parse_args(args_for(codes, "run", "--max-steps", "6", "--eval-codes", str(codes / "codes-heldout"))))
+    out = codes / "run"
+    assert result["step"] == 6 and (out / "samples.png").is_file()
+    model = FVQTransformer.from_pretrained(out / "transformer")
+    # vocabulary, classes and grid come from the codes, not from the preset
+    assert model.config.vocab_size == 256 and model.config.num_classes == 2 and model.config.class_names == ["a", "b"]
+    measured = json.loads((out / "eval.json").read_text())[str(codes / "codes-heldout")]
+    assert measured["num_tokens"] == 4 * 2 * 64 and measured["loss"] > 0 and measured["loss_unconditional"] > 0
+    assert "next-token loss" in (out / "transformer" / "README.md").read_text()
+    pipe = FVQGenerationPipeline.from_pretrained(out / "pipeline")
+    pipe.set_progress_bar_config(disable=True)
+    images = pipe(["a", "b"], generator=torch.Generator().manual_seed(0)).images
+    assert [image.size for image in images] == [(32, 32), (32, 32)]
+    assert "Trained with `fvq-train-transformer` for 6 steps" in (out / "pipeline" / "README.md").read_text()
+
+
+def test_training_lowers_the_loss(codes):
+    first = train(parse_args(args_for(codes, "short", "--max-steps", "1")))["loss"]
+    last = train(parse_args(args_for(codes, "long", "--max-steps", "30", "--class-dropout", "0")))["loss"]
+    assert last < first - 1.0
+
+
+def test_resume_is_exact(codes):
+    straight = train(parse_args(args_for(codes, "straight", "--max-steps", "6")))["model"]
+    train(parse_args(args_for(codes, "resumed", "--max-steps", "6", "--stop-after", "3")))
+    resumed = train(parse_args(args_for(codes, "resumed", "--max-steps", "6", "--resume")))
+    assert resumed["step"] == 6
+    for a, b in zip(straight.state_dict().values(), resumed["model"].state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_a_tokenizer_config_is_not_a_transformer_config(codes, tmp_path):
+    write_config(tmp_path / "tokenizer-config")
+    with pytest.raises(ValueError, match="FVQModel config, not an FVQTransformer one"):
+        main(["--config", str(tmp_path / "tokenizer-config"), "--codes", str(codes / "codes"), "--output-dir",
+              str(tmp_path / "x"), "--report-to", "none"])
+
+
+def test_init_weights_must_fit_the_codes(codes, tmp_path):
+    FVQTransformer(**{**TINY_TRANSFORMER, "num_classes": 3}).save_pretrained(tmp_path / "pretrained")
+    with pytest.raises(ValueError, match="do not fit the codes"):
+        main(["--config", str(tmp_path / "pretrained"), "--init-weights", "--codes", str(codes / "codes"),
+              "--output-dir", str(tmp_path / "x"), "--report-to", "none"])
+
+
+@pytest.mark.parametrize("flags, message", [(["--class-dropout", "1.0"], "class-dropout"),
+                                            (["--batch-size", "0"], "batch-size")])
+def test_bad_flags(flags, message):
+    with pytest.raises(ValueError, match=message):
+        parse_args(["--config", "c", "--codes", "d", *flags])
