@@ -8,13 +8,14 @@ from PIL import Image
 from fvq_hf.codes import TokenDataset, extract_codes, main
 from fvq_hf.image_io import pil_to_tensor, resize_center_crop
 
-from .conftest import make_tiny_model
+from .conftest import make_tiny_model, perturb_bridge
 from .helpers import write_images
 
 
 @pytest.fixture
 def tokenizer(tmp_path):
     model = make_tiny_model().eval()
+    perturb_bridge(model)  # the zero-initialised bridge maps every token to one code
     model.save_pretrained(tmp_path / "tok")
     return model, str(tmp_path / "tok")
 
@@ -32,7 +33,7 @@ def test_codes_of_centre_crops_and_their_flips(tokenizer, classes, tmp_path):
     assert meta["num_classes"] == 2 and meta["class_names"] == ["a", "b"] and meta["num_samples"] == 5
     assert meta["codebook_size"] == 256 and meta["token_grid_size"] == [8, 8] and meta["views"] == ["image", "hflip"]
     codes = np.load(tmp_path / "codes" / "codes-00000.npy")
-    assert codes.shape == (5, 2, 8, 8) and codes.dtype == np.uint16
+    assert codes.shape == (5, 2, 8, 8) and codes.dtype == np.uint16 and len(np.unique(codes)) > 10
     assert np.load(tmp_path / "codes" / "labels-00000.npy").tolist() == [0, 0, 0, 1, 1]
     image = pil_to_tensor(resize_center_crop(Image.open(classes / "b" / "img1.png").convert("RGB"), 32))[None]
     with torch.no_grad():
@@ -71,6 +72,7 @@ def test_token_dataset_views_and_epochs(tokenizer, classes, tmp_path):
     _, path = tokenizer
     extract_codes(path, str(classes), tmp_path / "codes", num_workers=0)
     codes = np.load(tmp_path / "codes" / "codes-00000.npy")
+    assert not np.array_equal(codes[3, 0], codes[3, 1])
     data = TokenDataset(tmp_path / "codes", seed=1)
     views = []
     for epoch in range(6):

@@ -13,7 +13,7 @@ import torch
 from fvq_hf import FVQModel
 from fvq_hf.pipelines import FVQPipeline
 
-from .conftest import make_tiny_model
+from .conftest import make_tiny_model, make_tiny_transformer
 from .hub_server import HubServer
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -86,6 +86,24 @@ PUSH_SCRIPT = textwrap.dedent("""
     print(json.dumps({"same_weights": same, "pipeline_vq": type(pipe.vq).__name__}))
 """)
 
+GENERATOR_PUSH_SCRIPT = textwrap.dedent("""
+    import json, sys
+    sys.path.insert(0, sys.argv[2])
+    import torch
+    from tests.conftest import make_tiny_model, make_tiny_transformer
+    from fvq_hf import FVQGenerationPipeline, FVQTransformer
+
+    transformer = make_tiny_transformer()
+    transformer.push_to_hub("org/gpt-tiny", evaluations={"held-out": {"loss": 4.25, "num_tokens": 640}})
+    pipe = FVQGenerationPipeline(transformer=transformer, vq=make_tiny_model().eval())
+    pipe.push_to_hub("org/gpt-tiny-pipeline")
+    loaded = FVQTransformer.from_pretrained("org/gpt-tiny", cache_dir=sys.argv[1])
+    again = FVQGenerationPipeline.from_pretrained("org/gpt-tiny-pipeline", cache_dir=sys.argv[1])
+    sample = lambda p: p([0, 2], generator=torch.Generator().manual_seed(0), output_type="pt").indices
+    same = all(bool((a == b).all()) for a, b in zip(transformer.state_dict().values(), loaded.state_dict().values()))
+    print(json.dumps({"same_weights": same, "same_samples": bool((sample(pipe) == sample(again)).all())}))
+""")
+
 
 @pytest.mark.slow
 def test_push_to_a_loopback_hub_and_load_back(tmp_path):
@@ -109,6 +127,28 @@ def test_push_to_a_loopback_hub_and_load_back(tmp_path):
     assert json.loads(model_files["config.json"])["num_vq_embeddings"] == 256
 
 
+@pytest.mark.slow
+def test_push_a_generator_to_a_loopback_hub_and_load_back(tmp_path):
+    (tmp_path / "push.py").write_text(GENERATOR_PUSH_SCRIPT)
+    with HubServer() as hub:
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": "test-token",
+               "HF_HUB_OFFLINE": "0"}
+        proc = subprocess.run([sys.executable, str(tmp_path / "push.py"), str(tmp_path / "cache"),
+                               str(Path(__file__).parents[1])], env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        model_files, pipe_files = hub.files("org/gpt-tiny"), hub.files("org/gpt-tiny-pipeline")
+    assert result == {"same_weights": True, "same_samples": True}
+    assert set(model_files) == {"README.md", "config.json", "diffusion_pytorch_model.safetensors"}
+    assert set(pipe_files) == {"README.md", "model_index.json", "transformer/config.json",
+                               "transformer/diffusion_pytorch_model.safetensors", "vq/config.json",
+                               "vq/diffusion_pytorch_model.safetensors"}
+    card = model_files["README.md"].decode()
+    assert "library_name: fvq-hf" in card and "autoregressive" in card and "4.2500" in card
+    assert "red, green, blue" in card and 'FVQTransformer.from_pretrained("org/gpt-tiny")' in card
+    assert 'FVQGenerationPipeline.from_pretrained("org/gpt-tiny-pipeline")' in pipe_files["README.md"].decode()
+
+
 @pytest.mark.skipif(not (os.environ.get("HF_TOKEN") and os.environ.get("FVQ_TEST_HUB_NAMESPACE")),
                     reason="real-Hub test: set HF_TOKEN, FVQ_TEST_HUB_NAMESPACE and HF_HUB_OFFLINE=0 (online)")
 def test_push_to_the_real_hub():
@@ -127,14 +167,18 @@ def test_push_to_the_real_hub():
 PUBLISH_SCRIPT = textwrap.dedent("""
     import json, sys
     from pathlib import Path
-    from fvq_hf import FVQModel
+    from fvq_hf import FVQModel, FVQTransformer
     from fvq_hf.publish import main
 
     root = Path(sys.argv[2])
     trained = FVQModel.from_config(FVQModel.load_config(root / "hub_configs" / "fvq-cpu-4k"))
     trained.save_pretrained(sys.argv[1] + "/trained")
+    # a transformer trained on other data: its classes come from the codes, not from the preset
+    gpt = FVQTransformer.from_config({**FVQTransformer.load_config(root / "hub_configs" / "fvq-gpt-cpu"),
+                                      "num_classes": 2, "class_names": ["a", "b"]})
+    gpt.save_pretrained(sys.argv[1] + "/gpt")
     main(["--namespace", "pub", "--configs", str(root / "hub_configs"), "--weights",
-          "fvq-cpu-4k=" + sys.argv[1] + "/trained", "--pipeline"])
+          "fvq-cpu-4k=" + sys.argv[1] + "/trained", "fvq-gpt-cpu=" + sys.argv[1] + "/gpt", "--pipeline"])
     print(json.dumps(FVQModel.load_config("pub/fvq-262k", cache_dir=sys.argv[1] + "/cache")["num_vq_embeddings"]))
 """)
 
@@ -154,6 +198,7 @@ def test_publish_hub_configs_to_a_loopback_hub(tmp_path):
     assert set(repos) == {f"pub/{v}" for v in variants} | {"pub/fvq-cpu-4k-pipeline"}
     assert set(repos["pub/fvq-262k"]) == {"config.json", "README.md"}
     assert "diffusion_pytorch_model.safetensors" in repos["pub/fvq-cpu-4k"]
+    assert "diffusion_pytorch_model.safetensors" in repos["pub/fvq-gpt-cpu"]
     assert "vq/diffusion_pytorch_model.safetensors" in repos["pub/fvq-cpu-4k-pipeline"]
     assert proc.stdout.strip().splitlines()[-1] == "262144"
 
@@ -165,5 +210,8 @@ def test_publish_refuses_weights_of_another_variant(tmp_path):
     root = Path(__file__).parents[1] / "hub_configs"
     with pytest.raises(ValueError, match="do not match hub_configs/fvq-cpu-4k"):
         publish("pub", root, only=["fvq-cpu-4k"], weights={"fvq-cpu-4k": str(tmp_path / "tiny")})
+    make_tiny_transformer().save_pretrained(tmp_path / "gpt")
+    with pytest.raises(ValueError, match="do not match hub_configs/fvq-gpt-cpu: .*hidden_size: config 128 vs weights 32"):
+        publish("pub", root, only=["fvq-gpt-cpu"], weights={"fvq-gpt-cpu": str(tmp_path / "gpt")})
     with pytest.raises(ValueError, match="No hub config named"):
         publish("pub", root, only=["fvq-1m"])

@@ -135,7 +135,10 @@ def train(args: argparse.Namespace) -> dict:
     # ---- data, model, optimizer -----------------------------------------------------------------------------
     data = TokenDataset(args.codes, seed=args.seed)
     model = build_model(args, data)
-    loader = DataLoader(data, batch_size=args.batch_size, shuffle=True, drop_last=True, num_workers=args.num_workers)
+    # The loader's own generator: creating an iterator then draws nothing from the global RNG, whose state
+    # checkpoints restore, so class dropout and dropout stay exact across --resume.
+    loader = DataLoader(data, batch_size=args.batch_size, shuffle=True, drop_last=True, num_workers=args.num_workers,
+                        generator=torch.Generator().manual_seed(args.seed))
     if len(loader) == 0:
         raise ValueError(f"{len(data)} training samples make no full batch of {args.batch_size}.")
     optimizer = optimizer_for(model, args)

@@ -7,20 +7,23 @@ from fvq_hf import FVQGenerationPipeline, FVQTransformer
 from fvq_hf.codes import extract_codes
 from fvq_hf.training.transformer_trainer import main, parse_args, train
 
-from ..conftest import TINY_TRANSFORMER, make_tiny_model
+from ..conftest import TINY_TRANSFORMER, make_tiny_model, perturb_bridge
 from ..helpers import write_config, write_images
 
 
 @pytest.fixture
 def codes(tmp_path):
     """Codes of a tiny tokenizer over two classes of images, plus held-out codes, and a small transformer preset."""
-    make_tiny_model().eval().save_pretrained(tmp_path / "tok")
+    tokenizer = make_tiny_model().eval()
+    perturb_bridge(tokenizer)  # distinct codes: the zero-initialised bridge maps every token to one code
+    tokenizer.save_pretrained(tmp_path / "tok")
     for name, seed in (("a", 0), ("b", 1)):
         write_images(tmp_path / "data" / name, count=6, seed=seed)
         write_images(tmp_path / "heldout" / name, count=2, seed=seed + 10)
     extract_codes(str(tmp_path / "tok"), str(tmp_path / "data"), tmp_path / "codes", num_workers=0)
     extract_codes(str(tmp_path / "tok"), str(tmp_path / "heldout"), tmp_path / "codes-heldout", num_workers=0)
-    FVQTransformer(**{**TINY_TRANSFORMER, "vocab_size": 64, "num_classes": 7, "class_names": None}).save_config(
+    FVQTransformer(**{**TINY_TRANSFORMER, "vocab_size": 64, "num_classes": 7, "class_names": None,
+                      "dropout": 0.1}).save_config(
         tmp_path / "preset")
     return tmp_path
 
@@ -54,9 +57,10 @@ def test_training_lowers_the_loss(codes):
     assert last < first - 1.0
 
 
-def test_resume_is_exact(codes):
+@pytest.mark.parametrize("stop_after", ["3", "4"])  # 3 batches per epoch: at an epoch's end, and mid-epoch
+def test_resume_is_exact(codes, stop_after):
     straight = train(parse_args(args_for(codes, "straight", "--max-steps", "6")))["model"]
-    train(parse_args(args_for(codes, "resumed", "--max-steps", "6", "--stop-after", "3")))
+    train(parse_args(args_for(codes, "resumed", "--max-steps", "6", "--stop-after", stop_after)))
     resumed = train(parse_args(args_for(codes, "resumed", "--max-steps", "6", "--resume")))
     assert resumed["step"] == 6
     for a, b in zip(straight.state_dict().values(), resumed["model"].state_dict().values()):
