@@ -105,18 +105,23 @@ GENERATOR_PUSH_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow
-def test_push_to_a_loopback_hub_and_load_back(tmp_path):
-    """Against a local server speaking the Hub's protocol (not the real Hub): what is uploaded, and that it loads."""
-    (tmp_path / "push.py").write_text(PUSH_SCRIPT)
+def push_in_a_subprocess(script: str, tmp_path: Path) -> tuple[dict, dict]:
+    """Run `script CACHE REPO_ROOT` against a loopback Hub; its last stdout line (JSON) and the files of each repo."""
+    (tmp_path / "push.py").write_text(script)
     with HubServer() as hub:
         env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": "test-token",
                "HF_HUB_OFFLINE": "0"}
         proc = subprocess.run([sys.executable, str(tmp_path / "push.py"), str(tmp_path / "cache"),
                                str(Path(__file__).parents[1])], env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
-        model_files, pipe_files = hub.files("org/fvq-tiny"), hub.files("org/fvq-tiny-pipeline")
+        return json.loads(proc.stdout.strip().splitlines()[-1]), {repo: hub.files(repo) for repo in hub.repos}
+
+
+@pytest.mark.slow
+def test_push_to_a_loopback_hub_and_load_back(tmp_path):
+    """Against a local server speaking the Hub's protocol (not the real Hub): what is uploaded, and that it loads."""
+    result, files = push_in_a_subprocess(PUSH_SCRIPT, tmp_path)
+    model_files, pipe_files = files["org/fvq-tiny"], files["org/fvq-tiny-pipeline"]
     assert result == {"same_weights": True, "pipeline_vq": "FVQModel"}
     assert set(model_files) == {"README.md", "config.json", "diffusion_pytorch_model.safetensors"}
     assert set(pipe_files) == {"README.md", "model_index.json", "vq/config.json", "vq/diffusion_pytorch_model.safetensors"}
@@ -129,15 +134,8 @@ def test_push_to_a_loopback_hub_and_load_back(tmp_path):
 
 @pytest.mark.slow
 def test_push_a_generator_to_a_loopback_hub_and_load_back(tmp_path):
-    (tmp_path / "push.py").write_text(GENERATOR_PUSH_SCRIPT)
-    with HubServer() as hub:
-        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": "test-token",
-               "HF_HUB_OFFLINE": "0"}
-        proc = subprocess.run([sys.executable, str(tmp_path / "push.py"), str(tmp_path / "cache"),
-                               str(Path(__file__).parents[1])], env=env, capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
-        model_files, pipe_files = hub.files("org/gpt-tiny"), hub.files("org/gpt-tiny-pipeline")
+    result, files = push_in_a_subprocess(GENERATOR_PUSH_SCRIPT, tmp_path)
+    model_files, pipe_files = files["org/gpt-tiny"], files["org/gpt-tiny-pipeline"]
     assert result == {"same_weights": True, "same_samples": True}
     assert set(model_files) == {"README.md", "config.json", "diffusion_pytorch_model.safetensors"}
     assert set(pipe_files) == {"README.md", "model_index.json", "transformer/config.json",

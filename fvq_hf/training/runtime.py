@@ -8,9 +8,11 @@ checkpoint; `--resume` continues from the newest complete one.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -94,6 +96,24 @@ class TrainState:
         self.__dict__.update(state)
 
 
+def training_batches(accelerator: Accelerator, loader, dataset, state: TrainState, stop_at: int) -> Iterator:
+    """The run's batches, epoch after epoch, from where `state` stands, while `state.step < stop_at`.
+
+    A resumed run skips the batches of its epoch that it already took; `dataset.set_epoch` and
+    `loader.set_epoch` make each epoch's items and order a function of the epoch. The caller counts steps
+    and breaks when it reaches `stop_at`.
+    """
+    while state.step < stop_at:
+        dataset.set_epoch(state.epoch)
+        loader.set_epoch(state.epoch)
+        batches = accelerator.skip_first_batches(loader, state.batches_in_epoch) if state.batches_in_epoch else loader
+        for batch in batches:
+            state.batches_in_epoch += 1
+            yield batch
+        state.epoch += 1
+        state.batches_in_epoch = 0
+
+
 class LearningRate:
     """Learning annealing over a run: warmup, constant, then the `--schedule` decay (see `annealing_factor`)."""
 
@@ -152,3 +172,17 @@ def resume_latest(accelerator: Accelerator, root: Path, state: TrainState) -> No
         raise RuntimeError(f"Checkpoint {latest} cannot be loaded ({error}). Delete it to resume from the "
                            "one before, or start without --resume.") from error
     logger.info("Resumed from %s at step %d.", latest, state.step)
+
+
+def start_run(accelerator: Accelerator, args: argparse.Namespace, out: Path, project: str, *states) -> TrainState:
+    """Register the run's progress (and `states`, e.g. a usage monitor) for checkpoints, resume if asked, record
+    the arguments and start the trackers; returns the progress."""
+    state = TrainState()
+    accelerator.register_for_checkpointing(state, *states)
+    if args.resume:
+        resume_latest(accelerator, out / "checkpoints", state)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_args.json").write_text(json.dumps(vars(args), indent=2))
+    accelerator.init_trackers(project, config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str))})
+    return state

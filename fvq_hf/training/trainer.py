@@ -33,12 +33,12 @@ from ..models import FVQModel
 from ..models.discriminator import PatchGANDiscriminator
 from .runtime import (
     LearningRate,
-    TrainState,
     add_loop_args,
     check_loop_args,
     make_accelerator,
-    resume_latest,
     save_checkpoint,
+    start_run,
+    training_batches,
 )
 
 logger = logging.getLogger("fvq_hf.train")
@@ -147,16 +147,9 @@ def train(args: argparse.Namespace) -> dict:
     schedule = LearningRate(args, steps_per_epoch, [optimizer, optimizer_d])
     total_steps, warmup_steps = schedule.total, schedule.warmup
 
-    state = TrainState()
     monitor = UsageMonitor(config["num_vq_embeddings"], args.usage_window, accelerator.device)
-    accelerator.register_for_checkpointing(state, monitor)
+    state = start_run(accelerator, args, out, "fvq", monitor)
     checkpoints = out / "checkpoints"
-    if args.resume:
-        resume_latest(accelerator, checkpoints, state)
-    if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "train_args.json").write_text(json.dumps(vars(args), indent=2))
-    accelerator.init_trackers("fvq", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str))})
     unwrapped, disc_module = accelerator.unwrap_model(model), accelerator.unwrap_model(discriminator)
     global_batch = args.batch_size * accelerator.num_processes * args.gradient_accumulation_steps
     logger.info("%s: %d steps (%d per epoch), global batch %d, %d processes, %s, warmup %d steps, %s schedule",
@@ -172,52 +165,44 @@ def train(args: argparse.Namespace) -> dict:
     model.train()
     lr = schedule.set(state.step)
     logs: dict[str, float] = {}
-    while state.step < stop_at:
-        dataset.set_epoch(state.epoch)
-        loader.set_epoch(state.epoch)
-        batches = accelerator.skip_first_batches(loader, state.batches_in_epoch) if state.batches_in_epoch else loader
-        for images in batches:
-            state.batches_in_epoch += 1
-            with accelerator.accumulate(model, discriminator):
-                output = model(images)
-                gan = loss_fn.gan_active(state.step)
-                loss, logs = loss_fn.generator_loss(images, output.sample, output.codebook_loss,
-                                                    output.commitment_loss, state.step, disc_module if gan else None)
-                accelerator.backward(loss)
+    for images in training_batches(accelerator, loader, dataset, state, stop_at):
+        with accelerator.accumulate(model, discriminator):
+            output = model(images)
+            gan = loss_fn.gan_active(state.step)
+            loss, logs = loss_fn.generator_loss(images, output.sample, output.codebook_loss,
+                                                output.commitment_loss, state.step, disc_module if gan else None)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients:
+                logs["grad_norm"] = float(accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm))
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if gan:
+                d_loss, d_logs = loss_fn.discriminator_loss(images, output.sample, discriminator)
+                accelerator.backward(d_loss)
                 if accelerator.sync_gradients:
-                    logs["grad_norm"] = float(accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm))
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                if gan:
-                    d_loss, d_logs = loss_fn.discriminator_loss(images, output.sample, discriminator)
-                    accelerator.backward(d_loss)
-                    if accelerator.sync_gradients:
-                        accelerator.clip_grad_norm_(discriminator.parameters(), args.max_grad_norm)
-                    optimizer_d.step()
-                    optimizer_d.zero_grad(set_to_none=True)
-                    logs.update(d_logs)
-            monitor.update(accelerator.gather(output.indices), state.step)
-            if not accelerator.sync_gradients:
-                continue
-            state.step += 1
-            lr = schedule.set(state.step)
-            bar.update(1)
-            if state.step % args.log_every == 0 or state.step == stop_at:
-                elapsed = time.perf_counter() - tick
-                logs.update(usage_rolling=monitor.usage(state.step), lr=lr,
-                            step_time=elapsed / max(1, state.step - start_step), epoch=state.epoch)
-                accelerator.log(logs, step=state.step)
-                bar.set_postfix(loss=f"{logs['loss/total']:.4f}", usage=f"{logs['usage_rolling']:.1%}")
-                logger.info("step %d  loss %.4f  rec %.4f  usage(rolling %d) %.1f%%  lr %.2e", state.step,
-                            logs["loss/total"], logs["loss/reconstruction"], args.usage_window,
-                            100 * logs["usage_rolling"], lr)
-            if state.step % args.checkpoint_every == 0 or state.step == stop_at:
-                save_checkpoint(accelerator, checkpoints, state.step, args.checkpoints_total_limit)
-            if state.step >= stop_at:
-                break
-        else:
-            state.epoch += 1
-            state.batches_in_epoch = 0
+                    accelerator.clip_grad_norm_(discriminator.parameters(), args.max_grad_norm)
+                optimizer_d.step()
+                optimizer_d.zero_grad(set_to_none=True)
+                logs.update(d_logs)
+        monitor.update(accelerator.gather(output.indices), state.step)
+        if not accelerator.sync_gradients:
+            continue
+        state.step += 1
+        lr = schedule.set(state.step)
+        bar.update(1)
+        if state.step % args.log_every == 0 or state.step == stop_at:
+            elapsed = time.perf_counter() - tick
+            logs.update(usage_rolling=monitor.usage(state.step), lr=lr,
+                        step_time=elapsed / max(1, state.step - start_step), epoch=state.epoch)
+            accelerator.log(logs, step=state.step)
+            bar.set_postfix(loss=f"{logs['loss/total']:.4f}", usage=f"{logs['usage_rolling']:.1%}")
+            logger.info("step %d  loss %.4f  rec %.4f  usage(rolling %d) %.1f%%  lr %.2e", state.step,
+                        logs["loss/total"], logs["loss/reconstruction"], args.usage_window,
+                        100 * logs["usage_rolling"], lr)
+        if state.step % args.checkpoint_every == 0 or state.step == stop_at:
+            save_checkpoint(accelerator, checkpoints, state.step, args.checkpoints_total_limit)
+        if state.step >= stop_at:
+            break
     bar.close()
     accelerator.wait_for_everyone()
     results: dict = {}

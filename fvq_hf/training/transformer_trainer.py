@@ -36,12 +36,12 @@ from ..models.transformer import DATA_KEYS, next_token_loss
 from ..pipelines import FVQGenerationPipeline
 from .runtime import (
     LearningRate,
-    TrainState,
     add_loop_args,
     check_loop_args,
     make_accelerator,
-    resume_latest,
     save_checkpoint,
+    start_run,
+    training_batches,
 )
 
 logger = logging.getLogger("fvq_hf.train_transformer")
@@ -147,16 +147,8 @@ def train(args: argparse.Namespace) -> dict:
     steps_per_epoch = max(1, len(loader) // args.gradient_accumulation_steps)
     schedule = LearningRate(args, steps_per_epoch, [optimizer])
 
-    state = TrainState()
-    accelerator.register_for_checkpointing(state)
+    state = start_run(accelerator, args, out, "fvq-gpt")
     checkpoints = out / "checkpoints"
-    if args.resume:
-        resume_latest(accelerator, checkpoints, state)
-    if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "train_args.json").write_text(json.dumps(vars(args), indent=2))
-    accelerator.init_trackers("fvq-gpt", config={k: v for k, v in vars(args).items()
-                                                 if isinstance(v, (int, float, str))})
     global_batch = args.batch_size * accelerator.num_processes * args.gradient_accumulation_steps
     logger.info("%s: %.1fM parameters, %d samples, %d steps (%d per epoch), global batch %d, %d processes, %s",
                 args.config, sum(p.numel() for p in unwrapped.parameters()) / 1e6, len(data), schedule.total,
@@ -171,40 +163,32 @@ def train(args: argparse.Namespace) -> dict:
     model.train()
     lr = schedule.set(state.step)
     loss = torch.zeros(())
-    while state.step < stop_at:
-        data.set_epoch(state.epoch)
-        loader.set_epoch(state.epoch)
-        batches = accelerator.skip_first_batches(loader, state.batches_in_epoch) if state.batches_in_epoch else loader
-        for tokens, labels in batches:
-            state.batches_in_epoch += 1
-            with accelerator.accumulate(model):
-                # Classifier-free guidance needs an unconditional model too: some labels become the null class.
-                dropped = torch.rand(labels.shape, device=labels.device) < args.class_dropout
-                loss = next_token_loss(model, tokens, labels.masked_fill(dropped, unwrapped.null_class))
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm))
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            if not accelerator.sync_gradients:
-                continue
-            state.step += 1
-            lr = schedule.set(state.step)
-            bar.update(1)
-            if state.step % args.log_every == 0 or state.step == stop_at:
-                mean_loss = accelerator.reduce(loss.detach(), reduction="mean").item()
-                step_time = (time.perf_counter() - tick) / max(1, state.step - start_step)
-                accelerator.log({"loss": mean_loss, "lr": lr, "grad_norm": grad_norm, "step_time": step_time,
-                                 "epoch": state.epoch}, step=state.step)
-                bar.set_postfix(loss=f"{mean_loss:.4f}")
-                logger.info("step %d  loss %.4f  lr %.2e  %.3f s/step", state.step, mean_loss, lr, step_time)
-            if state.step % args.checkpoint_every == 0 or state.step == stop_at:
-                save_checkpoint(accelerator, checkpoints, state.step, args.checkpoints_total_limit)
-            if state.step >= stop_at:
-                break
-        else:
-            state.epoch += 1
-            state.batches_in_epoch = 0
+    for tokens, labels in training_batches(accelerator, loader, data, state, stop_at):
+        with accelerator.accumulate(model):
+            # Classifier-free guidance needs an unconditional model too: some labels become the null class.
+            dropped = torch.rand(labels.shape, device=labels.device) < args.class_dropout
+            loss = next_token_loss(model, tokens, labels.masked_fill(dropped, unwrapped.null_class))
+            accelerator.backward(loss)
+            if accelerator.sync_gradients:
+                grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm))
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        if not accelerator.sync_gradients:
+            continue
+        state.step += 1
+        lr = schedule.set(state.step)
+        bar.update(1)
+        if state.step % args.log_every == 0 or state.step == stop_at:
+            mean_loss = accelerator.reduce(loss.detach(), reduction="mean").item()
+            step_time = (time.perf_counter() - tick) / max(1, state.step - start_step)
+            accelerator.log({"loss": mean_loss, "lr": lr, "grad_norm": grad_norm, "step_time": step_time,
+                             "epoch": state.epoch}, step=state.step)
+            bar.set_postfix(loss=f"{mean_loss:.4f}")
+            logger.info("step %d  loss %.4f  lr %.2e  %.3f s/step", state.step, mean_loss, lr, step_time)
+        if state.step % args.checkpoint_every == 0 or state.step == stop_at:
+            save_checkpoint(accelerator, checkpoints, state.step, args.checkpoints_total_limit)
+        if state.step >= stop_at:
+            break
     bar.close()
     accelerator.wait_for_everyone()
     final_loss = accelerator.reduce(loss.detach(), reduction="mean").item()
