@@ -148,10 +148,11 @@ def class_labels(source, label_column: str | None = None) -> tuple[list[int], li
     if isinstance(source, PhotoList):
         return list(range(len(source))), [name.partition(":")[0] for name in source.names]
     if isinstance(source, ImageFolder):
-        groups = [p.relative_to(source.root).parts[0] if len(p.relative_to(source.root).parts) > 1 else source.root.name
-                  for p in source.paths]
+        parts = [p.relative_to(source.root).parts for p in source.paths]
+        groups = [part[0] if len(part) > 1 else source.root.name for part in parts]
         names = sorted(set(groups))
-        return [names.index(g) for g in groups], names
+        ids = {name: i for i, name in enumerate(names)}
+        return [ids[g] for g in groups], names
     if isinstance(source, HFImageDataset):
         import datasets
 
@@ -172,6 +173,7 @@ def class_labels(source, label_column: str | None = None) -> tuple[list[int], li
 
 
 def readable(source, index: int) -> Image.Image | None:
+    """`source[index]`, or None (logged by name) when that file is not a readable image."""
     try:
         return source[index]
     except ImageReadError as error:

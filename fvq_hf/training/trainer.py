@@ -9,8 +9,9 @@
     # 2 nodes x 8 GPUs: the same, with --num_machines 2 --machine_rank R --main_process_ip HOST
     # Resume after a crash or preemption: the same command with --resume
 
-Checkpoints are atomic (see `fvq_hf.training.runtime`). The final model is written with `save_pretrained` to `<output-dir>/model` (as trained) and `<output-dir>/model-folded`
-(`fold_bridge()`), each with a model card holding the evaluation measured at the end of training.
+Checkpoints are atomic (see `fvq_hf.training.runtime`). The final model is written with `save_pretrained`
+to `<output-dir>/model` (as trained) and `<output-dir>/model-folded` (`fold_bridge()`), each with a model
+card holding the evaluation measured at the end of training.
 """
 
 from __future__ import annotations
