@@ -6,6 +6,8 @@ import math
 
 import torch
 
+from ..models.quantizer import check_token_ids
+
 
 class CodeCounter:
     """Counts how often each of K codes is used over all tokens seen (int64 counts, not a rolling buffer)."""
@@ -19,8 +21,7 @@ class CodeCounter:
     def update(self, indices: torch.Tensor) -> None:
         """Add token ids of any shape; ids outside [0, K) are an error."""
         flat = indices.reshape(-1).to(self.counts.device, torch.long)
-        if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= self.codebook_size):
-            raise ValueError(f"Token ids must lie in [0, {self.codebook_size}); got {int(flat.min())}..{int(flat.max())}.")
+        check_token_ids(flat, self.codebook_size)
         self.counts += torch.bincount(flat, minlength=self.codebook_size)
 
     @property

@@ -31,6 +31,18 @@ class QuantizerOutput(BaseOutput):
 
 
 @torch.no_grad()
+class TokenIdTypeError(TypeError, ValueError):
+    """Token ids that are not integers (a TypeError, and a ValueError as `lookup` has always raised)."""
+
+
+def check_token_ids(ids: torch.Tensor, size: int, hint: str = "") -> None:
+    """Integer ids in `[0, size)`, or an error that names the range and what was found (then `hint`)."""
+    if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.is_complex():
+        raise TokenIdTypeError(f"Expected integer token ids, got dtype {ids.dtype}.")
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= size):
+        raise ValueError(f"Token ids must lie in [0, {size}); got ids from {int(ids.min())} to {int(ids.max())}.{hint}")
+
+
 def nearest_code(vectors: torch.Tensor, codebook: torch.Tensor, chunk_size: int = 4096) -> torch.LongTensor:
     """Index of the nearest code by squared L2 distance, `(N, d), (K, d) -> (N,)`.
 
@@ -168,11 +180,5 @@ class VectorQuantizer(nn.Module):
         """`(B, h, w)` code ids -> `(B, d, h, w)` codes of the (bridged) codebook."""
         if indices.ndim != 3:
             raise ValueError(f"Expected indices of shape (B, h, w), got {tuple(indices.shape)}.")
-        if indices.dtype.is_floating_point or indices.dtype == torch.bool or indices.is_complex():
-            raise ValueError(f"Expected integer token ids, got dtype {indices.dtype}.")
-        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.codebook_size):
-            raise ValueError(
-                f"Token ids must lie in [0, {self.codebook_size}); got ids from {int(indices.min())} to "
-                f"{int(indices.max())}. Were they made by a tokenizer with another codebook size?"
-            )
+        check_token_ids(indices, self.codebook_size, " Were they made by a tokenizer with another codebook size?")
         return rearrange(self.codebook()[indices.long()], "b h w d -> b d h w")

@@ -23,6 +23,7 @@ from torch import nn
 
 from ..model_card import generator_card, load_evaluation
 from .hub_mixin import StrictHubMixin
+from .quantizer import check_token_ids
 
 # Config keys a training run takes from its codes (the data), not from the preset (the architecture).
 DATA_KEYS = ("vocab_size", "num_classes", "token_grid_size", "class_names")
@@ -236,14 +237,6 @@ class FVQTransformer(StrictHubMixin, ModelMixin, ConfigMixin):
                              f"{self.config.num_classes} classes, ids 0..{self.config.num_classes - 1}"
                              + (f" (and {self.null_class} for the null class)." if allow_null else "."))
 
-    def check_token_ids(self, input_ids: torch.Tensor) -> None:
-        """ValueError unless every id lies in `[0, vocab_size)`."""
-        if input_ids.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
-            raise TypeError(f"input_ids must be integer token ids, got {input_ids.dtype}.")
-        if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size):
-            raise ValueError(f"Token ids must lie in [0, {self.config.vocab_size}) (the vocabulary = the tokenizer's "
-                             f"codebook size); got min {int(input_ids.min())}, max {int(input_ids.max())}.")
-
     def forward(self, input_ids: torch.LongTensor | None = None, class_labels: torch.LongTensor | None = None,
                 cache: KVCache | None = None, return_dict: bool = True) -> FVQTransformerOutput | tuple:
         """Next-token logits.
@@ -267,7 +260,8 @@ class FVQTransformer(StrictHubMixin, ModelMixin, ConfigMixin):
             if input_ids.ndim != 2:
                 raise ValueError(f"input_ids must be (B, L) token ids, got shape {tuple(input_ids.shape)}.")
             if cache is None:  # a cache is fed by the sampler's own ids; checking them would sync every step
-                self.check_token_ids(input_ids)
+                check_token_ids(input_ids, self.config.vocab_size,
+                                " (the vocabulary is the tokenizer's codebook size)")
             parts.append(self.token_embedding(input_ids))
         if not parts:
             raise ValueError("Nothing to process: pass input_ids.")

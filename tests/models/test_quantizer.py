@@ -146,3 +146,16 @@ def test_wrong_latent_shape():
 def test_l2_norm_with_a_vqbridge_is_refused():
     with pytest.raises(ValueError, match="codebook_l2_norm=False"):
         VectorQuantizer(256, 8, "vqbridge", l2_norm=True)
+
+
+def test_one_token_id_check_for_every_caller():
+    from fvq_hf.models.quantizer import check_token_ids
+
+    check_token_ids(torch.tensor([0, 7]), 8)
+    for bad in (torch.tensor([0.0]), torch.tensor([True])):
+        with pytest.raises(TypeError, match="integer token ids"):
+            check_token_ids(bad, 8)
+        with pytest.raises(ValueError, match="integer token ids"):  # what lookup has always raised
+            check_token_ids(bad, 8)
+    with pytest.raises(ValueError, match=r"Token ids must lie in \[0, 8\); got ids from -1 to 8\. hint"):
+        check_token_ids(torch.tensor([-1, 8]), 8, " hint")
