@@ -66,6 +66,22 @@ def check_loop_args(args: argparse.Namespace) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1.")
 
 
+def load_config(name: str, cls, choose: str) -> dict:
+    """`--config` (a folder or hub id) -> the config of `cls`; a clear error if it is missing or another model's.
+
+    diffusers would only warn about another model's keys and build a default `cls`: refused here.
+    """
+    try:
+        config = dict(cls.load_config(name))
+    except OSError as error:
+        raise FileNotFoundError(f"--config {name}: no config.json there, and not a hub id in reach "
+                                f"(choose {choose}). {error}") from error
+    found = config.get("_class_name", cls.__name__)
+    if found != cls.__name__:
+        raise ValueError(f"--config {name} is an {found} config, not an {cls.__name__} one (choose {choose}).")
+    return config
+
+
 def make_accelerator(args: argparse.Namespace, out: Path) -> tuple[Accelerator, str]:
     """The accelerator of a run (seedable sampler: resumed runs see the same batches) and its precision."""
     mixed_precision = args.mixed_precision or ("bf16" if torch.cuda.is_available() else "no")

@@ -36,6 +36,7 @@ from .runtime import (
     LearningRate,
     add_loop_args,
     check_loop_args,
+    load_config,
     make_accelerator,
     save_checkpoint,
     start_run,
@@ -97,15 +98,6 @@ class UsageMonitor:
         self.last_seen.copy_(state["last_seen"])
 
 
-def load_config(name: str) -> dict:
-    """A config folder or hub id -> FVQModel config; a clear error if neither exists."""
-    try:
-        return FVQModel.load_config(name)
-    except OSError as error:
-        raise FileNotFoundError(f"--config {name}: no config.json there, and not a hub id in reach "
-                                f"(choose a folder under hub_configs/). {error}") from error
-
-
 def build_training_data(args, resolution: int) -> RandomCrops:
     source = open_source(args.data, "train", args.image_column)
     length = args.samples_per_epoch or (BUILTIN_SAMPLES_PER_EPOCH if args.data.startswith("builtin") else len(source))
@@ -119,7 +111,7 @@ def train(args: argparse.Namespace) -> dict:
     set_seed(args.seed)
 
     # ---- model, losses, data --------------------------------------------------------------------------------
-    config = load_config(args.config)
+    config = load_config(args.config, FVQModel, "a tokenizer folder under hub_configs/, e.g. fvq-cpu-4k")
     model = FVQModel.from_pretrained(args.config) if args.init_weights else FVQModel.from_config(config)
     resolution = args.resolution or model.config.sample_size
     if resolution % model.downsample_factor:

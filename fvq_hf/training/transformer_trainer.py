@@ -38,6 +38,7 @@ from .runtime import (
     LearningRate,
     add_loop_args,
     check_loop_args,
+    load_config,
     make_accelerator,
     save_checkpoint,
     start_run,
@@ -71,14 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def build_model(args: argparse.Namespace, data: TokenDataset) -> FVQTransformer:
     """The preset's architecture with the data facts of the codes; --init-weights must already match them."""
-    try:
-        config = dict(FVQTransformer.load_config(args.config))
-    except OSError as error:
-        raise FileNotFoundError(f"--config {args.config}: no config.json there, and not a hub id in reach "
-                                f"(choose a folder under hub_configs/). {error}") from error
-    if config.get("_class_name") != "FVQTransformer":
-        raise ValueError(f"--config {args.config} is a {config.get('_class_name')} config, not an FVQTransformer one "
-                         "(choose hub_configs/fvq-gpt-*).")
+    config = load_config(args.config, FVQTransformer, "a transformer preset, hub_configs/fvq-gpt-*")
     facts = dict(zip(DATA_KEYS, (data.codebook_size, data.num_classes, list(data.token_grid_size),
                                  data.meta["class_names"]), strict=True))
     changed = {k: (config.get(k), v) for k, v in facts.items() if config.get(k) != v}

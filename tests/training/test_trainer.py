@@ -117,6 +117,9 @@ def test_corrupt_latest_checkpoint_is_a_clear_error(tmp_path):
     ("change", "error", "match"),
     [
         ({"--config": "does/not-exist"}, FileNotFoundError, "--config"),
+        # a transformer preset is not a tokenizer config (diffusers alone would build a default tokenizer)
+        ({"--config": str(Path(__file__).parents[2] / "hub_configs" / "fvq-gpt-cpu")}, ValueError,
+         "is an FVQTransformer config, not an FVQModel one"),
         ({"--data": "/no/such/folder"}, FileNotFoundError, "neither"),
         ({"--resolution": "30"}, ValueError, "multiple of the downsample factor"),
         ({"--batch-size": "0"}, ValueError, "--batch-size"),
