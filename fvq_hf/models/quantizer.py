@@ -30,7 +30,6 @@ class QuantizerOutput(BaseOutput):
     commitment_loss: torch.Tensor
 
 
-@torch.no_grad()
 class TokenIdTypeError(TypeError, ValueError):
     """Token ids that are not integers (a TypeError, and a ValueError as `lookup` has always raised)."""
 
@@ -43,6 +42,7 @@ def check_token_ids(ids: torch.Tensor, size: int, hint: str = "") -> None:
         raise ValueError(f"Token ids must lie in [0, {size}); got ids from {int(ids.min())} to {int(ids.max())}.{hint}")
 
 
+@torch.no_grad()
 def nearest_code(vectors: torch.Tensor, codebook: torch.Tensor, chunk_size: int = 4096) -> torch.LongTensor:
     """Index of the nearest code by squared L2 distance, `(N, d), (K, d) -> (N,)`.
 

@@ -159,3 +159,8 @@ def test_one_token_id_check_for_every_caller():
             check_token_ids(bad, 8)
     with pytest.raises(ValueError, match=r"Token ids must lie in \[0, 8\); got ids from -1 to 8\. hint"):
         check_token_ids(torch.tensor([-1, 8]), 8, " hint")
+
+
+def test_the_search_builds_no_graph():
+    # nearest_code runs under no_grad: a graph through K x N distances would cost memory for nothing.
+    assert getattr(nearest_code, "__wrapped__", None) is not None  # set by the torch.no_grad() decorator
