@@ -41,116 +41,95 @@ def metrics_table(evaluations: Mapping[str, Mapping]) -> str:
     return "\n".join(lines)
 
 
+def assemble_card(data: ModelCardData, name: str, intro: str, facts: list[str], usage: list[str],
+                  training: str | None, evaluations: Mapping[str, Mapping] | None, how: str, todo: str) -> ModelCard:
+    """The layout every fvq-hf card shares: title, intro, a table of facts, a usage snippet, training, and
+    the measured metrics (with how they were measured) or what to run to measure them."""
+    body = [f"# {name.split('/')[-1]}", "", intro, "", "| | |", "| --- | --- |", *facts, "", "## Use", "",
+            "```python", *usage, "```", ""]
+    if training:
+        body += ["## Training", "", training, ""]
+    if evaluations:
+        notes = sorted({n for m in evaluations.values() for n in m.get("notes", [])})
+        body += ["## Measured", "", how, "", metrics_table(evaluations), "", *[f"- {n}" for n in notes],
+                 *([""] if notes else [])]
+    else:
+        body += ["## Measured", "", f"Not evaluated yet: {todo}", ""]
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))
+
+
 def tokenizer_card(config: Mapping, repo_id: str | None = None, evaluations: Mapping[str, Mapping] | None = None,
                    training: str | None = None, license: str = "apache-2.0", pipeline: bool = False) -> ModelCard:
     """A `huggingface_hub.ModelCard` for an FVQModel config (or a pipeline around one), with measured metrics."""
     name = repo_id or "path/to/model"
     factor = 2 ** (len(config["block_out_channels"]) - 1)
     size = config["sample_size"]
-    data = ModelCardData(library_name="fvq-hf", pipeline_tag="image-to-image", license=license, tags=TAGS)
+    grid = f"{size // factor}, {size // factor}"
     bridge = BRIDGE_NAMES.get(config["bridge_type"], config["bridge_type"])
-    body = [
-        f"# {name.split('/')[-1]}",
-        "",
-        "A discrete image tokenizer of the FVQ family (Chang et al., *Scalable Training for Vector-Quantized "
-        "Networks with 100% Codebook Utilization*, arXiv 2509.10140), packaged with "
-        "`fvq-hf`.",
-        "",
-        "| | |",
-        "| --- | --- |",
+    facts = [
         f"| codebook | {config['num_vq_embeddings']:,} codes x {config['vq_embed_dim']} dims"
         f"{', l2-normalised' if config.get('codebook_l2_norm') else ''} |",
         f"| codebook bridge | {bridge} |",
         f"| backbone | LlamaGen VQ family, widths {list(config['block_out_channels'])}, downsample {factor} |",
         f"| tokens | {size // factor} x {size // factor} per {size} px image |",
-        "",
-        "## Use",
-        "",
-        "```python",
-        *([
-            "from fvq_hf import FVQPipeline",
-            "",
-            f'pipe = FVQPipeline.from_pretrained("{name}")',
-            "out = pipe(image)                        # PIL / numpy / tensor, any size: resized and centre-cropped",
-            f"out.images, out.indices, out.usage     # reconstructions, (B, {size // factor}, {size // factor}) ids, "
-            "per-image usage",
-            "again = pipe.detokenize(out.indices)",
-        ] if pipeline else [
-            "from fvq_hf import FVQModel",
-            "",
-            f'model = FVQModel.from_pretrained("{name}")',
-            f"indices = model.tokenize(images)        # (B, 3, {size}, {size}) in [-1, 1] -> (B, {size // factor}, "
-            f"{size // factor})",
-            "reconstruction = model.detokenize(indices)",
-        ]),
-        "```",
-        "",
     ]
-    if training:
-        body += ["## Training", "", training, ""]
-    body += measured_section(evaluations, "Usage counts every token of the evaluation data (not a rolling buffer).",
-                             "run `fvq-eval` and push again.")
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))
-
-
-def measured_section(evaluations: Mapping[str, Mapping] | None, how: str, todo: str) -> list[str]:
-    """The "Measured" part of a card: the metrics table and its notes, or what to run to fill it."""
-    if not evaluations:
-        return ["## Measured", "", f"Not evaluated yet: {todo}", ""]
-    notes = sorted({n for m in evaluations.values() for n in m.get("notes", [])})
-    return ["## Measured", "", how, "", metrics_table(evaluations), "", *[f"- {n}" for n in notes],
-            *([""] if notes else [])]
+    usage = [
+        "from fvq_hf import FVQPipeline",
+        "",
+        f'pipe = FVQPipeline.from_pretrained("{name}")',
+        "out = pipe(image)                        # PIL / numpy / tensor, any size: resized and centre-cropped",
+        f"out.images, out.indices, out.usage     # reconstructions, (B, {grid}) ids, per-image usage",
+        "again = pipe.detokenize(out.indices)",
+    ] if pipeline else [
+        "from fvq_hf import FVQModel",
+        "",
+        f'model = FVQModel.from_pretrained("{name}")',
+        f"indices = model.tokenize(images)        # (B, 3, {size}, {size}) in [-1, 1] -> (B, {grid})",
+        "reconstruction = model.detokenize(indices)",
+    ]
+    return assemble_card(
+        ModelCardData(library_name="fvq-hf", pipeline_tag="image-to-image", license=license, tags=TAGS), name,
+        "A discrete image tokenizer of the FVQ family (Chang et al., *Scalable Training for Vector-Quantized "
+        "Networks with 100% Codebook Utilization*, arXiv 2509.10140), packaged with `fvq-hf`.",
+        facts, usage, training, evaluations, "Usage counts every token of the evaluation data (not a rolling buffer).",
+        "run `fvq-eval` and push again.")
 
 
 def generator_card(config: Mapping, repo_id: str | None = None, evaluations: Mapping[str, Mapping] | None = None,
                    training: str | None = None, license: str = "apache-2.0", pipeline: bool = False) -> ModelCard:
     """A `huggingface_hub.ModelCard` for an FVQTransformer config (or an FVQGenerationPipeline around one)."""
     name = repo_id or "path/to/model"
-    # The Hub has no class-conditional pipeline tag (text-to-image would be wrong): only one class gets one.
-    data = ModelCardData(library_name="fvq-hf", license=license, tags=[*TAGS, "autoregressive", "class-conditional"],
-                         pipeline_tag="unconditional-image-generation" if config["num_classes"] == 1 else None)
     h, w = config["token_grid_size"]
     names = config.get("class_names")
-    body = [
-        f"# {name.split('/')[-1]}",
-        "",
-        "A LlamaGen-style class-conditional autoregressive transformer over the tokens of an FVQ image tokenizer "
-        "(Chang et al., arXiv 2509.10140), packaged with `fvq-hf`.",
-        "",
-        "| | |",
-        "| --- | --- |",
+    facts = [
         f"| vocabulary | {config['vocab_size']:,} token ids (the tokenizer's codebook size) |",
         f"| sequence | class token + {h} x {w} tokens in raster order |",
         f"| classes | {config['num_classes']:,}" + (f": {', '.join(names[:8])}{' ...' if len(names) > 8 else ''}"
                                                      if names else "") + " (+ a null class for guidance) |",
         f"| size | {config['num_layers']} layers, width {config['hidden_size']}, "
         f"{config['num_attention_heads']} heads; RMSNorm, SwiGLU, 2-D RoPE |",
-        "",
-        "## Use",
-        "",
-        "```python",
-        *([
-            "import torch",
-            "from fvq_hf import FVQGenerationPipeline",
-            "",
-            f'pipe = FVQGenerationPipeline.from_pretrained("{name}")',
-            "out = pipe(class_labels=[0, 1], guidance_scale=4.0, top_k=None, "
-            "generator=torch.Generator().manual_seed(0))",
-            f"out.images, out.indices                # PIL images, (B, {h}, {w}) token ids",
-        ] if pipeline else [
-            "from fvq_hf import FVQGenerationPipeline, FVQModel, FVQTransformer",
-            "",
-            f'transformer = FVQTransformer.from_pretrained("{name}")',
-            "pipe = FVQGenerationPipeline(transformer=transformer, vq=FVQModel.from_pretrained('path/to/tokenizer'))",
-        ]),
-        "```",
-        "",
     ]
-    if training:
-        body += ["## Training", "", training, ""]
-    body += measured_section(evaluations, "Next-token loss of teacher-forced held-out tokens.",
-                             "train with `fvq-train-transformer --eval-codes ...` and push again.")
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))
+    usage = [
+        "import torch",
+        "from fvq_hf import FVQGenerationPipeline",
+        "",
+        f'pipe = FVQGenerationPipeline.from_pretrained("{name}")',
+        "out = pipe(class_labels=[0, 1], guidance_scale=4.0, top_k=None, generator=torch.Generator().manual_seed(0))",
+        f"out.images, out.indices                # PIL images, (B, {h}, {w}) token ids",
+    ] if pipeline else [
+        "from fvq_hf import FVQGenerationPipeline, FVQModel, FVQTransformer",
+        "",
+        f'transformer = FVQTransformer.from_pretrained("{name}")',
+        "pipe = FVQGenerationPipeline(transformer=transformer, vq=FVQModel.from_pretrained('path/to/tokenizer'))",
+    ]
+    # The Hub has no class-conditional pipeline tag (text-to-image would be wrong): only one class gets one.
+    data = ModelCardData(library_name="fvq-hf", license=license, tags=[*TAGS, "autoregressive", "class-conditional"],
+                         pipeline_tag="unconditional-image-generation" if config["num_classes"] == 1 else None)
+    return assemble_card(
+        data, name, "A LlamaGen-style class-conditional autoregressive transformer over the tokens of an FVQ image "
+        "tokenizer (Chang et al., arXiv 2509.10140), packaged with `fvq-hf`.", facts, usage, training, evaluations,
+        "Next-token loss of teacher-forced held-out tokens.",
+        "train with `fvq-train-transformer --eval-codes ...` and push again.")
 
 
 def save_evaluation(folder: str | Path, evaluations: Mapping[str, Mapping], training: str | None = None) -> None:
