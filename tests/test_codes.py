@@ -105,3 +105,8 @@ def test_broken_codes_folders_are_named(tokenizer, classes, tmp_path):
     np.save(shard, good[:, :, :4])
     with pytest.raises(ValueError, match=r"meta.json expects \(N, 2, 8, 8\)"):
         TokenDataset(tmp_path / "codes")
+
+
+def test_a_missing_tokenizer_is_named(classes, tmp_path):
+    with pytest.raises(OSError, match="no-such-tokenizer"):
+        extract_codes(str(tmp_path / "no-such-tokenizer"), str(classes), tmp_path / "codes", num_workers=0)

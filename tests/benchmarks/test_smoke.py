@@ -53,3 +53,23 @@ def test_generation_speed(tmp_path):
     assert [r["cache"] for r in rows] == [True, False] and all(r["tokens"] == 2 * 64 for r in rows)
     assert rows[0]["checksum"] == rows[1]["checksum"]
     assert "same greedy tokens with and without the cache: True" in out
+
+
+def test_generator_baselines(tmp_path):
+    from fvq_hf.codes import extract_codes
+
+    from ..conftest import make_tiny_model, perturb_bridge
+    from ..helpers import write_images
+
+    tokenizer = make_tiny_model().eval()
+    perturb_bridge(tokenizer)
+    tokenizer.save_pretrained(tmp_path / "tok")
+    for split, seed in (("train", 0), ("heldout", 5)):
+        for name in ("a", "b"):
+            write_images(tmp_path / split / name, count=3, seed=seed + len(name))
+        extract_codes(str(tmp_path / "tok"), str(tmp_path / split), tmp_path / f"codes-{split}", num_workers=0)
+    out = _run("generator_baselines.py", "--codes", str(tmp_path / "codes-train"), "--eval-codes",
+               str(tmp_path / "codes-heldout"))
+    results = json.loads(out.strip().splitlines()[-1])
+    assert results["num_tokens"] == 6 * 2 * 64 and abs(results["uniform"] - 5.545) < 1e-3  # ln 256
+    assert results["code_frequencies"] > 0 and results["per_class_code_frequencies"] > 0

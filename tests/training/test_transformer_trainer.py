@@ -86,3 +86,11 @@ def test_init_weights_must_fit_the_codes(codes, tmp_path):
 def test_bad_flags(flags, message):
     with pytest.raises(ValueError, match=message):
         parse_args(["--config", "c", "--codes", "d", *flags])
+
+
+def test_eval_codes_of_another_tokenizer_are_refused(codes, tmp_path):
+    other = make_tiny_model(num_vq_embeddings=1024).eval()
+    other.save_pretrained(tmp_path / "other-tok")
+    extract_codes(str(tmp_path / "other-tok"), str(codes / "heldout"), tmp_path / "other-codes", num_workers=0)
+    with pytest.raises(ValueError, match="extracted with another tokenizer"):
+        train(parse_args(args_for(codes, "mixed", "--max-steps", "1", "--eval-codes", str(tmp_path / "other-codes"))))
