@@ -11,6 +11,7 @@ from pathlib import Path
 from huggingface_hub import ModelCard, ModelCardData, create_repo
 
 EVALUATION_FILE = "evaluation.json"  # written next to trained weights: {"training": str, "evaluations": {...}}
+ORIGINAL_FILE = "original_checkpoint.json"  # written next to converted weights by fvq-convert
 
 TAGS = ["image-tokenizer", "vector-quantization", "fvq", "vqbridge", "diffusers"]
 BRIDGE_NAMES = {"vqbridge": "VQBridge (FVQ)", "linear": "linear projector (SimVQ)",
@@ -19,6 +20,54 @@ METRIC_NAMES = {"usage": "codebook usage", "perplexity": "code perplexity", "psn
                 "lpips": "LPIPS", "rfid": "rFID", "loss": "next-token loss (nats)",
                 "loss_unconditional": "loss with the null class",
                 "token_perplexity": "next-token perplexity"}
+
+
+LLAMAGEN = dict(origin="LlamaGen (Sun et al., *Autoregressive Model Beats Diffusion*, arXiv 2406.06525; "
+                "github.com/FoundationVision/LlamaGen)", base_model="FoundationVision/LlamaGen", license="mit",
+                license_note="LlamaGen's repository is MIT-licensed (\"the majority of this project\"); its "
+                "README gives no separate licence for the weights.")
+FVQ = dict(origin="FVQ (Chang et al., *Scalable Training for Vector-Quantized Networks with 100% Codebook "
+           "Utilization*, arXiv 2509.10140; github.com/yfChang-cv/FVQ)", base_model="yfChang/FVQ", license="unknown",
+           license_note="The FVQ repository states no licence: ask the authors before redistributing these weights.")
+# What the original authors reported for their released files (their numbers, ImageNet val; not measured here).
+KNOWN_RELEASES = {
+    "vq_ds16_c2i": (LLAMAGEN, ["rFID 2.19 at 256 px (16 x 16 tokens), 0.94 at 384 px, 0.70 at 512 px "
+                               "(LlamaGen README)"]),
+    "vq_ds8_c2i": (LLAMAGEN, ["rFID 0.59 at 256 px (32 x 32 tokens) (LlamaGen README)"]),
+    "vq_ds16_t2i": (LLAMAGEN, []),
+    "fullvq2vqgan": (FVQ, ["100% codebook usage at codebook sizes up to 262,144 and a headline rFID of 0.88 "
+                           "(arXiv 2509.10140; see the paper for the setting of each figure)"]),
+}
+
+
+def release_of(original: Mapping) -> tuple[dict | None, list[str]]:
+    """`(origin facts, reported numbers)` of a converted original, from its file name, else from its layout."""
+    name = Path(str(original["source"])).name
+    for prefix, (origin, reported) in KNOWN_RELEASES.items():
+        if name.startswith(prefix):
+            return origin, reported
+    return (FVQ, []) if original["layout"].startswith("fvq-") else (None, [])
+
+
+def provenance_section(original: Mapping) -> tuple[list[str], dict]:
+    """Card lines saying where converted weights come from, and the card metadata that follows from it."""
+    origin, reported = release_of(original)
+    lines = ["## Where the weights come from", "",
+             f"Converted with `fvq-convert` from `{original['source']}` (layout `{original['layout']}`, "
+             f"`{original['weights']}` weights), without retraining: token ids are those of the original code "
+             "(checked on every layout by this package's parity tests).",
+             f"Codes are {'' if original['codebook_l2_norm'] else 'not '}l2-normalised ({original['l2_norm_reason']})."]
+    if original.get("folded_label") is not None:
+        lines.append(f"The DiT bridge was folded into a plain codebook at label {original['folded_label']} "
+                     f"({original['folded_label_reason']}).")
+    if origin is None:
+        lines += ["", "Origin: not a known release; the publisher should say where it comes from and its licence."]
+        return lines + [""], {"license": "unknown"}
+    lines += ["", f"- Origin: {origin['origin']}.", f"- Licence: {origin['license_note']}"]
+    if reported:
+        lines += ["", "Reported by the original authors (their numbers, not measured here):", "",
+                  *[f"- {r}" for r in reported]]
+    return lines + [""], {"license": origin["license"], "base_model": origin["base_model"]}
 
 
 def format_metric(key: str, value) -> str:
@@ -42,11 +91,12 @@ def metrics_table(evaluations: Mapping[str, Mapping]) -> str:
 
 
 def assemble_card(data: ModelCardData, name: str, intro: str, facts: list[str], usage: list[str],
-                  training: str | None, evaluations: Mapping[str, Mapping] | None, how: str, todo: str) -> ModelCard:
-    """The layout every fvq-hf card shares: title, intro, a table of facts, a usage snippet, training, and
-    the measured metrics (with how they were measured) or what to run to measure them."""
+                  training: str | None, evaluations: Mapping[str, Mapping] | None, how: str, todo: str,
+                  provenance: list[str] | None = None) -> ModelCard:
+    """The layout every fvq-hf card shares: title, intro, a table of facts, a usage snippet, where converted
+    weights come from, training, and the measured metrics (with how they were measured) or what to run."""
     body = [f"# {name.split('/')[-1]}", "", intro, "", "| | |", "| --- | --- |", *facts, "", "## Use", "",
-            "```python", *usage, "```", ""]
+            "```python", *usage, "```", "", *(provenance or [])]
     if training:
         body += ["## Training", "", training, ""]
     if evaluations:
@@ -59,8 +109,14 @@ def assemble_card(data: ModelCardData, name: str, intro: str, facts: list[str], 
 
 
 def tokenizer_card(config: Mapping, repo_id: str | None = None, evaluations: Mapping[str, Mapping] | None = None,
-                   training: str | None = None, license: str = "apache-2.0", pipeline: bool = False) -> ModelCard:
-    """A `huggingface_hub.ModelCard` for an FVQModel config (or a pipeline around one), with measured metrics."""
+                   training: str | None = None, license: str = "apache-2.0", pipeline: bool = False,
+                   original: Mapping | None = None) -> ModelCard:
+    """A `huggingface_hub.ModelCard` for an FVQModel config (or a pipeline around one), with measured metrics.
+
+    `original`: what `fvq-convert` saved (`original_checkpoint.json`) for weights converted from the original code;
+    the card then says where they come from, their licence status and the authors' reported numbers.
+    """
+    provenance, meta = provenance_section(original) if original else (None, {"license": license})
     name = repo_id or "path/to/model"
     factor = 2 ** (len(config["block_out_channels"]) - 1)
     size = config["sample_size"]
@@ -88,11 +144,11 @@ def tokenizer_card(config: Mapping, repo_id: str | None = None, evaluations: Map
         "reconstruction = model.detokenize(indices)",
     ]
     return assemble_card(
-        ModelCardData(library_name="fvq-hf", pipeline_tag="image-to-image", license=license, tags=TAGS), name,
+        ModelCardData(library_name="fvq-hf", pipeline_tag="image-to-image", tags=TAGS, **meta), name,
         "A discrete image tokenizer of the FVQ family (Chang et al., *Scalable Training for Vector-Quantized "
         "Networks with 100% Codebook Utilization*, arXiv 2509.10140), packaged with `fvq-hf`.",
         facts, usage, training, evaluations, "Usage counts every token of the evaluation data (not a rolling buffer).",
-        "run `fvq-eval` and push again.")
+        "run `fvq-eval` and push again.", provenance)
 
 
 def generator_card(config: Mapping, repo_id: str | None = None, evaluations: Mapping[str, Mapping] | None = None,
@@ -144,6 +200,14 @@ def load_evaluation(folder: str | Path | None) -> tuple[dict | None, str | None]
         return None, None
     saved = json.loads(path.read_text())
     return saved.get("evaluations") or None, saved.get("training")
+
+
+def saved_card_inputs(folder: str | Path | None) -> dict:
+    """What was saved next to a tokenizer's weights for its card: `evaluations`, `training`, `original`."""
+    evaluations, training = load_evaluation(folder)
+    path = Path(folder, ORIGINAL_FILE) if folder else None
+    original = json.loads(path.read_text()) if path is not None and path.is_file() else None
+    return {"evaluations": evaluations, "training": training, "original": original}
 
 
 def push_with_card(obj, repo_id: str, card: ModelCard, commit_message: str | None = None,

@@ -1,13 +1,18 @@
-"""`fvq-publish`: push the `hub_configs/` variants to a Hub namespace, with trained weights where given.
+"""`fvq-publish`: push the `hub_configs/` variants to a Hub namespace, with trained weights where given; or push
+one converted original tokenizer.
 
     fvq-publish --namespace my-org                                  # every variant, config and card only
     fvq-publish --namespace my-org --only fvq-262k --weights fvq-262k=runs/fvq-262k/model --pipeline
+    fvq-publish --converted converted/llamagen-vq16 --repo-id my-org/llamagen-vq16 --pipeline
 
 A variant without weights is pushed as its config.json and model card (`FVQModel.load_config("my-org/fvq-262k")`
 works; `from_pretrained` needs weights). With `--weights NAME=FOLDER`, the trained model in FOLDER is
 checked against the variant's config and pushed with a card holding its measured metrics; `--pipeline`
 also pushes `NAME-pipeline` as an `FVQPipeline` (tokenizers only). Transformer presets (fvq-gpt-*) take
 their weights the same way; a generation pipeline is pushed with `FVQGenerationPipeline.push_to_hub`.
+
+`--converted FOLDER` takes what `fvq-convert` wrote: its card says where the weights come from, their licence
+status and the original authors' reported numbers (marked as theirs), and the metrics of `fvq-eval` if any.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 from huggingface_hub import create_repo, upload_folder
 
 from .models import FVQModel, FVQTransformer
+from .models.original_checkpoint import OriginalCheckpointInfo
 from .models.transformer import DATA_KEYS
 from .pipelines import FVQPipeline
 
@@ -74,22 +80,51 @@ def publish(namespace: str, configs_dir: Path = HUB_CONFIGS, only: list[str] | N
     return pushed
 
 
+def publish_converted(folder: str | Path, repo_id: str, pipeline: bool = False, private: bool | None = None,
+                      token: str | None = None) -> list[str]:
+    """Push a tokenizer converted by `fvq-convert` (and `REPO-pipeline` with `pipeline`); returns the repo ids."""
+    if not Path(folder).is_dir():
+        raise FileNotFoundError(f"No converted model folder at {folder}; write one with fvq-convert.")
+    if OriginalCheckpointInfo.load(folder) is None:
+        raise ValueError(f"{folder} holds no original_checkpoint.json, so it is not a converted original: write it "
+                         "with fvq-convert, or publish trained weights with --namespace and --weights.")
+    model = FVQModel.from_pretrained(folder)
+    model.push_to_hub(repo_id, private=private, token=token)
+    pushed = [repo_id]
+    if pipeline:
+        FVQPipeline(vq=model).push_to_hub(f"{repo_id}-pipeline", private=private, token=token)
+        pushed.append(f"{repo_id}-pipeline")
+    return pushed
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="fvq-publish", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--namespace", required=True, help="your user or organisation on the Hub")
+    parser.add_argument("--converted", help="a folder written by fvq-convert (needs --repo-id)")
+    parser.add_argument("--repo-id", help="where to push --converted, e.g. my-org/llamagen-vq16")
+    parser.add_argument("--namespace", help="your user or organisation on the Hub (for hub_configs/ variants)")
     parser.add_argument("--configs", default=str(HUB_CONFIGS), help="folder of variants (default: hub_configs/)")
     parser.add_argument("--only", nargs="+", help="push only these variants")
     parser.add_argument("--weights", nargs="+", default=[], metavar="NAME=FOLDER",
                         help="trained model folder for a variant, e.g. fvq-262k=runs/fvq-262k/model")
     parser.add_argument("--pipeline", action="store_true", help="also push NAME-pipeline for variants with weights")
     parser.add_argument("--private", action="store_true")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
+    if bool(args.converted) != bool(args.repo_id) or bool(args.converted) == bool(args.namespace):
+        parser.error("give either --namespace (hub_configs/ variants) or --converted FOLDER with --repo-id.")
     pairs = [w.partition("=") for w in args.weights]
     if any(not sep or not folder for _, sep, folder in pairs):
-        raise ValueError(f"--weights takes NAME=FOLDER pairs, got {args.weights}.")
-    for repo_id in publish(args.namespace, Path(args.configs), args.only, {n: f for n, _, f in pairs}, args.pipeline,
-                           args.private or None):
+        parser.error(f"--weights takes NAME=FOLDER pairs, got {args.weights}.")
+    try:
+        pushed = publish_converted(args.converted, args.repo_id, args.pipeline, args.private or None) \
+            if args.converted else publish(args.namespace, Path(args.configs), args.only,
+                                           {n: f for n, _, f in pairs}, args.pipeline, args.private or None)
+    except (OSError, ValueError) as error:
+        if args.debug:
+            raise
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
+    for repo_id in pushed:
         print(f"pushed {repo_id}")
 
 

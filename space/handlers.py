@@ -23,7 +23,9 @@ HERE = Path(__file__).resolve().parent
 EXAMPLES = sorted((HERE / "examples").glob("*.jpg"))
 # Where the README's main job leaves its model, relative to the repository root or the working directory.
 DEFAULT_MODELS = (HERE.parent / "outputs" / "fvq-cpu-4k" / "model", Path("outputs/fvq-cpu-4k/model"))
-NO_MODEL = ("**No model loaded.** Set `FVQ_MODEL` to a hub id or folder, type one above, or train the small model "
+ORIGINAL_SUFFIXES = (".pt", ".pth", ".safetensors")  # checkpoints of the original FVQ / LlamaGen code
+NO_MODEL = ("**No model loaded.** Set `FVQ_MODEL` to a hub id or folder (or an original FVQ / LlamaGen `.pt` file), "
+            "type one above, or train the small model "
             "first: `fvq-train --config hub_configs/fvq-cpu-4k --data builtin --output-dir outputs/fvq-cpu-4k "
             "--max-steps 600 --lr 3e-4`.")
 
@@ -43,12 +45,14 @@ _PIPELINES: dict[str, FVQPipeline] = {}
 
 
 def get_pipeline(name: str | None) -> FVQPipeline:
-    """Load (once) the model named by a hub id or folder; a SpaceError that says how to get one otherwise."""
+    """Load (once) the model named by a hub id, a folder, or an original checkpoint file (converted on the fly);
+    a SpaceError that says how to get one otherwise."""
     if not name:
         raise SpaceError(NO_MODEL)
     if name not in _PIPELINES:
         try:
-            model = FVQModel.from_pretrained(name)
+            original = name.endswith(ORIGINAL_SUFFIXES) and Path(name).is_file()
+            model = FVQModel.from_original_checkpoint(name) if original else FVQModel.from_pretrained(name)
         except (OSError, ValueError) as error:
             raise SpaceError(f"Cannot load model `{name}`: {error}") from error
         _PIPELINES[name] = FVQPipeline(vq=model.eval())

@@ -1,95 +1,93 @@
-"""Conversion from the original FVQ / LlamaGen checkpoint layout, built from key names as the release writes them."""
+"""`fvq-convert`: the command line over `FVQModel.from_original_checkpoint` (parity lives in tests/models)."""
+
+from pathlib import Path
 
 import pytest
 import torch
 
 from fvq_hf import FVQModel
-from fvq_hf.conversion import convert, main
+from fvq_hf.conversion import main
+from fvq_hf.models.original_checkpoint import OriginalCheckpointInfo
 
-from .conftest import make_tiny_model, perturb_bridge
-
-# fvq_hf name prefix -> the release's (tokenizer/tokenizer_image/vq_model_qbridge_release.py, qbridge_ViT.py)
-RELEASE_NAMES = [
-    ("quantizer.embedding.", "quantize.embedding."),
-    ("quantizer.bridge.patch_embed.", "quantize.qbridge.x_embedder.proj."),
-    ("quantizer.bridge.blocks.", "quantize.qbridge.blocks."),
-    ("quantizer.bridge.proj_out.", "quantize.qbridge.final_layer.linear."),
-    ("quantizer.bridge.layers.", "quantize.qbridge.linear_5."),
-    ("quantizer.bridge.linear.", "quantize.qbridge.linear."),
-]
+from .models.test_original_checkpoint import assert_matches_original, original_file
 
 
-def release_checkpoint(model: FVQModel, prefix: str = "") -> dict:
-    """A training checkpoint as the release saves it: {"model": ..., "optimizer": ..., "steps": ...}."""
-    state = {}
-    for key, value in model.state_dict().items():
-        for ours, theirs in RELEASE_NAMES:
-            if key.startswith(ours):
-                key = theirs + key[len(ours):]
-                break
-        state[prefix + key] = value.clone()
-    state[prefix + "quantize.codebook_used"] = torch.zeros(65536)
-    return {"model": state, "optimizer": {}, "steps": 400000}
-
-
-@pytest.mark.parametrize("bridge_type", ["vqbridge", "linear", "mlp", "none"])
-def test_every_bridge_layout_converts_exactly(bridge_type):
-    # Heads cannot be read off tensor shapes: conversion assumes the published 4.
-    model = make_tiny_model(bridge_type=bridge_type, bridge_num_heads=4, bridge_depth=4 if bridge_type == "mlp" else 2,
-                            bridge_hidden_size=8 if bridge_type == "mlp" else 32)
-    if bridge_type == "vqbridge":
-        perturb_bridge(model)
-    checkpoint = release_checkpoint(model)
-    converted, dropped = convert(checkpoint, sample_size=32)
-    assert dropped == ["quantize.codebook_used"]
-    assert converted.config.bridge_type == bridge_type
-    assert converted.config.block_out_channels == model.config.block_out_channels
-    for key, value in model.state_dict().items():
-        assert torch.equal(converted.state_dict()[key], value), key
-    images = torch.rand(1, 3, 32, 32) * 2 - 1
-    with torch.no_grad():
-        assert torch.equal(converted.eval().tokenize(images), model.eval().tokenize(images))
-
-
-def test_plain_vqgan_format_and_ddp_prefixes():
-    folded = make_tiny_model().fold_bridge()
-    converted, _ = convert(release_checkpoint(folded, prefix="module."))
-    assert converted.config.bridge_type == "none"
-
-
-def test_unknown_and_missing_keys_are_named():
-    checkpoint = release_checkpoint(make_tiny_model(bridge_type="none"))
-    checkpoint["model"]["quantize.extra_projection.weight"] = torch.zeros(2)
-    del checkpoint["model"]["decoder.conv_out.bias"]
-    with pytest.raises(ValueError, match=r"missing: \['decoder.conv_out.bias'\].*unknown: \['quantize.extra_projection"):
-        convert(checkpoint)
-
-
-def test_config_mismatch_is_named(tmp_path):
-    checkpoint = release_checkpoint(make_tiny_model(bridge_type="none"))
-    config = {**make_tiny_model(bridge_type="none").config, "num_vq_embeddings": 512}
-    with pytest.raises(ValueError, match="wrong shape.*quantizer.embedding.weight"):
-        convert(checkpoint, config)
-
-
-def test_cli(tmp_path, capsys):
-    model = make_tiny_model(bridge_num_heads=4)
-    perturb_bridge(model)
-    torch.save(release_checkpoint(model), tmp_path / "0400000.pt")
-    main(["--checkpoint", str(tmp_path / "0400000.pt"), "--output", str(tmp_path / "out"), "--sample-size", "32",
-          "--fold"])
-    assert "dropped ['quantize.codebook_used']" in capsys.readouterr().out
+def test_cli_writes_model_info_and_fold(tmp_path, capsys):
+    path, tensors = original_file("fvq_release_vit", tmp_path)
+    main([str(path), "--output", str(tmp_path / "out"), "--sample-size", "16", "--fold"])
+    out = capsys.readouterr().out
+    assert "layout fvq-vit, ema weights, bridge vqbridge, K = 256" in out and "out-folded" in out
     loaded = FVQModel.from_pretrained(tmp_path / "out")
-    assert loaded.config.bridge_type == "vqbridge" and loaded.config.sample_size == 32
-    assert FVQModel.from_pretrained(tmp_path / "out-folded").config.bridge_type == "none"
+    assert loaded.config.bridge_type == "vqbridge" and loaded.config.sample_size == 16
+    folded = FVQModel.from_pretrained(tmp_path / "out-folded")
+    assert folded.config.bridge_type == "none"
+    assert_matches_original(folded.eval(), tensors)
+    info = OriginalCheckpointInfo.load(tmp_path / "out")
+    assert info.source == path.name and info.args["QB_type"] == "QBridge-XS/2"
 
 
-def test_cli_bad_files(tmp_path):
-    with pytest.raises(FileNotFoundError, match="No checkpoint"):
-        main(["--checkpoint", str(tmp_path / "none.pt"), "--output", str(tmp_path / "out")])
+def test_cli_flags_reach_the_conversion(tmp_path):
+    path, _ = original_file("llamagen_vq8", tmp_path)
+    main([str(path), "--output", str(tmp_path / "out"), "--no-codebook-l2-norm", "--weights", "model"])
+    info = OriginalCheckpointInfo.load(tmp_path / "out")
+    assert (info.codebook_l2_norm, info.l2_norm_reason, info.weights) == (False, "given by the caller", "model")
+
+
+def run_error(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fvq-convert: error: ") and "Traceback" not in err
+    return err
+
+
+def test_cli_user_errors_exit_2_without_traceback(tmp_path, capsys):
+    out = ["--output", str(tmp_path / "out")]
+    assert "No checkpoint file at" in run_error([str(tmp_path / "none.pt"), *out], capsys)
     (tmp_path / "bad.pt").write_bytes(b"garbage")
-    with pytest.raises(ValueError, match="Cannot read"):
-        main(["--checkpoint", str(tmp_path / "bad.pt"), "--output", str(tmp_path / "out")])
-    torch.save({"model": {"args": "x"}}, tmp_path / "notstate.pt")
-    with pytest.raises(ValueError, match="Not a state dict"):
-        main(["--checkpoint", str(tmp_path / "notstate.pt"), "--output", str(tmp_path / "out")])
+    assert "Cannot read" in run_error([str(tmp_path / "bad.pt"), *out], capsys)
+    torch.save({"model": {}, "args": Path("x")}, tmp_path / "pickle.pt")
+    assert "--trust-pickle" in run_error([str(tmp_path / "pickle.pt"), *out], capsys)
+    assert "not in the local Hub cache" in run_error(["org/none", "--filename", "vq.pt", *out], capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_debug_shows_the_error(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        main([str(tmp_path / "none.pt"), "--output", str(tmp_path / "out"), "--debug"])
+
+
+def convert_release_file(tmp_path: Path, fixture: str, release_name: str) -> Path:
+    """A fixture written under a release's file name and converted with fvq-convert; returns the output folder."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path, _ = original_file(fixture, tmp_path)
+    path = path.rename(tmp_path / release_name)
+    main([str(path), "--output", str(tmp_path / "converted")])
+    return tmp_path / "converted"
+
+
+def test_card_of_a_converted_release_says_where_it_comes_from(tmp_path):
+    folder = convert_release_file(tmp_path, "llamagen_vq16", "vq_ds16_c2i.pt")
+    card = FVQModel.from_pretrained(folder).model_card("org/llamagen-vq16")
+    text = str(card)
+    assert "## Where the weights come from" in text and "vq_ds16_c2i.pt" in text and "layout `vqgan`" in text
+    assert "Reported by the original authors (their numbers, not measured here)" in text and "rFID 2.19" in text
+    assert "Codes are l2-normalised (release rule" in text
+    assert (card.data.license, card.data.base_model) == ("mit", "FoundationVision/LlamaGen")
+    folder = convert_release_file(tmp_path / "fvq", "fvq_dit_uncond", "0400000.pt")
+    card = FVQModel.from_pretrained(folder).model_card("org/fvq")
+    assert card.data.license == "unknown" and "states no licence" in str(card) and "folded" in str(card)
+
+
+def test_publish_converted_refuses_a_folder_that_is_not_a_converted_original(tmp_path, capsys):
+    from fvq_hf.publish import main as publish_main
+
+    FVQModel.from_pretrained(convert_release_file(tmp_path, "llamagen_vq8", "vq_ds8_c2i.pt")).save_pretrained(
+        tmp_path / "resaved")
+    with pytest.raises(SystemExit) as exit_info:
+        publish_main(["--converted", str(tmp_path / "resaved"), "--repo-id", "org/x"])
+    assert exit_info.value.code == 2 and "not a converted original" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        publish_main(["--converted", str(tmp_path / "resaved")])  # no --repo-id
+    assert "--repo-id" in capsys.readouterr().err

@@ -213,3 +213,37 @@ def test_publish_refuses_weights_of_another_variant(tmp_path):
         publish("pub", root, only=["fvq-gpt-cpu"], weights={"fvq-gpt-cpu": str(tmp_path / "gpt")})
     with pytest.raises(ValueError, match="No hub config named"):
         publish("pub", root, only=["fvq-1m"])
+
+
+CONVERTED_PUSH_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    sys.path.insert(0, sys.argv[2])
+    import torch
+    from tests.models.test_original_checkpoint import original_file
+    from fvq_hf import FVQModel, FVQPipeline
+    from fvq_hf.conversion import main as convert
+    from fvq_hf.publish import main as publish
+
+    work = Path(sys.argv[1])
+    work.mkdir(parents=True, exist_ok=True)
+    path, tensors = original_file("llamagen_vq8", work)
+    path = path.rename(work / "vq_ds8_c2i.pt")
+    convert([str(path), "--output", str(work / "converted")])
+    publish(["--converted", str(work / "converted"), "--repo-id", "org/llamagen-vq8", "--pipeline"])
+    loaded = FVQModel.from_pretrained("org/llamagen-vq8", cache_dir=work / "cache")
+    pipe = FVQPipeline.from_pretrained("org/llamagen-vq8-pipeline", cache_dir=work / "cache")
+    with torch.no_grad():
+        same = bool((loaded.tokenize(tensors["inputs"]) == tensors["expected_indices"]).all())
+    print(json.dumps({"original_ids": same, "pipeline_vq": type(pipe.vq).__name__}))
+""")
+
+
+@pytest.mark.slow
+def test_publish_a_converted_original_to_a_loopback_hub(tmp_path):
+    result, files = push_in_a_subprocess(CONVERTED_PUSH_SCRIPT, tmp_path)
+    assert result == {"original_ids": True, "pipeline_vq": "FVQModel"}
+    card = files["org/llamagen-vq8"]["README.md"].decode()
+    assert "license: mit" in card and "base_model: FoundationVision/LlamaGen" in card
+    assert "vq_ds8_c2i.pt" in card and "rFID 0.59" in card and "not measured here" in card
+    assert "Where the weights come from" in files["org/llamagen-vq8-pipeline"]["README.md"].decode()

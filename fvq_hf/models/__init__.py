@@ -2,6 +2,7 @@
 
 from .bridge import BRIDGE_TYPES, VQBRIDGE_SIZES, LinearBridge, MLPBridge, VQBridge, code_grid
 from .fvq_model import FVQDecoderOutput, FVQEncoderOutput, FVQModel, FVQModelOutput
+from .original_checkpoint import OriginalCheckpointInfo
 from .quantizer import QuantizerOutput, VectorQuantizer, nearest_code
 from .transformer import FVQTransformer, FVQTransformerOutput, KVCache
 
@@ -16,6 +17,7 @@ __all__ = [
     "FVQTransformerOutput",
     "KVCache",
     "LinearBridge",
+    "OriginalCheckpointInfo",
     "MLPBridge",
     "QuantizerOutput",
     "VQBridge",

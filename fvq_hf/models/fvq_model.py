@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -11,7 +12,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
-from ..model_card import load_evaluation, tokenizer_card
+from ..model_card import saved_card_inputs, tokenizer_card
 from .autoencoder import Decoder, Encoder
 from .hub_mixin import StrictHubMixin
 from .quantizer import VectorQuantizer
@@ -192,6 +193,29 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
                                 quantized.commitment_loss)
         return output if return_dict else output.to_tuple()
 
+    @classmethod
+    def from_original_checkpoint(cls, path_or_repo_id: str | os.PathLike, filename: str | None = None, *,
+                                 output_loading_info: bool = False, **kwargs):
+        """Load a checkpoint of the original code: the FVQ authors' (ViT or DiT bridge, or their VQGAN-format
+        fold) or LlamaGen's (VQ-16, VQ-8), from a local `.pt` / `.pth` / `.safetensors` file or a Hub repo file.
+
+            FVQModel.from_original_checkpoint("FoundationVision/LlamaGen", filename="vq_ds16_c2i.pt")
+            FVQModel.from_original_checkpoint("runs/fvq/0400000.pt")
+
+        The architecture is read from tensor shapes; whether codes are l2-normalised from the file's `args`, else
+        the release rules (LlamaGen's d = 8: yes; the FVQ code: never), else it asks for `codebook_l2_norm=`.
+
+        Keyword arguments: `weights` ("auto": `ema`, then `model`, then `state_dict`, as the authors' scripts),
+        `codebook_l2_norm`, `num_heads` (VQBridge heads; 4 in every release), `sample_size` (256),
+        `dit_label` (label a DiT bridge is folded at), `config` (check against this config instead),
+        `trust_pickle`, and the Hub's `revision`, `cache_dir`, `local_files_only`, `token`. With
+        `output_loading_info=True` also returns an `OriginalCheckpointInfo` saying what was decided and why.
+        """
+        from .original_checkpoint import load_original_checkpoint
+
+        model, info = load_original_checkpoint(path_or_repo_id, filename, **kwargs)
+        return (model, info) if output_loading_info else model
+
     @torch.no_grad()
     def fold_bridge(self) -> FVQModel:
         """An equivalent plain-VQ model: the bridged codebook written into its table, no bridge weights.
@@ -208,7 +232,9 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
     def model_card(self, repo_id: str | None = None, evaluations: dict | None = None):
         """A `huggingface_hub.ModelCard`: the config, a usage snippet, and the measured metrics.
 
-        Without `evaluations`, those saved next to the weights this model was loaded from are used.
+        Without `evaluations`, those saved next to the weights this model was loaded from are used; weights
+        converted by `fvq-convert` also bring where they come from (`original_checkpoint.json`).
         """
-        saved, training = load_evaluation(self.config.get("_name_or_path"))
-        return tokenizer_card(self.config, repo_id, evaluations or saved, training)
+        saved = saved_card_inputs(self.config.get("_name_or_path"))
+        return tokenizer_card(self.config, repo_id, evaluations or saved["evaluations"], saved["training"],
+                              original=saved["original"])

@@ -11,7 +11,7 @@ from diffusers.utils import BaseOutput
 
 from ..evaluation.metrics import CodeCounter
 from ..image_io import prepare_images
-from ..model_card import load_evaluation, tokenizer_card
+from ..model_card import saved_card_inputs, tokenizer_card
 from ..models import FVQModel
 from .base import HubPipeline, check_output_type, format_images
 
@@ -60,8 +60,9 @@ class FVQPipeline(HubPipeline):
 
     def model_card(self, repo_id: str | None = None, evaluations: dict | None = None):
         """The tokenizer's card in its pipeline form, with the metrics saved next to the tokenizer's weights."""
-        saved, training = load_evaluation(self.vq.config.get("_name_or_path"))
-        return tokenizer_card(self.vq.config, repo_id, evaluations or saved, training, pipeline=True)
+        saved = saved_card_inputs(self.vq.config.get("_name_or_path"))
+        return tokenizer_card(self.vq.config, repo_id, evaluations or saved["evaluations"], saved["training"],
+                              pipeline=True, original=saved["original"])
 
     def _resolution(self, resolution: int | None) -> int:
         size = resolution or self.vq.config.sample_size

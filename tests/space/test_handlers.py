@@ -116,3 +116,12 @@ def test_a_262k_code_model_runs_on_a_cpu(tmp_path):
     assert "of 262,144" in summary
     heatmap, _, _ = handlers.codebook_usage("uploaded images", [photo], None, str(tmp_path / "fvq-262k"))
     assert heatmap.size == (512, 512)  # the 512 x 512 code grid
+
+
+def test_an_original_checkpoint_file_is_converted_on_the_fly(photos, tmp_path):
+    from ..models.test_original_checkpoint import original_file
+
+    path, _ = original_file("llamagen_vq8", tmp_path)
+    gallery, *_ = handlers.reconstruct(photos[:1], str(path))
+    assert len(gallery) == 1
+    assert handlers.get_pipeline(str(path)).vq.config.codebook_l2_norm  # LlamaGen's d = 8 release rule

@@ -1,0 +1,229 @@
+"""Parity with the original code: checkpoints in every original layout give the original code's ids and images.
+
+How the fixtures in tests/fixtures/original/ were made (once, not by the test suite): the public repositories
+yfChang-cv/FVQ (commit 577b848c) and FoundationVision/LlamaGen (commit ce98ec41) were checked out outside this
+repository, and their own classes were built on a CPU (torch 2.14.1, timm 1.0.31, seeded) at a small size: base
+width 32, `z_channels` 32, codebook K = 256 (FVQ) or 512 (LlamaGen), bridge `QBridge-XS/2`.
+- fvq_release_vit: `vq_model_qbridge_release.VQModel` (ViT bridge), ch_mult [1, 1], 1 res block, d = 16, plus an
+  EMA copy (each weight + 0.01 N(0, 1)); expected outputs from the EMA weights, as their eval takes `ema` first.
+- fvq_dit_uncond / fvq_dit_cond: `vq_model_qbridge.VQModel` (DiT bridge, `qbridge.py`) with `is_uncondition`
+  True (the shipped scripts) / False; the conditional one's outputs at the null label 1000, the label the
+  authors' `convert_fullvq2vq.py` folds at.
+- fvq_fold_vqgan: a d = 256 DiT-bridge model folded by the steps of `convert_fullvq2vq.py` (get_codebook(1000),
+  qbridge keys deleted, loaded into FVQ's `vq_model.VQModel` with codebook_l2_norm False); the file holds only
+  `{"model": ...}`, as the released fullvq2vqgan_*.pt files do.
+- llamagen_vq16 / llamagen_vq8: LlamaGen `vq_model.VQModel` (d = 8, codebook_l2_norm True) with its Encoder and
+  Decoder rebuilt at ch 32, ch_mult [1, 1, 1, 1, 1] (downsample 16, 1 res block) and [1, 1, 1, 2] (downsample 8,
+  2 res blocks); the table given rows of norm 0.2 to 2.2, as a trained table (normalised only when used).
+The zero-initialised layers (final layer, adaLN) got N(0, 0.05) weights so that codes differ. Every weight was
+rounded to fp16 before the outputs were computed, and is stored in fp16 (`model.*`, `ema.*`), so the fp32
+values rebuilt here are exactly the ones the original code ran. Expected outputs are their
+`encode(x)` -> `[.., .., indices]` and `decode_code(indices, latent.shape)` on the stored `inputs`. The
+`quantize.codebook_used` buffer (zeros, a training ring buffer) was left out and is put back here. Only tensors,
+and the training args as JSON metadata, were committed; none of their code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from fvq_hf import FVQModel
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "original"
+NAMES = ["fvq_release_vit", "fvq_dit_uncond", "fvq_dit_cond", "fvq_fold_vqgan", "llamagen_vq16", "llamagen_vq8"]
+
+
+def load_fixture(name: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    """`(metadata, tensors)` with weights back in fp32."""
+    with safe_open(FIXTURES / f"{name}.safetensors", "pt") as f:
+        meta = {k: json.loads(v) for k, v in f.metadata().items()}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    return meta, {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+
+
+def original_file(name: str, folder: Path) -> tuple[Path, dict[str, torch.Tensor]]:
+    """The fixture written back as the original code writes its checkpoint; returns the file and the tensors."""
+    meta, tensors = load_fixture(name)
+    checkpoint = {}
+    for entry in ("model", "ema"):
+        state = {k[len(entry) + 1:]: v for k, v in tensors.items() if k.startswith(entry + ".")}
+        if state:
+            state["quantize.codebook_used"] = torch.zeros(65536)
+            checkpoint[entry] = state
+    extras = {"optimizer": {"state": {}, "param_groups": [{"lr": 1e-4, "betas": (0.9, 0.95), "params": [0, 1]}]},
+              "discriminator": {"conv.weight": torch.zeros(1)}, "optimizer_disc": {"state": {}, "param_groups": []},
+              "steps": 400000, "args": argparse.Namespace(**meta.get("args", {}))}
+    checkpoint.update({k: v for k, v in extras.items() if k in meta["checkpoint"]})
+    path = folder / f"{name}.pt"
+    torch.save(checkpoint, path)
+    return path, tensors
+
+
+def assert_matches_original(model: FVQModel, tensors: dict[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        ids = model.tokenize(tensors["inputs"])
+        assert torch.equal(ids, tensors["expected_indices"])
+        reconstruction = model.detokenize(ids)
+    torch.testing.assert_close(reconstruction, tensors["expected_reconstruction"], rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_default_conversion_gives_the_original_codes_ids_and_images(name, tmp_path):
+    path, tensors = original_file(name, tmp_path)
+    model, info = FVQModel.from_original_checkpoint(path, output_loading_info=True)
+    assert info.dropped_keys == ["quantize.codebook_used"]
+    assert_matches_original(model, tensors)
+    assert model.config.codebook_l2_norm == name.startswith("llamagen")
+    # ids vary, so that "identical ids" says something
+    assert tensors["expected_indices"].unique().numel() > 10
+
+
+@pytest.mark.parametrize("name, layout, bridge, weights", [
+    ("fvq_release_vit", "fvq-vit", "vqbridge", "ema"),
+    ("fvq_dit_uncond", "fvq-dit", "none", "model"),
+    ("fvq_fold_vqgan", "vqgan", "none", "model"),
+    ("llamagen_vq8", "vqgan", "none", "model"),
+])
+def test_layout_and_decisions_are_reported(name, layout, bridge, weights, tmp_path):
+    path, _ = original_file(name, tmp_path)
+    model, info = FVQModel.from_original_checkpoint(path, output_loading_info=True)
+    assert (info.layout, model.config.bridge_type, info.weights) == (layout, bridge, weights)
+
+
+def test_llamagen_downsample_factors(tmp_path):
+    vq16 = FVQModel.from_original_checkpoint(original_file("llamagen_vq16", tmp_path)[0])
+    vq8 = FVQModel.from_original_checkpoint(original_file("llamagen_vq8", tmp_path)[0])
+    assert (vq16.downsample_factor, vq8.downsample_factor) == (16, 8)
+    assert (vq16.config.layers_per_block, vq8.config.layers_per_block) == (1, 2)
+
+
+def test_l2_norm_rules(tmp_path):
+    # A bare LlamaGen release file: d = 8 -> l2-norm by the release rule; wrong flag -> other ids (the rule matters).
+    path, tensors = original_file("llamagen_vq16", tmp_path)
+    model, info = FVQModel.from_original_checkpoint(path, output_loading_info=True)
+    assert info.codebook_l2_norm and "release rule" in info.l2_norm_reason
+    wrong = FVQModel.from_original_checkpoint(path, codebook_l2_norm=False)
+    with torch.no_grad():
+        assert not torch.equal(wrong.tokenize(tensors["inputs"]), tensors["expected_indices"])
+    # A training checkpoint: its own args decide.
+    _, info = FVQModel.from_original_checkpoint(original_file("llamagen_vq8", tmp_path)[0], output_loading_info=True)
+    assert info.codebook_l2_norm and info.l2_norm_reason == "the checkpoint's own args"
+    # The FVQ code never normalises in its search: asking for it is refused, not silently applied.
+    with pytest.raises(ValueError, match="never l2-normalises"):
+        FVQModel.from_original_checkpoint(original_file("fvq_release_vit", tmp_path)[0], codebook_l2_norm=True)
+
+
+def test_unknown_code_dim_without_args_refuses_and_asks_for_the_flag(tmp_path):
+    _, tensors = load_fixture("fvq_release_vit")
+    state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.") and ".qbridge." not in k}
+    torch.save({"model": state}, tmp_path / "plain-d16.pt")  # a VQGAN-format file of d = 16, no args
+    with pytest.raises(ValueError, match="Pass codebook_l2_norm=True"):
+        FVQModel.from_original_checkpoint(tmp_path / "plain-d16.pt")
+    assert not FVQModel.from_original_checkpoint(tmp_path / "plain-d16.pt", codebook_l2_norm=False).config.codebook_l2_norm
+
+
+def test_weights_entry_choice(tmp_path):
+    path, tensors = original_file("fvq_release_vit", tmp_path)
+    ema = FVQModel.from_original_checkpoint(path, weights="ema")
+    raw = FVQModel.from_original_checkpoint(path, weights="model")
+    assert not torch.equal(ema.quantizer.bridge.proj_out.weight, raw.quantizer.bridge.proj_out.weight)
+    checkpoint = torch.load(path, weights_only=False)
+    torch.save({"state_dict": checkpoint["ema"]}, tmp_path / "sd.pt")
+    _, info = FVQModel.from_original_checkpoint(tmp_path / "sd.pt", output_loading_info=True)
+    assert info.weights == "state_dict"
+    with pytest.raises(ValueError, match="no such entry"):
+        FVQModel.from_original_checkpoint(tmp_path / "sd.pt", weights="ema")
+
+
+def test_dit_label_choice(tmp_path):
+    path, tensors = original_file("fvq_dit_cond", tmp_path)
+    _, info = FVQModel.from_original_checkpoint(path, output_loading_info=True)
+    assert info.folded_label == 1000
+    other = FVQModel.from_original_checkpoint(path, dit_label=3)
+    with torch.no_grad():
+        assert not torch.equal(other.tokenize(tensors["inputs"]), tensors["expected_indices"])
+    with pytest.raises(ValueError, match="out of range"):
+        FVQModel.from_original_checkpoint(path, dit_label=1001)
+    with pytest.raises(ValueError, match="dit_label is for DiT"):
+        FVQModel.from_original_checkpoint(original_file("llamagen_vq8", tmp_path)[0], dit_label=0)
+
+
+def test_safetensors_and_ddp_prefixes(tmp_path):
+    from safetensors.torch import save_file
+
+    _, tensors = load_fixture("llamagen_vq16")
+    state = {"module." + k[6:]: v.contiguous() for k, v in tensors.items() if k.startswith("model.")}
+    save_file(state, tmp_path / "vq.safetensors")
+    assert_matches_original(FVQModel.from_original_checkpoint(tmp_path / "vq.safetensors"), tensors)
+
+
+def test_hub_file_from_the_offline_cache(tmp_path, monkeypatch):
+    path, tensors = original_file("llamagen_vq8", tmp_path)
+    snapshot = tmp_path / "hub" / "models--org--llamagen" / "snapshots" / ("a" * 40)
+    snapshot.mkdir(parents=True)
+    path.rename(snapshot / "vq_ds8_c2i.pt")
+    (tmp_path / "hub" / "models--org--llamagen" / "refs").mkdir()
+    (tmp_path / "hub" / "models--org--llamagen" / "refs" / "main").write_text("a" * 40)
+    model, info = FVQModel.from_original_checkpoint("org/llamagen", filename="vq_ds8_c2i.pt",
+                                                    cache_dir=tmp_path / "hub", output_loading_info=True)
+    assert info.source == "org/llamagen/vq_ds8_c2i.pt"
+    assert_matches_original(model, tensors)
+    with pytest.raises(FileNotFoundError, match="not in the local Hub cache"):
+        FVQModel.from_original_checkpoint("org/llamagen", filename="vq_ds16_c2i.pt", cache_dir=tmp_path / "hub")
+
+
+def test_converted_model_round_trips_and_folds(tmp_path):
+    path, tensors = original_file("fvq_release_vit", tmp_path)
+    model = FVQModel.from_original_checkpoint(path)
+    model.save_pretrained(tmp_path / "converted")
+    assert_matches_original(FVQModel.from_pretrained(tmp_path / "converted").eval(), tensors)
+    assert_matches_original(model.fold_bridge().eval(), tensors)
+
+
+@pytest.mark.parametrize("content, match", [
+    (b"garbage", "Cannot read .* truncated, or not a checkpoint"),
+    (None, "pickles an object of type"),
+    ("truncate", "truncated"),
+    ([1, 2], "holds a list"),
+])
+def test_bad_files_are_named(content, match, tmp_path):
+    target = tmp_path / "bad.pt"
+    if content is None:
+        torch.save({"model": {}, "args": Path("x")}, target)  # a pickled object that is not allow-listed
+    elif content == "truncate":
+        source, _ = original_file("llamagen_vq16", tmp_path)
+        target.write_bytes(source.read_bytes()[:50_000])
+    elif isinstance(content, bytes):
+        target.write_bytes(content)
+    else:
+        torch.save(content, target)
+    with pytest.raises(ValueError, match=match):
+        FVQModel.from_original_checkpoint(target)
+
+
+def test_missing_unknown_and_foreign_keys_are_named(tmp_path):
+    _, tensors = load_fixture("llamagen_vq16")
+    state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    state["quantize.extra_projection.weight"] = torch.zeros(2)
+    del state["decoder.conv_out.bias"]
+    with pytest.raises(ValueError, match=r"missing: \['decoder.conv_out.bias'\].*unknown: \['quantize.extra_projection"):
+        torch.save({"model": state}, tmp_path / "x.pt")
+        FVQModel.from_original_checkpoint(tmp_path / "x.pt")
+    with pytest.raises(ValueError, match="Not a tokenizer"):
+        torch.save({"model": {"fc.weight": torch.zeros(1)}}, tmp_path / "y.pt")
+        FVQModel.from_original_checkpoint(tmp_path / "y.pt")
+    with pytest.raises(ValueError, match="already in fvq_hf's layout"):
+        torch.save(FVQModel.from_original_checkpoint(original_file("llamagen_vq8", tmp_path)[0]).state_dict(),
+                   tmp_path / "z.pt")
+        FVQModel.from_original_checkpoint(tmp_path / "z.pt")
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No checkpoint file at"):
+        FVQModel.from_original_checkpoint(tmp_path / "none.pt")
