@@ -50,7 +50,7 @@ def _bridge_step(variant: str, repeats: int, device: str) -> dict:
 def _autoencoder_step(variant: str, batch: int, resolution: int, repeats: int, device: str) -> dict:
     def setup():
         torch.manual_seed(0)
-        model = FVQModel.from_config({**_config(variant), "bridge_type": "none", "num_vq_embeddings": 1024})
+        model = FVQModel.from_config({**_config(variant), "bridge_type": "none", "bridge_config": None, "num_vq_embeddings": 1024})
         model = model.to(device)
         images = torch.rand(batch, 3, resolution, resolution, device=device) * 2 - 1
 

@@ -60,9 +60,11 @@ def build_model(quantizer: str, codebook_size: int, seed: int) -> FVQModel:
     config = FVQModel.load_config(ROOT / "hub_configs" / "fvq-cpu-4k")
     bridge = "none" if quantizer == "vqtorch-ema" else quantizer
     # The published baseline projector ("lin/5"): 4 hidden layers as wide as the code.
-    extra = {"bridge_depth": 4, "bridge_hidden_size": config["vq_embed_dim"]} if quantizer == "mlp" else {}
+    bridge_config = {"depth": 4, "hidden_size": config["vq_embed_dim"]} if bridge == "mlp" else \
+        config["bridge_config"] if bridge == "vqbridge" else None
     torch.manual_seed(seed)
-    model = FVQModel.from_config({**config, "num_vq_embeddings": codebook_size, "bridge_type": bridge, **extra})
+    model = FVQModel.from_config({**config, "num_vq_embeddings": codebook_size, "bridge_type": bridge,
+                                  "bridge_config": bridge_config})
     if quantizer == "vqtorch-ema":
         model.quantizer = PeerQuantizer(codebook_size, config["vq_embed_dim"])
     return model

@@ -87,7 +87,7 @@ def extract_codes(tokenizer: str, data: str, output_dir: str | Path, split: str 
     if (out / META_FILE).exists() and not overwrite:
         raise FileExistsError(f"{out} already holds extracted codes; choose another --output-dir or pass --overwrite.")
     model = FVQModel.from_pretrained(tokenizer)
-    if model.config.bridge_type != "none":
+    if model.quantizer.bridge is not None:
         model = model.fold_bridge()  # the same indices, without the bridge's cost
     model = model.eval().to(accelerator.device)
     resolution = resolution or model.config.sample_size

@@ -14,8 +14,6 @@ EVALUATION_FILE = "evaluation.json"  # written next to trained weights: {"traini
 ORIGINAL_FILE = "original_checkpoint.json"  # written next to converted weights by fvq-convert
 
 TAGS = ["image-tokenizer", "vector-quantization", "fvq", "vqbridge", "diffusers"]
-BRIDGE_NAMES = {"vqbridge": "VQBridge (FVQ)", "linear": "linear projector (SimVQ)",
-                "mlp": "MLP projector (VQGAN-LC-style)", "none": "none (plain VQ codebook)"}
 METRIC_NAMES = {"usage": "codebook usage", "perplexity": "code perplexity", "psnr": "PSNR (dB)", "ssim": "SSIM",
                 "lpips": "LPIPS", "rfid": "rFID", "loss": "next-token loss (nats)",
                 "loss_unconditional": "loss with the null class",
@@ -108,10 +106,11 @@ def assemble_card(data: ModelCardData, name: str, intro: str, facts: list[str], 
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))
 
 
-def tokenizer_card(config: Mapping, repo_id: str | None = None, evaluations: Mapping[str, Mapping] | None = None,
-                   training: str | None = None, license: str = "apache-2.0", pipeline: bool = False,
-                   original: Mapping | None = None) -> ModelCard:
+def tokenizer_card(config: Mapping, bridge_name: str, repo_id: str | None = None,
+                   evaluations: Mapping[str, Mapping] | None = None, training: str | None = None,
+                   license: str = "apache-2.0", pipeline: bool = False, original: Mapping | None = None) -> ModelCard:
     """A `huggingface_hub.ModelCard` for an FVQModel config (or a pipeline around one), with measured metrics.
+    `bridge_name` says what the codebook bridge is (`FVQModel.bridge_name`).
 
     `original`: what `fvq-convert` saved (`original_checkpoint.json`) for weights converted from the original code;
     the card then says where they come from, their licence status and the authors' reported numbers.
@@ -121,11 +120,10 @@ def tokenizer_card(config: Mapping, repo_id: str | None = None, evaluations: Map
     factor = 2 ** (len(config["block_out_channels"]) - 1)
     size = config["sample_size"]
     grid = f"{size // factor}, {size // factor}"
-    bridge = BRIDGE_NAMES.get(config["bridge_type"], config["bridge_type"])
     facts = [
         f"| codebook | {config['num_vq_embeddings']:,} codes x {config['vq_embed_dim']} dims"
         f"{', l2-normalised' if config.get('codebook_l2_norm') else ''} |",
-        f"| codebook bridge | {bridge} |",
+        f"| codebook bridge | {bridge_name} |",
         f"| backbone | LlamaGen VQ family, widths {list(config['block_out_channels'])}, downsample {factor} |",
         f"| tokens | {size // factor} x {size // factor} per {size} px image |",
     ]

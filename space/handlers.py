@@ -3,6 +3,7 @@ codebook-usage heatmaps and histograms. `app.py` only lays them out."""
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -16,8 +17,7 @@ from PIL import Image
 
 from fvq_hf import FVQModel, FVQPipeline
 from fvq_hf.evaluation.metrics import CodeCounter, ImageQuality
-from fvq_hf.image_io import ImageReadError, load_image, pil_to_tensor, resize_center_crop, tensor_to_pil
-from fvq_hf.models.bridge import code_grid
+from fvq_hf.image_io import ImageReadError, load_image, prepare_images, tensor_to_pil
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES = sorted((HERE / "examples").glob("*.jpg"))
@@ -41,22 +41,22 @@ def default_model() -> str | None:
     return next((str(p) for p in DEFAULT_MODELS if (p / "config.json").exists()), None)
 
 
-_PIPELINES: dict[str, FVQPipeline] = {}
-
-
 def get_pipeline(name: str | None) -> FVQPipeline:
-    """Load (once) the model named by a hub id, a folder, or an original checkpoint file (converted on the fly);
-    a SpaceError that says how to get one otherwise."""
+    """Load the model named by a hub id, a folder, or an original checkpoint file (converted on the fly);
+    a SpaceError that says how to get one otherwise. The last few models stay loaded."""
     if not name:
         raise SpaceError(NO_MODEL)
-    if name not in _PIPELINES:
-        try:
-            original = name.endswith(ORIGINAL_SUFFIXES) and Path(name).is_file()
-            model = FVQModel.from_original_checkpoint(name) if original else FVQModel.from_pretrained(name)
-        except (OSError, ValueError) as error:
-            raise SpaceError(f"Cannot load model `{name}`: {error}") from error
-        _PIPELINES[name] = FVQPipeline(vq=model.eval())
-    return _PIPELINES[name]
+    return _load_pipeline(name)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_pipeline(name: str) -> FVQPipeline:
+    try:
+        original = name.endswith(ORIGINAL_SUFFIXES) and Path(name).is_file()
+        model = FVQModel.from_original_checkpoint(name) if original else FVQModel.from_pretrained(name)
+    except (OSError, ValueError) as error:
+        raise SpaceError(f"Cannot load model `{name}`: {error}") from error
+    return FVQPipeline(vq=model.eval())
 
 
 def read_images(paths: Sequence[str | Path] | None) -> tuple[list[tuple[str, Image.Image]], list[str]]:
@@ -125,7 +125,7 @@ def reconstruct(paths: Sequence[str | Path] | None, model_name: str | None):
         raise SpaceError("No readable image. " + " ".join(problems) if problems else "Upload at least one image.")
     size = pipe.vq.config.sample_size
     codebook_size = pipe.vq.codebook_size
-    inputs = torch.stack([pil_to_tensor(resize_center_crop(image, size)) for _, image in images])
+    inputs = prepare_images([image for _, image in images], size)
     with torch.no_grad():
         output = pipe(inputs, output_type="pt")
     counter = CodeCounter(codebook_size)
@@ -177,9 +177,9 @@ def count_codes(pipe: FVQPipeline, images: Iterable[Image.Image], progress=None)
     return counter
 
 
-def usage_heatmap(counter: CodeCounter, patch_size: int = 1) -> Image.Image:
-    """The codebook as its h x w code grid: log-scaled use per code, dead codes in red."""
-    h, w = code_grid(counter.codebook_size, patch_size)
+def usage_heatmap(counter: CodeCounter, grid: tuple[int, int]) -> Image.Image:
+    """The codebook as its `(h, w)` code grid (`FVQModel.code_grid`): log-scaled use per code, dead codes in red."""
+    h, w = grid
     counts = counter.counts.numpy().reshape(h, w).astype(np.float64)
     scaled = np.log1p(counts) / max(np.log1p(counts.max()), 1e-9)
     return upscale(heat(scaled, dead=counts == 0), 512)
@@ -224,12 +224,10 @@ def codebook_usage(source: str, paths: Sequence[str | Path] | None, usage_file: 
         if not images:
             raise SpaceError("No readable image. " + " ".join(problems) if problems else "Upload at least one image.")
         counter = count_codes(pipe, (image for _, image in images), progress)
-    bridge = pipe.vq.quantizer.bridge
-    patch = bridge.config.patch_size if hasattr(bridge, "config") else 1
     summary = (f"{counter.usage:.2%} of {counter.codebook_size:,} codes used ({int((counter.counts > 0).sum()):,}), "
                f"perplexity {counter.perplexity:,.1f}, {counter.num_tokens:,} tokens "
                f"({counter.num_tokens / counter.codebook_size:.2f} per code"
                f"{': too few to judge dead codes' if counter.num_tokens < 10 * counter.codebook_size else ''}).")
     if problems:
         summary += "\n\nSkipped: " + "; ".join(problems)
-    return usage_heatmap(counter, patch), frequency_histogram(counter), summary
+    return usage_heatmap(counter, pipe.vq.code_grid), frequency_histogram(counter), summary

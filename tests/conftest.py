@@ -21,11 +21,11 @@ TINY_CONFIG = dict(
     num_vq_embeddings=256,
     vq_embed_dim=8,
     bridge_type="vqbridge",
-    bridge_patch_size=4,
-    bridge_hidden_size=32,
-    bridge_num_heads=2,
+    bridge_config={"patch_size": 4, "hidden_size": 32, "num_heads": 2},
     search_chunk_size=64,
 )
+# The tiny config of each bridge type, taken when a test overrides bridge_type alone.
+TINY_BRIDGES = {"vqbridge": TINY_CONFIG["bridge_config"], "mlp": {"hidden_size": 32}, "linear": {}, "none": {}}
 
 
 def make_tiny_model(seed: int = 0, **overrides):
@@ -33,6 +33,8 @@ def make_tiny_model(seed: int = 0, **overrides):
     from fvq_hf import FVQModel
 
     torch.manual_seed(seed)
+    if "bridge_type" in overrides and "bridge_config" not in overrides:
+        overrides["bridge_config"] = TINY_BRIDGES.get(overrides["bridge_type"])
     return FVQModel(**{**TINY_CONFIG, **overrides})
 
 

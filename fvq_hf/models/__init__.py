@@ -1,14 +1,14 @@
 """Models: the VQBridge, the quantizer, the encoder/decoder, the FVQ tokenizer and the autoregressive transformer."""
 
-from .bridge import BRIDGE_TYPES, VQBRIDGE_SIZES, LinearBridge, MLPBridge, VQBridge, code_grid
+from .bridges import BRIDGES, CodebookBridge, LinearBridge, MLPBridge, VQBridge, code_grid, register_bridge
 from .fvq_model import FVQDecoderOutput, FVQEncoderOutput, FVQModel, FVQModelOutput
 from .original_checkpoint import OriginalCheckpointInfo
 from .quantizer import QuantizerOutput, VectorQuantizer, nearest_code
 from .transformer import FVQTransformer, FVQTransformerOutput, KVCache
 
 __all__ = [
-    "BRIDGE_TYPES",
-    "VQBRIDGE_SIZES",
+    "BRIDGES",
+    "CodebookBridge",
     "FVQDecoderOutput",
     "FVQEncoderOutput",
     "FVQModel",
@@ -23,5 +23,6 @@ __all__ = [
     "VQBridge",
     "VectorQuantizer",
     "code_grid",
+    "register_bridge",
     "nearest_code",
 ]

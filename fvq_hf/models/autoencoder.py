@@ -166,11 +166,6 @@ class Decoder(nn.Module):
         self.norm_out = _norm(width, norm_num_groups)
         self.conv_out = nn.Conv2d(width, out_channels, 3, padding=1)
 
-    @property
-    def last_layer(self) -> torch.Tensor:
-        """Weight of the output conv; the adaptive GAN weight is computed from gradients at this layer."""
-        return self.conv_out.weight
-
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(z)
         for block in self.mid:

@@ -14,8 +14,26 @@ from torch import nn
 
 from ..model_card import saved_card_inputs, tokenizer_card
 from .autoencoder import Decoder, Encoder
+from .bridges import BRIDGES, NO_BRIDGE, build_bridge, code_grid, resolve_bridge_config
 from .hub_mixin import StrictHubMixin
 from .quantizer import VectorQuantizer
+
+# fvq-hf 0.1 saved every bridge's keys flat in the model config; they map to `bridge_config` keys.
+LEGACY_BRIDGE_KEYS = {"bridge_patch_size": "patch_size", "bridge_hidden_size": "hidden_size",
+                      "bridge_depth": "depth", "bridge_num_heads": "num_heads", "bridge_mlp_ratio": "mlp_ratio"}
+
+
+def migrate_config(config):
+    """A model config with flat legacy bridge keys -> the same config with `bridge_config` (others unchanged)."""
+    if config is None or not any(k in config for k in LEGACY_BRIDGE_KEYS):
+        return config
+    config = dict(config)
+    legacy = {new: config.pop(old) for old, new in LEGACY_BRIDGE_KEYS.items() if old in config}
+    bridge_type = config.get("bridge_type", "vqbridge")
+    if "bridge_config" not in config and bridge_type != NO_BRIDGE and bridge_type in BRIDGES:
+        accepted = BRIDGES[bridge_type].config_defaults()
+        config["bridge_config"] = {k: v for k, v in legacy.items() if k in accepted}
+    return config
 
 
 @dataclass
@@ -72,9 +90,11 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         dropout: dropout inside residual blocks.
         num_vq_embeddings: codebook size K.
         vq_embed_dim: code dimension d.
-        bridge_type: "vqbridge" (FVQ), "linear" (SimVQ), "mlp" (VQGAN-LC-style) or "none" (plain VQ).
-        bridge_patch_size, bridge_hidden_size, bridge_depth, bridge_num_heads, bridge_mlp_ratio: the VQBridge
-            (the MLP bridge uses hidden size and depth).
+        bridge_type: a name in `models.bridges.BRIDGES`: "vqbridge" (FVQ), "linear" (SimVQ), "mlp"
+            (VQGAN-LC-style); or "none" (plain VQ).
+        bridge_config: that bridge's own keys (missing ones take its defaults), e.g. for the VQBridge
+            `{"patch_size": 4, "hidden_size": 256, "depth": 2, "num_heads": 4, "mlp_ratio": 2.0}`. Configs saved
+            with the flat `bridge_patch_size`-style keys of fvq-hf 0.1 still load (see `from_config`).
         codebook_l2_norm: l2-normalise latents and codes before the search (LlamaGen's default with d = 8; not
             with a VQBridge, whose all-zero initial codebook has no direction to normalise).
         codebook_weight, commitment_weight: weights of the two quantizer losses (1.0 and 0.25 as released).
@@ -99,11 +119,7 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         num_vq_embeddings: int = 16384,
         vq_embed_dim: int = 256,
         bridge_type: str = "vqbridge",
-        bridge_patch_size: int = 4,
-        bridge_hidden_size: int = 256,
-        bridge_depth: int = 2,
-        bridge_num_heads: int = 4,
-        bridge_mlp_ratio: float = 2.0,
+        bridge_config: dict | None = None,
         codebook_l2_norm: bool = False,
         codebook_weight: float = 1.0,
         commitment_weight: float = 0.25,
@@ -114,23 +130,45 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
             raise ValueError("in_channels, out_channels, layers_per_block and latent_channels must be >= 1.")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}.")
+        if num_vq_embeddings < 1 or vq_embed_dim < 1:
+            raise ValueError(f"num_vq_embeddings and vq_embed_dim must be >= 1, got {num_vq_embeddings}, {vq_embed_dim}.")
         block_out_channels = tuple(block_out_channels)
-        self.register_to_config(block_out_channels=block_out_channels)  # JSON gives a list back
+        bridge_config = resolve_bridge_config(bridge_type, bridge_config)
+        # JSON gives a list back; the saved bridge config is complete, so defaults changing later cannot change it.
+        self.register_to_config(block_out_channels=block_out_channels, bridge_config=bridge_config)
         factor = 2 ** (len(block_out_channels) - 1)
         if sample_size < factor or sample_size % factor:
             raise ValueError(f"sample_size={sample_size} must be a positive multiple of the downsample factor "
                              f"{factor} (2 ** (len(block_out_channels) - 1)).")
-        self.encoder = Encoder(in_channels, latent_channels, block_out_channels, layers_per_block,
-                               norm_num_groups, dropout)
+        backbone = dict(latent_channels=latent_channels, block_out_channels=block_out_channels,
+                        layers_per_block=layers_per_block, norm_num_groups=norm_num_groups, dropout=dropout)
+        self.encoder = Encoder(in_channels=in_channels, **backbone)
         self.quant_conv = nn.Conv2d(latent_channels, vq_embed_dim, 1)
-        self.quantizer = VectorQuantizer(
-            num_vq_embeddings, vq_embed_dim, bridge_type, bridge_patch_size, bridge_hidden_size, bridge_depth,
-            bridge_num_heads, bridge_mlp_ratio, codebook_l2_norm, codebook_weight, commitment_weight,
-            search_chunk_size,
-        )
+        # Built in this order (table, bridge) so that a seed gives the same initial weights as fvq-hf 0.1.
+        table = nn.Embedding(num_vq_embeddings, vq_embed_dim)
+        bridge = build_bridge(bridge_type, num_vq_embeddings, vq_embed_dim, bridge_config)
+        self.quantizer = VectorQuantizer(table, bridge, codebook_l2_norm=codebook_l2_norm,
+                                         codebook_weight=codebook_weight, commitment_weight=commitment_weight,
+                                         search_chunk_size=search_chunk_size)
         self.post_quant_conv = nn.Conv2d(vq_embed_dim, latent_channels, 1)
-        self.decoder = Decoder(out_channels, latent_channels, block_out_channels, layers_per_block,
-                               norm_num_groups, dropout)
+        self.decoder = Decoder(out_channels=out_channels, **backbone)
+
+    @classmethod
+    def from_config(cls, config=None, return_unused_kwargs=False, **kwargs):
+        """diffusers' `from_config` (also behind `from_pretrained`), reading configs of fvq-hf 0.1 too: their flat
+        `bridge_patch_size`-style keys become the `bridge_config` of their bridge type."""
+        return super().from_config(migrate_config(config), return_unused_kwargs, **kwargs)
+
+    @property
+    def bridge_name(self) -> str:
+        """What the codebook bridge is, in words (for cards and logs)."""
+        bridge = self.quantizer.bridge
+        return "none (plain VQ codebook)" if bridge is None else bridge.display_name
+
+    @property
+    def code_grid(self) -> tuple[int, int]:
+        """`(h, w)` with h * w = K: the codebook laid out as an image (the VQBridge's grid, else the squarest)."""
+        return getattr(self.quantizer.bridge, "grid", None) or code_grid(self.config.num_vq_embeddings, 1)
 
     @property
     def downsample_factor(self) -> int:
@@ -223,18 +261,21 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         It gives the same indices and reconstructions as this model, at the inference cost of plain VQ
         (the release's convert_fullvq2vq step).
         """
-        folded = type(self).from_config({**self.config, "bridge_type": "none"})
+        folded = type(self).from_config({**self.config, "bridge_type": NO_BRIDGE, "bridge_config": None})
         state = {k: v for k, v in self.state_dict().items() if not k.startswith("quantizer.")}
         state["quantizer.embedding.weight"] = self.quantizer.codebook().detach().clone()
         folded.load_state_dict(state, strict=True)
         return folded.to(device=self.device).train(self.training)
 
-    def model_card(self, repo_id: str | None = None, evaluations: dict | None = None):
-        """A `huggingface_hub.ModelCard`: the config, a usage snippet, and the measured metrics.
+    def model_card(self, repo_id: str | None = None, evaluations: dict | None = None, training: str | None = None,
+                   pipeline: bool = False):
+        """A `huggingface_hub.ModelCard` (of the model, or of an `FVQPipeline` around it with `pipeline`): the
+        config, a usage snippet, and the measured metrics.
 
-        Without `evaluations`, those saved next to the weights this model was loaded from are used; weights
-        converted by `fvq-convert` also bring where they come from (`original_checkpoint.json`).
+        What is not given is taken from what was saved next to the weights this model was loaded from: the
+        metrics and training summary of `fvq-train` / `fvq-eval`, and for weights converted by `fvq-convert`,
+        where they come from (`original_checkpoint.json`).
         """
         saved = saved_card_inputs(self.config.get("_name_or_path"))
-        return tokenizer_card(self.config, repo_id, evaluations or saved["evaluations"], saved["training"],
-                              original=saved["original"])
+        return tokenizer_card(self.config, self.bridge_name, repo_id, evaluations or saved["evaluations"],
+                              training or saved["training"], pipeline=pipeline, original=saved["original"])

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 
 import torch
 
-from .dit_bridge import DiTBridge
+from .bridges import DiTBridge
 
 logger = logging.getLogger(__name__)
 
@@ -128,13 +128,13 @@ def infer_config(state: Mapping[str, torch.Tensor], sample_size: int, num_heads:
                   latent_channels=latent_channels, num_vq_embeddings=codebook_size, vq_embed_dim=code_dim,
                   norm_num_groups=32, bridge_type="none")
     if "quantizer.bridge.patch_embed.weight" in state:
-        config.update(bridge_type="vqbridge", bridge_num_heads=num_heads, **transformer_bridge_shape(state))
+        config.update(bridge_type="vqbridge", bridge_config={**transformer_bridge_shape(state), "num_heads": num_heads})
     elif "quantizer.bridge.linear.weight" in state:
         config.update(bridge_type="linear")
     elif any(k.startswith("quantizer.bridge.layers.") for k in state):
         linears = sorted({int(k.split(".")[3]) for k in state if k.startswith("quantizer.bridge.layers.")})
-        config.update(bridge_type="mlp", bridge_depth=len(linears) - 1,
-                      bridge_hidden_size=state["quantizer.bridge.layers.0.weight"].shape[0])
+        config.update(bridge_type="mlp", bridge_config={
+            "depth": len(linears) - 1, "hidden_size": state["quantizer.bridge.layers.0.weight"].shape[0]})
     return config
 
 
@@ -143,7 +143,7 @@ def transformer_bridge_shape(state: Mapping[str, torch.Tensor], prefix: str = "q
     hidden, _, patch, _ = state[f"{prefix}patch_embed.weight"].shape
     depth = len({k[len(prefix):].split(".")[1] for k in state if k.startswith(f"{prefix}blocks.")})
     mlp_ratio = state[f"{prefix}blocks.0.mlp.fc1.weight"].shape[0] / hidden
-    return dict(bridge_patch_size=patch, bridge_hidden_size=hidden, bridge_depth=depth, bridge_mlp_ratio=mlp_ratio)
+    return dict(patch_size=patch, hidden_size=hidden, depth=depth, mlp_ratio=mlp_ratio)
 
 
 @torch.no_grad()
@@ -158,8 +158,7 @@ def fold_dit_bridge(state: dict[str, torch.Tensor], num_heads: int, label: int |
     table = state["quantizer.embedding.weight"].float()
     shape = transformer_bridge_shape(bridge_state, prefix="")
     num_labels = bridge_state["label_embed.weight"].shape[0] if "label_embed.weight" in bridge_state else 1
-    bridge = DiTBridge(table.shape[0], table.shape[1], shape["bridge_patch_size"], shape["bridge_hidden_size"],
-                       shape["bridge_depth"], num_heads, shape["bridge_mlp_ratio"], num_labels)
+    bridge = DiTBridge(table.shape[0], table.shape[1], num_heads=num_heads, num_labels=num_labels, **shape)
     result = bridge.load_state_dict(bridge_state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise ValueError(f"The DiT bridge's weights do not fit the authors' qbridge.py layout (missing: "

@@ -10,8 +10,6 @@ from diffusers.utils import BaseOutput
 from einops import rearrange
 from torch import nn
 
-from .bridge import BRIDGE_TYPES, LinearBridge, MLPBridge, VQBridge
-
 
 @dataclass
 class QuantizerOutput(BaseOutput):
@@ -74,71 +72,51 @@ def nearest_code(vectors: torch.Tensor, codebook: torch.Tensor, chunk_size: int 
 
 
 class VectorQuantizer(nn.Module):
-    """Quantizes `(B, d, h, w)` latents to the nearest of K codes, where `codebook = bridge(table)`.
+    """Quantizes `(B, d, h, w)` latents to the nearest of K codes, where `codebook = bridge(embedding.weight)`.
 
-    `bridge_type`: "vqbridge" (FVQ: trainable table + VQBridge), "linear" (SimVQ: frozen table + Linear),
-    "mlp" (VQGAN-LC-style: frozen table + MLP projector) or "none" (plain VQ: the table is the codebook).
-    With `l2_norm`, latents and codes are l2-normalised before the search (LlamaGen's default).
-    The search and the losses always run in fp32, also under autocast.
+    `embedding` is the learnable `(K, d)` table; `bridge` any `CodebookBridge` module (see `models.bridges`),
+    or None for plain VQ, where the table is the codebook. The bridge says how the table is initialised and
+    whether it stays frozen. With `codebook_l2_norm`, latents and codes are l2-normalised before the search
+    (LlamaGen's default). The search and the losses always run in fp32, also under autocast.
+
+        VectorQuantizer(nn.Embedding(16384, 256), VQBridge(16384, 256))   # FVQ
     """
 
     def __init__(
         self,
-        codebook_size: int,
-        code_dim: int,
-        bridge_type: str = "vqbridge",
-        bridge_patch_size: int = 4,
-        bridge_hidden_size: int = 256,
-        bridge_depth: int = 2,
-        bridge_num_heads: int = 4,
-        bridge_mlp_ratio: float = 2.0,
-        l2_norm: bool = False,
+        embedding: nn.Embedding,
+        bridge: nn.Module | None = None,
+        *,
+        codebook_l2_norm: bool = False,
         codebook_weight: float = 1.0,
         commitment_weight: float = 0.25,
         search_chunk_size: int = 4096,
     ) -> None:
         super().__init__()
-        if bridge_type not in BRIDGE_TYPES:
-            raise ValueError(f"Unknown bridge_type {bridge_type!r}; choose one of {BRIDGE_TYPES}.")
-        if codebook_size < 1 or code_dim < 1:
-            raise ValueError(f"codebook_size and code_dim must be >= 1, got {codebook_size} and {code_dim}.")
         if codebook_weight < 0 or commitment_weight < 0 or search_chunk_size < 1:
             raise ValueError("codebook_weight and commitment_weight must be >= 0 and search_chunk_size >= 1.")
-        if l2_norm and bridge_type == "vqbridge":
+        if codebook_l2_norm and getattr(bridge, "starts_at_zero", False):
             # The VQBridge's zero-initialised output sits at the singular point of the normalisation: the first
             # gradients are ~1e12 and training diverges (measured). The released FVQ runs use no l2-norm.
-            raise ValueError("codebook_l2_norm=True cannot be combined with bridge_type='vqbridge': the bridge starts "
+            raise ValueError(f"codebook_l2_norm=True cannot be combined with the {bridge.display_name}: it starts "
                              "from an all-zero codebook, where l2-normalisation has no gradient to give. Use "
                              "codebook_l2_norm=False, as the released FVQ models do.")
-        self.codebook_size = codebook_size
-        self.code_dim = code_dim
-        self.bridge_type = bridge_type
-        self.l2_norm = l2_norm
+        self.num_vq_embeddings, self.vq_embed_dim = embedding.weight.shape
+        self.codebook_l2_norm = codebook_l2_norm
         self.codebook_weight = codebook_weight
         self.commitment_weight = commitment_weight
         self.search_chunk_size = search_chunk_size
-
-        self.embedding = nn.Embedding(codebook_size, code_dim)
-        self.bridge: nn.Module | None = None
-        if bridge_type == "vqbridge":
-            self.bridge = VQBridge(codebook_size, code_dim, bridge_patch_size, bridge_hidden_size, bridge_depth,
-                                   bridge_num_heads, bridge_mlp_ratio)
-        elif bridge_type == "linear":
-            self.bridge = LinearBridge(code_dim)
-        elif bridge_type == "mlp":
-            self.bridge = MLPBridge(code_dim, bridge_hidden_size, bridge_depth)
+        self.embedding = embedding
+        self.bridge = bridge
         self.reset_parameters()
-        # SimVQ and VQGAN-LC train only the projection; their table stays as initialised.
-        self.embedding.weight.requires_grad_(bridge_type in ("vqbridge", "none"))
+        self.embedding.weight.requires_grad_(not getattr(bridge, "freezes_table", False))
         self._cache: tuple[tuple, torch.Tensor] | None = None
 
     def reset_parameters(self) -> None:
-        if self.bridge_type in ("linear", "mlp"):
-            # A frozen table needs spread-out codes: SimVQ's N(0, 1/d).
-            nn.init.normal_(self.embedding.weight, std=self.code_dim**-0.5)
+        if self.bridge is None:  # as released (LlamaGen, FVQ): uniform(-1/K, 1/K)
+            nn.init.uniform_(self.embedding.weight, -1.0 / self.num_vq_embeddings, 1.0 / self.num_vq_embeddings)
         else:
-            # As released (LlamaGen, FVQ): uniform(-1/K, 1/K).
-            nn.init.uniform_(self.embedding.weight, -1.0 / self.codebook_size, 1.0 / self.codebook_size)
+            self.bridge.init_table(self.embedding.weight)
 
     def codebook(self) -> torch.Tensor:
         """The `(K, d)` codebook used for quantization: `bridge(table)`, l2-normalised if configured.
@@ -152,19 +130,19 @@ class VectorQuantizer(nn.Module):
         table = self.embedding.weight.float()
         with torch.autocast(table.device.type, enabled=False):
             codebook = table if self.bridge is None else self.bridge(table)
-        if self.l2_norm:
+        if self.codebook_l2_norm:
             codebook = F.normalize(codebook, dim=-1)
         self._cache = (key, codebook) if cacheable else None
         return codebook
 
     def forward(self, latents: torch.Tensor) -> QuantizerOutput:
         """`(B, d, h, w)` latents -> `QuantizerOutput` with `(B, d, h, w)` quantized and `(B, h, w)` indices."""
-        if latents.ndim != 4 or latents.shape[1] != self.code_dim:
-            raise ValueError(f"Expected latents of shape (B, {self.code_dim}, h, w), got {tuple(latents.shape)}.")
+        if latents.ndim != 4 or latents.shape[1] != self.vq_embed_dim:
+            raise ValueError(f"Expected latents of shape (B, {self.vq_embed_dim}, h, w), got {tuple(latents.shape)}.")
         batch, _, height, width = latents.shape
         with torch.autocast(latents.device.type, enabled=False):
             z = rearrange(latents.float(), "b d h w -> (b h w) d")
-            if self.l2_norm:
+            if self.codebook_l2_norm:
                 z = F.normalize(z, dim=-1)
             codebook = self.codebook()
             indices = nearest_code(z.detach(), codebook.detach(), self.search_chunk_size)
@@ -180,5 +158,5 @@ class VectorQuantizer(nn.Module):
         """`(B, h, w)` code ids -> `(B, d, h, w)` codes of the (bridged) codebook."""
         if indices.ndim != 3:
             raise ValueError(f"Expected indices of shape (B, h, w), got {tuple(indices.shape)}.")
-        check_token_ids(indices, self.codebook_size, " Were they made by a tokenizer with another codebook size?")
+        check_token_ids(indices, self.num_vq_embeddings, " Were they made by a tokenizer with another codebook size?")
         return rearrange(self.codebook()[indices.long()], "b h w d -> b d h w")

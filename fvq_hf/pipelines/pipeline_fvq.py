@@ -11,7 +11,6 @@ from diffusers.utils import BaseOutput
 
 from ..evaluation.metrics import CodeCounter
 from ..image_io import prepare_images
-from ..model_card import saved_card_inputs, tokenizer_card
 from ..models import FVQModel
 from .base import HubPipeline, check_output_type, format_images
 
@@ -60,9 +59,7 @@ class FVQPipeline(HubPipeline):
 
     def model_card(self, repo_id: str | None = None, evaluations: dict | None = None):
         """The tokenizer's card in its pipeline form, with the metrics saved next to the tokenizer's weights."""
-        saved = saved_card_inputs(self.vq.config.get("_name_or_path"))
-        return tokenizer_card(self.vq.config, repo_id, evaluations or saved["evaluations"], saved["training"],
-                              pipeline=True, original=saved["original"])
+        return self.vq.model_card(repo_id, evaluations, pipeline=True)
 
     def _resolution(self, resolution: int | None) -> int:
         size = resolution or self.vq.config.sample_size

@@ -224,7 +224,9 @@ def evaluate_and_save(args, out: Path, model: FVQModel, resolution: int, total_s
         save_usage(out / f"usage-{data.replace(':', '-').replace('/', '_')}.json", counter, str(out / "model"), data)
     summary = (f"Trained with `fvq-train` for {total_steps} steps at {resolution} px, global batch {global_batch}, "
                f"lr {args.lr} ({args.schedule} annealing, {warmup_steps} warmup steps), data `{args.data}`.")
-    card = tokenizer_card(model.config, evaluations=results or None, training=summary)
+    # Not model.model_card: what was saved next to --init-weights (e.g. a converted original's provenance) is not
+    # this model's any more.
+    card = tokenizer_card(model.config, model.bridge_name, evaluations=results or None, training=summary)
     for folder, model_out in (("model", model), ("model-folded", model.fold_bridge())):
         model_out.save_pretrained(out / folder)
         card.save(out / folder / "README.md")

@@ -164,7 +164,7 @@ def test_weights_that_do_not_match_the_config(tiny_model, tmp_path):
 def test_missing_weights_are_an_error(tiny_model, tmp_path):
     tiny_model.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
-    config["bridge_type"] = "linear"  # expects bridge.linear.*, the file has the VQBridge
+    config.update(bridge_type="linear", bridge_config={})  # expects bridge.linear.*, the file has the VQBridge
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="do not match its config.json"):
         FVQModel.from_pretrained(tmp_path)

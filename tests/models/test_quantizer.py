@@ -1,13 +1,17 @@
 import pytest
 import torch
+from torch import nn
 
+from fvq_hf.models.bridges import build_bridge
 from fvq_hf.models.quantizer import VectorQuantizer, nearest_code
+
+from ..conftest import TINY_BRIDGES
 
 
 def _quantizer(bridge_type="vqbridge", **kwargs):
     torch.manual_seed(0)
-    kw = dict(bridge_patch_size=4, bridge_hidden_size=32, bridge_num_heads=2, search_chunk_size=50)
-    return VectorQuantizer(256, 8, bridge_type, **{**kw, **kwargs})
+    bridge = build_bridge(bridge_type, 256, 8, TINY_BRIDGES[bridge_type])
+    return VectorQuantizer(nn.Embedding(256, 8), bridge, **{"search_chunk_size": 50, **kwargs})
 
 
 @pytest.mark.parametrize(("n", "k", "chunk"), [(1000, 777, 64), (5, 4096, 1000), (300, 3, 7), (257, 256, 1)])
@@ -81,7 +85,7 @@ def test_plain_vq_gives_gradient_only_to_hit_codes():
 
 @pytest.mark.parametrize("bridge_type", ["linear", "mlp"])
 def test_baselines_freeze_the_table_and_train_the_projection(bridge_type):
-    vq = _quantizer(bridge_type, bridge_depth=2)
+    vq = _quantizer(bridge_type)
     assert not vq.embedding.weight.requires_grad
     out = vq(torch.randn(1, 8, 2, 2))
     out.codebook_loss.backward()
@@ -89,7 +93,7 @@ def test_baselines_freeze_the_table_and_train_the_projection(bridge_type):
 
 
 def test_l2_norm_normalises_codes_and_latents():
-    vq = _quantizer("none", l2_norm=True)
+    vq = _quantizer("none", codebook_l2_norm=True)
     out = vq(torch.randn(2, 8, 3, 3) * 10)
     torch.testing.assert_close(vq.codebook().norm(dim=1), torch.ones(256))
     torch.testing.assert_close(out.quantized.norm(dim=1), torch.ones(2, 3, 3))
@@ -128,14 +132,10 @@ def test_lookup_rejects_bad_ids(indices, match):
         _quantizer("none").lookup(indices)
 
 
-@pytest.mark.parametrize(
-    "kwargs",
-    [dict(bridge_type="vq"), dict(codebook_size=0), dict(commitment_weight=-1.0), dict(search_chunk_size=0)],
-)
+@pytest.mark.parametrize("kwargs", [dict(commitment_weight=-1.0), dict(codebook_weight=-1.0), dict(search_chunk_size=0)])
 def test_bad_quantizer_config(kwargs):
-    args = {**dict(codebook_size=256, code_dim=8, bridge_type="none"), **kwargs}
-    with pytest.raises(ValueError):
-        VectorQuantizer(**args)
+    with pytest.raises(ValueError, match=">= 0 and search_chunk_size >= 1"):
+        VectorQuantizer(nn.Embedding(256, 8), **kwargs)
 
 
 def test_wrong_latent_shape():
@@ -144,8 +144,8 @@ def test_wrong_latent_shape():
 
 
 def test_l2_norm_with_a_vqbridge_is_refused():
-    with pytest.raises(ValueError, match="codebook_l2_norm=False"):
-        VectorQuantizer(256, 8, "vqbridge", l2_norm=True)
+    with pytest.raises(ValueError, match="VQBridge .* codebook_l2_norm=False"):
+        _quantizer("vqbridge", codebook_l2_norm=True)
 
 
 def test_one_token_id_check_for_every_caller():

@@ -1,12 +1,8 @@
-"""Codebook bridges: modules that map the learnable K x d table to the codebook used for quantization.
+"""VQBridge, the paper's "compress - process - recover" projector (Chang et al., arXiv 2509.10140, Sec. 3).
 
-VQBridge is the paper's "compress - process - recover" projector (Chang et al., arXiv 2509.10140, Sec. 3):
-the whole table is viewed as a d-channel image of h x w codes, patch-embedded, run through a few
-pre-norm ViT blocks and recovered by a zero-initialised linear layer. Because attention mixes all
-patches, every code of the table receives gradient at every step, not only the codes that were hit.
-
-The baselines sit in the same slot: `LinearBridge` (SimVQ, arXiv 2411.02038) and `MLPBridge`
-(a VQGAN-LC-style projector, arXiv 2406.11837).
+The whole `(K, d)` table is viewed as a d-channel image of h x w codes, patch-embedded, run through a few
+pre-norm ViT blocks and recovered by a zero-initialised linear layer. Because attention mixes all patches,
+every code of the table receives gradient at every step, not only the codes that were hit.
 """
 
 from __future__ import annotations
@@ -20,26 +16,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from einops import rearrange
 from torch import nn
 
-BRIDGE_TYPES = ("vqbridge", "linear", "mlp", "none")
-
-# The paper's named sizes: name -> (depth, patch_size, head_dim, num_heads). Hidden size = head_dim * heads.
-# "L/4" is published for K = 16384, "L/8" for K = 65536 and 262144; the others are its ablations.
-VQBRIDGE_SIZES: dict[str, tuple[int, int, int, int]] = {
-    "XS/2": (2, 2, 8, 4),
-    "S/2": (2, 2, 16, 4),
-    "S/4": (2, 4, 16, 4),
-    "S/8": (2, 8, 16, 4),
-    "B/2": (2, 2, 32, 4),
-    "B/4": (2, 4, 32, 4),
-    "B/8": (2, 8, 32, 4),
-    "L/2": (2, 2, 64, 4),
-    "L/4": (2, 4, 64, 4),
-    "L/8": (2, 8, 64, 4),
-    "L/4-d1": (1, 4, 64, 4),
-    "L/4-d4": (4, 4, 64, 4),
-    "XL/4": (2, 4, 128, 4),
-    "XL/8": (2, 8, 128, 4),
-}
+from .base import CodebookBridge
 
 
 def code_grid(codebook_size: int, patch_size: int) -> tuple[int, int]:
@@ -106,13 +83,16 @@ class ViTBlock(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-class VQBridge(ModelMixin, ConfigMixin):
+class VQBridge(CodebookBridge, ModelMixin, ConfigMixin):
     """The paper's VQBridge: maps the whole (K, d) table to the (K, d) codebook in one pass.
 
     Compress: a p x p patch embedding of the (d, h, w) code image gives (h/p)(w/p) tokens of width D.
     Process: `depth` pre-norm ViT blocks, no positional embedding. Recover: LayerNorm, a zero-initialised
     Linear(D, p*p*d) and unpatchify. Code k sits at row k // w, column k % w of the grid.
     """
+
+    display_name = "VQBridge (FVQ)"
+    starts_at_zero = True
 
     @register_to_config
     def __init__(
@@ -138,14 +118,6 @@ class VQBridge(ModelMixin, ConfigMixin):
         self.proj_out = nn.Linear(hidden_size, patch_size * patch_size * code_dim)
         self.reset_parameters()
 
-    @classmethod
-    def from_size(cls, size: str, codebook_size: int, code_dim: int) -> VQBridge:
-        """Build one of the paper's named sizes, e.g. `VQBridge.from_size("L/8", 262144, 256)`."""
-        if size not in VQBRIDGE_SIZES:
-            raise ValueError(f"Unknown VQBridge size {size!r}; choose one of {sorted(VQBRIDGE_SIZES)}.")
-        depth, patch_size, head_dim, num_heads = VQBRIDGE_SIZES[size]
-        return cls(codebook_size, code_dim, patch_size, head_dim * num_heads, depth, num_heads)
-
     def reset_parameters(self) -> None:
         for module in self.modules():
             if isinstance(module, nn.Linear):
@@ -167,37 +139,3 @@ class VQBridge(ModelMixin, ConfigMixin):
             x = block(x)
         x = self.proj_out(self.norm_out(x))
         return rearrange(x, "1 (gh gw) (p q d) -> (gh p gw q) d", gh=h // p, gw=w // p, p=p, q=p)
-
-
-class LinearBridge(nn.Module):
-    """SimVQ's re-parameterisation: one Linear(d, d) applied to every code of a frozen table."""
-
-    def __init__(self, code_dim: int) -> None:
-        super().__init__()
-        self.linear = nn.Linear(code_dim, code_dim)
-
-    def forward(self, table: torch.Tensor) -> torch.Tensor:
-        """(K, d) -> (K, d)."""
-        return self.linear(table)
-
-
-class MLPBridge(nn.Module):
-    """A VQGAN-LC-style projector: `depth` hidden Linear+ReLU layers of width `hidden_size`, then Linear(., d).
-
-    The released FVQ baseline ("lin/5") is depth 4 with hidden_size = d.
-    """
-
-    def __init__(self, code_dim: int, hidden_size: int, depth: int) -> None:
-        super().__init__()
-        if depth < 1 or hidden_size < 1:
-            raise ValueError(f"MLPBridge needs depth >= 1 and hidden_size >= 1, got {depth}, {hidden_size}.")
-        widths = [code_dim] + [hidden_size] * depth
-        layers: list[nn.Module] = []
-        for width_in, width_out in zip(widths[:-1], widths[1:]):
-            layers += [nn.Linear(width_in, width_out), nn.ReLU()]
-        layers.append(nn.Linear(hidden_size, code_dim))
-        self.layers = nn.Sequential(*layers)
-
-    def forward(self, table: torch.Tensor) -> torch.Tensor:
-        """(K, d) -> (K, d)."""
-        return self.layers(table)

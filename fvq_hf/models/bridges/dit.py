@@ -15,7 +15,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from .bridge import Attention, Mlp, code_grid
+from .vqbridge import Attention, Mlp, code_grid
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

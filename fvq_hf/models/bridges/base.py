@@ -1,0 +1,46 @@
+"""What every codebook bridge declares: a module mapping the learnable `(K, d)` table to the codebook used.
+
+A bridge is an `nn.Module` built as `cls(codebook_size, code_dim, **config)` whose `forward((K, d) table)`
+returns the `(K, d)` codebook. Its config keys are the keyword parameters of its `__init__` after those two, so
+the class is the one place that knows them; what else the quantizer needs to know is declared here.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+
+class CodebookBridge:
+    """Mixin for bridge modules (put it first among the bases)."""
+
+    display_name: ClassVar[str]
+    # Train only the bridge and keep the table as initialised (SimVQ, VQGAN-LC).
+    freezes_table: ClassVar[bool] = False
+    # The bridge's output is all zero at initialisation (a zero-initialised output layer, as VQBridge's): such a
+    # codebook has no direction, so it cannot be l2-normalised.
+    starts_at_zero: ClassVar[bool] = False
+
+    @classmethod
+    def config_defaults(cls) -> dict:
+        """The bridge's config keys and their defaults, from its `__init__` (after codebook_size, code_dim)."""
+        parameters = list(inspect.signature(cls.__init__).parameters.values())[3:]
+        return {p.name: p.default for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+    @classmethod
+    def resolve_config(cls, config: Mapping | None) -> dict:
+        """`config` completed with the defaults; a ValueError names keys this bridge does not have."""
+        defaults = cls.config_defaults()
+        unknown = sorted(set(config or {}) - set(defaults))
+        if unknown:
+            raise ValueError(f"bridge_config keys {unknown} do not exist for the {cls.display_name}; its keys are "
+                             f"{sorted(defaults) or 'none'}.")
+        return {**defaults, **(config or {})}
+
+    def init_table(self, weight: torch.Tensor) -> None:
+        """Initialise the `(K, d)` table this bridge reads: uniform(-1/K, 1/K), as LlamaGen and FVQ release."""
+        nn.init.uniform_(weight, -1.0 / weight.shape[0], 1.0 / weight.shape[0])
