@@ -1,4 +1,4 @@
-"""Token files: a data set encoded by a trained FVQModel (`fvq-extract-codes`), read back to train an FVQTransformer.
+"""`fvq-extract-codes`: a data set encoded by a trained FVQModel into a codes folder (read by `TokenDataset`).
 
     # CPU: 200 random crops of each builtin photo (each photo is a class), each crop and its mirror image
     fvq-extract-codes --tokenizer outputs/fvq-cpu-4k/model-folded --data builtin --random-crops 200 \
@@ -30,11 +30,9 @@ from torch.utils.data import DataLoader, Dataset
 from .data import RandomCrops, class_labels, open_source, readable
 from .image_io import pil_to_tensor, resize_center_crop
 from .models import FVQModel
+from .token_dataset import META_FILE
 
 logger = logging.getLogger("fvq_hf.codes")
-META_FILE = "meta.json"
-
-
 def atomic_save(path: Path, array: np.ndarray) -> None:
     """`np.save` under a temporary name, renamed when complete."""
     tmp = path.with_name(f".tmp-{path.name}")
@@ -75,7 +73,7 @@ def collate_readable(items):
 
 
 @torch.no_grad()
-def extract_codes(tokenizer: str, data: str, output_dir: str | Path, split: str = "train", resolution: int | None = None,
+def extract_codes(tokenizer: str, data: str, output_dir: str | Path, *, split: str = "train", resolution: int | None = None,
                   random_crops: int | None = None, flip: bool = True, batch_size: int = 64, num_workers: int = 2,
                   seed: int = 0, image_column: str | None = None, label_column: str | None = None,
                   overwrite: bool = False) -> dict:
@@ -116,7 +114,7 @@ def extract_codes(tokenizer: str, data: str, output_dir: str | Path, split: str 
         views = [pixels, pixels.flip(-1)] if flip else [pixels]
         codes.append(torch.stack([model.tokenize(v) for v in views], dim=1).cpu().numpy().astype(dtype))
         sample_labels.append(batch_labels.numpy().astype(np.int64))
-    h, w = model.token_shape(resolution, resolution)
+    h, w = model.token_grid_size(resolution, resolution)
     rank = f"{accelerator.process_index:05d}"
     atomic_save(out / f"codes-{rank}.npy", np.concatenate(codes) if codes else np.zeros((0, 1 + flip, h, w), dtype))
     atomic_save(out / f"labels-{rank}.npy", np.concatenate(sample_labels) if sample_labels else np.zeros(0, np.int64))
@@ -140,72 +138,6 @@ def extract_codes(tokenizer: str, data: str, output_dir: str | Path, split: str 
     return meta
 
 
-class TokenDataset(Dataset):
-    """The token grids of a codes folder, for transformer training: item i -> `(tokens (h*w,) long, label long)`.
-
-    By default one view of sample i is drawn per (seed, epoch, i) (so resumed runs see the same data); with
-    `all_views` every view is its own item (for evaluation). Ids, labels and shapes are checked on load.
-    """
-
-    def __init__(self, folder: str | Path, seed: int = 0, all_views: bool = False) -> None:
-        self.folder, self.seed, self.epoch, self.all_views = Path(folder), seed, 0, all_views
-        meta_path = self.folder / META_FILE
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{self.folder} has no {META_FILE}: it is not a codes folder, or its extraction was "
-                                    "interrupted. Run fvq-extract-codes (again) to write it.")
-        self.meta = json.loads(meta_path.read_text())
-        h, w = self.meta["token_grid_size"]
-        self.num_views = len(self.meta["views"])
-        self.codes, self.labels = [], []
-        for shard in self.meta["shards"]:
-            try:
-                codes = np.load(self.folder / f"codes-{shard}.npy", mmap_mode="r")
-                labels = np.load(self.folder / f"labels-{shard}.npy", mmap_mode="r")
-            except (OSError, ValueError) as error:
-                raise ValueError(f"Shard {shard} of {self.folder} is missing or corrupt ({error}); extract again.") \
-                    from error
-            if codes.shape[1:] != (self.num_views, h, w) or len(labels) != len(codes):
-                raise ValueError(f"Shard {shard} of {self.folder} holds codes {codes.shape} and {len(labels)} labels; "
-                                 f"meta.json expects (N, {self.num_views}, {h}, {w}) and N labels. Extract again.")
-            if len(codes) and (int(codes.max()) >= self.meta["codebook_size"] or int(labels.max()) >= self.num_classes
-                               or int(labels.min()) < 0):
-                raise ValueError(f"Shard {shard} of {self.folder} holds token ids or labels out of range (codebook "
-                                 f"{self.meta['codebook_size']}, {self.num_classes} classes). Extract again.")
-            self.codes.append(codes)
-            self.labels.append(labels)
-        self.offsets = np.cumsum([0] + [len(c) for c in self.codes])
-        if self.offsets[-1] == 0:
-            raise ValueError(f"{self.folder} holds no samples.")
-
-    @property
-    def num_classes(self) -> int:
-        return self.meta["num_classes"]
-
-    @property
-    def codebook_size(self) -> int:
-        return self.meta["codebook_size"]
-
-    @property
-    def token_grid_size(self) -> tuple[int, int]:
-        return tuple(self.meta["token_grid_size"])
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return int(self.offsets[-1]) * (self.num_views if self.all_views else 1)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.all_views:
-            index, view = divmod(index, self.num_views)
-        else:
-            view = int(np.random.default_rng((self.seed, self.epoch, index)).integers(self.num_views))
-        shard = int(np.searchsorted(self.offsets, index, side="right")) - 1
-        row = index - self.offsets[shard]
-        tokens = torch.from_numpy(self.codes[shard][row, view].astype(np.int64)).reshape(-1)
-        return tokens, torch.tensor(int(self.labels[shard][row]))
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="fvq-extract-codes", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -227,9 +159,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.random_crops is not None and args.random_crops < 1:
         raise ValueError("--random-crops must be >= 1.")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    extract_codes(args.tokenizer, args.data, args.output_dir, args.split, args.resolution, args.random_crops,
-                  not args.no_flip, args.batch_size, args.num_workers, args.seed, args.image_column,
-                  args.label_column, args.overwrite)
+    extract_codes(args.tokenizer, args.data, args.output_dir, split=args.split, resolution=args.resolution,
+                  random_crops=args.random_crops, flip=not args.no_flip, batch_size=args.batch_size,
+                  num_workers=args.num_workers, seed=args.seed, image_column=args.image_column,
+                  label_column=args.label_column, overwrite=args.overwrite)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from huggingface_hub import ModelCard, ModelCardData, create_repo
+from huggingface_hub import ModelCard, ModelCardData, create_repo, upload_folder
 
 EVALUATION_FILE = "evaluation.json"  # written next to trained weights: {"training": str, "evaluations": {...}}
 ORIGINAL_FILE = "original_checkpoint.json"  # written next to converted weights by fvq-convert
@@ -215,4 +215,5 @@ def push_with_card(obj, repo_id: str, card: ModelCard, commit_message: str | Non
     with tempfile.TemporaryDirectory() as tmp:
         obj.save_pretrained(tmp)
         card.save(Path(tmp) / "README.md")
-        return obj._upload_folder(tmp, repo_id, token=token, commit_message=commit_message, create_pr=create_pr)
+        return upload_folder(repo_id=repo_id, folder_path=tmp, token=token, commit_message=commit_message,
+                             create_pr=create_pr)

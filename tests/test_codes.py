@@ -5,8 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
-from fvq_hf.codes import TokenDataset, extract_codes, main
+from fvq_hf.codes import extract_codes, main
 from fvq_hf.image_io import pil_to_tensor, resize_center_crop
+from fvq_hf.token_dataset import TokenDataset
 
 from .conftest import make_tiny_model, perturb_bridge
 from .helpers import write_images

@@ -1,6 +1,7 @@
-"""Training objectives: LPIPS and the tokenizer's generator / discriminator losses."""
+"""Training objectives: LPIPS, the PatchGAN discriminator and the tokenizer's generator / discriminator losses."""
 
+from .discriminator import PatchGANDiscriminator
 from .lpips import LPIPS, find_lpips_weights
 from .tokenizer_loss import TokenizerLoss
 
-__all__ = ["LPIPS", "TokenizerLoss", "find_lpips_weights"]
+__all__ = ["LPIPS", "PatchGANDiscriminator", "TokenizerLoss", "find_lpips_weights"]

@@ -19,7 +19,7 @@ class TokenizerLoss(nn.Module):
     Without LPIPS weights (`lpips=None`) the perceptual term is left out.
     """
 
-    def __init__(self, lpips: LPIPS | None = None, reconstruction_weight: float = 1.0,
+    def __init__(self, lpips: LPIPS | None = None, *, reconstruction_weight: float = 1.0,
                  perceptual_weight: float = 1.0, disc_weight: float = 0.5, disc_start: int = 20000) -> None:
         super().__init__()
         if min(reconstruction_weight, perceptual_weight, disc_weight) < 0 or disc_start < 0:

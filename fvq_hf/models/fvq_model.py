@@ -10,6 +10,7 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
+from diffusers.utils.accelerate_utils import apply_forward_hook
 from torch import nn
 
 from ..model_card import saved_card_inputs, tokenizer_card
@@ -179,9 +180,11 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
     def codebook_size(self) -> int:
         return self.config.num_vq_embeddings
 
-    def token_shape(self, height: int, width: int) -> tuple[int, int]:
-        """`(h, w)` of the token map for an `H x W` image."""
-        return height // self.downsample_factor, width // self.downsample_factor
+    def token_grid_size(self, height: int | None = None, width: int | None = None) -> tuple[int, int]:
+        """`(h, w)` of the token grid of an `H x W` image (default: `sample_size` square), the transformer's
+        `token_grid_size`."""
+        height = height or self.config.sample_size
+        return height // self.downsample_factor, (width or height) // self.downsample_factor
 
     def _check_sample(self, sample: torch.Tensor) -> None:
         if not isinstance(sample, torch.Tensor):
@@ -200,13 +203,15 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         self._check_sample(sample)
         return self.quantizer(self.quant_conv(self.encoder(sample)))
 
+    @apply_forward_hook
     def encode(self, sample: torch.Tensor, return_dict: bool = True) -> FVQEncoderOutput | tuple:
         """`(B, C, H, W)` images -> quantized latents `(B, d, h, w)` and token ids `(B, h, w)`."""
         quantized = self._quantize(sample)
         if not return_dict:
-            return quantized.quantized, quantized.indices
-        return FVQEncoderOutput(latents=quantized.quantized, indices=quantized.indices)
+            return quantized.latents, quantized.indices
+        return FVQEncoderOutput(latents=quantized.latents, indices=quantized.indices)
 
+    @apply_forward_hook
     def decode(self, latents: torch.Tensor, return_dict: bool = True) -> FVQDecoderOutput | tuple:
         """Quantized latents `(B, d, h, w)` -> images `(B, C, H, W)`."""
         if latents.ndim != 4 or latents.shape[1] != self.config.vq_embed_dim:
@@ -215,10 +220,12 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         sample = self.decoder(self.post_quant_conv(latents.to(self.post_quant_conv.weight.dtype)))
         return FVQDecoderOutput(sample=sample) if return_dict else (sample,)
 
+    @apply_forward_hook
     def tokenize(self, sample: torch.Tensor) -> torch.LongTensor:
         """`(B, C, H, W)` images in [-1, 1] -> `(B, H/f, W/f)` token ids."""
         return self._quantize(sample).indices
 
+    @apply_forward_hook
     def detokenize(self, indices: torch.LongTensor) -> torch.Tensor:
         """`(B, h, w)` token ids -> `(B, C, h*f, w*f)` images; the inverse of `tokenize` up to reconstruction."""
         return self.decode(self.quantizer.lookup(indices)).sample
@@ -226,7 +233,7 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
     def forward(self, sample: torch.Tensor, return_dict: bool = True) -> FVQModelOutput | tuple:
         """Reconstruct `(B, C, H, W)` images; also returns the indices and the quantizer losses for training."""
         quantized = self._quantize(sample)
-        reconstruction = self.decode(quantized.quantized).sample
+        reconstruction = self.decode(quantized.latents).sample
         output = FVQModelOutput(reconstruction, quantized.indices, quantized.codebook_loss,
                                 quantized.commitment_loss)
         return output if return_dict else output.to_tuple()

@@ -15,14 +15,14 @@ from torch import nn
 class QuantizerOutput(BaseOutput):
     """
     Args:
-        quantized (`torch.Tensor` of shape `(B, d, h, w)`): nearest codes, with straight-through gradients to
-            the input.
+        latents (`torch.Tensor` of shape `(B, d, h, w)`): the quantized latents (nearest codes), with
+            straight-through gradients to the input.
         indices (`torch.LongTensor` of shape `(B, h, w)`): code ids in `[0, K)`.
         codebook_loss (`torch.Tensor`, scalar): `codebook_weight * mean((z_q - sg(z))^2)`; trains the codebook.
         commitment_loss (`torch.Tensor`, scalar): `commitment_weight * mean((sg(z_q) - z)^2)`; trains the encoder.
     """
 
-    quantized: torch.Tensor
+    latents: torch.Tensor
     indices: torch.LongTensor
     codebook_loss: torch.Tensor
     commitment_loss: torch.Tensor
@@ -136,7 +136,7 @@ class VectorQuantizer(nn.Module):
         return codebook
 
     def forward(self, latents: torch.Tensor) -> QuantizerOutput:
-        """`(B, d, h, w)` latents -> `QuantizerOutput` with `(B, d, h, w)` quantized and `(B, h, w)` indices."""
+        """`(B, d, h, w)` latents -> `QuantizerOutput` with `(B, d, h, w)` quantized latents and `(B, h, w)` indices."""
         if latents.ndim != 4 or latents.shape[1] != self.vq_embed_dim:
             raise ValueError(f"Expected latents of shape (B, {self.vq_embed_dim}, h, w), got {tuple(latents.shape)}.")
         batch, _, height, width = latents.shape

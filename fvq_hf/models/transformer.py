@@ -33,7 +33,9 @@ DATA_KEYS = ("vocab_size", "num_classes", "token_grid_size", "class_names")
 class FVQTransformerOutput(BaseOutput):
     """
     Args:
-        logits (`torch.Tensor` of shape `(B, L, vocab_size)`, float32): next-token logits at each input position.
+        logits (`torch.Tensor` of shape `(B, T, vocab_size)`, float32): next-token logits at each position fed,
+            where T counts the class token when it is fed: `(B, L + 1, vocab_size)` for `class_labels` and `(B, L)`
+            `input_ids`; `(B, 1, vocab_size)` for a new id with a cache.
     """
 
     logits: torch.Tensor
@@ -220,11 +222,12 @@ class FVQTransformer(StrictHubMixin, ModelMixin, ConfigMixin):
         """The class id of the unconditional (guidance) branch."""
         return self.config.num_classes
 
-    def make_cache(self, batch_size: int) -> KVCache:
-        """An empty cache for sampling `batch_size` sequences of one image each."""
+    def make_cache(self, batch_size: int, device: torch.device | str | None = None) -> KVCache:
+        """An empty cache for sampling `batch_size` sequences of one image each, on `device` (default: the
+        model's; with CPU offload the weights wait on the CPU, so pipelines pass their execution device)."""
         config, param = self.config, self.output.weight
         return KVCache(config.num_layers, batch_size, config.num_attention_heads, self.num_tokens,
-                       config.hidden_size // config.num_attention_heads, param.device, param.dtype)
+                       config.hidden_size // config.num_attention_heads, device or param.device, param.dtype)
 
     def check_class_labels(self, class_labels: torch.Tensor, allow_null: bool = True) -> None:
         """ValueError unless every label lies in `[0, num_classes)` (or is the null class, when allowed)."""

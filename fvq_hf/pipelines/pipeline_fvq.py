@@ -48,7 +48,11 @@ class FVQPipeline(HubPipeline):
 
         pipe = FVQPipeline.from_pretrained("org/fvq-262k-pipeline")     # or FVQPipeline(vq=model)
         out = pipe(image)                       # out.images, out.indices (B, h, w), out.usage
+        ids = pipe.tokenize(image)              # (B, h, w) token ids only
         again = pipe.detokenize(out.indices)    # the same reconstructions from the token ids
+
+    Like `FVQModel.tokenize` / `detokenize`, but with images (PIL, numpy, ...) where the model takes and gives
+    `(B, 3, H, W)` tensors in [-1, 1]. `enable_model_cpu_offload()` works as in diffusers.
     """
 
     model_cpu_offload_seq = "vq"
@@ -72,12 +76,23 @@ class FVQPipeline(HubPipeline):
                  return_dict: bool = True) -> FVQPipelineOutput | tuple:
         """Reconstruct `images` (see class docstring); returns images, `(B, h, w)` indices and per-image usage."""
         check_output_type(output_type)
-        batch = prepare_images(images, self._resolution(resolution)).to(self.device, self.vq.dtype)
-        encoded = self.vq.encode(batch)
+        encoded = self.vq.encode(self._prepare(images, resolution))
         reconstruction = self.vq.decode(encoded.latents).sample
+        self.maybe_free_model_hooks()
         usage = [image_usage(i, self.vq.codebook_size) for i in encoded.indices]
         output = FVQPipelineOutput(format_images(reconstruction, output_type), encoded.indices, usage)
         return output if return_dict else output.to_tuple()
+
+    def _prepare(self, images, resolution: int | None) -> torch.Tensor:
+        """Any images -> `(B, 3, r, r)` in [-1, 1] on the execution device, in the model's dtype."""
+        return prepare_images(images, self._resolution(resolution)).to(self._execution_device, self.vq.dtype)
+
+    @torch.no_grad()
+    def tokenize(self, images, resolution: int | None = None) -> torch.LongTensor:
+        """Images (as for `__call__`) -> `(B, h, w)` token ids."""
+        indices = self.vq.tokenize(self._prepare(images, resolution))
+        self.maybe_free_model_hooks()
+        return indices
 
     @torch.no_grad()
     def detokenize(self, indices: torch.Tensor, output_type: str = "pil"):
@@ -85,4 +100,6 @@ class FVQPipeline(HubPipeline):
         indices = torch.as_tensor(indices)
         if indices.ndim == 2:
             indices = indices[None]
-        return format_images(self.vq.detokenize(indices.to(self.device)), output_type)
+        images = self.vq.detokenize(indices.to(self._execution_device))
+        self.maybe_free_model_hooks()
+        return format_images(images, output_type)

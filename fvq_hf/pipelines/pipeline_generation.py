@@ -75,7 +75,7 @@ class FVQGenerationPipeline(HubPipeline):
             raise ValueError(f"Unknown class name(s) {unknown}; known names: {known}.")
         ids = torch.tensor([self.labels[x] if isinstance(x, str) else int(x) for x in labels], dtype=torch.long)
         self.transformer.check_class_labels(ids, allow_null=False)
-        return ids.to(self.device)
+        return ids.to(self._execution_device)
 
     @torch.no_grad()
     def __call__(self, class_labels: int | str | Sequence[int | str] | torch.Tensor, guidance_scale: float = 4.0,
@@ -98,6 +98,7 @@ class FVQGenerationPipeline(HubPipeline):
         indices = generate_tokens(self.transformer, labels, guidance_scale, temperature, top_k, top_p, generator,
                                   use_cache, callback=self._progress())
         images = format_images(self.vq.detokenize(indices), output_type)
+        self.maybe_free_model_hooks()
         output = FVQGenerationPipelineOutput(images, indices)
         return output if return_dict else output.to_tuple()
 

@@ -72,7 +72,7 @@ def generate_tokens(transformer: FVQTransformer, class_labels: torch.LongTensor,
     labels = class_labels
     if guidance_scale != 1:
         labels = torch.cat([class_labels, torch.full_like(class_labels, transformer.null_class)])
-    cache = transformer.make_cache(labels.shape[0]) if use_cache else None
+    cache = transformer.make_cache(labels.shape[0], class_labels.device) if use_cache else None
     tokens = torch.empty(batch, 0, dtype=torch.long, device=class_labels.device)
     for step in range(total):
         if step == 0:

@@ -12,7 +12,8 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -202,3 +203,60 @@ def start_run(accelerator: Accelerator, args: argparse.Namespace, out: Path, pro
         (out / "train_args.json").write_text(json.dumps(vars(args), indent=2))
     accelerator.init_trackers(project, config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str))})
     return state
+
+
+@dataclass
+class Run:
+    """What the loop needs besides the per-model step: the accelerator, the flags, progress, data and schedule."""
+
+    accelerator: Accelerator
+    args: argparse.Namespace
+    state: TrainState
+    loader: torch.utils.data.DataLoader
+    dataset: object  # has set_epoch(epoch)
+    schedule: LearningRate
+    checkpoints: Path
+
+
+def run_loop(run: Run, models: tuple, step: Callable[[object, int], dict],
+             describe: Callable[[dict], tuple[dict, str]]) -> dict:
+    """The training loop every command shares, from where `run.state` stands to `--max-steps` / `--stop-after`.
+
+    `step(batch, step_index)` runs one micro-batch inside `accelerator.accumulate(*models)` (forward, backward,
+    optimizer steps) and returns its logs. An optimizer step is counted when gradients sync; then the learning
+    rate moves on, every `--log-every` steps `describe(logs) -> (metrics, message)` is logged, and every
+    `--checkpoint-every` steps (and at the end) an atomic checkpoint is written. Returns the last step's logs.
+    """
+    from tqdm.auto import tqdm
+
+    accelerator, args, state, schedule = run.accelerator, run.args, run.state, run.schedule
+    bar = tqdm(total=schedule.total, initial=state.step, disable=not accelerator.is_main_process, desc="training")
+    start_step, tick = state.step, time.perf_counter()
+    stop_at = schedule.total if args.stop_after is None else min(schedule.total, start_step + args.stop_after)
+    for model in models:
+        model.train()
+    lr = schedule.set(state.step)
+    logs: dict = {}
+    for batch in training_batches(accelerator, run.loader, run.dataset, state, stop_at):
+        with accelerator.accumulate(*models):
+            logs = step(batch, state.step)
+        if not accelerator.sync_gradients:
+            continue
+        state.step += 1
+        lr = schedule.set(state.step)
+        bar.update(1)
+        if state.step % args.log_every == 0 or state.step == stop_at:
+            step_time = (time.perf_counter() - tick) / max(1, state.step - start_step)
+            metrics, message = describe(logs)
+            accelerator.log({**metrics, "lr": lr, "step_time": step_time, "epoch": state.epoch}, step=state.step)
+            bar.set_postfix_str(message)
+            logger.info("step %d  %s  lr %.2e  %.3f s/step", state.step, message, lr, step_time)
+        if state.step % args.checkpoint_every == 0 or state.step == stop_at:
+            save_checkpoint(accelerator, run.checkpoints, state.step, args.checkpoints_total_limit)
+        if state.step >= stop_at:
+            break
+    bar.close()
+    accelerator.wait_for_everyone()
+    if state.step < schedule.total:
+        logger.info("Stopped at step %d of %d; continue with --resume.", state.step, schedule.total)
+    return logs

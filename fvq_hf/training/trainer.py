@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import time
 from pathlib import Path
 
 import torch
@@ -28,20 +27,10 @@ from torch.utils.data import DataLoader
 
 from ..data import RandomCrops, open_source
 from ..evaluation.evaluate import format_table, run_evaluation, save_usage
-from ..losses import LPIPS, TokenizerLoss, find_lpips_weights
+from ..losses import LPIPS, PatchGANDiscriminator, TokenizerLoss, find_lpips_weights
 from ..model_card import save_evaluation, tokenizer_card
 from ..models import FVQModel
-from ..models.discriminator import PatchGANDiscriminator
-from .runtime import (
-    LearningRate,
-    add_loop_args,
-    check_loop_args,
-    load_config,
-    make_accelerator,
-    save_checkpoint,
-    start_run,
-    training_batches,
-)
+from . import runtime
 
 logger = logging.getLogger("fvq_hf.train")
 BUILTIN_SAMPLES_PER_EPOCH = 2048
@@ -56,7 +45,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--image-column", help="image column of a datasets dataset (default: the first Image column)")
     p.add_argument("--eval-data", nargs="*", help="evaluated at the end (default for builtin: builtin:heldout "
                    "builtin:unseen; none otherwise)")
-    add_loop_args(p, lr=1e-4, batch_size=16, epochs=40, schedule="lin", warmup_fraction=0.1, output_dir="outputs/fvq")
+    runtime.add_loop_args(p, lr=1e-4, batch_size=16, epochs=40, schedule="lin", warmup_fraction=0.1,
+                          output_dir="outputs/fvq")
     p.add_argument("--resolution", type=int, help="training crop size (default: the config's sample_size)")
     p.add_argument("--samples-per-epoch", type=int, help=f"crops per epoch (default: one per image; "
                    f"{BUILTIN_SAMPLES_PER_EPOCH} for builtin)")
@@ -69,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--usage-window", type=int, default=100, help="steps in the rolling training-usage indicator")
     p.add_argument("--eval-batch-size", type=int, default=32)
     args = p.parse_args(argv)
-    check_loop_args(args)
+    runtime.check_loop_args(args)
     if args.usage_window < 1:
         raise ValueError("--usage-window must be >= 1.")
     return args
@@ -107,11 +97,11 @@ def build_training_data(args, resolution: int) -> RandomCrops:
 def train(args: argparse.Namespace) -> dict:
     """Run training (and the final evaluation) as `args` say; returns the last step and the evaluation."""
     out = Path(args.output_dir)
-    accelerator, mixed_precision = make_accelerator(args, out)
+    accelerator, mixed_precision = runtime.make_accelerator(args, out)
     set_seed(args.seed)
 
     # ---- model, losses, data --------------------------------------------------------------------------------
-    config = load_config(args.config, FVQModel, "a tokenizer folder under hub_configs/, e.g. fvq-cpu-4k")
+    config = runtime.load_config(args.config, FVQModel, "a tokenizer folder under hub_configs/, e.g. fvq-cpu-4k")
     model = FVQModel.from_pretrained(args.config) if args.init_weights else FVQModel.from_config(config)
     resolution = args.resolution or model.config.sample_size
     if resolution % model.downsample_factor:
@@ -122,8 +112,9 @@ def train(args: argparse.Namespace) -> dict:
     if lpips_note and args.perceptual_weight > 0:
         logger.warning("%s. Training without the perceptual loss.", lpips_note)
     lpips = LPIPS.from_files(vgg, linear).to(accelerator.device) if vgg else None
-    loss_fn = TokenizerLoss(lpips, args.reconstruction_weight, args.perceptual_weight, args.disc_weight,
-                            args.disc_start)
+    loss_fn = TokenizerLoss(lpips, reconstruction_weight=args.reconstruction_weight,
+                            perceptual_weight=args.perceptual_weight, disc_weight=args.disc_weight,
+                            disc_start=args.disc_start)
     dataset = build_training_data(args, resolution)
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
                         num_workers=args.num_workers, persistent_workers=False)
@@ -137,71 +128,48 @@ def train(args: argparse.Namespace) -> dict:
         model, discriminator, optimizer, optimizer_d, loader)
 
     steps_per_epoch = max(1, len(loader) // args.gradient_accumulation_steps)
-    schedule = LearningRate(args, steps_per_epoch, [optimizer, optimizer_d])
+    schedule = runtime.LearningRate(args, steps_per_epoch, [optimizer, optimizer_d])
     total_steps, warmup_steps = schedule.total, schedule.warmup
 
     monitor = UsageMonitor(config["num_vq_embeddings"], args.usage_window, accelerator.device)
-    state = start_run(accelerator, args, out, "fvq", monitor)
-    checkpoints = out / "checkpoints"
+    state = runtime.start_run(accelerator, args, out, "fvq", monitor)
     unwrapped, disc_module = accelerator.unwrap_model(model), accelerator.unwrap_model(discriminator)
     global_batch = args.batch_size * accelerator.num_processes * args.gradient_accumulation_steps
     logger.info("%s: %d steps (%d per epoch), global batch %d, %d processes, %s, warmup %d steps, %s schedule",
                 args.config, total_steps, steps_per_epoch, global_batch, accelerator.num_processes,
                 mixed_precision, warmup_steps, args.schedule)
 
-    # ---- the loop ------------------------------------------------------------------------------------------
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total_steps, initial=state.step, disable=not accelerator.is_main_process, desc="training")
-    start_step, tick = state.step, time.perf_counter()
-    stop_at = total_steps if args.stop_after is None else min(total_steps, start_step + args.stop_after)
-    model.train()
-    lr = schedule.set(state.step)
-    logs: dict[str, float] = {}
-    for images in training_batches(accelerator, loader, dataset, state, stop_at):
-        with accelerator.accumulate(model, discriminator):
-            output = model(images)
-            gan = loss_fn.gan_active(state.step)
-            loss, logs = loss_fn.generator_loss(images, output.sample, output.codebook_loss,
-                                                output.commitment_loss, state.step, disc_module if gan else None)
-            accelerator.backward(loss)
+    # ---- one step: generator (reconstruction, perceptual, GAN once started, quantizer), then discriminator ----
+    def step(images: torch.Tensor, step_index: int) -> dict:
+        output = model(images)
+        gan = loss_fn.gan_active(step_index)
+        loss, logs = loss_fn.generator_loss(images, output.sample, output.codebook_loss, output.commitment_loss,
+                                            step_index, disc_module if gan else None)
+        accelerator.backward(loss)
+        if accelerator.sync_gradients:
+            logs["grad_norm"] = float(accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if gan:
+            d_loss, d_logs = loss_fn.discriminator_loss(images, output.sample, discriminator)
+            accelerator.backward(d_loss)
             if accelerator.sync_gradients:
-                logs["grad_norm"] = float(accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm))
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if gan:
-                d_loss, d_logs = loss_fn.discriminator_loss(images, output.sample, discriminator)
-                accelerator.backward(d_loss)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(discriminator.parameters(), args.max_grad_norm)
-                optimizer_d.step()
-                optimizer_d.zero_grad(set_to_none=True)
-                logs.update(d_logs)
-        monitor.update(accelerator.gather(output.indices), state.step)
-        if not accelerator.sync_gradients:
-            continue
-        state.step += 1
-        lr = schedule.set(state.step)
-        bar.update(1)
-        if state.step % args.log_every == 0 or state.step == stop_at:
-            elapsed = time.perf_counter() - tick
-            logs.update(usage_rolling=monitor.usage(state.step), lr=lr,
-                        step_time=elapsed / max(1, state.step - start_step), epoch=state.epoch)
-            accelerator.log(logs, step=state.step)
-            bar.set_postfix(loss=f"{logs['loss/total']:.4f}", usage=f"{logs['usage_rolling']:.1%}")
-            logger.info("step %d  loss %.4f  rec %.4f  usage(rolling %d) %.1f%%  lr %.2e", state.step,
-                        logs["loss/total"], logs["loss/reconstruction"], args.usage_window,
-                        100 * logs["usage_rolling"], lr)
-        if state.step % args.checkpoint_every == 0 or state.step == stop_at:
-            save_checkpoint(accelerator, checkpoints, state.step, args.checkpoints_total_limit)
-        if state.step >= stop_at:
-            break
-    bar.close()
-    accelerator.wait_for_everyone()
+                accelerator.clip_grad_norm_(discriminator.parameters(), args.max_grad_norm)
+            optimizer_d.step()
+            optimizer_d.zero_grad(set_to_none=True)
+            logs.update(d_logs)
+        monitor.update(accelerator.gather(output.indices), step_index)
+        return logs
+
+    def describe(logs: dict) -> tuple[dict, str]:
+        usage = monitor.usage(state.step)
+        return {**logs, "usage_rolling": usage}, (f"loss {logs['loss/total']:.4f}  rec {logs['loss/reconstruction']:.4f}"
+                                                   f"  usage(rolling {args.usage_window}) {usage:.1%}")
+
+    run = runtime.Run(accelerator, args, state, loader, dataset, schedule, out / "checkpoints")
+    runtime.run_loop(run, (model, discriminator), step, describe)
     results: dict = {}
-    if state.step < total_steps:
-        logger.info("Stopped at step %d of %d; continue with --resume.", state.step, total_steps)
-    elif accelerator.is_main_process:
+    if state.step == total_steps and accelerator.is_main_process:
         results = evaluate_and_save(args, out, unwrapped, resolution, total_steps, warmup_steps, global_batch)
     accelerator.wait_for_everyone()
     accelerator.end_training()
@@ -232,14 +200,14 @@ def evaluate_and_save(args, out: Path, model: FVQModel, resolution: int, total_s
         card.save(out / folder / "README.md")
         save_evaluation(out / folder, results, summary)
     (out / "eval.json").write_text(json.dumps(results, indent=2))
-    if results:
-        print(format_table(results))
     logger.info("Saved %s and %s.", out / "model", out / "model-folded")
     return results
 
 
 def main(argv: list[str] | None = None) -> None:
-    train(parse_args(argv))
+    result = train(parse_args(argv))
+    if result["eval"]:
+        print(format_table(result["eval"]))
 
 
 if __name__ == "__main__":

@@ -22,28 +22,18 @@ import argparse
 import json
 import logging
 import math
-import time
 from pathlib import Path
 
 import torch
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 
-from ..codes import TokenDataset
 from ..model_card import generator_card, save_evaluation
 from ..models import FVQModel, FVQTransformer
 from ..models.transformer import DATA_KEYS, next_token_loss
 from ..pipelines import FVQGenerationPipeline
-from .runtime import (
-    LearningRate,
-    add_loop_args,
-    check_loop_args,
-    load_config,
-    make_accelerator,
-    save_checkpoint,
-    start_run,
-    training_batches,
-)
+from ..token_dataset import TokenDataset
+from . import runtime
 
 logger = logging.getLogger("fvq_hf.train_transformer")
 
@@ -57,14 +47,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--codes", required=True, help="training codes folder written by fvq-extract-codes")
     p.add_argument("--eval-codes", help="held-out codes folder: its next-token loss is measured at the end")
     p.add_argument("--tokenizer", help="tokenizer for the saved pipeline and samples (default: the codes' tokenizer)")
-    add_loop_args(p, lr=1e-4, batch_size=32, epochs=300, schedule="const", warmup_fraction=0.0,
+    runtime.add_loop_args(p, lr=1e-4, batch_size=32, epochs=300, schedule="const", warmup_fraction=0.0,
                   output_dir="outputs/fvq-gpt")
     p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW decay of matrices and embeddings")
     p.add_argument("--class-dropout", type=float, default=0.1, help="probability of training a label as null")
     p.add_argument("--sample-guidance", type=float, default=4.0, help="guidance scale of samples.png")
     p.add_argument("--eval-batch-size", type=int, default=64)
     args = p.parse_args(argv)
-    check_loop_args(args)
+    runtime.check_loop_args(args)
     if not 0 <= args.class_dropout < 1:
         raise ValueError(f"--class-dropout must lie in [0, 1), got {args.class_dropout}.")
     return args
@@ -72,7 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def build_model(args: argparse.Namespace, data: TokenDataset) -> FVQTransformer:
     """The preset's architecture with the data facts of the codes; --init-weights must already match them."""
-    config = load_config(args.config, FVQTransformer, "a transformer preset, hub_configs/fvq-gpt-*")
+    config = runtime.load_config(args.config, FVQTransformer, "a transformer preset, hub_configs/fvq-gpt-*")
     facts = dict(zip(DATA_KEYS, (data.codebook_size, data.num_classes, list(data.token_grid_size),
                                  data.meta["class_names"]), strict=True))
     changed = {k: (config.get(k), v) for k, v in facts.items() if config.get(k) != v}
@@ -123,7 +113,7 @@ def evaluate_loss(model: FVQTransformer, folder: str | Path, batch_size: int, de
 def train(args: argparse.Namespace) -> dict:
     """Run training (and the final evaluation) as `args` say; returns the last step, losses and the model."""
     out = Path(args.output_dir)
-    accelerator, mixed_precision = make_accelerator(args, out)
+    accelerator, mixed_precision = runtime.make_accelerator(args, out)
     set_seed(args.seed)
 
     # ---- data, model, optimizer -----------------------------------------------------------------------------
@@ -139,57 +129,38 @@ def train(args: argparse.Namespace) -> dict:
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     unwrapped = accelerator.unwrap_model(model)
     steps_per_epoch = max(1, len(loader) // args.gradient_accumulation_steps)
-    schedule = LearningRate(args, steps_per_epoch, [optimizer])
+    schedule = runtime.LearningRate(args, steps_per_epoch, [optimizer])
 
-    state = start_run(accelerator, args, out, "fvq-gpt")
-    checkpoints = out / "checkpoints"
+    state = runtime.start_run(accelerator, args, out, "fvq-gpt")
     global_batch = args.batch_size * accelerator.num_processes * args.gradient_accumulation_steps
     logger.info("%s: %.1fM parameters, %d samples, %d steps (%d per epoch), global batch %d, %d processes, %s",
                 args.config, sum(p.numel() for p in unwrapped.parameters()) / 1e6, len(data), schedule.total,
                 steps_per_epoch, global_batch, accelerator.num_processes, mixed_precision)
 
-    # ---- the loop ------------------------------------------------------------------------------------------
-    from tqdm.auto import tqdm
+    # ---- one step: next-token loss, with some labels dropped to the null class ------------------------------
+    def step(batch: tuple[torch.Tensor, torch.Tensor], step_index: int) -> dict:
+        tokens, labels = batch
+        # Classifier-free guidance needs an unconditional model too: some labels become the null class.
+        dropped = torch.rand(labels.shape, device=labels.device) < args.class_dropout
+        loss = next_token_loss(model, tokens, labels.masked_fill(dropped, unwrapped.null_class))
+        accelerator.backward(loss)
+        logs = {"loss": loss.detach()}
+        if accelerator.sync_gradients:
+            logs["grad_norm"] = float(accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return logs
 
-    bar = tqdm(total=schedule.total, initial=state.step, disable=not accelerator.is_main_process, desc="training")
-    start_step, tick = state.step, time.perf_counter()
-    stop_at = schedule.total if args.stop_after is None else min(schedule.total, start_step + args.stop_after)
-    model.train()
-    lr = schedule.set(state.step)
-    loss = torch.zeros(())
-    for tokens, labels in training_batches(accelerator, loader, data, state, stop_at):
-        with accelerator.accumulate(model):
-            # Classifier-free guidance needs an unconditional model too: some labels become the null class.
-            dropped = torch.rand(labels.shape, device=labels.device) < args.class_dropout
-            loss = next_token_loss(model, tokens, labels.masked_fill(dropped, unwrapped.null_class))
-            accelerator.backward(loss)
-            if accelerator.sync_gradients:
-                grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm))
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        if not accelerator.sync_gradients:
-            continue
-        state.step += 1
-        lr = schedule.set(state.step)
-        bar.update(1)
-        if state.step % args.log_every == 0 or state.step == stop_at:
-            mean_loss = accelerator.reduce(loss.detach(), reduction="mean").item()
-            step_time = (time.perf_counter() - tick) / max(1, state.step - start_step)
-            accelerator.log({"loss": mean_loss, "lr": lr, "grad_norm": grad_norm, "step_time": step_time,
-                             "epoch": state.epoch}, step=state.step)
-            bar.set_postfix(loss=f"{mean_loss:.4f}")
-            logger.info("step %d  loss %.4f  lr %.2e  %.3f s/step", state.step, mean_loss, lr, step_time)
-        if state.step % args.checkpoint_every == 0 or state.step == stop_at:
-            save_checkpoint(accelerator, checkpoints, state.step, args.checkpoints_total_limit)
-        if state.step >= stop_at:
-            break
-    bar.close()
-    accelerator.wait_for_everyone()
-    final_loss = accelerator.reduce(loss.detach(), reduction="mean").item()
+    def describe(logs: dict) -> tuple[dict, str]:
+        mean_loss = accelerator.reduce(logs["loss"], reduction="mean").item()
+        return {"loss": mean_loss, "grad_norm": logs["grad_norm"]}, f"loss {mean_loss:.4f}"
+
+    run = runtime.Run(accelerator, args, state, loader, data, schedule, out / "checkpoints")
+    logs = runtime.run_loop(run, (model,), step, describe)
+    final_loss = accelerator.reduce(logs.get("loss", torch.zeros((), device=accelerator.device)),
+                                    reduction="mean").item()
     results: dict = {}
-    if state.step < schedule.total:
-        logger.info("Stopped at step %d of %d; continue with --resume.", state.step, schedule.total)
-    elif accelerator.is_main_process:
+    if state.step == schedule.total and accelerator.is_main_process:
         summary = (f"Trained with `fvq-train-transformer` for {schedule.total} steps on `{args.codes}` "
                    f"({len(data):,} samples), global batch {global_batch}, AdamW lr {args.lr} ({args.schedule}), "
                    f"weight decay {args.weight_decay}, class dropout {args.class_dropout}; last training loss "

@@ -1,8 +1,7 @@
 import pytest
 import torch
 
-from fvq_hf.losses import TokenizerLoss
-from fvq_hf.models.discriminator import PatchGANDiscriminator
+from fvq_hf.losses import PatchGANDiscriminator, TokenizerLoss
 
 
 def _inputs():

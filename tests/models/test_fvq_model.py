@@ -7,6 +7,7 @@ from safetensors.torch import load_file
 from fvq_hf import FVQModel
 
 from ..conftest import TINY_CONFIG, make_tiny_model, perturb_bridge
+from ..testing_utils import ModelHubTests
 
 
 def _images(n=2, size=32, seed=1):
@@ -18,7 +19,8 @@ def test_shapes(tiny_model):
     out = tiny_model(x)
     assert out.sample.shape == x.shape
     assert out.indices.shape == (2, 8, 8) and out.indices.dtype == torch.long
-    assert tiny_model.downsample_factor == 4 and tiny_model.token_shape(32, 48) == (8, 12)
+    assert tiny_model.downsample_factor == 4 and tiny_model.token_grid_size(32, 48) == (8, 12)
+    assert tiny_model.token_grid_size() == (8, 8)
     enc = tiny_model.encode(_images(1, 48))
     assert enc.latents.shape == (1, 8, 12, 12) and enc.indices.shape == (1, 12, 12)
 
@@ -74,19 +76,6 @@ def test_fold_bridge_is_equivalent(bridge_type, tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["bridge_type"] == "none"
 
 
-def test_save_load_round_trip_is_exact(tiny_model, tmp_path):
-    perturb_bridge(tiny_model)
-    tiny_model.save_pretrained(tmp_path)
-    assert (tmp_path / "diffusion_pytorch_model.safetensors").exists()
-    loaded, info = FVQModel.from_pretrained(tmp_path, output_loading_info=True)
-    assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys"))
-    for (name, a), (_, b) in zip(tiny_model.state_dict().items(), loaded.state_dict().items()):
-        assert torch.equal(a, b), name
-    assert loaded.config.block_out_channels == (32, 32, 64)  # tuples survive the JSON round trip
-    x = _images()
-    tiny_model.eval()
-    with torch.no_grad():
-        assert torch.equal(loaded(x).sample, tiny_model(x).sample)
 
 
 def test_frozen_table_stays_frozen_after_loading(tmp_path):
@@ -94,17 +83,8 @@ def test_frozen_table_stays_frozen_after_loading(tmp_path):
     assert not FVQModel.from_pretrained(tmp_path).quantizer.embedding.weight.requires_grad
 
 
-def test_torch_dtype_keeps_the_quantizer_in_fp32(tiny_model, tmp_path):
-    tiny_model.save_pretrained(tmp_path)
-    model = FVQModel.from_pretrained(tmp_path, torch_dtype=torch.bfloat16)
-    assert model.encoder.conv_in.weight.dtype == torch.bfloat16
-    assert model.quantizer.embedding.weight.dtype == torch.float32
-    with torch.no_grad():
-        assert model(_images().bfloat16()).sample.dtype == torch.bfloat16
 
 
-def test_push_to_hub_is_available():
-    assert callable(FVQModel.push_to_hub)
 
 
 # ---- bad input -------------------------------------------------------------------------------------------
@@ -142,7 +122,7 @@ def test_decode_rejects_indices_with_a_hint(tiny_model):
         (dict(block_out_channels=()), "at least one level"),
         (dict(sample_size=30), "multiple of the downsample factor"),
         (dict(bridge_type="simvq"), "Unknown bridge_type"),
-        (dict(num_vq_embeddings=250), "multiple of bridge_patch_size"),
+        (dict(num_vq_embeddings=250), "multiple of patch_size"),
         (dict(dropout=1.5), "dropout"),
         (dict(latent_channels=0), ">= 1"),
     ],
@@ -152,13 +132,6 @@ def test_impossible_configs(override, match):
         FVQModel(**{**TINY_CONFIG, **override})
 
 
-def test_weights_that_do_not_match_the_config(tiny_model, tmp_path):
-    tiny_model.save_pretrained(tmp_path)
-    config = json.loads((tmp_path / "config.json").read_text())
-    config["num_vq_embeddings"] = 512
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match="do not match its config.json"):
-        FVQModel.from_pretrained(tmp_path)
 
 
 def test_missing_weights_are_an_error(tiny_model, tmp_path):
@@ -170,13 +143,25 @@ def test_missing_weights_are_an_error(tiny_model, tmp_path):
         FVQModel.from_pretrained(tmp_path)
 
 
-def test_corrupt_weights_file(tiny_model, tmp_path):
-    tiny_model.save_pretrained(tmp_path)
-    (tmp_path / "diffusion_pytorch_model.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(OSError, match="diffusion_pytorch_model.safetensors"):
-        FVQModel.from_pretrained(tmp_path)
+class TestFVQModelHub(ModelHubTests):
+    model_class = FVQModel
+    breaking_change = ("num_vq_embeddings", 512)
 
+    def make_model(self):
+        model = make_tiny_model()
+        perturb_bridge(model)
+        return model
 
-def test_folder_without_config(tmp_path):
-    with pytest.raises(OSError, match="config.json"):
-        FVQModel.from_pretrained(tmp_path)
+    def output(self, model):
+        return model(_images()).sample
+
+    def check_low_precision(self, model):
+        # The distances to a large codebook need fp32: the quantizer stays there.
+        assert model.encoder.conv_in.weight.dtype == torch.bfloat16
+        assert model.quantizer.embedding.weight.dtype == torch.float32
+        with torch.no_grad():
+            assert model(_images().bfloat16()).sample.dtype == torch.bfloat16
+
+    def test_tuples_survive_the_json_round_trip(self, tmp_path):
+        make_tiny_model().save_pretrained(tmp_path)
+        assert FVQModel.from_pretrained(tmp_path).config.block_out_channels == (32, 32, 64)

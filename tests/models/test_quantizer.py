@@ -40,13 +40,13 @@ def test_forward_quantizes_to_codebook_entries():
     vq = _quantizer("none")
     z = torch.randn(2, 8, 3, 5)
     out = vq(z)
-    assert out.quantized.shape == (2, 8, 3, 5) and out.indices.shape == (2, 3, 5)
+    assert out.latents.shape == (2, 8, 3, 5) and out.indices.shape == (2, 3, 5)
     assert out.indices.dtype == torch.long
     codes = vq.codebook()[out.indices]  # (B, h, w, d)
-    torch.testing.assert_close(out.quantized.permute(0, 2, 3, 1), codes)
-    torch.testing.assert_close(vq.lookup(out.indices), out.quantized)
+    torch.testing.assert_close(out.latents.permute(0, 2, 3, 1), codes)
+    torch.testing.assert_close(vq.lookup(out.indices), out.latents)
     # Losses as released: codebook weight 1, commitment 0.25.
-    mse = (out.quantized - z).pow(2).mean()
+    mse = (out.latents - z).pow(2).mean()
     torch.testing.assert_close(out.codebook_loss, mse)
     torch.testing.assert_close(out.commitment_loss, 0.25 * mse)
 
@@ -55,7 +55,7 @@ def test_straight_through_gradient_reaches_the_input():
     vq = _quantizer("none")
     z = torch.randn(2, 8, 4, 4, requires_grad=True)
     weight = torch.randn(2, 8, 4, 4)
-    (vq(z).quantized * weight).sum().backward()
+    (vq(z).latents * weight).sum().backward()
     torch.testing.assert_close(z.grad, weight)  # identity gradient through the STE
 
 
@@ -96,7 +96,7 @@ def test_l2_norm_normalises_codes_and_latents():
     vq = _quantizer("none", codebook_l2_norm=True)
     out = vq(torch.randn(2, 8, 3, 3) * 10)
     torch.testing.assert_close(vq.codebook().norm(dim=1), torch.ones(256))
-    torch.testing.assert_close(out.quantized.norm(dim=1), torch.ones(2, 3, 3))
+    torch.testing.assert_close(out.latents.norm(dim=1), torch.ones(2, 3, 3))
 
 
 def test_codebook_cache_is_invalidated_by_a_weight_change():
@@ -115,7 +115,7 @@ def test_quantizer_runs_in_fp32_under_autocast():
     z = torch.randn(1, 8, 2, 2, dtype=torch.bfloat16)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = vq(z)
-    assert out.quantized.dtype == torch.bfloat16 and out.codebook_loss.dtype == torch.float32
+    assert out.latents.dtype == torch.bfloat16 and out.codebook_loss.dtype == torch.float32
 
 
 @pytest.mark.parametrize(

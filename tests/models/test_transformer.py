@@ -5,6 +5,7 @@ from fvq_hf import FVQTransformer
 from fvq_hf.models.transformer import apply_rope, next_token_loss, rope_2d_angles
 
 from ..conftest import TINY_TRANSFORMER, make_tiny_transformer
+from ..testing_utils import ModelHubTests
 
 
 def random_tokens(model, batch=2, seed=0):
@@ -82,23 +83,8 @@ def test_training_step_lowers_the_loss():
     assert next_token_loss(model, tokens, labels).item() < first.item() - 0.5
 
 
-def test_save_and_load_round_trip(tmp_path):
-    model = make_tiny_transformer()
-    model.save_pretrained(tmp_path)
-    loaded, info = FVQTransformer.from_pretrained(tmp_path, output_loading_info=True)
-    assert not any(info.values())
-    assert loaded.config.class_names == ["red", "green", "blue"] and loaded.config.token_grid_size == (8, 8)
-    tokens, labels = random_tokens(model)
-    with torch.no_grad():
-        torch.testing.assert_close(loaded.eval()(tokens[:, :5], labels).logits, model(tokens[:, :5], labels).logits)
 
 
-def test_weights_of_another_config_are_refused(tmp_path):
-    make_tiny_transformer().save_pretrained(tmp_path)
-    config = (tmp_path / "config.json").read_text().replace('"vocab_size": 256', '"vocab_size": 512')
-    (tmp_path / "config.json").write_text(config)
-    with pytest.raises(ValueError, match="do not match its config.json"):
-        FVQTransformer.from_pretrained(tmp_path)
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -131,3 +117,25 @@ def test_bad_inputs_are_named():
         model(tokens[:, :3].float(), labels)
     assert model.null_class == 3  # the null class itself is a valid label (guidance)
     model(tokens[:, :3], torch.tensor([3, 3]))
+
+
+class TestFVQTransformerHub(ModelHubTests):
+    model_class = FVQTransformer
+    breaking_change = ("vocab_size", 512)
+
+    def make_model(self):
+        return make_tiny_transformer()
+
+    def output(self, model):
+        tokens, labels = random_tokens(model)
+        return model(tokens[:, :5], labels).logits
+
+    def check_low_precision(self, model):
+        tokens, labels = random_tokens(model)
+        with torch.no_grad():
+            assert model(tokens[:, :5], labels).logits.dtype == torch.float32  # logits are always fp32
+
+    def test_class_names_and_grid_survive_the_round_trip(self, tmp_path):
+        make_tiny_transformer().save_pretrained(tmp_path)
+        loaded = FVQTransformer.from_pretrained(tmp_path)
+        assert loaded.config.class_names == ["red", "green", "blue"] and loaded.config.token_grid_size == (8, 8)

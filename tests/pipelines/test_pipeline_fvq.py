@@ -9,6 +9,7 @@ from fvq_hf import FVQModel
 from fvq_hf.pipelines import FVQPipeline
 
 from ..conftest import make_tiny_model, perturb_bridge
+from ..testing_utils import PipelineHubTests
 
 
 @pytest.fixture
@@ -44,14 +45,6 @@ def test_detokenize_matches_the_reconstruction(pipe):
     assert pipe.detokenize(out.indices[0]).__len__() == 1  # (h, w) ids work too
 
 
-def test_save_load_round_trip(pipe, tmp_path):
-    pipe.save_pretrained(tmp_path)
-    index = json.loads((tmp_path / "model_index.json").read_text())
-    assert index["_class_name"] == "FVQPipeline" and index["vq"] == ["fvq_hf.models.fvq_model", "FVQModel"]
-    loaded = FVQPipeline.from_pretrained(tmp_path)
-    assert type(loaded) is FVQPipeline and isinstance(loaded.vq, FVQModel)
-    a, b = pipe(_photo(), output_type="pt"), loaded(_photo(), output_type="pt")
-    assert torch.equal(a.indices, b.indices) and torch.equal(a.images, b.images)
 
 
 def test_torch_dtype(pipe, tmp_path):
@@ -79,12 +72,20 @@ def test_bad_arguments(pipe):
         pipe.detokenize(torch.full((1, 8, 8), 300))
 
 
-def test_folder_without_model_index(tmp_path):
-    make_tiny_model().save_pretrained(tmp_path)
-    with pytest.raises(OSError, match="model_index.json"):
-        FVQPipeline.from_pretrained(tmp_path)
+class TestFVQPipelineHub(PipelineHubTests):
+    pipeline_class = FVQPipeline
 
+    def make_pipeline(self):
+        model = make_tiny_model()
+        perturb_bridge(model)
+        return FVQPipeline(vq=model.eval())
 
-def test_hub_id_not_in_the_cache_while_offline(tmp_path):
-    with pytest.raises(OSError, match="cannot be fetched from the Hub or found in the local cache"):
-        FVQPipeline.from_pretrained("org/not-cached", cache_dir=tmp_path)
+    def outputs(self, pipe):
+        out = pipe(_photo(), output_type="pt")
+        return out.indices, out.images
+
+    def test_components_are_recorded_by_module_path(self, tmp_path):
+        self.make_pipeline().save_pretrained(tmp_path)
+        index = json.loads((tmp_path / "model_index.json").read_text())
+        assert index["vq"] == ["fvq_hf.models.fvq_model", "FVQModel"]
+        assert isinstance(FVQPipeline.from_pretrained(tmp_path).vq, FVQModel)

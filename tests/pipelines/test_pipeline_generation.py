@@ -6,6 +6,7 @@ import torch
 from fvq_hf import FVQGenerationPipeline
 
 from ..conftest import make_tiny_model, make_tiny_transformer
+from ..testing_utils import PipelineHubTests
 
 
 @pytest.fixture
@@ -59,14 +60,6 @@ def test_class_names_and_ids(pipe):
     assert torch.equal(named, pipe([2], temperature=0, output_type="pt").indices)
 
 
-def test_save_and_load_round_trip(pipe, tmp_path):
-    pipe.save_pretrained(tmp_path)
-    loaded = FVQGenerationPipeline.from_pretrained(tmp_path)
-    loaded.set_progress_bar_config(disable=True)
-    assert type(loaded.transformer).__name__ == "FVQTransformer" and type(loaded.vq).__name__ == "FVQModel"
-    a = pipe([0, 1], guidance_scale=2.0, generator=seeded(5), output_type="np")
-    b = loaded([0, 1], guidance_scale=2.0, generator=seeded(5), output_type="np")
-    assert torch.equal(a.indices, b.indices) and np.allclose(a.images, b.images, atol=1e-6)
 
 
 @pytest.mark.parametrize("labels, message", [
@@ -93,7 +86,14 @@ def test_bad_options_are_named(pipe):
         pipe([0], top_p=2.0)
 
 
-def test_a_folder_that_is_not_a_pipeline(tmp_path):
-    make_tiny_transformer().save_pretrained(tmp_path)
-    with pytest.raises(OSError, match="has no model_index.json"):
-        FVQGenerationPipeline.from_pretrained(tmp_path)
+class TestFVQGenerationPipelineHub(PipelineHubTests):
+    pipeline_class = FVQGenerationPipeline
+
+    def make_pipeline(self):
+        pipeline = FVQGenerationPipeline(transformer=make_tiny_transformer(), vq=make_tiny_model().eval())
+        pipeline.set_progress_bar_config(disable=True)
+        return pipeline
+
+    def outputs(self, pipe):
+        out = pipe([0, 1], guidance_scale=2.0, generator=seeded(5), output_type="pt")
+        return out.indices, out.images

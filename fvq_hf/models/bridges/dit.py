@@ -15,7 +15,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from .vqbridge import Attention, Mlp, code_grid
+from .vqbridge import ViTBlock, code_grid
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -23,15 +23,11 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
     return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
 
 
-class DiTBridgeBlock(nn.Module):
+class DiTBridgeBlock(ViTBlock):
     """A pre-norm ViT block whose norms are modulated and whose residuals are gated by the label (adaLN-Zero)."""
 
     def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
-        self.attn = Attention(hidden_size, num_heads)
-        self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
-        self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio))
+        super().__init__(hidden_size, num_heads, mlp_ratio)
         self.modulation = nn.Linear(hidden_size, 6 * hidden_size)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:

@@ -65,7 +65,7 @@ def test_non_square_codebooks_get_a_rectangular_grid(k, p, grid):
 
 
 def test_impossible_grid_is_a_clear_error():
-    with pytest.raises(ValueError, match="multiple of bridge_patch_size"):
+    with pytest.raises(ValueError, match="multiple of patch_size"):
         VQBridge(codebook_size=1000, code_dim=4, patch_size=8)
 
 
