@@ -47,11 +47,16 @@ def _bridge_step(variant: str, repeats: int, device: str) -> dict:
     return {"seconds": out["seconds"], "extra_peak_mib": out["extra_peak_mib"]}
 
 
-def _autoencoder_step(variant: str, batch: int, resolution: int, repeats: int, device: str) -> dict:
+def autoencoder_step(variant: str, batch: int, resolution: int, repeats: int, device: str,
+                     checkpointing: bool = False) -> dict:
+    """One forward + backward of a preset's encoder and decoder (plain VQ, K = 1024): time and extra peak."""
     def setup():
         torch.manual_seed(0)
-        model = FVQModel.from_config({**_config(variant), "bridge_type": "none", "bridge_config": None, "num_vq_embeddings": 1024})
+        model = FVQModel.from_config({**_config(variant), "bridge_type": "none", "bridge_config": None,
+                                      "num_vq_embeddings": 1024})
         model = model.to(device)
+        if checkpointing:
+            model.enable_gradient_checkpointing()
         images = torch.rand(batch, 3, resolution, resolution, device=device) * 2 - 1
 
         def step():
@@ -78,7 +83,7 @@ def main() -> None:
     if args.quick:
         args.variants, args.batch_size, args.resolution, args.repeats = ["fvq-16k"], 1, 128, 1
     # The encoder/decoder does not depend on K: one measurement serves every preset.
-    autoencoder = in_fresh_process(_autoencoder_step, args.variants[0], args.batch_size, args.resolution,
+    autoencoder = in_fresh_process(autoencoder_step, args.variants[0], args.batch_size, args.resolution,
                                    args.repeats, args.device)
     rows = [{"variant": v, **in_fresh_process(_bridge_step, v, args.repeats, args.device)} for v in args.variants]
     print(f"{args.device}, {torch.get_num_threads()} threads; encoder+decoder fwd+bwd, batch {args.batch_size} at "

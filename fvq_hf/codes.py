@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .cli import add_debug_flag, run_command
 from .data import RandomCrops, class_labels, open_source, readable
 from .image_io import pil_to_tensor, resize_center_crop
 from .models import FVQModel
@@ -155,7 +156,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true", help="replace codes already in --output-dir")
-    args = parser.parse_args(argv)
+    add_debug_flag(parser)
+    run_command(parser, argv, command)
+
+
+def command(args: argparse.Namespace) -> None:
     if args.random_crops is not None and args.random_crops < 1:
         raise ValueError("--random-crops must be >= 1.")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from .cli import add_debug_flag, run_command
 from .models import FVQModel
 from .models.original_checkpoint import WEIGHT_ENTRIES
 
@@ -36,24 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fold", action="store_true", help="also write <output>-folded with the bridge folded")
     parser.add_argument("--trust-pickle", action="store_true",
                         help="allow files that pickle objects other than tensors and argparse args; runs their code")
-    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    add_debug_flag(parser)
     return parser
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def convert(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        config = FVQModel.load_config(args.config) if args.config else None
-        model, info = FVQModel.from_original_checkpoint(
-            args.checkpoint, args.filename, output_loading_info=True, weights=args.weights, config=config,
-            codebook_l2_norm=args.codebook_l2_norm, num_heads=args.num_heads, sample_size=args.sample_size,
-            dit_label=args.dit_label, trust_pickle=args.trust_pickle, revision=args.revision)
-    except (OSError, ValueError) as error:  # user errors: a missing or unreadable file, a layout that does not fit
-        if args.debug:
-            raise
-        parser.exit(2, f"{parser.prog}: error: {error}\n")
+    config = FVQModel.load_config(args.config) if args.config else None
+    model, info = FVQModel.from_original_checkpoint(
+        args.checkpoint, args.filename, output_loading_info=True, weights=args.weights, config=config,
+        codebook_l2_norm=args.codebook_l2_norm, num_heads=args.num_heads, sample_size=args.sample_size,
+        dit_label=args.dit_label, trust_pickle=args.trust_pickle, revision=args.revision)
     outputs = [(args.output, model)] + ([(f"{args.output}-folded", model.fold_bridge())] if args.fold else [])
     for folder, converted in outputs:
         converted.save_pretrained(folder)
@@ -61,6 +55,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"Wrote {folder} (layout {info.layout}, {info.weights} weights, bridge "
               f"{converted.config.bridge_type}, K = {converted.codebook_size}, codebook_l2_norm="
               f"{info.codebook_l2_norm}: {info.l2_norm_reason}).")
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_command(build_parser(), argv, convert)
 
 
 if __name__ == "__main__":

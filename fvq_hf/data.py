@@ -210,7 +210,8 @@ class RandomCrops(torch.utils.data.Dataset):
             if image is not None:
                 break
         if image is None:
-            raise ValueError("No image of the training data could be read.")
+            raise ValueError(f"None of the {len(self.source)} files of the training data can be read as an image "
+                             "(corrupt, truncated or not images); see the warnings above for each file.")
         return self.crop(image, index)
 
     def crop(self, image: Image.Image, index: int) -> torch.Tensor:
@@ -278,7 +279,8 @@ class EvalImages(torch.utils.data.Dataset):
                     logger.warning("Skipping unreadable image %s (%s)", source.paths[i], error)
             self.indices = readable
         if not self.indices:
-            raise ValueError(f"No readable images in --data {data!r}.")
+            raise ValueError(f"No readable images in --data {data!r}: every file is corrupt, truncated or not an "
+                             "image (see the warnings above).")
 
     def _crop(self, index: int) -> Image.Image:
         return resize_center_crop(self.source[index], self.resolution)

@@ -8,12 +8,15 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from huggingface_hub import ModelCard, ModelCardData, create_repo, upload_folder
+from huggingface_hub import EvalResult, ModelCard, ModelCardData, create_repo, upload_folder
 
 EVALUATION_FILE = "evaluation.json"  # written next to trained weights: {"training": str, "evaluations": {...}}
 ORIGINAL_FILE = "original_checkpoint.json"  # written next to converted weights by fvq-convert
 
-TAGS = ["image-tokenizer", "vector-quantization", "fvq", "vqbridge", "diffusers"]
+TAGS = ["image-tokenization", "image-tokenizer", "vector-quantization", "fvq", "vqbridge", "diffusers"]
+# Metrics that go into the card's model-index (what the Hub shows as evaluation results), by their key here.
+MODEL_INDEX_METRICS = {"usage": "codebook-usage", "perplexity": "code-perplexity", "psnr": "psnr", "ssim": "ssim",
+                       "lpips": "lpips", "rfid": "rfid"}
 METRIC_NAMES = {"usage": "codebook usage", "perplexity": "code perplexity", "psnr": "PSNR (dB)", "ssim": "SSIM",
                 "lpips": "LPIPS", "rfid": "rFID", "loss": "next-token loss (nats)",
                 "loss_unconditional": "loss with the null class",
@@ -68,6 +71,21 @@ def provenance_section(original: Mapping) -> tuple[list[str], dict]:
     return lines + [""], {"license": origin["license"], "base_model": origin["base_model"]}
 
 
+def dataset_id(data: str) -> str:
+    """The data argument of fvq-train / fvq-eval as a dataset name for card metadata."""
+    if data.startswith("builtin"):
+        return "scikit-image-data"  # the sample photos of skimage.data; not a Hub dataset
+    return data[3:].split(":")[0] if data.startswith("hf:") else "imagefolder"
+
+
+def eval_results(evaluations: Mapping[str, Mapping]) -> list[EvalResult]:
+    """The measured metrics as the Hub's model-index entries (task: image reconstruction)."""
+    return [EvalResult(task_type="image-to-image", task_name="Image reconstruction", dataset_type=dataset_id(data),
+                       dataset_name=data, metric_type=metric, metric_name=METRIC_NAMES[key], metric_value=metrics[key])
+            for data, metrics in evaluations.items() for key, metric in MODEL_INDEX_METRICS.items()
+            if isinstance(metrics.get(key), int | float) and math.isfinite(metrics[key])]
+
+
 def format_metric(key: str, value) -> str:
     """One metric as a table cell: usage as a percentage, floats to 4 places, ints with separators."""
     if key == "usage":
@@ -108,12 +126,14 @@ def assemble_card(data: ModelCardData, name: str, intro: str, facts: list[str], 
 
 def tokenizer_card(config: Mapping, bridge_name: str, repo_id: str | None = None,
                    evaluations: Mapping[str, Mapping] | None = None, training: str | None = None,
-                   license: str = "apache-2.0", pipeline: bool = False, original: Mapping | None = None) -> ModelCard:
+                   license: str = "apache-2.0", pipeline: bool = False, original: Mapping | None = None,
+                   datasets: list[str] | None = None) -> ModelCard:
     """A `huggingface_hub.ModelCard` for an FVQModel config (or a pipeline around one), with measured metrics.
     `bridge_name` says what the codebook bridge is (`FVQModel.bridge_name`).
 
     `original`: what `fvq-convert` saved (`original_checkpoint.json`) for weights converted from the original code;
     the card then says where they come from, their licence status and the authors' reported numbers.
+    `datasets`: Hub ids of the training data, for the metadata. Measured metrics also go into the model-index.
     """
     provenance, meta = provenance_section(original) if original else (None, {"license": license})
     name = repo_id or "path/to/model"
@@ -142,7 +162,9 @@ def tokenizer_card(config: Mapping, bridge_name: str, repo_id: str | None = None
         "reconstruction = model.detokenize(indices)",
     ]
     return assemble_card(
-        ModelCardData(library_name="fvq-hf", pipeline_tag="image-to-image", tags=TAGS, **meta), name,
+        ModelCardData(library_name="fvq-hf", pipeline_tag="image-to-image", tags=TAGS, datasets=datasets,
+                      model_name=name.split("/")[-1], eval_results=eval_results(evaluations or {}) or None, **meta),
+        name,
         "A discrete image tokenizer of the FVQ family (Chang et al., *Scalable Training for Vector-Quantized "
         "Networks with 100% Codebook Utilization*, arXiv 2509.10140), packaged with `fvq-hf`.",
         facts, usage, training, evaluations, "Usage counts every token of the evaluation data (not a rolling buffer).",

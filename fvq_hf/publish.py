@@ -22,6 +22,7 @@ from pathlib import Path
 
 from huggingface_hub import create_repo, upload_folder
 
+from .cli import add_debug_flag, run_command
 from .models import FVQModel, FVQTransformer
 from .models.original_checkpoint import OriginalCheckpointInfo
 from .models.transformer import DATA_KEYS
@@ -109,23 +110,21 @@ def main(argv: list[str] | None = None) -> None:
                         help="trained model folder for a variant, e.g. fvq-262k=runs/fvq-262k/model")
     parser.add_argument("--pipeline", action="store_true", help="also push NAME-pipeline for variants with weights")
     parser.add_argument("--private", action="store_true")
-    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    args = parser.parse_args(argv)
-    if bool(args.converted) != bool(args.repo_id) or bool(args.converted) == bool(args.namespace):
-        parser.error("give either --namespace (hub_configs/ variants) or --converted FOLDER with --repo-id.")
-    pairs = [w.partition("=") for w in args.weights]
-    if any(not sep or not folder for _, sep, folder in pairs):
-        parser.error(f"--weights takes NAME=FOLDER pairs, got {args.weights}.")
-    try:
+    add_debug_flag(parser)
+
+    def command(args: argparse.Namespace) -> None:
+        if bool(args.converted) != bool(args.repo_id) or bool(args.converted) == bool(args.namespace):
+            raise ValueError("give either --namespace (hub_configs/ variants) or --converted FOLDER with --repo-id.")
+        pairs = [w.partition("=") for w in args.weights]
+        if any(not sep or not folder for _, sep, folder in pairs):
+            raise ValueError(f"--weights takes NAME=FOLDER pairs, got {args.weights}.")
         pushed = publish_converted(args.converted, args.repo_id, args.pipeline, args.private or None) \
             if args.converted else publish(args.namespace, Path(args.configs), args.only,
                                            {n: f for n, _, f in pairs}, args.pipeline, args.private or None)
-    except (OSError, ValueError) as error:
-        if args.debug:
-            raise
-        parser.exit(2, f"{parser.prog}: error: {error}\n")
-    for repo_id in pushed:
-        print(f"pushed {repo_id}")
+        for repo_id in pushed:
+            print(f"pushed {repo_id}")
+
+    run_command(parser, argv, command)
 
 
 if __name__ == "__main__":

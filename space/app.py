@@ -32,8 +32,8 @@ def _shown(fn):
 
 
 @_shown
-def reconstruct(files, model_name):
-    return handlers.reconstruct([getattr(f, "name", f) for f in files or []], model_name)
+def reconstruct(files, model_name, resolution):
+    return handlers.reconstruct([getattr(f, "name", f) for f in files or []], model_name, int(resolution or 0) or None)
 
 
 @_shown
@@ -54,19 +54,25 @@ def build_demo() -> gr.Blocks:
             files = gr.File(file_count="multiple", label="Images (any size and mode)", elem_id="inp")
             if handlers.EXAMPLES:
                 gr.Examples([[[str(p)]] for p in handlers.EXAMPLES], inputs=[files], label="Bundled examples")
+            resolution = gr.Number(value=0, precision=0, minimum=0, label=(
+                f"Reconstruct at (px, square; 0 = the image's short side, up to {handlers.MAX_SIDE}; rounded to the "
+                "model's downsample factor). The tokenizer is convolutional: any size works."), elem_id="resolution")
             go = gr.Button("Reconstruct", variant="primary", elem_id="go")
             summary = gr.Markdown(elem_id="summary")
-            gallery = gr.Gallery(label="Original | reconstruction", columns=2, format="png", height=420,
-                                 object_fit="contain", elem_id="out")
-            table = gr.Dataframe(headers=["image", "PSNR (dB)", "SSIM", "distinct codes", "perplexity"],
+            with gr.Row(equal_height=True):
+                original = gr.Image(label="Original (first image)", format="png", elem_id="original")
+                reconstruction = gr.Image(label="Reconstruction", format="png", elem_id="reconstruction")
+            sheet = gr.Image(label="Every image, in the table's order: original | reconstruction (small ones enlarged)",
+                             format="png", elem_id="out")
+            table = gr.Dataframe(headers=["image", "size (px)", "PSNR (dB)", "SSIM", "distinct codes", "perplexity"],
                                  label="Per image", elem_id="metrics")
             with gr.Row():
                 token_maps = gr.Gallery(label="Token map: each position coloured by its code id", columns=2,
-                                        format="png", height=320, object_fit="contain", elem_id="tokens")
-                rarity_maps = gr.Gallery(label="How rare each used code is", columns=2, format="png", height=320,
+                                        format="png", height="auto", object_fit="contain", elem_id="tokens")
+                rarity_maps = gr.Gallery(label="How rare each used code is", columns=2, format="png", height="auto",
                                          object_fit="contain", elem_id="rarity")
-            go.click(reconstruct, [files, model_box], [gallery, table, token_maps, rarity_maps, summary],
-                     api_name="reconstruct")
+            go.click(reconstruct, [files, model_box, resolution],
+                     [sheet, original, reconstruction, table, token_maps, rarity_maps, summary], api_name="reconstruct")
         with gr.Tab("Codebook usage"):
             source = gr.Radio(["uploaded images", "examples", "usage file"], value="examples",
                               label="Count codes over", elem_id="source")

@@ -106,50 +106,99 @@ def upscale(array: np.ndarray, size: int) -> Image.Image:
     return image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
 
 
-def side_by_side(original: Image.Image, reconstruction: Image.Image, height: int = 256) -> Image.Image:
-    """Original and reconstruction next to each other, enlarged (nearest) to at least `height` px."""
-    scale = max(1, height // original.height)
+MAX_SIDE = 512  # the default reconstruction size is the image's short side, capped here (CPU time grows with it)
+
+
+def reconstruction_size(image: Image.Image, factor: int, requested: int | None = None) -> int:
+    """The square size an image is reconstructed at: `requested`, else its short side capped at `MAX_SIDE`,
+    rounded down to a multiple of the model's downsample factor (at least one token)."""
+    size = int(requested) if requested else min(image.width, image.height, MAX_SIDE)
+    return max(factor, size // factor * factor)
+
+
+def side_by_side(original: Image.Image, reconstruction: Image.Image, gap: int = 8) -> Image.Image:
+    """Original and reconstruction next to each other at their own size (small ones enlarged to 256 px, nearest)."""
+    scale = max(1, 256 // original.height)
     original, reconstruction = (im.resize((im.width * scale, im.height * scale), Image.Resampling.NEAREST)
                                 for im in (original, reconstruction))
-    canvas = Image.new("RGB", (original.width * 2 + 8, original.height), (255, 255, 255))
+    canvas = Image.new("RGB", (original.width * 2 + gap, original.height), (255, 255, 255))
     canvas.paste(original, (0, 0))
-    canvas.paste(reconstruction, (original.width + 8, 0))
+    canvas.paste(reconstruction, (original.width + gap, 0))
     return canvas
 
 
-def reconstruct(paths: Sequence[str | Path] | None, model_name: str | None):
-    """Uploaded files -> (side-by-side gallery, per-image metrics rows, token maps, rarity maps, summary markdown)."""
+def contact_sheet(rows: Sequence[Image.Image], gap: int = 8) -> Image.Image:
+    """Side-by-side rows stacked top to bottom on white, each at its own size: one image the page shows whole."""
+    sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows) + gap * (len(rows) - 1)),
+                      (255, 255, 255))
+    top = 0
+    for row in rows:
+        sheet.paste(row, (0, top))
+        top += row.height + gap
+    return sheet
+
+
+def saved_usage(model_name: str | None, codebook_size: int) -> tuple[CodeCounter | None, str]:
+    """The model's saved usage counts (`fvq-eval --save-usage`, or fvq-train's `usage-*.json`) from its folder or the
+    training run around it, and a sentence saying where they come from (or that there are none)."""
+    folder = Path(model_name) if model_name else None
+    candidates = [] if folder is None or not folder.is_dir() else \
+        sorted(folder.glob("usage*.json")) + sorted(folder.parent.glob("usage*.json"))
+    for path in candidates:
+        try:
+            counter = load_usage_file(path, codebook_size)
+        except SpaceError:
+            continue
+        return counter, (f"Rarity is measured against the model's saved usage counts (`{path.name}`, "
+                         f"{counter.num_tokens:,} tokens, {counter.num_tokens / codebook_size:.1f} per code).")
+    return None, ("No saved usage counts next to this model (write them with `fvq-eval --model M --data D "
+                  "--save-usage M/usage.json`): rarity is measured within these images only.")
+
+
+def reconstruct(paths: Sequence[str | Path] | None, model_name: str | None, resolution: int | None = None):
+    """Uploaded files -> (contact sheet of every original | reconstruction, the first original, its reconstruction,
+    per-image metrics rows, token maps, rarity maps, summary markdown). Each image is reconstructed at
+    `reconstruction_size`."""
     pipe = get_pipeline(model_name)
     images, problems = read_images(paths)
     if not images:
         raise SpaceError("No readable image. " + " ".join(problems) if problems else "Upload at least one image.")
-    size = pipe.vq.config.sample_size
-    codebook_size = pipe.vq.codebook_size
-    inputs = prepare_images([image for _, image in images], size)
-    with torch.no_grad():
-        output = pipe(inputs, output_type="pt")
+    codebook_size, factor = pipe.vq.codebook_size, pipe.vq.downsample_factor
+    outputs = []
+    for name, image in images:
+        size = reconstruction_size(image, factor, resolution)
+        inputs = prepare_images(image, size)
+        with torch.no_grad():
+            outputs.append((name, size, inputs, pipe(inputs, output_type="pt", resolution=size)))
     counter = CodeCounter(codebook_size)
-    counter.update(output.indices)
-    frequency = counter.counts.double() / max(counter.num_tokens, 1)
-    gallery, rows, token_maps, rarity_maps = [], [], [], []
-    for k, (name, _) in enumerate(images):
+    for *_, output in outputs:
+        counter.update(output.indices)
+    reference, reference_note = saved_usage(model_name, codebook_size)
+    reference = reference or counter
+    frequency = reference.counts.double() / max(reference.num_tokens, 1)
+    sides, pairs, rows, token_maps, rarity_maps = [], [], [], [], []
+    for name, size, inputs, output in outputs:
         quality = ImageQuality()
-        quality.update(inputs[k : k + 1], output.images[k : k + 1])
+        quality.update(inputs, output.images)
         metrics = quality.compute()
-        original, recon = tensor_to_pil(torch.stack([inputs[k], output.images[k]]))
-        gallery.append((side_by_side(original, recon), f"{name}: original | reconstruction"))
-        usage = output.usage[k]
-        rows.append([name, round(metrics["psnr"], 2), round(metrics["ssim"], 4), usage["distinct_codes"],
+        original, recon = tensor_to_pil(torch.cat([inputs, output.images]))
+        pairs.append((original, recon))
+        sides.append(side_by_side(original, recon))
+        usage = output.usage[0]
+        rows.append([name, size, round(metrics["psnr"], 2), round(metrics["ssim"], 4), usage["distinct_codes"],
                      round(usage["perplexity"], 1)])
-        ids = output.indices[k].numpy()
-        token_maps.append((upscale(code_colors(ids, codebook_size), 256), f"{name}: code ids"))
-        rarity = -np.log(frequency[output.indices[k]].numpy()) / max(math.log(counter.num_tokens), 1e-9)
-        rarity_maps.append((upscale(heat(rarity), 256), f"{name}: rarity of each code (bright = rare)"))
+        ids = output.indices[0]
+        token_maps.append((upscale(code_colors(ids.numpy(), codebook_size), 256), f"{name}: code ids"))
+        # Never-seen codes are as rare as a code seen once.
+        rarity = -np.log(frequency[ids].clamp_min(1 / max(reference.num_tokens, 1)).numpy())
+        rarity_maps.append((upscale(heat(rarity / max(math.log(max(reference.num_tokens, 2)), 1e-9)), 256),
+                            f"{name}: rarity of each code (bright = rare)"))
     summary = (f"**{counter.usage * codebook_size:,.0f}** distinct codes of {codebook_size:,} "
-               f"({counter.usage:.2%}) over {counter.num_tokens:,} tokens; perplexity **{counter.perplexity:,.1f}**.")
+               f"({counter.usage:.2%}) over {counter.num_tokens:,} tokens ({counter.num_tokens / codebook_size:.2f} "
+               f"per code); perplexity **{counter.perplexity:,.1f}**.\n\n{reference_note}")
     if problems:
         summary += "\n\nSkipped: " + "; ".join(problems)
-    return gallery, rows, token_maps, rarity_maps, summary
+    return contact_sheet(sides), pairs[0][0], pairs[0][1], rows, token_maps, rarity_maps, summary
 
 
 def load_usage_file(path: str | Path, codebook_size: int) -> CodeCounter:

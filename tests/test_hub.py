@@ -123,8 +123,9 @@ def test_push_to_a_loopback_hub_and_load_back(tmp_path):
     result, files = push_in_a_subprocess(PUSH_SCRIPT, tmp_path)
     model_files, pipe_files = files["org/fvq-tiny"], files["org/fvq-tiny-pipeline"]
     assert result == {"same_weights": True, "pipeline_vq": "FVQModel"}
-    assert set(model_files) == {"README.md", "config.json", "diffusion_pytorch_model.safetensors"}
-    assert set(pipe_files) == {"README.md", "model_index.json", "vq/config.json", "vq/diffusion_pytorch_model.safetensors"}
+    assert set(model_files) == {"README.md", "config.json", "diffusion_pytorch_model.safetensors", "fvq_hf_remote.py"}
+    assert set(pipe_files) == {"README.md", "model_index.json", "vq/config.json", "vq/diffusion_pytorch_model.safetensors",
+                               "fvq_hf_remote.py", "vq/fvq_hf_remote.py"}
     card = model_files["README.md"].decode()
     assert "library_name: fvq-hf" in card and "pipeline_tag: image-to-image" in card and "vqbridge" in card
     assert "75.00%" in card and "21.5000" in card and 'FVQModel.from_pretrained("org/fvq-tiny")' in card
@@ -137,10 +138,11 @@ def test_push_a_generator_to_a_loopback_hub_and_load_back(tmp_path):
     result, files = push_in_a_subprocess(GENERATOR_PUSH_SCRIPT, tmp_path)
     model_files, pipe_files = files["org/gpt-tiny"], files["org/gpt-tiny-pipeline"]
     assert result == {"same_weights": True, "same_samples": True}
-    assert set(model_files) == {"README.md", "config.json", "diffusion_pytorch_model.safetensors"}
+    assert set(model_files) == {"README.md", "config.json", "diffusion_pytorch_model.safetensors", "fvq_hf_remote.py"}
     assert set(pipe_files) == {"README.md", "model_index.json", "transformer/config.json",
                                "transformer/diffusion_pytorch_model.safetensors", "vq/config.json",
-                               "vq/diffusion_pytorch_model.safetensors"}
+                               "vq/diffusion_pytorch_model.safetensors", "fvq_hf_remote.py",
+                               "transformer/fvq_hf_remote.py", "vq/fvq_hf_remote.py"}
     card = model_files["README.md"].decode()
     assert "library_name: fvq-hf" in card and "autoregressive" in card and "4.2500" in card
     assert "red, green, blue" in card and 'FVQTransformer.from_pretrained("org/gpt-tiny")' in card

@@ -11,6 +11,8 @@ import json
 import pytest
 import torch
 
+from fvq_hf.models.remote_code import REMOTE_MODULE
+
 
 class ModelHubTests:
     """`save_pretrained` / `from_pretrained` of an fvq-hf model: exact round trip, strict loading, dtype."""
@@ -82,7 +84,7 @@ class PipelineHubTests:
         pipe = self.make_pipeline()
         pipe.save_pretrained(tmp_path)
         index = json.loads((tmp_path / "model_index.json").read_text())
-        assert index["_class_name"] == self.pipeline_class.__name__
+        assert index["_class_name"] == [REMOTE_MODULE, self.pipeline_class.__name__]  # for diffusers' generic loader
         loaded = self.pipeline_class.from_pretrained(tmp_path)
         loaded.set_progress_bar_config(disable=True)
         assert type(loaded) is self.pipeline_class

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from ..cli import add_debug_flag, run_command
 from ..data import EvalImages
 from ..losses.lpips import LPIPS, find_lpips_weights
 from ..model_card import format_metric
@@ -148,7 +149,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lpips-linear", help="LPIPS v0.1 vgg.pth heads (or env FVQ_LPIPS_LINEAR)")
     parser.add_argument("--inception-weights", help="FID Inception weights, for rFID")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args(argv)
+    add_debug_flag(parser)
+    run_command(parser, argv, command)
+
+
+def command(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     model = load_model(args.model, args.device)

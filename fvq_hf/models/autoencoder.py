@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from .checkpointing import CheckpointedBlocks
+
 
 def check_block_channels(block_out_channels: Sequence[int], norm_num_groups: int) -> None:
     """Raise ValueError unless every level's width is a positive multiple of `norm_num_groups`."""
@@ -104,15 +106,15 @@ def _level(in_channels: int, out_channels: int, num_blocks: int, attention: bool
     return level
 
 
-def _run_level(level: nn.Module, h: torch.Tensor) -> torch.Tensor:
+def _run_level(level: nn.Module, h: torch.Tensor, run) -> torch.Tensor:
     for i, res in enumerate(level.res):
-        h = res(h)
+        h = run(res, h)
         if len(level.attn):
-            h = level.attn[i](h)
+            h = run(level.attn[i], h)
     return h
 
 
-class Encoder(nn.Module):
+class Encoder(CheckpointedBlocks, nn.Module):
     """`(B, in_channels, H, W)` images -> `(B, latent_channels, H/f, W/f)`, f = 2 ** (levels - 1)."""
 
     def __init__(self, in_channels: int, latent_channels: int, block_out_channels: Sequence[int],
@@ -136,15 +138,15 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(x)
         for level in self.conv_blocks:
-            h = _run_level(level, h)
+            h = _run_level(level, h, self.run_block)
             if hasattr(level, "downsample"):
                 h = level.downsample(h)
         for block in self.mid:
-            h = block(h)
+            h = self.run_block(block, h)
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
-class Decoder(nn.Module):
+class Decoder(CheckpointedBlocks, nn.Module):
     """`(B, latent_channels, h, w)` -> `(B, out_channels, h*f, w*f)`; mirrors `Encoder` with one more block a level."""
 
     def __init__(self, out_channels: int, latent_channels: int, block_out_channels: Sequence[int],
@@ -169,9 +171,9 @@ class Decoder(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(z)
         for block in self.mid:
-            h = block(h)
+            h = self.run_block(block, h)
         for level in self.conv_blocks:
-            h = _run_level(level, h)
+            h = _run_level(level, h, self.run_block)
             if hasattr(level, "upsample"):
                 h = level.upsample(h)
         return self.conv_out(F.silu(self.norm_out(h)))

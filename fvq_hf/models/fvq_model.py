@@ -102,7 +102,7 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         search_chunk_size: block size of the nearest-code search; memory is O(chunk^2), not O(N K).
     """
 
-    _supports_gradient_checkpointing = False
+    _supports_gradient_checkpointing = True
     # Distances to a large codebook need fp32, also when the rest of the model runs in fp16/bf16.
     _keep_in_fp32_modules = ["quantizer"]
 

@@ -3,10 +3,26 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from huggingface_hub import constants
 
 from ..model_card import push_with_card
+from .remote_code import add_auto_map
+
+
+def looks_like_local_path(name: str | os.PathLike) -> bool:
+    """Whether a model name that is not an existing folder was meant as one (so "no such folder" is the error to
+    give, not a Hub lookup failure): it starts with `.`, `/` or `~`, has more than one `/`, or its first part is
+    an existing folder (`outputs/typo`, `hub_configs/typo`). `org/name` is taken for a hub id."""
+    text = str(name)
+    return (text.startswith((".", "/", "~")) or text.count("/") > 1 or os.sep in text.replace("/", "")
+            or Path(text.split("/")[0]).is_dir() and "/" in text)
+
+
+def missing_folder_error(name: str | os.PathLike, what: str = "model") -> FileNotFoundError:
+    return FileNotFoundError(f"No {what} folder at {name}: that path does not exist (check the path; for a hub id "
+                             "use org/name).")
 
 
 class StrictHubMixin:
@@ -30,6 +46,8 @@ class StrictHubMixin:
         except OSError as error:
             if os.path.isdir(pretrained_model_name_or_path):
                 raise
+            if looks_like_local_path(pretrained_model_name_or_path):
+                raise missing_folder_error(pretrained_model_name_or_path) from error
             offline = "HF_HUB_OFFLINE is set, and it is not in the local cache" if constants.HF_HUB_OFFLINE else \
                 "it could not be fetched from the Hub or found in the local cache"
             raise OSError(f"{pretrained_model_name_or_path} is not a local folder, and {offline} ({error}). Check the "
@@ -39,6 +57,20 @@ class StrictHubMixin:
             raise ValueError(f"The weights in {pretrained_model_name_or_path} do not match its config.json "
                              f"({problems}). Use the config.json that was saved with these weights.")
         return (model, info) if want_info else model
+
+    @classmethod
+    def from_config(cls, config=None, return_unused_kwargs=False, **kwargs):
+        """diffusers' `from_config`, reading `auto_map` (for diffusers' generic loaders) as no setting."""
+        if config is not None and "auto_map" in config:
+            config = {k: v for k, v in config.items() if k != "auto_map"}
+        return super().from_config(config, return_unused_kwargs, **kwargs)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
+        """diffusers' `save_pretrained`, plus what `diffusers.AutoModel.from_pretrained(folder,
+        trust_remote_code=True)` needs (an `auto_map` entry and its module file, see `remote_code`)."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            add_auto_map(save_directory, type(self).__name__)
 
     def push_to_hub(self, repo_id: str, commit_message: str | None = None, private: bool | None = None,
                     token: str | None = None, create_pr: bool = False, evaluations: dict | None = None) -> str:

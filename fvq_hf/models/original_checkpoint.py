@@ -14,7 +14,6 @@ import logging
 import os
 import pickle
 import re
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -116,8 +115,9 @@ def read_checkpoint(path: Path, trust_pickle: bool = False) -> Mapping:
                              "args. If you trust the file, pass trust_pickle=True (--trust-pickle): that runs code "
                              "from it.") from error
         raise ValueError(_unreadable(path, "not a pickle of tensors")) from error
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as error:
-        raise ValueError(_unreadable(path, f"{type(error).__name__}: {str(error).splitlines()[0][:200]}")) from error
+    except Exception as error:  # garbage makes the unpickler fail in many ways (KeyError, EOFError, BadZipFile, ...)
+        first_line = (str(error).splitlines() or [""])[0][:200]
+        raise ValueError(_unreadable(path, f"{type(error).__name__}: {first_line}")) from error
     if not isinstance(checkpoint, Mapping):
         raise ValueError(f"{path} holds a {type(checkpoint).__name__}, not a checkpoint dict or state dict.")
     return checkpoint

@@ -22,6 +22,7 @@ from einops import rearrange
 from torch import nn
 
 from ..model_card import generator_card, load_evaluation
+from .checkpointing import CheckpointedBlocks
 from .hub_mixin import StrictHubMixin
 from .quantizer import check_token_ids
 
@@ -144,7 +145,7 @@ def next_token_loss(model: nn.Module, tokens: torch.LongTensor, class_labels: to
     return F.cross_entropy(rearrange(logits, "b l v -> (b l) v"), tokens.reshape(-1))
 
 
-class FVQTransformer(StrictHubMixin, ModelMixin, ConfigMixin):
+class FVQTransformer(CheckpointedBlocks, StrictHubMixin, ModelMixin, ConfigMixin):
     r"""Class-conditional autoregressive prior over the token grid of an FVQ tokenizer (LlamaGen's GPT for c2i).
 
     Parameters:
@@ -161,7 +162,7 @@ class FVQTransformer(StrictHubMixin, ModelMixin, ConfigMixin):
         class_names: optional names of the classes, so that pipelines take names as well as ids.
     """
 
-    _supports_gradient_checkpointing = False
+    _supports_gradient_checkpointing = True
 
     @register_to_config
     def __init__(
@@ -277,7 +278,7 @@ class FVQTransformer(StrictHubMixin, ModelMixin, ConfigMixin):
         angles = rope_2d_angles(self.config.token_grid_size, self.config.hidden_size // self.config.num_attention_heads,
                                 self.config.rope_theta, positions)
         for layer, block in enumerate(self.blocks):
-            hidden = block(hidden, angles, cache, layer)
+            hidden = self.run_block(block, hidden, angles, cache, layer)
         if cache is not None:
             cache.length += length
         logits = self.output(self.norm(hidden)).float()

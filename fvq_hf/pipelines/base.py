@@ -8,8 +8,10 @@ from pathlib import Path
 import torch
 from diffusers import DiffusionPipeline
 
+from .. import models
 from ..image_io import tensor_to_pil
 from ..model_card import push_with_card
+from ..models.remote_code import add_pipeline_class_module, without_remote_module
 
 OUTPUT_TYPES = ("pil", "np", "pt")
 
@@ -55,6 +57,23 @@ class HubPipeline(DiffusionPipeline):
             raise OSError(f"{path} has no model_index.json: it is not a saved pipeline. Build the pipeline from its "
                           f"models instead, e.g. {cls.__name__}(...=Model.from_pretrained(folder)).")
         return super().from_pretrained(path, **kwargs)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
+        """diffusers' `save_pretrained`, plus what `DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`
+        needs: `_class_name` as `[module, Class]` and that module file (see `fvq_hf.models.remote_code`)."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            add_pipeline_class_module(save_directory)
+
+    @classmethod
+    def load_config(cls, *args, **kwargs):
+        """The saved model_index.json, with `_class_name` read as this class: loading through the class itself runs
+        no file of the repository (the `[module, Class]` form is for diffusers' generic loader)."""
+        config = super().load_config(*args, **kwargs)
+        modules = {name: cls.__module__ for name in models.__all__ if isinstance(cls := getattr(models, name), type)}
+        if isinstance(config, tuple):
+            return (without_remote_module(config[0], modules), *config[1:])
+        return without_remote_module(config, modules)
 
     def push_to_hub(self, repo_id: str, commit_message: str | None = None, private: bool | None = None,
                     token: str | None = None, create_pr: bool = False, evaluations: dict | None = None) -> str:

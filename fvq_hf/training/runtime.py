@@ -21,6 +21,7 @@ import torch
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import ProjectConfiguration
 
+from ..models.hub_mixin import looks_like_local_path, missing_folder_error
 from .schedule import SCHEDULES, annealing_factor
 
 logger = logging.getLogger("fvq_hf.train")
@@ -44,6 +45,8 @@ def add_loop_args(p: argparse.ArgumentParser, lr: float, batch_size: int, epochs
     p.add_argument("--beta1", type=float, default=0.9)
     p.add_argument("--beta2", type=float, default=0.95)
     p.add_argument("--max-grad-norm", type=float, default=1.0)
+    p.add_argument("--gradient-checkpointing", action="store_true",
+                   help="recompute activations in the backward pass: less memory, about a third more compute")
     p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"],
                    help="default: bf16 on GPU, no on CPU (fp16 autocast does nothing on CPU)")
     p.add_argument("--num-workers", type=int, default=2)
@@ -65,6 +68,8 @@ def check_loop_args(args: argparse.Namespace) -> None:
     for name in ("max_steps", "stop_after"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1.")
+    if not args.lr > 0:
+        raise ValueError(f"--lr must be > 0 (the peak learning rate), got {args.lr}.")
 
 
 def load_config(name: str, cls, choose: str) -> dict:
@@ -75,6 +80,8 @@ def load_config(name: str, cls, choose: str) -> dict:
     try:
         config = dict(cls.load_config(name))
     except OSError as error:
+        if not Path(name).exists() and looks_like_local_path(name):
+            raise missing_folder_error(name, "--config") from error
         raise FileNotFoundError(f"--config {name}: no config.json there, and not a hub id in reach "
                                 f"(choose {choose}). {error}") from error
     found = config.get("_class_name", cls.__name__)
@@ -237,25 +244,27 @@ def run_loop(run: Run, models: tuple, step: Callable[[object, int], dict],
         model.train()
     lr = schedule.set(state.step)
     logs: dict = {}
-    for batch in training_batches(accelerator, run.loader, run.dataset, state, stop_at):
-        with accelerator.accumulate(*models):
-            logs = step(batch, state.step)
-        if not accelerator.sync_gradients:
-            continue
-        state.step += 1
-        lr = schedule.set(state.step)
-        bar.update(1)
-        if state.step % args.log_every == 0 or state.step == stop_at:
-            step_time = (time.perf_counter() - tick) / max(1, state.step - start_step)
-            metrics, message = describe(logs)
-            accelerator.log({**metrics, "lr": lr, "step_time": step_time, "epoch": state.epoch}, step=state.step)
-            bar.set_postfix_str(message)
-            logger.info("step %d  %s  lr %.2e  %.3f s/step", state.step, message, lr, step_time)
-        if state.step % args.checkpoint_every == 0 or state.step == stop_at:
-            save_checkpoint(accelerator, run.checkpoints, state.step, args.checkpoints_total_limit)
-        if state.step >= stop_at:
-            break
-    bar.close()
+    try:
+        for batch in training_batches(accelerator, run.loader, run.dataset, state, stop_at):
+            with accelerator.accumulate(*models):
+                logs = step(batch, state.step)
+            if not accelerator.sync_gradients:
+                continue
+            state.step += 1
+            lr = schedule.set(state.step)
+            bar.update(1)
+            if state.step % args.log_every == 0 or state.step == stop_at:
+                step_time = (time.perf_counter() - tick) / max(1, state.step - start_step)
+                metrics, message = describe(logs)
+                accelerator.log({**metrics, "lr": lr, "step_time": step_time, "epoch": state.epoch}, step=state.step)
+                bar.set_postfix_str(message)
+                logger.info("step %d  %s  lr %.2e  %.3f s/step", state.step, message, lr, step_time)
+            if state.step % args.checkpoint_every == 0 or state.step == stop_at:
+                save_checkpoint(accelerator, run.checkpoints, state.step, args.checkpoints_total_limit)
+            if state.step >= stop_at:
+                break
+    finally:  # the bar's line ends before any error message
+        bar.close()
     accelerator.wait_for_everyone()
     if state.step < schedule.total:
         logger.info("Stopped at step %d of %d; continue with --resume.", state.step, schedule.total)

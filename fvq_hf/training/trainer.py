@@ -25,10 +25,11 @@ import torch
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 
+from ..cli import add_debug_flag, run_command
 from ..data import RandomCrops, open_source
 from ..evaluation.evaluate import format_table, run_evaluation, save_usage
 from ..losses import LPIPS, PatchGANDiscriminator, TokenizerLoss, find_lpips_weights
-from ..model_card import save_evaluation, tokenizer_card
+from ..model_card import dataset_id, save_evaluation, tokenizer_card
 from ..models import FVQModel
 from . import runtime
 
@@ -36,7 +37,7 @@ logger = logging.getLogger("fvq_hf.train")
 BUILTIN_SAMPLES_PER_EPOCH = 2048
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fvq-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="model config folder (hub_configs/<variant>) or hub id")
     p.add_argument("--init-weights", action="store_true",
@@ -58,11 +59,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--disc-start", type=int, default=20000, help="step at which the PatchGAN loss starts")
     p.add_argument("--usage-window", type=int, default=100, help="steps in the rolling training-usage indicator")
     p.add_argument("--eval-batch-size", type=int, default=32)
-    args = p.parse_args(argv)
+    add_debug_flag(p)
+    return p
+
+
+def check_args(args: argparse.Namespace) -> argparse.Namespace:
     runtime.check_loop_args(args)
     if args.usage_window < 1:
         raise ValueError("--usage-window must be >= 1.")
     return args
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return check_args(build_parser().parse_args(argv))
 
 
 class UsageMonitor:
@@ -103,6 +112,8 @@ def train(args: argparse.Namespace) -> dict:
     # ---- model, losses, data --------------------------------------------------------------------------------
     config = runtime.load_config(args.config, FVQModel, "a tokenizer folder under hub_configs/, e.g. fvq-cpu-4k")
     model = FVQModel.from_pretrained(args.config) if args.init_weights else FVQModel.from_config(config)
+    if args.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
     resolution = args.resolution or model.config.sample_size
     if resolution % model.downsample_factor:
         raise ValueError(f"--resolution {resolution} is not a multiple of the downsample factor "
@@ -194,7 +205,9 @@ def evaluate_and_save(args, out: Path, model: FVQModel, resolution: int, total_s
                f"lr {args.lr} ({args.schedule} annealing, {warmup_steps} warmup steps), data `{args.data}`.")
     # Not model.model_card: what was saved next to --init-weights (e.g. a converted original's provenance) is not
     # this model's any more.
-    card = tokenizer_card(model.config, model.bridge_name, evaluations=results or None, training=summary)
+    datasets = [dataset_id(args.data)] if args.data.startswith("hf:") else None
+    card = tokenizer_card(model.config, model.bridge_name, evaluations=results or None, training=summary,
+                          datasets=datasets)
     for folder, model_out in (("model", model), ("model-folded", model.fold_bridge())):
         model_out.save_pretrained(out / folder)
         card.save(out / folder / "README.md")
@@ -205,9 +218,12 @@ def evaluate_and_save(args, out: Path, model: FVQModel, resolution: int, total_s
 
 
 def main(argv: list[str] | None = None) -> None:
-    result = train(parse_args(argv))
-    if result["eval"]:
-        print(format_table(result["eval"]))
+    def command(args: argparse.Namespace) -> None:
+        result = train(check_args(args))
+        if result["eval"]:
+            print(format_table(result["eval"]))
+
+    run_command(build_parser(), argv, command)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import torch
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 
+from ..cli import add_debug_flag, run_command
 from ..model_card import generator_card, save_evaluation
 from ..models import FVQModel, FVQTransformer
 from ..models.transformer import DATA_KEYS, next_token_loss
@@ -38,7 +39,7 @@ from . import runtime
 logger = logging.getLogger("fvq_hf.train_transformer")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fvq-train-transformer", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="transformer config folder (hub_configs/fvq-gpt-*) or hub id")
@@ -53,11 +54,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--class-dropout", type=float, default=0.1, help="probability of training a label as null")
     p.add_argument("--sample-guidance", type=float, default=4.0, help="guidance scale of samples.png")
     p.add_argument("--eval-batch-size", type=int, default=64)
-    args = p.parse_args(argv)
+    add_debug_flag(p)
+    return p
+
+
+def check_args(args: argparse.Namespace) -> argparse.Namespace:
     runtime.check_loop_args(args)
     if not 0 <= args.class_dropout < 1:
         raise ValueError(f"--class-dropout must lie in [0, 1), got {args.class_dropout}.")
     return args
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return check_args(build_parser().parse_args(argv))
 
 
 def build_model(args: argparse.Namespace, data: TokenDataset) -> FVQTransformer:
@@ -119,6 +128,8 @@ def train(args: argparse.Namespace) -> dict:
     # ---- data, model, optimizer -----------------------------------------------------------------------------
     data = TokenDataset(args.codes, seed=args.seed)
     model = build_model(args, data)
+    if args.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
     # The loader's own generator: creating an iterator then draws nothing from the global RNG, whose state
     # checkpoints restore, so class dropout and dropout stay exact across --resume.
     loader = DataLoader(data, batch_size=args.batch_size, shuffle=True, drop_last=True, num_workers=args.num_workers,
@@ -207,7 +218,7 @@ def save_outputs(args: argparse.Namespace, out: Path, model: FVQTransformer, dat
 
 
 def main(argv: list[str] | None = None) -> None:
-    train(parse_args(argv))
+    run_command(build_parser(), argv, lambda args: train(check_args(args)))
 
 
 if __name__ == "__main__":

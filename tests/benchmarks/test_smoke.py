@@ -73,3 +73,11 @@ def test_generator_baselines(tmp_path):
     results = json.loads(out.strip().splitlines()[-1])
     assert results["num_tokens"] == 6 * 2 * 64 and abs(results["uniform"] - 5.545) < 1e-3  # ln 256
     assert results["code_frequencies"] > 0 and results["per_class_code_frequencies"] > 0
+
+
+@pytest.mark.slow
+def test_gradient_checkpointing(tmp_path):
+    out = _run("gradient_checkpointing.py", "--quick", "--json", str(tmp_path / "g.json"))
+    rows = json.loads((tmp_path / "g.json").read_text())["rows"]
+    assert [r["checkpointing"] for r in rows] == [False, True, False, True] and all("error" not in r for r in rows)
+    assert "| fvq-cpu-4k, batch 2 at 64 px | on |" in out

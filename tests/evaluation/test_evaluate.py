@@ -51,7 +51,7 @@ def test_training_output_folder_is_accepted(tmp_path, saved_model):
 def test_bad_data(tmp_path, saved_model, data, error, match):
     (tmp_path / "empty").mkdir()
     with pytest.raises(error, match=match):
-        main(["--model", str(saved_model), "--data", str(tmp_path / data)])
+        main(["--model", str(saved_model), "--data", str(tmp_path / data), "--debug"])  # the exception itself
 
 
 def test_model_that_does_not_exist(tmp_path):

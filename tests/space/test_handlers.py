@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import handlers
 import numpy as np
@@ -24,15 +25,32 @@ def photos(tmp_path):
     ]
 
 
-def test_reconstruct_every_mode(photos, model_dir):
-    gallery, rows, token_maps, rarity_maps, summary = handlers.reconstruct(photos, model_dir)
-    assert len(gallery) == len(rows) == len(token_maps) == len(rarity_maps) == 4
-    side, caption = gallery[0]
-    assert side.size == (256 * 2 + 8, 256) and "rgb.png" in caption
-    name, psnr, ssim, distinct, perplexity = rows[0]
-    assert name == "rgb.png" and psnr > 0 and -1 <= ssim <= 1 and 1 <= distinct <= 64 and perplexity >= 1
-    assert token_maps[0][0].size == (256, 256) and rarity_maps[0][0].mode == "RGB"
-    assert "distinct codes of 256" in summary
+def test_reconstruct_every_mode_at_the_image_size(photos, model_dir):
+    sheet, original, reconstruction, rows, token_maps, rarity_maps, summary = handlers.reconstruct(photos, model_dir)
+    assert len(rows) == len(token_maps) == len(rarity_maps) == 4
+    # 50 x 40 photos: reconstructed at their short side, 40 px (a multiple of the downsample factor 4), not 32
+    assert original.size == reconstruction.size == (40, 40)
+    assert sheet.size == (40 * 6 * 2 + 8, 4 * 40 * 6 + 3 * 8)  # four rows of original | reconstruction
+    name, size, psnr, ssim, distinct, perplexity = rows[0]
+    assert name == "rgb.png" and size == 40 and psnr > 0 and -1 <= ssim <= 1 and 1 <= distinct <= 100
+    assert token_maps[0][0].size == (250, 250) and rarity_maps[0][0].mode == "RGB"
+    assert "distinct codes of 256" in summary and "No saved usage counts next to this model" in summary
+
+
+def test_chosen_resolution_and_its_rounding(photos, model_dir):
+    _, original, reconstruction, rows, *_ = handlers.reconstruct(photos[:1], model_dir, resolution=30)
+    assert original.size == reconstruction.size == (28, 28) and rows[0][1] == 28
+    image = Image.new("RGB", (2000, 900))
+    assert handlers.reconstruction_size(image, 16) == handlers.MAX_SIDE
+    assert handlers.reconstruction_size(Image.new("RGB", (10, 10)), 16) == 16
+
+
+def test_rarity_against_the_saved_usage_counts(photos, model_dir, tmp_path):
+    counts = [0] * 256
+    counts[:128] = [1000] * 128  # a reference where half the codes are common and the rest never seen
+    (Path(model_dir) / "usage.json").write_text(json.dumps({"counts": counts, "codebook_size": 256}))
+    *_, rarity_maps, summary = handlers.reconstruct(photos[:1], model_dir)
+    assert "against the model's saved usage counts (`usage.json`, 128,000 tokens, 500.0 per code)" in summary
 
 
 def test_bad_files_are_messages_not_tracebacks(photos, model_dir, tmp_path):
@@ -111,8 +129,8 @@ def test_a_262k_code_model_runs_on_a_cpu(tmp_path):
     config = FVQModel.load_config(Path(__file__).parents[2] / "hub_configs" / "fvq-262k")
     FVQModel.from_config(config).save_pretrained(tmp_path / "fvq-262k")
     photo = _write(tmp_path, "photo.png", Image.new("RGB", (300, 260), (120, 60, 30)))
-    gallery, rows, token_maps, _, summary = handlers.reconstruct([photo], str(tmp_path / "fvq-262k"))
-    assert gallery[0][0].size == (256 * 2 + 8, 256) and rows[0][3] >= 1
+    sheet, _, _, rows, token_maps, _, summary = handlers.reconstruct([photo], str(tmp_path / "fvq-262k"))
+    assert sheet.size == (256 * 2 + 8, 256) and rows[0][1] == 256 and rows[0][4] >= 1
     assert "of 262,144" in summary
     heatmap, _, _ = handlers.codebook_usage("uploaded images", [photo], None, str(tmp_path / "fvq-262k"))
     assert heatmap.size == (512, 512)  # the 512 x 512 code grid
@@ -122,6 +140,6 @@ def test_an_original_checkpoint_file_is_converted_on_the_fly(photos, tmp_path):
     from ..models.test_original_checkpoint import original_file
 
     path, _ = original_file("llamagen_vq8", tmp_path)
-    gallery, *_ = handlers.reconstruct(photos[:1], str(path))
-    assert len(gallery) == 1
+    sheet, original, *_ = handlers.reconstruct(photos[:1], str(path))
+    assert original.size == (40, 40) and sheet.width > 2 * 40
     assert handlers.get_pipeline(str(path)).vq.config.codebook_l2_norm  # LlamaGen's d = 8 release rule

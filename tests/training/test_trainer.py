@@ -160,3 +160,14 @@ def test_two_processes_share_global_usage(tmp_path):
     assert [line[1] for line in lines] == ["0", "1"] and all(line[3] == "2" for line in lines)
     assert lines[0][5] == lines[1][5] and float(lines[0][5]) > 0  # same global usage on both ranks
     assert lines[0][7] == lines[1][7]  # same weights after DDP steps
+
+
+def test_gradient_checkpointing_flag_trains_the_same_weights(tmp_path):
+    runs = {}
+    for flag in ([], ["--gradient-checkpointing"]):
+        out = tmp_path / f"run{len(flag)}"
+        runs[bool(flag)] = train(parse_args(_args(tmp_path, "--max-steps", "2", "--eval-data", "--output-dir", str(out),
+                                                  *flag)))["model"]
+    assert runs[True].encoder.gradient_checkpointing and not runs[False].encoder.gradient_checkpointing
+    for (name, a), (_, b) in zip(runs[False].state_dict().items(), runs[True].state_dict().items()):
+        assert torch.equal(a, b), name

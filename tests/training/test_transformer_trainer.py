@@ -71,14 +71,14 @@ def test_a_tokenizer_config_is_not_a_transformer_config(codes, tmp_path):
     write_config(tmp_path / "tokenizer-config")
     with pytest.raises(ValueError, match="FVQModel config, not an FVQTransformer one"):
         main(["--config", str(tmp_path / "tokenizer-config"), "--codes", str(codes / "codes"), "--output-dir",
-              str(tmp_path / "x"), "--report-to", "none"])
+              str(tmp_path / "x"), "--report-to", "none", "--debug"])  # --debug: the exception itself
 
 
 def test_init_weights_must_fit_the_codes(codes, tmp_path):
     FVQTransformer(**{**TINY_TRANSFORMER, "num_classes": 3}).save_pretrained(tmp_path / "pretrained")
     with pytest.raises(ValueError, match="do not fit the codes"):
         main(["--config", str(tmp_path / "pretrained"), "--init-weights", "--codes", str(codes / "codes"),
-              "--output-dir", str(tmp_path / "x"), "--report-to", "none"])
+              "--output-dir", str(tmp_path / "x"), "--report-to", "none", "--debug"])
 
 
 @pytest.mark.parametrize("flags, message", [(["--class-dropout", "1.0"], "class-dropout"),

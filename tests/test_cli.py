@@ -1,0 +1,75 @@
+"""Every command's user errors: `fvq-<cmd>: error: <what>` on stderr, exit status 2, no traceback."""
+
+import json
+
+import pytest
+
+from fvq_hf.codes import main as extract_codes
+from fvq_hf.conversion import main as convert
+from fvq_hf.evaluation.evaluate import main as evaluate
+from fvq_hf.publish import main as publish
+from fvq_hf.training.trainer import main as train
+from fvq_hf.training.transformer_trainer import main as train_transformer
+
+from .conftest import make_tiny_model
+from .helpers import write_config, write_images
+
+COMMANDS = {"fvq-train": train, "fvq-train-transformer": train_transformer, "fvq-eval": evaluate,
+            "fvq-extract-codes": extract_codes, "fvq-convert": convert, "fvq-publish": publish}
+
+
+@pytest.fixture
+def files(tmp_path):
+    """A tiny config and model, an image folder, an empty folder, corrupt images and truncated weights."""
+    write_config(tmp_path / "config")
+    write_config(tmp_path / "config-k0", num_vq_embeddings=0)
+    write_images(tmp_path / "images", count=4)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "corrupt").mkdir()
+    for i in range(3):
+        (tmp_path / "corrupt" / f"{i}.png").write_bytes(b"not an image")
+    make_tiny_model().save_pretrained(tmp_path / "model")
+    make_tiny_model().save_pretrained(tmp_path / "truncated")
+    weights = tmp_path / "truncated" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    (tmp_path / "not-a-checkpoint.pt").write_text("hello")
+    (tmp_path / "gpt").mkdir()
+    (tmp_path / "gpt" / "config.json").write_text(json.dumps({"_class_name": "FVQTransformer"}))
+    return tmp_path
+
+
+TRAIN = ["--resolution", "32", "--max-steps", "1", "--num-workers", "0", "--report-to", "none", "--batch-size", "2",
+         "--samples-per-epoch", "4"]
+CASES = [
+    ("fvq-train", ["--config", "{t}/config", "--data", "{t}/no-such-folder", *TRAIN], "no-such-folder"),
+    ("fvq-train", ["--config", "{t}/no-such-config", "--data", "builtin", *TRAIN], "path does not exist"),
+    ("fvq-train", ["--config", "{t}/config", "--data", "{t}/empty", *TRAIN], "empty"),
+    ("fvq-train", ["--config", "{t}/config-k0", "--data", "builtin", *TRAIN], "num_vq_embeddings"),
+    ("fvq-train", ["--config", "{t}/config", "--data", "builtin", "--lr", "-1", *TRAIN], "--lr must be > 0"),
+    ("fvq-train", ["--config", "{t}/gpt", "--data", "builtin", *TRAIN], "not an FVQModel one"),
+    ("fvq-train", ["--config", "{t}/config", "--data", "{t}/corrupt", *TRAIN], "corrupt"),
+    ("fvq-eval", ["--model", "{t}/no-such-model", "--data", "{t}/images"], "path does not exist"),
+    ("fvq-eval", ["--model", "{t}/truncated", "--data", "{t}/images"], "diffusion_pytorch_model.safetensors"),
+    ("fvq-eval", ["--model", "{t}/model", "--data", "{t}/corrupt"], "corrupt"),
+    ("fvq-convert", ["{t}/not-a-checkpoint.pt", "--output", "{t}/out"], "not a checkpoint"),
+    ("fvq-extract-codes", ["--tokenizer", "{t}/no-such-tokenizer", "--data", "{t}/images", "--output-dir", "{t}/c"],
+     "path does not exist"),
+    ("fvq-train-transformer", ["--config", "{t}/gpt", "--codes", "{t}/no-codes"], "no-codes"),
+    ("fvq-publish", ["--converted", "{t}/model"], "--repo-id"),
+]
+
+
+@pytest.mark.parametrize("command, argv, message", CASES, ids=[f"{c}-{i}" for i, (c, _, _) in enumerate(CASES)])
+def test_user_errors_exit_2_with_a_message(command, argv, message, files, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        COMMANDS[command]([a.format(t=files) for a in argv])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"{command}: error: ") and message in last, err
+    assert "Traceback" not in err
+
+
+def test_debug_shows_the_traceback(files):
+    with pytest.raises(FileNotFoundError):
+        evaluate(["--model", f"{files}/no-such-model", "--data", f"{files}/images", "--debug"])
