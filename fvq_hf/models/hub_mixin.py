@@ -36,6 +36,8 @@ class StrictHubMixin:
         unexpected or mismatched tensor is an error that names the tensors.
         """
         want_info = kwargs.pop("output_loading_info", False)
+        if not os.path.isdir(pretrained_model_name_or_path) and looks_like_local_path(pretrained_model_name_or_path):
+            raise missing_folder_error(pretrained_model_name_or_path)  # before any Hub request and its retries
         try:
             model, info = super().from_pretrained(pretrained_model_name_or_path, output_loading_info=True, **kwargs)
         except ValueError as error:
@@ -46,8 +48,6 @@ class StrictHubMixin:
         except OSError as error:
             if os.path.isdir(pretrained_model_name_or_path):
                 raise
-            if looks_like_local_path(pretrained_model_name_or_path):
-                raise missing_folder_error(pretrained_model_name_or_path) from error
             offline = "HF_HUB_OFFLINE is set, and it is not in the local cache" if constants.HF_HUB_OFFLINE else \
                 "it could not be fetched from the Hub or found in the local cache"
             raise OSError(f"{pretrained_model_name_or_path} is not a local folder, and {offline} ({error}). Check the "
