@@ -20,9 +20,12 @@ def looks_like_local_path(name: str | os.PathLike) -> bool:
             or Path(text.split("/")[0]).is_dir() and "/" in text)
 
 
-def missing_folder_error(name: str | os.PathLike, what: str = "model") -> FileNotFoundError:
-    return FileNotFoundError(f"No {what} folder at {name}: that path does not exist (check the path; for a hub id "
-                             "use org/name).")
+def refuse_missing_folder(name: str | os.PathLike, what: str = "model") -> None:
+    """Raise FileNotFoundError for a name meant as a local folder that does not exist, before any Hub request
+    (whose retries would take half a minute and end in a network message)."""
+    if not os.path.isdir(name) and looks_like_local_path(name):
+        raise FileNotFoundError(f"No {what} folder at {name}: that path does not exist (check the path; for a hub "
+                                "id use org/name).")
 
 
 class StrictHubMixin:
@@ -36,8 +39,7 @@ class StrictHubMixin:
         unexpected or mismatched tensor is an error that names the tensors.
         """
         want_info = kwargs.pop("output_loading_info", False)
-        if not os.path.isdir(pretrained_model_name_or_path) and looks_like_local_path(pretrained_model_name_or_path):
-            raise missing_folder_error(pretrained_model_name_or_path)  # before any Hub request and its retries
+        refuse_missing_folder(pretrained_model_name_or_path)
         try:
             model, info = super().from_pretrained(pretrained_model_name_or_path, output_loading_info=True, **kwargs)
         except ValueError as error:

@@ -25,7 +25,6 @@ from safetensors.torch import load_file
 
 from ..model_card import ORIGINAL_FILE
 from .original_layouts import (
-    BRIDGED,
     RELEASE_NUM_HEADS,
     choose_l2_norm,
     detect_layout,
@@ -179,8 +178,6 @@ def convert_original(checkpoint: Mapping, source: str = "<memory>", *, weights: 
     code_dim = state["quantizer.embedding.weight"].shape[1]
     l2_norm, reason = choose_l2_norm(layout, args, code_dim, codebook_l2_norm)
     inferred = {**infer_config(state, sample_size, heads), "codebook_l2_norm": l2_norm}
-    if layout in BRIDGED and inferred["bridge_type"] != BRIDGED[layout]:
-        raise ValueError(f"Bridge keys of layout {layout} were not all found ({inferred['bridge_type']!r}).")
     model_config = {**inferred, **dict(config)} if config is not None else inferred
     model = FVQModel.from_config(model_config)
     expected = model.state_dict()

@@ -26,7 +26,6 @@ logger = logging.getLogger(__name__)
 
 DROPPED = ("quantize.codebook_used",)
 LAYOUTS = ("fvq-vit", "fvq-dit", "fvq-linear", "fvq-mlp", "vqgan")
-BRIDGED = {"fvq-vit": "vqbridge", "fvq-linear": "linear", "fvq-mlp": "mlp"}
 # Every QBridge size in the authors' qbridge.py / qbridge_ViT.py has 4 heads; heads cannot be read off shapes.
 RELEASE_NUM_HEADS = 4
 _RENAMES = (

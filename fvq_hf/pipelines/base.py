@@ -70,7 +70,8 @@ class HubPipeline(DiffusionPipeline):
         """The saved model_index.json, with `_class_name` read as this class: loading through the class itself runs
         no file of the repository (the `[module, Class]` form is for diffusers' generic loader)."""
         config = super().load_config(*args, **kwargs)
-        modules = {name: cls.__module__ for name in models.__all__ if isinstance(cls := getattr(models, name), type)}
+        classes = (getattr(models, name) for name in models.__all__)
+        modules = {c.__name__: c.__module__ for c in classes if isinstance(c, type)}
         if isinstance(config, tuple):
             return (without_remote_module(config[0], modules), *config[1:])
         return without_remote_module(config, modules)

@@ -21,7 +21,7 @@ import torch
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import ProjectConfiguration
 
-from ..models.hub_mixin import looks_like_local_path, missing_folder_error
+from ..models.hub_mixin import refuse_missing_folder
 from .schedule import SCHEDULES, annealing_factor
 
 logger = logging.getLogger("fvq_hf.train")
@@ -77,11 +77,10 @@ def load_config(name: str, cls, choose: str) -> dict:
 
     diffusers would only warn about another model's keys and build a default `cls`: refused here.
     """
+    refuse_missing_folder(name, "--config")
     try:
         config = dict(cls.load_config(name))
     except OSError as error:
-        if not Path(name).exists() and looks_like_local_path(name):
-            raise missing_folder_error(name, "--config") from error
         raise FileNotFoundError(f"--config {name}: no config.json there, and not a hub id in reach "
                                 f"(choose {choose}). {error}") from error
     found = config.get("_class_name", cls.__name__)
