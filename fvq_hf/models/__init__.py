@@ -3,7 +3,8 @@
 from .bridges import BRIDGES, CodebookBridge, LinearBridge, MLPBridge, VQBridge, code_grid, register_bridge
 from .fvq_model import FVQDecoderOutput, FVQEncoderOutput, FVQModel, FVQModelOutput
 from .original_checkpoint import OriginalCheckpointInfo
-from .quantizer import QuantizerOutput, VectorQuantizer, nearest_code
+from .quantizer import QuantizerOutput, VectorQuantizer
+from .search import nearest_code
 from .transformer import FVQTransformer, FVQTransformerOutput, KVCache
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Nearest-code vector quantizer over a (possibly bridged) codebook, with a memory-bounded search."""
+"""Nearest-code vector quantizer over a (possibly bridged) codebook (the search itself is in `search.py`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from diffusers.utils import BaseOutput
 from einops import rearrange
 from torch import nn
+
+from .search import nearest_code
 
 
 @dataclass
@@ -38,37 +40,6 @@ def check_token_ids(ids: torch.Tensor, size: int, hint: str = "") -> None:
         raise TokenIdTypeError(f"Expected integer token ids, got dtype {ids.dtype}.")
     if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= size):
         raise ValueError(f"Token ids must lie in [0, {size}); got ids from {int(ids.min())} to {int(ids.max())}.{hint}")
-
-
-@torch.no_grad()
-def nearest_code(vectors: torch.Tensor, codebook: torch.Tensor, chunk_size: int = 4096) -> torch.LongTensor:
-    """Index of the nearest code by squared L2 distance, `(N, d), (K, d) -> (N,)`.
-
-    Vectors and codes are taken in blocks of `chunk_size`, keeping a running minimum, so the extra memory
-    is one `chunk_size x chunk_size` block whatever N and K are. Ties go to the lowest index, as in argmin.
-    """
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}.")
-    if vectors.ndim != 2 or codebook.ndim != 2 or vectors.shape[1] != codebook.shape[1]:
-        raise ValueError(f"Expected (N, d) vectors and a (K, d) codebook, got {tuple(vectors.shape)} and "
-                         f"{tuple(codebook.shape)}.")
-    codebook = codebook.to(vectors.dtype)
-    # ||z||^2 is the same for every code of a row, so it does not change the argmin.
-    code_sq = codebook.pow(2).sum(dim=1)
-    indices = torch.empty(vectors.shape[0], dtype=torch.long, device=vectors.device)
-    for row in range(0, vectors.shape[0], chunk_size):
-        block = vectors[row : row + chunk_size]
-        best = torch.full((block.shape[0],), float("inf"), dtype=vectors.dtype, device=vectors.device)
-        best_index = torch.zeros(block.shape[0], dtype=torch.long, device=vectors.device)
-        for start in range(0, codebook.shape[0], chunk_size):
-            codes = codebook[start : start + chunk_size]
-            distance = torch.addmm(code_sq[start : start + chunk_size], block, codes.T, alpha=-2.0)
-            value, index = distance.min(dim=1)
-            closer = value < best
-            best = torch.where(closer, value, best)
-            best_index = torch.where(closer, index + start, best_index)
-        indices[row : row + chunk_size] = best_index
-    return indices
 
 
 class VectorQuantizer(nn.Module):
