@@ -1,11 +1,15 @@
-"""Nearest-code search at large K: fvq_hf's chunked search against `torch.cdist` + argmin.
+"""Nearest-code search: fvq_hf's kernel and tiled-torch backends against cdist, FAISS and vector-quantize-pytorch.
 
-Reports tokens/s and the extra peak memory of one search of N tokens against K codes, for each code
-dimension, all in one run. Each method runs in a fresh process so that peak RSS is its own (on CUDA the
-allocator's peak is used instead).
+For every K x d x N of the grid, each method runs one search of N random tokens against K random codes in a
+fresh process (so that its peak RSS is its own; on CUDA the allocator's peak). Reported: tokens/s (best of
+`--repeats`), the speed relative to FAISS `IndexFlatL2`, the extra peak memory, and the fraction of the
+arithmetic limit: one multiply-add per code per dimension at this machine's measured sgemm peak.
 
-    python benchmarks/nearest_code_search.py                  # K = 262144, N = 4096, d = 8 and 256
-    python benchmarks/nearest_code_search.py --quick          # K = 16384, a few seconds
+Methods that hold the N x K distance matrix (cdist, vector-quantize-pytorch, which holds about 4 copies) are
+skipped where that would pass `--max-gib`.
+
+    python benchmarks/nearest_code_search.py            # K in {16k, 65k, 262k}, d in {8, 256}, N in {1k, 4k, 16k}
+    python benchmarks/nearest_code_search.py --quick    # K = 16384, N = 1024, d = 8: seconds
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -20,18 +25,34 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure import in_fresh_process, measure  # noqa: E402
 
-from fvq_hf.models.quantizer import nearest_code  # noqa: E402
+from fvq_hf.models.search import nearest_code  # noqa: E402
+
+METHODS = {
+    "faiss": "faiss.IndexFlatL2.search(z, 1)",
+    "fvq-kernel": "fvq_hf.nearest_code, backend='kernel' (the CPU default)",
+    "fvq-torch": "fvq_hf.nearest_code, backend='torch' (4096 x 4096 addmm tiles; the GPU path and CPU fallback)",
+    "cdist": "torch.cdist(z, codebook).argmin(1)",
+    "vqtorch": "vector_quantize_pytorch.VectorQuantize forward (eval, no grad)",
+}
+# Copies of the N x K fp32 distance matrix a method holds at its peak (vqtorch: measured 16 GiB for a 4 GiB one).
+MATRIX_COPIES = {"cdist": 1, "vqtorch": 4}
 
 
-def _search_setup(method: str, tokens: int, codebook_size: int, dim: int, chunk_size: int, device: str):
+def _search_setup(method: str, tokens: int, codebook_size: int, dim: int, device: str):
     torch.manual_seed(0)
     z = torch.randn(tokens, dim, device=device)
     codebook = torch.randn(codebook_size, dim, device=device)
-    if method == "chunked":
-        return lambda: nearest_code(z, codebook, chunk_size)
+    if method.startswith("fvq-"):
+        backend = method.removeprefix("fvq-")
+        return lambda: nearest_code(z, codebook, backend=backend)
     if method == "cdist":
         return lambda: torch.cdist(z, codebook).argmin(dim=1)
-    # vector-quantize-pytorch: its VectorQuantize forward (distances, argmin, lookup) on the same codebook.
+    if method == "faiss":
+        import faiss
+
+        index = faiss.IndexFlatL2(dim)
+        index.add(codebook.cpu().numpy())
+        return lambda: torch.from_numpy(index.search(z.cpu().numpy(), 1)[1][:, 0])
     from vector_quantize_pytorch import VectorQuantize
 
     peer = VectorQuantize(dim=dim, codebook_size=codebook_size).to(device).eval()
@@ -40,58 +61,94 @@ def _search_setup(method: str, tokens: int, codebook_size: int, dim: int, chunk_
     return lambda: peer(z[None])[1][0]
 
 
-def _measure(method: str, tokens: int, codebook_size: int, dim: int, chunk_size: int, repeats: int,
-             device: str) -> dict:
+def _measure(method: str, tokens: int, codebook_size: int, dim: int, repeats: int, device: str) -> dict:
     with torch.no_grad():
-        out = measure(lambda: _search_setup(method, tokens, codebook_size, dim, chunk_size, device), repeats, device)
-    return {"method": method, "dim": dim, "tokens_per_s": tokens / out["seconds"], "seconds": out["seconds"],
-            "extra_peak_mib": out["extra_peak_mib"], "checksum": int(out["result"].sum())}
+        out = measure(lambda: _search_setup(method, tokens, codebook_size, dim, device), repeats, device)
+    return {"tokens_per_s": tokens / out["seconds"], "seconds": out["seconds"],
+            "extra_peak_mib": out["extra_peak_mib"], "checksum": int(out["result"].long().sum())}
 
 
-def run(tokens: int, codebook_size: int, dims: list[int], chunk_size: int, repeats: int, device: str,
-        methods: list[str]) -> list[dict]:
+def sgemm_peak(device: str, size: int = 2048, repeats: int = 5) -> dict:
+    """Multiply-adds per second of one fp32 `size^3` matmul, best of `repeats`, by torch and (on CPU) by NumPy's
+    BLAS: on some CPUs one of them misses the vector units' peak (MKL on AMD)."""
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    products = {"torch": lambda: torch.mm(a, b)}
+    if device == "cpu":
+        products["numpy"] = lambda: a.numpy() @ b.numpy()
+    best = {}
+    for name, product in products.items():
+        times = []
+        for _ in range(repeats + 1):  # the first one warms up
+            start = time.perf_counter()
+            product()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+        best[name] = size**3 / min(times[1:])
+    return {"macs_per_s": max(best.values()), "by": best}
+
+
+def run(args: argparse.Namespace) -> dict:
+    peak = in_fresh_process(sgemm_peak, args.device)["macs_per_s"]  # the arithmetic limit's unit
     rows = []
-    for dim in dims:
-        for method in methods:
-            row = in_fresh_process(_measure, method, tokens, codebook_size, dim, chunk_size, repeats, device)
-            rows.append({"method": method, "dim": dim, **row})
-    return rows
+    for codebook_size in args.codebook_sizes:
+        for dim in args.dims:
+            for tokens in args.tokens:
+                for method in args.methods:
+                    row = {"method": method, "codebook_size": codebook_size, "dim": dim, "tokens": tokens}
+                    need = MATRIX_COPIES.get(method, 0) * tokens * codebook_size * 4 / 2**30
+                    if need > args.max_gib:
+                        row["error"] = f"skipped: holds ~{need:.0f} GiB"
+                    else:
+                        row.update(in_fresh_process(_measure, method, tokens, codebook_size, dim, args.repeats,
+                                                    args.device))
+                    rows.append(row)
+                    print(f"{method} K={codebook_size} d={dim} N={tokens}: {row.get('error') or row['seconds']}",
+                          file=sys.stderr, flush=True)
+    return {"args": vars(args), "sgemm_macs_per_s": peak, "threads": torch.get_num_threads(), "rows": rows}
+
+
+def table(result: dict) -> str:
+    """The markdown table of `run`'s result: speed vs FAISS and the arithmetic limit, and whether ids agree."""
+    lines = ["| K | d | N | method | tokens/s | vs FAISS | extra peak memory (MiB) | of the arithmetic limit | "
+             "same ids as FAISS |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = result["rows"]
+    for row in rows:
+        head = f"| {row['codebook_size']:,} | {row['dim']} | {row['tokens']:,} | {row['method']} |"
+        if "error" in row:
+            lines.append(f"{head} {row['error']} | | | | |")
+            continue
+        faiss = next((r for r in rows if r["method"] == "faiss" and "error" not in r and all(
+            r[key] == row[key] for key in ("codebook_size", "dim", "tokens"))), None)
+        # tokens/s at one multiply-add per code and dimension, at the measured sgemm peak
+        limit = result["sgemm_macs_per_s"] / (row["codebook_size"] * row["dim"])
+        versus = f"{row['tokens_per_s'] / faiss['tokens_per_s']:.2f}x" if faiss else ""
+        same = ("yes" if row["checksum"] == faiss["checksum"] else "NO") if faiss else ""
+        lines.append(f"{head} {row['tokens_per_s']:,.0f} | {versus} | {row['extra_peak_mib']:,.0f} | "
+                     f"{100 * row['tokens_per_s'] / limit:.1f}% | {same} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tokens", type=int, default=4096)
-    parser.add_argument("--codebook-size", type=int, default=262144)
+    parser.add_argument("--tokens", type=int, nargs="+", default=[1024, 4096, 16384])
+    parser.add_argument("--codebook-sizes", type=int, nargs="+", default=[16384, 65536, 262144])
     parser.add_argument("--dims", type=int, nargs="+", default=[8, 256])
-    parser.add_argument("--chunk-size", type=int, default=4096)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-gib", type=float, default=6.0, help="skip methods whose distance matrices pass this")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--quick", action="store_true", help="K = 16384, one repeat")
-    parser.add_argument("--methods", nargs="+", default=["chunked", "cdist"], choices=["chunked", "cdist", "vqtorch"],
-                        help="vqtorch: vector-quantize-pytorch's VectorQuantize forward")
+    parser.add_argument("--quick", action="store_true", help="K = 16384, N = 1024, d = 8, two repeats")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
     if args.quick:
-        args.codebook_size, args.repeats = 16384, 1
-    rows = run(args.tokens, args.codebook_size, args.dims, args.chunk_size, args.repeats, args.device, args.methods)
-    print(f"N = {args.tokens} tokens, K = {args.codebook_size} codes, chunk {args.chunk_size}, {args.device}, "
-          f"{torch.get_num_threads()} threads")
-    print("| d | method | tokens/s | extra peak memory (MiB) |\n| --- | --- | --- | --- |")
-    for row in rows:
-        if "error" in row:
-            print(f"| {row['dim']} | {row['method']} | {row['error']} | |")
-        else:
-            print(f"| {row['dim']} | {row['method']} | {row['tokens_per_s']:,.0f} | {row['extra_peak_mib']:,.0f} |")
-    for dim in args.dims:
-        found = {r["method"]: r for r in rows if r["dim"] == dim and "error" not in r}
-        for other in [m for m in found if m != "chunked"] if "chunked" in found else []:
-            a, b = found["chunked"], found[other]
-            print(f"d={dim}: chunked/{other} speed x{a['tokens_per_s'] / b['tokens_per_s']:.2f}, memory "
-                  f"x{a['extra_peak_mib'] / max(b['extra_peak_mib'], 1e-9):.3f}, same indices: "
-                  f"{a['checksum'] == b['checksum']}")
+        args.codebook_sizes, args.tokens, args.dims, args.repeats = [16384], [1024], [8], 2
+    result = run(args)
+    print(table(result))
+    print(f"{args.device}, {result['threads']} threads; sgemm peak {result['sgemm_macs_per_s'] / 1e9:.1f} G "
+          "multiply-adds/s (2048^3 fp32 matmul, the best of torch and NumPy)")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "rows": rows}, f, indent=2)
+        Path(args.json).write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -127,7 +127,7 @@ def run(args) -> dict:
     for section in ("runs", "sweep", "ablation"):
         results.setdefault(section, {})
     resolution = FVQModel.load_config(ROOT / "hub_configs" / "fvq-cpu-4k")["sample_size"]
-    heldout, unseen = EvalImages("builtin:heldout", resolution), EvalImages("builtin:unseen", resolution)
+    heldout, unseen = (EvalImages(f"builtin:{split}", resolution, limit=args.eval_limit) for split in ("heldout", "unseen"))
     plan = [("runs", q, k, args.lr, "lin") for k in args.codebook_sizes for q in args.quantizers]
     plan += [("sweep", q, args.ablation_size, lr, "lin") for lr in args.sweep_lrs for q in args.quantizers]
     plan += [("ablation", q, args.ablation_size, args.lr, "const") for q in args.ablation_quantizers]
@@ -216,6 +216,7 @@ def main() -> None:
     parser.add_argument("--json", default="benchmarks/quantizer_comparison.json")
     parser.add_argument("--plots", default="benchmarks/quantizers", help="PNG prefix ('' for none)")
     parser.add_argument("--resume", action="store_true", help="keep the runs already in --json")
+    parser.add_argument("--eval-limit", type=int, help="evaluate on at most this many tiles per set (smoke tests)")
     parser.add_argument("--quick", action="store_true", help="K in {256, 1024}, 30 steps, no LR sweep")
     args = parser.parse_args()
     if args.quick:

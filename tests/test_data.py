@@ -12,7 +12,7 @@ from fvq_hf.data import (
     builtin_photos,
     class_labels,
     open_source,
-    tiles,
+    tile_boxes,
 )
 
 from .helpers import write_images
@@ -70,10 +70,15 @@ def test_eval_images_of_a_folder_are_center_crops(tmp_path):
     assert images[0].shape == (3, 8, 8) and images[0][1].min() == 1.0
 
 
-def test_builtin_eval_tiles():
+def test_builtin_eval_tiles_overlap_and_mirror():
+    assert tile_boxes(130, 70, 64, 64) == [(0, 0, 64, 64), (64, 0, 128, 64)]
+    assert len(tile_boxes(130, 70, 64, 16)) == 5  # lefts 0, 16, 32, 48, 64; one row
     images = EvalImages("builtin:unseen", 64)
-    assert len(images) > 50 and images[0].shape == (3, 64, 64)
-    assert len(tiles(Image.new("RGB", (130, 70)), 64)) == 2
+    assert images[0].shape == (3, 64, 64) and torch.equal(images[1], images[0].flip(-1))
+    assert images.tiles[2][1] == (16, 0, 80, 64)  # a quarter tile on
+    # 32x the non-overlapping tiles, give or take the borders: enough tokens per code to count usage on.
+    plain = sum(len(tile_boxes(c.width, c.height, 64, 64)) for c in images.scaled)
+    assert 20 * plain < len(images) < 40 * plain
 
 
 def test_saved_hf_dataset(tmp_path):

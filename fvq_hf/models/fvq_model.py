@@ -99,7 +99,8 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         codebook_l2_norm: l2-normalise latents and codes before the search (LlamaGen's default with d = 8; not
             with a VQBridge, whose all-zero initial codebook has no direction to normalise).
         codebook_weight, commitment_weight: weights of the two quantizer losses (1.0 and 0.25 as released).
-        search_chunk_size: block size of the nearest-code search; memory is O(chunk^2), not O(N K).
+        search_chunk_size: block size of the torch nearest-code search (GPU, or a CPU without the kernel):
+            memory O(chunk^2), not O(N K). The CPU kernel picks its own cache-sized tiles (`models/search.py`).
     """
 
     _supports_gradient_checkpointing = True

@@ -1,19 +1,25 @@
 """Exact nearest-code search with bounded memory: a fused C++ kernel on the CPU, tiled torch elsewhere.
 
-Both backends return argmin's ids (ties to the lowest index) and never hold an N x K distance matrix:
-- `kernel` (CPU, fp32): `fvq_hf/csrc/nearest_code.cpp`, built by `torch.utils.cpp_extension` on first use
-  (about 30 s, once per machine; torch caches it) and reducing each distance where it is computed.
-- `torch` (any device and dtype): `chunk_size x chunk_size` blocks of `addmm` with a running minimum.
+Neither backend ever holds an N x K distance matrix, and both return argmin's ids, ties to the lowest index:
+- `kernel` (CPU): `fvq_hf/csrc/nearest_code.cpp`, built by `torch.utils.cpp_extension` on first use (about
+  30 s, once per machine and CPU type; torch caches it), reducing each distance where it is computed. Every
+  copy of a code gets the same distance bit for bit, so duplicates resolve to the first copy.
+- `torch` (any device): `chunk_size x chunk_size` blocks of `addmm` with a running minimum. BLAS may round a
+  dot product differently at another position in a block, so between exact duplicates of non-integer codes
+  the copy it returns is not always the first.
 
-`backend="auto"` (the default, or the `FVQ_HF_SEARCH` environment variable) takes the kernel for CPU
-search and the torch tiles on GPU; where the kernel cannot be built (no C++ compiler) it warns once and
-falls back. Distances are computed in fp32 whatever the input dtype (fp64 inputs: in fp64, by torch).
+`backend="auto"` (the default, or the `FVQ_HF_SEARCH` environment variable) takes the kernel for CPU search
+and the torch tiles on GPU; where the kernel cannot be built (no C++ compiler) it warns once and falls back.
+Distances are computed in fp32 whatever the input dtype (fp64 inputs: in fp64, by the torch backend).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import logging
 import os
+import platform
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -25,9 +31,24 @@ Backend = Literal["auto", "kernel", "torch"]
 BACKENDS = ("auto", "kernel", "torch")
 SEARCH_ENV = "FVQ_HF_SEARCH"
 KERNEL_SOURCE = Path(__file__).resolve().parents[1] / "csrc" / "nearest_code.cpp"
-# Measured on a 2-core Zen 4 (benchmarks/nearest_code_search.py --tune): within 3% of the best at d = 8 and 256.
+# On the 2-core development CPU, query blocks of 64-256 and chunks of 64-256 KiB were all within 4% of the best
+# at K = 262144, d = 8 and 256.
 KERNEL_QUERY_BLOCK = 128
 KERNEL_CHUNK_BYTES = 128 * 1024
+
+
+logger = logging.getLogger(__name__)
+
+
+def _cpu_tag() -> str:
+    """A short hash of this CPU's instruction sets: the kernel is built with -march=native, so a build cache
+    shared between machines (a network home) must not hand one CPU's build to another."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        flags = ""
+    return hashlib.sha1(f"{platform.machine()} {platform.processor()} {flags}".encode()).hexdigest()[:10]
 
 
 @functools.cache
@@ -35,10 +56,11 @@ def load_kernel() -> ModuleType | None:
     """The compiled CPU kernel, built on first use and cached by torch; None (with one warning) if it cannot be."""
     from torch.utils import cpp_extension
 
-    flags = ["-O3", "-march=native", "-fopenmp"]
+    name = f"fvq_hf_nearest_code_{_cpu_tag()}"
+    logger.info("Loading the nearest-code search kernel %s (the first time, it is compiled: about 30 s).", name)
     try:
-        return cpp_extension.load(name="fvq_hf_nearest_code", sources=[str(KERNEL_SOURCE)], extra_cflags=flags,
-                                  extra_ldflags=["-fopenmp"])
+        return cpp_extension.load(name=name, sources=[str(KERNEL_SOURCE)], extra_cflags=["-O3", "-march=native",
+                                  "-fopenmp"], extra_ldflags=["-fopenmp"])
     except Exception as error:  # no compiler, no ninja, a failed build: every one of them means "fall back"
         lines = str(error).strip().splitlines() or [type(error).__name__]
         reason = next((line.strip() for line in lines if "error:" in line), lines[0])[:300]
@@ -72,8 +94,10 @@ def nearest_code(
                          f"{tuple(codebook.shape)}.")
     if codebook.shape[0] == 0:
         raise ValueError("The codebook has no codes (K = 0).")
+    if vectors.device != codebook.device:
+        raise ValueError(f"The vectors are on {vectors.device} and the codebook on {codebook.device}.")
     dtype = torch.float64 if torch.float64 in (vectors.dtype, codebook.dtype) else torch.float32
-    vectors, codebook = vectors.to(dtype), codebook.to(device=vectors.device, dtype=dtype)
+    vectors, codebook = vectors.to(dtype), codebook.to(dtype)
     backend = _backend(backend)
     if backend != "torch":
         unsuitable = ("the vectors are not on the CPU" if vectors.device.type != "cpu"

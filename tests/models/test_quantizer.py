@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from fvq_hf.models.bridges import build_bridge
-from fvq_hf.models.quantizer import VectorQuantizer, nearest_code
+from fvq_hf.models.quantizer import VectorQuantizer
 
 from ..conftest import TINY_BRIDGES
 
@@ -12,28 +12,6 @@ def _quantizer(bridge_type="vqbridge", **kwargs):
     torch.manual_seed(0)
     bridge = build_bridge(bridge_type, 256, 8, TINY_BRIDGES[bridge_type])
     return VectorQuantizer(nn.Embedding(256, 8), bridge, **{"search_chunk_size": 50, **kwargs})
-
-
-@pytest.mark.parametrize(("n", "k", "chunk"), [(1000, 777, 64), (5, 4096, 1000), (300, 3, 7), (257, 256, 1)])
-def test_chunked_search_equals_brute_force(n, k, chunk):
-    torch.manual_seed(0)
-    z = torch.randn(n, 8, dtype=torch.float64)
-    codebook = torch.randn(k, 8, dtype=torch.float64)
-    expected = torch.cdist(z, codebook).argmin(dim=1)
-    assert torch.equal(nearest_code(z, codebook, chunk_size=chunk), expected)
-
-
-def test_search_ties_go_to_the_lowest_index():
-    codebook = torch.zeros(10, 4)
-    codebook[7] = 5.0
-    assert nearest_code(torch.zeros(3, 4), codebook, chunk_size=3).tolist() == [0, 0, 0]
-
-
-def test_search_bad_shapes():
-    with pytest.raises(ValueError, match=r"\(N, d\)"):
-        nearest_code(torch.randn(4, 8), torch.randn(10, 7))
-    with pytest.raises(ValueError, match="chunk_size"):
-        nearest_code(torch.randn(4, 8), torch.randn(10, 8), chunk_size=0)
 
 
 def test_forward_quantizes_to_codebook_entries():
@@ -159,8 +137,3 @@ def test_one_token_id_check_for_every_caller():
             check_token_ids(bad, 8)
     with pytest.raises(ValueError, match=r"Token ids must lie in \[0, 8\); got ids from -1 to 8\. hint"):
         check_token_ids(torch.tensor([-1, 8]), 8, " hint")
-
-
-def test_the_search_builds_no_graph():
-    # nearest_code runs under no_grad: a graph through K x N distances would cost memory for nothing.
-    assert getattr(nearest_code, "__wrapped__", None) is not None  # set by the torch.no_grad() decorator
