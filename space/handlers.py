@@ -188,11 +188,14 @@ def reconstruct(paths: Sequence[str | Path] | None, model_name: str | None, reso
         rows.append([name, size, round(metrics["psnr"], 2), round(metrics["ssim"], 4), usage["distinct_codes"],
                      round(usage["perplexity"], 1)])
         ids = output.indices[0]
-        token_maps.append((upscale(code_colors(ids.numpy(), codebook_size), 256), f"{name}: code ids"))
-        # Never-seen codes are as rare as a code seen once.
-        rarity = -np.log(frequency[ids].clamp_min(1 / max(reference.num_tokens, 1)).numpy())
-        rarity_maps.append((upscale(heat(rarity / max(math.log(max(reference.num_tokens, 2)), 1e-9)), 256),
-                            f"{name}: rarity of each code (bright = rare)"))
+        # A residual tokenizer has D codes per position: one map per depth.
+        levels = [(ids, "")] if ids.ndim == 2 else [(ids[..., k], f", depth {k + 1}") for k in range(ids.shape[-1])]
+        for level, label in levels:
+            token_maps.append((upscale(code_colors(level.numpy(), codebook_size), 256), f"{name}: code ids{label}"))
+            # Never-seen codes are as rare as a code seen once.
+            rarity = -np.log(frequency[level].clamp_min(1 / max(reference.num_tokens, 1)).numpy())
+            rarity_maps.append((upscale(heat(rarity / max(math.log(max(reference.num_tokens, 2)), 1e-9)), 256),
+                                f"{name}: rarity of each code{label} (bright = rare)"))
     summary = (f"**{counter.usage * codebook_size:,.0f}** distinct codes of {codebook_size:,} "
                f"({counter.usage:.2%}) over {counter.num_tokens:,} tokens ({counter.num_tokens / codebook_size:.2f} "
                f"per code); perplexity **{counter.perplexity:,.1f}**.\n\n{reference_note}")

@@ -43,6 +43,12 @@ def test_codes_of_centre_crops_and_their_flips(tokenizer, classes, tmp_path):
     assert json.loads((tmp_path / "codes" / "meta.json").read_text()) == meta
 
 
+def test_a_residual_tokenizer_is_refused(classes, tmp_path):
+    make_tiny_model(quantizer_type="residual").save_pretrained(tmp_path / "rq")
+    with pytest.raises(ValueError, match="residual tokenizer .4 codes per position."):
+        extract_codes(str(tmp_path / "rq"), str(classes), tmp_path / "codes", num_workers=0)
+
+
 def test_random_crops_of_the_builtin_photos_without_flip(tokenizer, tmp_path):
     _, path = tokenizer
     main(["--tokenizer", path, "--data", "builtin", "--random-crops", "2", "--no-flip", "--output-dir",

@@ -60,9 +60,11 @@ def _fid_metric(inception_weights: str | None, device):
 @torch.no_grad()
 def evaluate(model: FVQModel, images: torch.utils.data.Dataset, batch_size: int = 32, lpips: LPIPS | None = None,
              fid=None, progress: bool = False) -> tuple[dict, CodeCounter]:
-    """Tokenize and reconstruct every image; returns the metrics and the per-code counts."""
+    """Tokenize and reconstruct every image; returns the metrics and the per-code counts (over every depth of a
+    residual tokenizer, whose usage at each depth is also given, as `usage_by_depth`)."""
     device = model.device
     counter = CodeCounter(model.codebook_size, device)
+    by_depth = [CodeCounter(model.codebook_size, device) for _ in range(model.residual_depth or 0)]
     quality = ImageQuality(device)
     lpips_sum, seen = 0.0, 0
     loader = DataLoader(images, batch_size=batch_size, shuffle=False)
@@ -75,6 +77,8 @@ def evaluate(model: FVQModel, images: torch.utils.data.Dataset, batch_size: int 
         encoded = model.encode(batch)
         reconstruction = model.decode(encoded.latents).sample.float().clamp(-1, 1)
         counter.update(encoded.indices)
+        for level, level_counter in enumerate(by_depth):
+            level_counter.update(encoded.indices[..., level])
         quality.update(batch, reconstruction)
         if lpips is not None:
             lpips_sum += float(lpips(reconstruction, batch).sum())
@@ -83,6 +87,8 @@ def evaluate(model: FVQModel, images: torch.utils.data.Dataset, batch_size: int 
             fid.update((reconstruction + 1) / 2, real=False)
         seen += batch.shape[0]
     metrics: dict = {**counter.summary(), **quality.compute(), "num_images": seen}
+    if by_depth:
+        metrics["usage_by_depth"] = [level_counter.usage for level_counter in by_depth]
     if lpips is not None:
         metrics["lpips"] = lpips_sum / max(seen, 1)
     if fid is not None:

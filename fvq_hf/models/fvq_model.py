@@ -17,7 +17,7 @@ from ..model_card import saved_card_inputs, tokenizer_card
 from .autoencoder import Decoder, Encoder
 from .bridges import BRIDGES, NO_BRIDGE, build_bridge, code_grid, resolve_bridge_config
 from .hub_mixin import StrictHubMixin
-from .quantizer import VectorQuantizer
+from .quantizer import VectorQuantizer, resolve_quantizer_config
 
 # fvq-hf 0.1 saved every bridge's keys flat in the model config; they map to `bridge_config` keys.
 LEGACY_BRIDGE_KEYS = {"bridge_patch_size": "patch_size", "bridge_hidden_size": "hidden_size",
@@ -64,7 +64,8 @@ class FVQModelOutput(BaseOutput):
     """
     Args:
         sample (`torch.Tensor` of shape `(B, out_channels, H, W)`): the reconstruction.
-        indices (`torch.LongTensor` of shape `(B, h, w)`): the token ids used.
+        indices (`torch.LongTensor` of shape `(B, h, w)`, or `(B, h, w, D)` for a residual quantizer): the token
+            ids used.
         codebook_loss (`torch.Tensor`, scalar): weighted codebook loss.
         commitment_loss (`torch.Tensor`, scalar): weighted commitment loss.
     """
@@ -79,7 +80,8 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
     r"""A VQ image tokenizer of LlamaGen's VQ family whose codebook can be trained through a VQBridge (FVQ).
 
     Images are `(B, in_channels, H, W)` in [-1, 1] with H and W divisible by `downsample_factor`
-    (= 2 ** (len(block_out_channels) - 1)); tokens are `(B, H/f, W/f)` ids in `[0, num_vq_embeddings)`.
+    (= 2 ** (len(block_out_channels) - 1)); tokens are `(B, H/f, W/f)` ids in `[0, num_vq_embeddings)`, or
+    `(B, H/f, W/f, D)` for a residual quantizer of depth D.
 
     Parameters:
         in_channels, out_channels: image channels.
@@ -98,6 +100,9 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
             with the flat `bridge_patch_size`-style keys of fvq-hf 0.1 still load (see `from_config`).
         codebook_l2_norm: l2-normalise latents and codes before the search (LlamaGen's default with d = 8; not
             with a VQBridge, whose all-zero initial codebook has no direction to normalise).
+        quantizer_type: "vq" (one code per position) or "residual" (D codes per position from the one codebook,
+            each quantizing what the codes before left; every bridge type works with both).
+        quantizer_config: that type's keys: `{"depth": 4}` for "residual" (the default depth), none for "vq".
         codebook_weight, commitment_weight: weights of the two quantizer losses (1.0 and 0.25 as released).
         search_chunk_size: block size of the torch nearest-code search (GPU, or a CPU without the kernel):
             memory O(chunk^2), not O(N K). The CPU kernel picks its own cache-sized tiles (`models/search.py`).
@@ -126,6 +131,8 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         codebook_weight: float = 1.0,
         commitment_weight: float = 0.25,
         search_chunk_size: int = 4096,
+        quantizer_type: str = "vq",
+        quantizer_config: dict | None = None,
     ) -> None:
         super().__init__()
         if min(in_channels, out_channels, layers_per_block, latent_channels) < 1:
@@ -136,8 +143,11 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
             raise ValueError(f"num_vq_embeddings and vq_embed_dim must be >= 1, got {num_vq_embeddings}, {vq_embed_dim}.")
         block_out_channels = tuple(block_out_channels)
         bridge_config = resolve_bridge_config(bridge_type, bridge_config)
-        # JSON gives a list back; the saved bridge config is complete, so defaults changing later cannot change it.
-        self.register_to_config(block_out_channels=block_out_channels, bridge_config=bridge_config)
+        quantizer_config = resolve_quantizer_config(quantizer_type, quantizer_config)
+        # JSON gives a list back; the saved bridge and quantizer configs are complete, so defaults changing later
+        # cannot change them.
+        self.register_to_config(block_out_channels=block_out_channels, bridge_config=bridge_config,
+                                quantizer_config=quantizer_config)
         factor = 2 ** (len(block_out_channels) - 1)
         if sample_size < factor or sample_size % factor:
             raise ValueError(f"sample_size={sample_size} must be a positive multiple of the downsample factor "
@@ -151,7 +161,8 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         bridge = build_bridge(bridge_type, num_vq_embeddings, vq_embed_dim, bridge_config)
         self.quantizer = VectorQuantizer(table, bridge, codebook_l2_norm=codebook_l2_norm,
                                          codebook_weight=codebook_weight, commitment_weight=commitment_weight,
-                                         search_chunk_size=search_chunk_size)
+                                         search_chunk_size=search_chunk_size,
+                                         residual_depth=quantizer_config.get("depth"))
         self.post_quant_conv = nn.Conv2d(vq_embed_dim, latent_channels, 1)
         self.decoder = Decoder(out_channels=out_channels, **backbone)
 
@@ -181,6 +192,11 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
     def codebook_size(self) -> int:
         return self.config.num_vq_embeddings
 
+    @property
+    def residual_depth(self) -> int | None:
+        """Codes per token position for a residual quantizer; None for plain VQ (ids `(B, h, w)`)."""
+        return self.quantizer.residual_depth
+
     def token_grid_size(self, height: int | None = None, width: int | None = None) -> tuple[int, int]:
         """`(h, w)` of the token grid of an `H x W` image (default: `sample_size` square), the transformer's
         `token_grid_size`."""
@@ -206,7 +222,8 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
 
     @apply_forward_hook
     def encode(self, sample: torch.Tensor, return_dict: bool = True) -> FVQEncoderOutput | tuple:
-        """`(B, C, H, W)` images -> quantized latents `(B, d, h, w)` and token ids `(B, h, w)`."""
+        """`(B, C, H, W)` images -> quantized latents `(B, d, h, w)` and token ids `(B, h, w)` (`(B, h, w, D)`
+        for a residual quantizer)."""
         quantized = self._quantize(sample)
         if not return_dict:
             return quantized.latents, quantized.indices
@@ -223,12 +240,13 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
 
     @apply_forward_hook
     def tokenize(self, sample: torch.Tensor) -> torch.LongTensor:
-        """`(B, C, H, W)` images in [-1, 1] -> `(B, H/f, W/f)` token ids."""
+        """`(B, C, H, W)` images in [-1, 1] -> `(B, H/f, W/f)` token ids (`(B, H/f, W/f, D)` if residual)."""
         return self._quantize(sample).indices
 
     @apply_forward_hook
     def detokenize(self, indices: torch.LongTensor) -> torch.Tensor:
-        """`(B, h, w)` token ids -> `(B, C, h*f, w*f)` images; the inverse of `tokenize` up to reconstruction."""
+        """`(B, h, w)` token ids (`(B, h, w, D)` if residual) -> `(B, C, h*f, w*f)` images; the inverse of
+        `tokenize` up to reconstruction."""
         return self.decode(self.quantizer.lookup(indices)).sample
 
     def forward(self, sample: torch.Tensor, return_dict: bool = True) -> FVQModelOutput | tuple:

@@ -1,4 +1,5 @@
-"""Nearest-code vector quantizer over a (possibly bridged) codebook (the search itself is in `search.py`)."""
+"""Nearest-code vector quantizer over a (possibly bridged) codebook, plain or residual (the search is in
+`search.py`)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,13 @@ class QuantizerOutput(BaseOutput):
     Args:
         latents (`torch.Tensor` of shape `(B, d, h, w)`): the quantized latents (nearest codes), with
             straight-through gradients to the input.
-        indices (`torch.LongTensor` of shape `(B, h, w)`): code ids in `[0, K)`.
+        indices (`torch.LongTensor` of shape `(B, h, w)`, or `(B, h, w, D)` for a residual quantizer of depth
+            D): code ids in `[0, K)`.
         codebook_loss (`torch.Tensor`, scalar): `codebook_weight * mean((z_q - sg(z))^2)`; trains the codebook.
-        commitment_loss (`torch.Tensor`, scalar): `commitment_weight * mean((sg(z_q) - z)^2)`; trains the encoder.
+            For a residual quantizer, the mean of it over the partial sums of depths 1..D (as RQ-VAE and the
+            FVQ authors' residual variant).
+        commitment_loss (`torch.Tensor`, scalar): `commitment_weight * mean((sg(z_q) - z)^2)`; trains the encoder
+            (likewise averaged over the partial sums).
     """
 
     latents: torch.Tensor
@@ -42,6 +47,26 @@ def check_token_ids(ids: torch.Tensor, size: int, hint: str = "") -> None:
         raise ValueError(f"Token ids must lie in [0, {size}); got ids from {int(ids.min())} to {int(ids.max())}.{hint}")
 
 
+# The quantizer types of FVQModel's config and their `quantizer_config` keys, with defaults.
+QUANTIZER_TYPES = {"vq": {}, "residual": {"depth": 4}}
+
+
+def resolve_quantizer_config(quantizer_type: str, config: dict | None) -> dict:
+    """The complete `quantizer_config` of a type: defaults filled in; an unknown type or key, or a bad depth, is
+    an error that names it."""
+    if quantizer_type not in QUANTIZER_TYPES:
+        raise ValueError(f"Unknown quantizer_type {quantizer_type!r}; expected one of {', '.join(QUANTIZER_TYPES)}.")
+    defaults = QUANTIZER_TYPES[quantizer_type]
+    unknown = set(config or {}) - set(defaults)
+    if unknown:
+        raise ValueError(f"quantizer_config keys {sorted(unknown)} do not apply to quantizer_type "
+                         f"{quantizer_type!r}, which takes {sorted(defaults) or 'none'}.")
+    config = {**defaults, **(config or {})}
+    if "depth" in config and (not isinstance(config["depth"], int) or config["depth"] < 1):
+        raise ValueError(f"The residual depth must be an integer >= 1, got {config['depth']!r}.")
+    return config
+
+
 class VectorQuantizer(nn.Module):
     """Quantizes `(B, d, h, w)` latents to the nearest of K codes, where `codebook = bridge(embedding.weight)`.
 
@@ -50,7 +75,12 @@ class VectorQuantizer(nn.Module):
     whether it stays frozen. With `codebook_l2_norm`, latents and codes are l2-normalised before the search
     (LlamaGen's default). The search and the losses always run in fp32, also under autocast.
 
-        VectorQuantizer(nn.Embedding(16384, 256), VQBridge(16384, 256))   # FVQ
+    With `residual_depth=D`, each latent is quantized D times, each time the residual left by the codes before
+    (residual quantization, RQ-VAE), all from the one codebook: its bridge sees the gradients of every depth.
+    Ids are then `(B, h, w, D)` and a latent is the sum of its D codes.
+
+        VectorQuantizer(nn.Embedding(16384, 256), VQBridge(16384, 256))                     # FVQ
+        VectorQuantizer(nn.Embedding(16384, 256), VQBridge(16384, 256), residual_depth=4)   # FVQ, residual
     """
 
     def __init__(
@@ -62,10 +92,16 @@ class VectorQuantizer(nn.Module):
         codebook_weight: float = 1.0,
         commitment_weight: float = 0.25,
         search_chunk_size: int = 4096,
+        residual_depth: int | None = None,
     ) -> None:
         super().__init__()
         if codebook_weight < 0 or commitment_weight < 0 or search_chunk_size < 1:
             raise ValueError("codebook_weight and commitment_weight must be >= 0 and search_chunk_size >= 1.")
+        if residual_depth is not None:
+            resolve_quantizer_config("residual", {"depth": residual_depth})
+            if codebook_l2_norm:
+                raise ValueError("codebook_l2_norm=True cannot be combined with residual quantization: a residual "
+                                 "is not a direction, and unit codes cannot sum to it.")
         if codebook_l2_norm and getattr(bridge, "starts_at_zero", False):
             # The VQBridge's zero-initialised output sits at the singular point of the normalisation: the first
             # gradients are ~1e12 and training diverges (measured). The released FVQ runs use no l2-norm.
@@ -77,6 +113,7 @@ class VectorQuantizer(nn.Module):
         self.codebook_weight = codebook_weight
         self.commitment_weight = commitment_weight
         self.search_chunk_size = search_chunk_size
+        self.residual_depth = residual_depth
         self.embedding = embedding
         self.bridge = bridge
         self.reset_parameters()
@@ -106,28 +143,52 @@ class VectorQuantizer(nn.Module):
         self._cache = (key, codebook) if cacheable else None
         return codebook
 
+    @property
+    def indices_shape(self) -> str:
+        """The shape of the ids, in words: `(B, h, w)`, or `(B, h, w, D)` for a residual quantizer."""
+        return "(B, h, w)" if self.residual_depth is None else f"(B, h, w, {self.residual_depth})"
+
     def forward(self, latents: torch.Tensor) -> QuantizerOutput:
-        """`(B, d, h, w)` latents -> `QuantizerOutput` with `(B, d, h, w)` quantized latents and `(B, h, w)` indices."""
+        """`(B, d, h, w)` latents -> `QuantizerOutput` with `(B, d, h, w)` quantized latents and `indices_shape` ids."""
         if latents.ndim != 4 or latents.shape[1] != self.vq_embed_dim:
             raise ValueError(f"Expected latents of shape (B, {self.vq_embed_dim}, h, w), got {tuple(latents.shape)}.")
         batch, _, height, width = latents.shape
+        depth = self.residual_depth or 1
         with torch.autocast(latents.device.type, enabled=False):
             z = rearrange(latents.float(), "b d h w -> (b h w) d")
             if self.codebook_l2_norm:
                 z = F.normalize(z, dim=-1)
             codebook = self.codebook()
-            indices = nearest_code(z.detach(), codebook.detach(), self.search_chunk_size)
-            z_q = codebook[indices]
-            codebook_loss = self.codebook_weight * F.mse_loss(z_q, z.detach())
-            commitment_loss = self.commitment_weight * F.mse_loss(z, z_q.detach())
+            residual, z_q, ids = z.detach(), 0.0, []
+            codebook_loss = commitment_loss = 0.0
+            for level in range(depth):
+                index = nearest_code(residual, codebook.detach(), self.search_chunk_size)
+                code = codebook[index]
+                z_q = z_q + code  # the partial sum; at depth 1, exactly the nearest code
+                if level + 1 < depth:
+                    residual = residual - code.detach()
+                codebook_loss = codebook_loss + F.mse_loss(z_q, z.detach())
+                commitment_loss = commitment_loss + F.mse_loss(z, z_q.detach())
+                ids.append(index)
+            codebook_loss = self.codebook_weight * (codebook_loss / depth)
+            commitment_loss = self.commitment_weight * (commitment_loss / depth)
             z_q = z + (z_q - z).detach()  # straight-through estimator
         quantized = rearrange(z_q, "(b h w) d -> b d h w", b=batch, h=height, w=width).to(latents.dtype)
-        indices = indices.view(batch, height, width)
-        return QuantizerOutput(quantized, indices, codebook_loss, commitment_loss)
+        indices = torch.stack(ids, dim=-1).view(batch, height, width, depth)
+        return QuantizerOutput(quantized, indices[..., 0] if self.residual_depth is None else indices,
+                               codebook_loss, commitment_loss)
 
     def lookup(self, indices: torch.LongTensor) -> torch.Tensor:
-        """`(B, h, w)` code ids -> `(B, d, h, w)` codes of the (bridged) codebook."""
-        if indices.ndim != 3:
-            raise ValueError(f"Expected indices of shape (B, h, w), got {tuple(indices.shape)}.")
+        """`indices_shape` code ids -> `(B, d, h, w)` latents: the codes of the (bridged) codebook, summed over
+        the depths of a residual quantizer."""
+        depth = self.residual_depth
+        if indices.ndim != (3 if depth is None else 4) or (depth is not None and indices.shape[-1] != depth):
+            raise ValueError(f"Expected indices of shape {self.indices_shape}, got {tuple(indices.shape)}.")
         check_token_ids(indices, self.num_vq_embeddings, " Were they made by a tokenizer with another codebook size?")
-        return rearrange(self.codebook()[indices.long()], "b h w d -> b d h w")
+        codes = self.codebook()[indices.long()]
+        if depth is not None:  # summed in depth order, as in forward, so that both give the same latents
+            latent = codes[..., 0, :]
+            for level in range(1, depth):
+                latent = latent + codes[..., level, :]
+            codes = latent
+        return rearrange(codes, "b h w d -> b d h w")

@@ -21,7 +21,8 @@ class FVQPipelineOutput(BaseOutput):
     Args:
         images (`list[PIL.Image.Image]`, `np.ndarray` `(B, H, W, 3)` in [0, 1], or `torch.Tensor` `(B, 3, H, W)` in
             [-1, 1]): the reconstructions, as `output_type` asked.
-        indices (`torch.LongTensor` of shape `(B, h, w)`): the token ids of each image.
+        indices (`torch.LongTensor` of shape `(B, h, w)`, `(B, h, w, D)` for a residual tokenizer): the token ids
+            of each image.
         usage (`list[dict]`): per image, `distinct_codes`, `codebook_fraction` (distinct / K) and `perplexity` of
             its own tokens.
     """
@@ -89,16 +90,17 @@ class FVQPipeline(HubPipeline):
 
     @torch.no_grad()
     def tokenize(self, images, resolution: int | None = None) -> torch.LongTensor:
-        """Images (as for `__call__`) -> `(B, h, w)` token ids."""
+        """Images (as for `__call__`) -> `(B, h, w)` token ids (`(B, h, w, D)` for a residual tokenizer)."""
         indices = self.vq.tokenize(self._prepare(images, resolution))
         self.maybe_free_model_hooks()
         return indices
 
     @torch.no_grad()
     def detokenize(self, indices: torch.Tensor, output_type: str = "pil"):
-        """`(B, h, w)` (or `(h, w)`) token ids -> images, as `output_type` asks."""
+        """`(B, h, w)` (or `(h, w)`) token ids -> images, as `output_type` asks; `(B, h, w, D)` (or `(h, w, D)`)
+        for a residual tokenizer."""
         indices = torch.as_tensor(indices)
-        if indices.ndim == 2:
+        if indices.ndim == (2 if self.vq.residual_depth is None else 3):
             indices = indices[None]
         images = self.vq.detokenize(indices.to(self._execution_device))
         self.maybe_free_model_hooks()

@@ -39,6 +39,17 @@ def test_outputs_of_every_type(pipe):
     assert torch.equal(indices, pil.indices)
 
 
+def test_a_residual_tokenizer_gives_d_ids_per_position():
+    model = make_tiny_model(quantizer_type="residual", quantizer_config={"depth": 2})
+    perturb_bridge(model)
+    pipe = FVQPipeline(vq=model.eval())
+    out = pipe([_photo(), _photo(seed=1)], output_type="pt")
+    assert out.indices.shape == (2, 8, 8, 2) and torch.equal(pipe.tokenize([_photo(), _photo(seed=1)]), out.indices)
+    assert out.usage[0]["distinct_codes"] == out.indices[0].unique().numel()  # counted over both depths
+    torch.testing.assert_close(pipe.detokenize(out.indices, output_type="pt"), out.images)
+    assert len(pipe.detokenize(out.indices[0])) == 1  # (h, w, D) ids of one image
+
+
 def test_detokenize_matches_the_reconstruction(pipe):
     out = pipe(_photo(), output_type="pt")
     torch.testing.assert_close(pipe.detokenize(out.indices, output_type="pt"), out.images)

@@ -16,6 +16,11 @@ def pipe():
     return pipeline
 
 
+def test_a_residual_tokenizer_is_refused():
+    with pytest.raises(ValueError, match="residual.*one code per position"):
+        FVQGenerationPipeline(transformer=make_tiny_transformer(), vq=make_tiny_model(quantizer_type="residual"))
+
+
 def seeded(seed):
     return torch.Generator().manual_seed(seed)
 

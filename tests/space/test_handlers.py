@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ..conftest import make_tiny_model, perturb_bridge
+
 
 def _write(tmp_path, name, image):
     path = tmp_path / name
@@ -35,6 +37,16 @@ def test_reconstruct_every_mode_at_the_image_size(photos, model_dir):
     assert name == "rgb.png" and size == 40 and psnr > 0 and -1 <= ssim <= 1 and 1 <= distinct <= 100
     assert token_maps[0][0].size == (250, 250) and rarity_maps[0][0].mode == "RGB"
     assert "distinct codes of 256" in summary and "No saved usage counts next to this model" in summary
+
+
+def test_a_residual_tokenizer_shows_a_map_per_depth(photos, tmp_path):
+    model = make_tiny_model(quantizer_type="residual", quantizer_config={"depth": 3})
+    perturb_bridge(model)
+    model.save_pretrained(tmp_path / "rq")
+    _, _, _, rows, token_maps, rarity_maps, summary = handlers.reconstruct(photos[:2], str(tmp_path / "rq"))
+    assert len(rows) == 2 and len(token_maps) == len(rarity_maps) == 6
+    assert [label for _, label in token_maps[:3]] == [f"rgb.png: code ids, depth {k}" for k in (1, 2, 3)]
+    assert "over 600 tokens" in summary  # 2 images x 10 x 10 positions x 3 depths
 
 
 def test_chosen_resolution_and_its_rounding(photos, model_dir):

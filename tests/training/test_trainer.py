@@ -62,6 +62,17 @@ def test_training_writes_models_cards_and_evaluation(tmp_path):
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000002", "step-00000004"]
 
 
+def test_a_residual_tokenizer_trains_and_counts_every_depth(tmp_path):
+    out = tmp_path / "run"
+    args = _args(tmp_path, "--max-steps", "2", "--output-dir", str(out), "--eval-data", str(tmp_path / "images"))
+    write_config(tmp_path / "config", quantizer_type="residual", quantizer_config={"depth": 2})
+    train(parse_args(args))
+    assert FVQModel.from_pretrained(out / "model-folded").residual_depth == 2
+    evaluation = json.loads((out / "eval.json").read_text())[str(tmp_path / "images")]
+    assert evaluation["num_tokens"] == 8 * 8 * 8 * 2 and len(evaluation["usage_by_depth"]) == 2
+    assert max(evaluation["usage_by_depth"]) <= evaluation["usage"]
+
+
 def test_gan_lpips_and_accumulation_paths(tmp_path, caplog):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
