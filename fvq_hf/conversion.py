@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dit-label", type=int, help="label to fold a DiT bridge at (default: as the authors do)")
     parser.add_argument("--sample-size", type=int, default=256, help="resolution the model was trained at")
     parser.add_argument("--config", help="config folder or hub id to check the weights against (default: inferred)")
+    parser.add_argument("--residual-depth", type=int,
+                        help="the file is the FVQ authors' residual variant (vq_model_qbridge_rqvae.py: 4); files "
+                             "cannot tell it from the DiT-bridge model")
     parser.add_argument("--fold", action="store_true", help="also write <output>-folded with the bridge folded")
     parser.add_argument("--trust-pickle", action="store_true",
                         help="allow files that pickle objects other than tensors and argparse args; runs their code")
@@ -44,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
 def convert(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     config = FVQModel.load_config(args.config) if args.config else None
+    if args.residual_depth is not None:
+        config = {**(config or {}), "quantizer_type": "residual", "quantizer_config": {"depth": args.residual_depth}}
     model, info = FVQModel.from_original_checkpoint(
         args.checkpoint, args.filename, output_loading_info=True, weights=args.weights, config=config,
         codebook_l2_norm=args.codebook_l2_norm, num_heads=args.num_heads, sample_size=args.sample_size,
@@ -53,7 +58,8 @@ def convert(args: argparse.Namespace) -> None:
         converted.save_pretrained(folder)
         info.save(folder)
         print(f"Wrote {folder} (layout {info.layout}, {info.weights} weights, bridge "
-              f"{converted.config.bridge_type}, K = {converted.codebook_size}, codebook_l2_norm="
+              f"{converted.config.bridge_type}, quantizer {converted.config.quantizer_type}, K = "
+              f"{converted.codebook_size}, codebook_l2_norm="
               f"{info.codebook_l2_norm}: {info.l2_norm_reason}).")
 
 

@@ -16,7 +16,7 @@ def test_cli_writes_model_info_and_fold(tmp_path, capsys):
     path, tensors = original_file("fvq_release_vit", tmp_path)
     main([str(path), "--output", str(tmp_path / "out"), "--sample-size", "16", "--fold"])
     out = capsys.readouterr().out
-    assert "layout fvq-vit, ema weights, bridge vqbridge, K = 256" in out and "out-folded" in out
+    assert "layout fvq-vit, ema weights, bridge vqbridge, quantizer vq, K = 256" in out and "out-folded" in out
     loaded = FVQModel.from_pretrained(tmp_path / "out")
     assert loaded.config.bridge_type == "vqbridge" and loaded.config.sample_size == 16
     folded = FVQModel.from_pretrained(tmp_path / "out-folded")
@@ -31,6 +31,15 @@ def test_cli_flags_reach_the_conversion(tmp_path):
     main([str(path), "--output", str(tmp_path / "out"), "--no-codebook-l2-norm", "--weights", "model"])
     info = OriginalCheckpointInfo.load(tmp_path / "out")
     assert (info.codebook_l2_norm, info.l2_norm_reason, info.weights) == (False, "given by the caller", "model")
+
+
+def test_cli_residual_depth(tmp_path, capsys):
+    path, tensors = original_file("fvq_dit_uncond", tmp_path)
+    main([str(path), "--output", str(tmp_path / "out"), "--residual-depth", "4"])
+    assert "bridge none, quantizer residual" in capsys.readouterr().out
+    assert FVQModel.from_pretrained(tmp_path / "out").residual_depth == 4
+    err = run_error([str(path), "--output", str(tmp_path / "bad"), "--residual-depth", "0"], capsys)
+    assert "depth must be an integer >= 1, got 0" in err
 
 
 def run_error(argv: list[str], capsys) -> str:

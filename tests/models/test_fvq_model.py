@@ -57,14 +57,18 @@ def test_straight_through_gradients_reach_the_encoder(tiny_model):
     assert all(g is not None and g.abs().sum() > 0 for g in grads)
 
 
+@pytest.mark.parametrize("quantizer_type", ["vq", "residual"])
 @pytest.mark.parametrize("bridge_type", ["vqbridge", "linear", "mlp", "none"])
-def test_fold_bridge_is_equivalent(bridge_type, tmp_path):
-    model = make_tiny_model(bridge_type=bridge_type, codebook_l2_norm=bridge_type == "mlp")
+def test_fold_bridge_is_equivalent(bridge_type, quantizer_type, tmp_path):
+    # (l2-normalised codes once, with the projector; a residual quantizer refuses them)
+    model = make_tiny_model(bridge_type=bridge_type, quantizer_type=quantizer_type,
+                            codebook_l2_norm=bridge_type == "mlp" and quantizer_type == "vq")
     if bridge_type == "vqbridge":
         perturb_bridge(model)
     model.eval()
     folded = model.fold_bridge()
     assert folded.config.bridge_type == "none" and folded.quantizer.bridge is None
+    assert folded.config.quantizer_config == model.config.quantizer_config
     x = _images(3)
     with torch.no_grad():
         a, b = model(x), folded(x)

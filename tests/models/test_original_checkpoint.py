@@ -15,6 +15,9 @@ width 32, `z_channels` 32, codebook K = 256 (FVQ) or 512 (LlamaGen), bridge `QBr
 - llamagen_vq16 / llamagen_vq8: LlamaGen `vq_model.VQModel` (d = 8, codebook_l2_norm True) with its Encoder and
   Decoder rebuilt at ch 32, ch_mult [1, 1, 1, 1, 1] (downsample 16, 1 res block) and [1, 1, 1, 2] (downsample 8,
   2 res blocks); the table given rows of norm 0.2 to 2.2, as a trained table (normalised only when used).
+- fvq_rq_dit_uncond: expected outputs only, of the authors' residual model `vq_model_qbridge_rqvae.VQModel` (4 depths
+  over the DiT-bridged codebook, `encode` then `decode(quant)`) on the fvq_dit_uncond weights, which it saves
+  under the same keys.
 The zero-initialised layers (final layer, adaLN) got N(0, 0.05) weights so that codes differ. Every weight was
 rounded to fp16 before the outputs were computed, and is stored in fp16 (`model.*`, `ema.*`), so the fp32
 values rebuilt here are exactly the ones the original code ran. Expected outputs are their
@@ -82,6 +85,21 @@ def test_default_conversion_gives_the_original_codes_ids_and_images(name, tmp_pa
     assert model.config.codebook_l2_norm == name.startswith("llamagen")
     # ids vary, so that "identical ids" says something
     assert tensors["expected_indices"].unique().numel() > 10
+
+
+def test_the_authors_residual_variant_converts_with_a_residual_config(tmp_path):
+    # vq_model_qbridge_rqvae.py saves the DiT-bridge model's keys, and its args say nothing of depth: no file can
+    # tell, so the user says it. Their code fixes 4 depths.
+    path, tensors = original_file("fvq_dit_uncond", tmp_path)
+    _, expected = load_fixture("fvq_rq_dit_uncond")
+    residual = {"quantizer_type": "residual", "quantizer_config": {"depth": 4}}
+    model = FVQModel.from_original_checkpoint(path, config=residual)
+    assert model.residual_depth == 4 and expected["expected_indices"].shape[-1] == 4
+    assert_matches_original(model, {**tensors, **expected})
+    assert expected["expected_indices"][..., 1:].unique().numel() > 10  # the deeper codes vary too
+    with torch.no_grad():  # the same file read as plain VQ gives the first depth
+        first = FVQModel.from_original_checkpoint(path).tokenize(tensors["inputs"])
+    assert torch.equal(first, expected["expected_indices"][..., 0])
 
 
 @pytest.mark.parametrize("name, layout, bridge, weights", [

@@ -1,4 +1,5 @@
-"""Residual quantization (`quantizer_type="residual"`): D codes per position from one (bridged) codebook."""
+"""Residual quantization (`quantizer_type="residual"`): D codes per position from one (bridged) codebook.
+(Folding is tested with plain VQ's, in test_fvq_model.py.)"""
 
 import json
 
@@ -12,12 +13,9 @@ from fvq_hf.models.quantizer import VectorQuantizer, resolve_quantizer_config
 
 from ..conftest import TINY_BRIDGES, make_tiny_model, perturb_bridge
 from ..testing_utils import ModelHubTests
+from .test_fvq_model import _images
 
 BRIDGE_TYPES = ["vqbridge", "linear", "mlp", "none"]
-
-
-def _images(n=2, size=32, seed=1):
-    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
 
 
 def residual_model(bridge_type="vqbridge", depth=3, **overrides):
@@ -56,18 +54,6 @@ def test_the_first_depth_is_plain_vq_and_depths_refine():
     torch.testing.assert_close(partial[..., -1, :].permute(0, 3, 1, 2), deep.latents)
     errors = [(partial[..., level, :].permute(0, 3, 1, 2) - latents).pow(2).mean() for level in range(4)]
     assert errors[-1] < errors[0]
-
-
-@pytest.mark.parametrize("bridge_type", BRIDGE_TYPES)
-def test_fold_bridge_is_equivalent(bridge_type):
-    model = residual_model(bridge_type).eval()
-    folded = model.fold_bridge()
-    assert folded.config.quantizer_type == "residual" and folded.quantizer.bridge is None
-    x = _images(3)
-    with torch.no_grad():
-        a, b = model(x), folded(x)
-    assert torch.equal(a.indices, b.indices)
-    torch.testing.assert_close(b.sample, a.sample, rtol=1e-5, atol=1e-5)
 
 
 def test_every_depth_trains_the_one_bridged_codebook():
