@@ -83,12 +83,18 @@ class UsageMonitor:
     def __init__(self, codebook_size: int, window: int, device) -> None:
         self.window = window
         self.last_seen = torch.full((codebook_size,), -(10**9), dtype=torch.long, device=device)
+        self.tokens_per_step = 0
 
     def update(self, indices: torch.Tensor, step: int) -> None:
         self.last_seen[indices.reshape(-1)] = step
+        self.tokens_per_step = indices.numel()
 
     def usage(self, step: int) -> float:
         return (self.last_seen > step - self.window).float().mean().item()
+
+    def tokens_per_code(self, step: int) -> float:
+        """Tokens per code in the window: a usage figure is only telling with tens of them."""
+        return min(step, self.window) * self.tokens_per_step / self.last_seen.numel()
 
     def state_dict(self) -> dict:
         return {"last_seen": self.last_seen.cpu()}
@@ -175,7 +181,8 @@ def train(args: argparse.Namespace) -> dict:
     def describe(logs: dict) -> tuple[dict, str]:
         usage = monitor.usage(state.step)
         return {**logs, "usage_rolling": usage}, (f"loss {logs['loss/total']:.4f}  rec {logs['loss/reconstruction']:.4f}"
-                                                   f"  usage(rolling {args.usage_window}) {usage:.1%}")
+                                                   f"  usage(rolling {args.usage_window}) {usage:.1%} at "
+                                                   f"{monitor.tokens_per_code(state.step):.0f} tokens/code")
 
     run = runtime.Run(accelerator, args, state, loader, dataset, schedule, out / "checkpoints")
     runtime.run_loop(run, (model, discriminator), step, describe)

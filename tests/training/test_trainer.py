@@ -11,7 +11,7 @@ import torch
 from fvq_hf import FVQModel
 from fvq_hf.losses import TokenizerLoss
 from fvq_hf.training.runtime import latest_checkpoint
-from fvq_hf.training.trainer import parse_args, train
+from fvq_hf.training.trainer import UsageMonitor, parse_args, train
 
 from ..conftest import make_tiny_model
 from ..helpers import write_config, write_images, write_lpips_weights
@@ -71,6 +71,13 @@ def test_a_residual_tokenizer_trains_and_counts_every_depth(tmp_path):
     evaluation = json.loads((out / "eval.json").read_text())[str(tmp_path / "images")]
     assert evaluation["num_tokens"] == 8 * 8 * 8 * 2 and len(evaluation["usage_by_depth"]) == 2
     assert max(evaluation["usage_by_depth"]) <= evaluation["usage"]
+
+
+def test_rolling_usage_says_how_many_tokens_per_code_it_saw():
+    monitor = UsageMonitor(codebook_size=256, window=100, device="cpu")
+    monitor.update(torch.arange(4 * 8 * 8).remainder(256).view(4, 8, 8), step=1)
+    assert monitor.usage(1) == 1.0 and monitor.tokens_per_code(1) == 1.0
+    assert monitor.tokens_per_code(500) == 100.0  # a full window of 100 steps of 256 tokens
 
 
 def test_gan_lpips_and_accumulation_paths(tmp_path, caplog):
