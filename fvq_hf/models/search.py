@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 import platform
+import shutil
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -56,6 +57,13 @@ def load_kernel() -> ModuleType | None:
     """The compiled CPU kernel, built on first use and cached by torch; None (with one warning) if it cannot be."""
     from torch.utils import cpp_extension
 
+    if shutil.which("ninja") is None:  # torch calls `ninja` by name: the one pip installed, if the venv is not on PATH
+        try:
+            import ninja
+
+            os.environ["PATH"] = os.pathsep.join([ninja.BIN_DIR, os.environ.get("PATH", "")])
+        except ImportError:
+            pass  # then the build fails, and the fallback warning says that ninja is missing
     name = f"fvq_hf_nearest_code_{_cpu_tag()}"
     logger.info("Loading the nearest-code search kernel %s (the first time, it is compiled: about 30 s).", name)
     try:

@@ -1,5 +1,6 @@
 """The nearest-code search: argmin's ids (ties included) from both backends, in bounded memory."""
 
+import os
 import warnings
 
 import pytest
@@ -146,6 +147,15 @@ def test_a_failed_build_warns_once_with_the_compiler_error(monkeypatch):
     monkeypatch.setattr(cpp_extension, "load", failing_build)
     with pytest.warns(RuntimeWarning, match=r"nearest_code.cpp:3:1: error: boom.*FVQ_HF_SEARCH=torch"):
         assert search.load_kernel.__wrapped__() is None  # the uncached builder
+
+
+def test_the_pip_installed_ninja_is_found_without_an_activated_venv(monkeypatch):
+    ninja = pytest.importorskip("ninja")
+    monkeypatch.setattr(search.shutil, "which", lambda name: None)
+    monkeypatch.setenv("PATH", "/nowhere")
+    monkeypatch.setattr(cpp_extension, "load", lambda **kwargs: "built")
+    assert search.load_kernel.__wrapped__() == "built"
+    assert os.environ["PATH"].split(os.pathsep)[0] == ninja.BIN_DIR
 
 
 def test_the_kernel_refuses_what_it_cannot_serve():
