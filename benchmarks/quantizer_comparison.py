@@ -40,6 +40,8 @@ QUANTIZERS = ("none", "linear", "mlp", "vqbridge", "vqtorch-ema")
 class PeerQuantizer(nn.Module):
     """vector-quantize-pytorch's `VectorQuantize` (EMA codebook, dead-code replacement) behind our interface."""
 
+    residual_depth = None  # one code per position
+
     def __init__(self, codebook_size: int, code_dim: int) -> None:
         super().__init__()
         from vector_quantize_pytorch import VectorQuantize
