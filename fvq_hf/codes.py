@@ -86,9 +86,7 @@ def extract_codes(tokenizer: str, data: str, output_dir: str | Path, *, split: s
     if (out / META_FILE).exists() and not overwrite:
         raise FileExistsError(f"{out} already holds extracted codes; choose another --output-dir or pass --overwrite.")
     model = FVQModel.from_pretrained(tokenizer)
-    if model.residual_depth is not None:
-        raise ValueError(f"{tokenizer} is a residual tokenizer ({model.residual_depth} codes per position); code files "
-                         "and the generator take one code per position, from a quantizer_type 'vq' tokenizer.")
+    model.require_one_code_per_position("code files and the generator")
     if model.quantizer.bridge is not None:
         model = model.fold_bridge()  # the same indices, without the bridge's cost
     model = model.eval().to(accelerator.device)

@@ -197,6 +197,13 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         """Codes per token position for a residual quantizer; None for plain VQ (ids `(B, h, w)`)."""
         return self.quantizer.residual_depth
 
+    def require_one_code_per_position(self, user: str) -> None:
+        """Raise a ValueError naming `user` (code files, the generator) if this tokenizer is residual."""
+        if self.residual_depth is not None:
+            name = self.config.get("_name_or_path") or "This tokenizer"
+            raise ValueError(f"{name} is a residual tokenizer ({self.residual_depth} codes per position), and {user} "
+                             "take one code per position: use a quantizer_type 'vq' tokenizer.")
+
     def token_grid_size(self, height: int | None = None, width: int | None = None) -> tuple[int, int]:
         """`(h, w)` of the token grid of an `H x W` image (default: `sample_size` square), the transformer's
         `token_grid_size`."""

@@ -45,9 +45,7 @@ class FVQGenerationPipeline(HubPipeline):
 
     def __init__(self, transformer: FVQTransformer, vq: FVQModel) -> None:
         super().__init__()
-        if vq.residual_depth is not None:
-            raise ValueError(f"The tokenizer is residual ({vq.residual_depth} codes per position); FVQTransformer "
-                             "generates one code per position, from a quantizer_type 'vq' tokenizer.")
+        vq.require_one_code_per_position("FVQTransformer and its pipeline")
         if transformer.config.vocab_size != vq.codebook_size:
             raise ValueError(f"The transformer's vocabulary ({transformer.config.vocab_size:,} token ids) does not "
                              f"match the tokenizer's codebook ({vq.codebook_size:,} codes): a transformer must be "
