@@ -24,13 +24,14 @@ import time
 from pathlib import Path
 
 import torch
+from einops import rearrange
 from torch import nn
 
 from fvq_hf import FVQModel
 from fvq_hf.data import EvalImages, RandomCrops, open_source
 from fvq_hf.evaluation.evaluate import evaluate
 from fvq_hf.losses import TokenizerLoss
-from fvq_hf.models.quantizer import QuantizerOutput
+from fvq_hf.models.quantizer import QuantizerOutput, VectorQuantizer
 from fvq_hf.training.schedule import annealing_factor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,24 +39,28 @@ QUANTIZERS = ("none", "linear", "mlp", "vqbridge", "vqtorch-ema")
 
 
 class PeerQuantizer(nn.Module):
-    """vector-quantize-pytorch's `VectorQuantize` (EMA codebook, dead-code replacement) behind our interface."""
+    """A vector-quantize-pytorch quantizer (`accept_image_fmap=True`) behind this package's quantizer interface."""
 
-    residual_depth = None  # one code per position
+    level_name = VectorQuantizer.level_name
+    level_maps = VectorQuantizer.level_maps
 
-    def __init__(self, codebook_size: int, code_dim: int) -> None:
+    def __init__(self, peer: nn.Module, residual_depth: int | None = None) -> None:
         super().__init__()
-        from vector_quantize_pytorch import VectorQuantize
-
-        self.codebook_size = codebook_size
-        self.vq = VectorQuantize(dim=code_dim, codebook_size=codebook_size, decay=0.8, commitment_weight=0.25,
-                                 threshold_ema_dead_code=2, accept_image_fmap=True)
+        self.peer = peer
+        self.residual_depth = residual_depth
 
     def forward(self, latents: torch.Tensor) -> QuantizerOutput:
-        quantized, indices, commitment = self.vq(latents)
-        return QuantizerOutput(quantized, indices, torch.zeros((), device=latents.device), commitment)
+        quantized, indices, commitment = self.peer(latents)
+        # ResidualVQ gives one commitment loss per quantizer: summed, as its README trains with
+        return QuantizerOutput(quantized, indices, torch.zeros((), device=latents.device), commitment.sum())
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
-        return self.vq.get_output_from_indices(indices)
+        """Ids -> `(B, d, h, w)` latents."""
+        codebook = getattr(self.peer, "_codebook", None)
+        if getattr(codebook, "vq_bridge", None) is not None:
+            # The peer's get_output_from_indices reads the raw table and skips its vq_bridge (1.32.0).
+            return rearrange(codebook.vq_bridge(codebook.embed)[0][indices], "b h w d -> b d h w")
+        return rearrange(self.peer.get_output_from_indices(indices), "b h w d -> b d h w")
 
 
 def build_model(quantizer: str, codebook_size: int, seed: int) -> FVQModel:
@@ -68,7 +73,11 @@ def build_model(quantizer: str, codebook_size: int, seed: int) -> FVQModel:
     model = FVQModel.from_config({**config, "num_vq_embeddings": codebook_size, "bridge_type": bridge,
                                   "bridge_config": bridge_config})
     if quantizer == "vqtorch-ema":
-        model.quantizer = PeerQuantizer(codebook_size, config["vq_embed_dim"])
+        from vector_quantize_pytorch import VectorQuantize
+
+        model.quantizer = PeerQuantizer(VectorQuantize(  # EMA codebook, dead-code replacement
+            dim=config["vq_embed_dim"], codebook_size=codebook_size, decay=0.8, commitment_weight=0.25,
+            threshold_ema_dead_code=2, accept_image_fmap=True))
     return model
 
 

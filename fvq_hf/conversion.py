@@ -2,6 +2,7 @@
 
     fvq-convert runs/fvq/0400000.pt --output converted/fvq-16k --fold
     fvq-convert FoundationVision/LlamaGen --filename vq_ds16_c2i.pt --output converted/llamagen-vq16
+    fvq-convert FoundationVision/var --filename vae_ch160v4096z32.pth --output converted/var-vae
 
 A thin command line over `FVQModel.from_original_checkpoint` (see `fvq_hf.models.original_layouts` for the
 layouts it reads). It writes `save_pretrained` files plus `original_checkpoint.json` (where the weights came
@@ -37,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--residual-depth", type=int,
                         help="the file is the FVQ authors' residual variant (vq_model_qbridge_rqvae.py: 4); files "
                              "cannot tell it from the DiT-bridge model")
+    parser.add_argument("--scales", type=int, nargs="+",
+                        help="a VAR file's scales, coarsest first, ending at the latent grid (files do not save them; "
+                             "default: VAR's 1 2 3 4 5 6 8 10 13 16 when they fit)")
     parser.add_argument("--fold", action="store_true", help="also write <output>-folded with the bridge folded")
     parser.add_argument("--trust-pickle", action="store_true",
                         help="allow files that pickle objects other than tensors and argparse args; runs their code")
@@ -49,6 +53,8 @@ def convert(args: argparse.Namespace) -> None:
     config = FVQModel.load_config(args.config) if args.config else None
     if args.residual_depth is not None:
         config = {**(config or {}), "quantizer_type": "residual", "quantizer_config": {"depth": args.residual_depth}}
+    if args.scales is not None:
+        config = {**(config or {}), "quantizer_type": "multiscale", "quantizer_config": {"scales": args.scales}}
     model, info = FVQModel.from_original_checkpoint(
         args.checkpoint, args.filename, output_loading_info=True, weights=args.weights, config=config,
         codebook_l2_norm=args.codebook_l2_norm, num_heads=args.num_heads, sample_size=args.sample_size,

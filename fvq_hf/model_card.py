@@ -139,13 +139,22 @@ def tokenizer_card(config: Mapping, bridge_name: str, repo_id: str | None = None
     name = repo_id or "path/to/model"
     factor = 2 ** (len(config["block_out_channels"]) - 1)
     size = config["sample_size"]
-    grid = f"{size // factor}, {size // factor}"
+    side = size // factor
+    grid, tokens = f"{side}, {side}", f"{side} x {side} per {size} px image"
+    quantizer = config.get("quantizer_config") or {}
+    if config.get("quantizer_type") == "residual":
+        grid, tokens = f"{side}, {side}, {quantizer['depth']}", f"{side} x {side} positions x {quantizer['depth']} " \
+            f"residual codes per {size} px image"
+    elif config.get("quantizer_type") == "multiscale":
+        length = sum(s * s for s in quantizer["scales"])
+        grid, tokens = f"{length}", f"{length} per {size} px image: multi-scale (VAR), scales {quantizer['scales']}, " \
+            "coarsest first, each in raster order"
     facts = [
         f"| codebook | {config['num_vq_embeddings']:,} codes x {config['vq_embed_dim']} dims"
         f"{', l2-normalised' if config.get('codebook_l2_norm') else ''} |",
         f"| codebook bridge | {bridge_name} |",
         f"| backbone | LlamaGen VQ family, widths {list(config['block_out_channels'])}, downsample {factor} |",
-        f"| tokens | {size // factor} x {size // factor} per {size} px image |",
+        f"| tokens | {tokens} |",
     ]
     usage = [
         "from fvq_hf import FVQPipeline",

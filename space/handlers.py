@@ -166,7 +166,7 @@ def reconstruct(paths: Sequence[str | Path] | None, model_name: str | None, reso
     codebook_size, factor = pipe.vq.codebook_size, pipe.vq.downsample_factor
     outputs = []
     for name, image in images:
-        size = reconstruction_size(image, factor, resolution)
+        size = pipe.vq.fixed_image_size or reconstruction_size(image, factor, resolution)
         inputs = prepare_images(image, size)
         with torch.no_grad():
             outputs.append((name, size, inputs, pipe(inputs, output_type="pt", resolution=size)))
@@ -187,10 +187,9 @@ def reconstruct(paths: Sequence[str | Path] | None, model_name: str | None, reso
         usage = output.usage[0]
         rows.append([name, size, round(metrics["psnr"], 2), round(metrics["ssim"], 4), usage["distinct_codes"],
                      round(usage["perplexity"], 1)])
-        ids = output.indices[0]
-        # A residual tokenizer has D codes per position: one map per depth.
-        levels = [(ids, "")] if ids.ndim == 2 else [(ids[..., k], f", depth {k + 1}") for k in range(ids.shape[-1])]
-        for level, label in levels:
+        # A residual (multi-scale) tokenizer has one map per depth (scale).
+        for label, batch_map in pipe.vq.quantizer.level_maps(output.indices[:1]):
+            level, label = batch_map[0], f", {label}" if label else ""
             token_maps.append((upscale(code_colors(level.numpy(), codebook_size), 256), f"{name}: code ids{label}"))
             # Never-seen codes are as rare as a code seen once.
             rarity = -np.log(frequency[level].clamp_min(1 / max(reference.num_tokens, 1)).numpy())

@@ -43,9 +43,14 @@ def test_codes_of_centre_crops_and_their_flips(tokenizer, classes, tmp_path):
     assert json.loads((tmp_path / "codes" / "meta.json").read_text()) == meta
 
 
-def test_a_residual_tokenizer_is_refused(classes, tmp_path):
-    make_tiny_model(quantizer_type="residual").save_pretrained(tmp_path / "rq")
-    with pytest.raises(ValueError, match="residual tokenizer .4 codes per position."):
+@pytest.mark.parametrize("quantizer, said", [
+    ({"quantizer_type": "residual"}, "residual tokenizer .4 codes per position."),
+    ({"quantizer_type": "multiscale", "quantizer_config": {"scales": [1, 8]}},
+     "multiscale tokenizer .2 scales, 65 tokens per image."),
+])
+def test_residual_and_multiscale_tokenizers_are_refused(quantizer, said, classes, tmp_path):
+    make_tiny_model(**quantizer).save_pretrained(tmp_path / "rq")
+    with pytest.raises(ValueError, match=said):
         extract_codes(str(tmp_path / "rq"), str(classes), tmp_path / "codes", num_workers=0)
 
 

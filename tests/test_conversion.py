@@ -42,6 +42,17 @@ def test_cli_residual_depth(tmp_path, capsys):
     assert "depth must be an integer >= 1, got 0" in err
 
 
+def test_cli_scales_of_a_var_file(tmp_path, capsys):
+    path, _ = original_file("var_original", tmp_path)
+    main([str(path), "--output", str(tmp_path / "out"), "--scales", "1", "2", "4", "6", "8", "10", "12", "13", "14", "16"])
+    assert "layout var, bare weights, bridge none, quantizer multiscale" in capsys.readouterr().out
+    assert FVQModel.from_pretrained(tmp_path / "out").quantizer.scales == [1, 2, 4, 6, 8, 10, 12, 13, 14, 16]
+    err = run_error([str(path), "--output", str(tmp_path / "bad"), "--scales", "1", "2", "8"], capsys)
+    assert "has 10 scales (rows of quantize.ema_vocab_hit_SV), but the scales given [1, 2, 8] are 3" in err
+    err = run_error([str(path), "--output", str(tmp_path / "bad"), "--scales", *map(str, range(1, 11))], capsys)
+    assert "The last multi-scale scale must be the latent grid, sample_size / 16 = 16; got scales [1, 2, 3" in err
+
+
 def run_error(argv: list[str], capsys) -> str:
     with pytest.raises(SystemExit) as exit_info:
         main(argv)

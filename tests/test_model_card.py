@@ -31,3 +31,14 @@ def test_a_card_without_metrics_has_no_model_index():
     model = make_tiny_model()
     card = tokenizer_card(model.config, model.bridge_name, "org/fvq-tiny")
     assert "model-index" not in card.data.to_dict() and "Not evaluated yet" in str(card)
+
+
+def test_the_card_states_the_ids_of_each_quantizer_type():
+    cards = {quantizer_type: str(tokenizer_card(model.config, model.bridge_name, "org/x")) for quantizer_type, model in (
+        ("vq", make_tiny_model()),
+        ("residual", make_tiny_model(quantizer_type="residual", quantizer_config={"depth": 3})),
+        ("multiscale", make_tiny_model(quantizer_type="multiscale", quantizer_config={"scales": [1, 3, 8]})))}
+    assert "| tokens | 8 x 8 per 32 px image |" in cards["vq"] and "-> (B, 8, 8)" in cards["vq"]
+    assert "8 x 8 positions x 3 residual codes" in cards["residual"] and "-> (B, 8, 8, 3)" in cards["residual"]
+    assert "| tokens | 74 per 32 px image: multi-scale (VAR), scales [1, 3, 8]" in cards["multiscale"]
+    assert "-> (B, 74)" in cards["multiscale"]

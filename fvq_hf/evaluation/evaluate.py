@@ -60,11 +60,13 @@ def _fid_metric(inception_weights: str | None, device):
 @torch.no_grad()
 def evaluate(model: FVQModel, images: torch.utils.data.Dataset, batch_size: int = 32, lpips: LPIPS | None = None,
              fid=None, progress: bool = False) -> tuple[dict, CodeCounter]:
-    """Tokenize and reconstruct every image; returns the metrics and the per-code counts (over every depth of a
-    residual tokenizer, whose usage at each depth is also given, as `usage_by_depth`)."""
+    """Tokenize and reconstruct every image; returns the metrics and the per-code counts (over every depth or
+    scale of a residual or multi-scale tokenizer, whose usage at each level is also given, as `usage_by_depth`
+    or `usage_by_scale`: a list, in the order of its levels)."""
     device = model.device
     counter = CodeCounter(model.codebook_size, device)
-    by_depth = [CodeCounter(model.codebook_size, device) for _ in range(model.residual_depth or 0)]
+    level_name = model.quantizer.level_name
+    by_level: list[CodeCounter] = []
     quality = ImageQuality(device)
     lpips_sum, seen = 0.0, 0
     loader = DataLoader(images, batch_size=batch_size, shuffle=False)
@@ -77,8 +79,11 @@ def evaluate(model: FVQModel, images: torch.utils.data.Dataset, batch_size: int 
         encoded = model.encode(batch)
         reconstruction = model.decode(encoded.latents).sample.float().clamp(-1, 1)
         counter.update(encoded.indices)
-        for level, level_counter in enumerate(by_depth):
-            level_counter.update(encoded.indices[..., level])
+        if level_name:
+            maps = model.quantizer.level_maps(encoded.indices)
+            by_level = by_level or [CodeCounter(model.codebook_size, device) for _ in maps]
+            for level_counter, (_, ids) in zip(by_level, maps):
+                level_counter.update(ids)
         quality.update(batch, reconstruction)
         if lpips is not None:
             lpips_sum += float(lpips(reconstruction, batch).sum())
@@ -87,8 +92,8 @@ def evaluate(model: FVQModel, images: torch.utils.data.Dataset, batch_size: int 
             fid.update((reconstruction + 1) / 2, real=False)
         seen += batch.shape[0]
     metrics: dict = {**counter.summary(), **quality.compute(), "num_images": seen}
-    if by_depth:
-        metrics["usage_by_depth"] = [level_counter.usage for level_counter in by_depth]
+    if level_name:
+        metrics[f"usage_by_{level_name}"] = [level_counter.usage for level_counter in by_level]
     if lpips is not None:
         metrics["lpips"] = lpips_sum / max(seen, 1)
     if fid is not None:

@@ -17,6 +17,7 @@ from ..model_card import saved_card_inputs, tokenizer_card
 from .autoencoder import Decoder, Encoder
 from .bridges import BRIDGES, NO_BRIDGE, build_bridge, code_grid, resolve_bridge_config
 from .hub_mixin import StrictHubMixin
+from .multiscale import MultiScaleQuantizer
 from .quantizer import VectorQuantizer, resolve_quantizer_config
 
 # fvq-hf 0.1 saved every bridge's keys flat in the model config; they map to `bridge_config` keys.
@@ -42,7 +43,8 @@ class FVQEncoderOutput(BaseOutput):
     """
     Args:
         latents (`torch.Tensor` of shape `(B, vq_embed_dim, h, w)`): quantized latents, ready for `decode`.
-        indices (`torch.LongTensor` of shape `(B, h, w)`): the token ids of those latents.
+        indices (`torch.LongTensor` of shape `(B, h, w)`; `(B, h, w, D)` residual, `(B, L)` multi-scale): the
+            token ids of those latents.
     """
 
     latents: torch.Tensor
@@ -64,8 +66,8 @@ class FVQModelOutput(BaseOutput):
     """
     Args:
         sample (`torch.Tensor` of shape `(B, out_channels, H, W)`): the reconstruction.
-        indices (`torch.LongTensor` of shape `(B, h, w)`, or `(B, h, w, D)` for a residual quantizer): the token
-            ids used.
+        indices (`torch.LongTensor` of shape `(B, h, w)`; `(B, h, w, D)` residual, `(B, L)` multi-scale): the
+            token ids used.
         codebook_loss (`torch.Tensor`, scalar): weighted codebook loss.
         commitment_loss (`torch.Tensor`, scalar): weighted commitment loss.
     """
@@ -80,15 +82,16 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
     r"""A VQ image tokenizer of LlamaGen's VQ family whose codebook can be trained through a VQBridge (FVQ).
 
     Images are `(B, in_channels, H, W)` in [-1, 1] with H and W divisible by `downsample_factor`
-    (= 2 ** (len(block_out_channels) - 1)); tokens are `(B, H/f, W/f)` ids in `[0, num_vq_embeddings)`, or
-    `(B, H/f, W/f, D)` for a residual quantizer of depth D.
+    (= 2 ** (len(block_out_channels) - 1)); tokens are `(B, H/f, W/f)` ids in `[0, num_vq_embeddings)`,
+    `(B, H/f, W/f, D)` for a residual quantizer of depth D, or one flat `(B, L)` sequence for a multi-scale
+    quantizer (L = sum of s^2 over its scales, coarsest first; images must be `sample_size` square).
 
     Parameters:
         in_channels, out_channels: image channels.
         sample_size: the resolution the model was trained at (images of other multiples of f also work).
         block_out_channels: width of each encoder/decoder level; LlamaGen VQ-16 is (128, 128, 256, 256, 512).
         layers_per_block: residual blocks per encoder level (the decoder has one more).
-        latent_channels: encoder output channels before the 1x1 `quant_conv`.
+        latent_channels: encoder output channels before `quant_conv`.
         norm_num_groups: GroupNorm groups.
         dropout: dropout inside residual blocks.
         num_vq_embeddings: codebook size K.
@@ -100,9 +103,13 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
             with the flat `bridge_patch_size`-style keys of fvq-hf 0.1 still load (see `from_config`).
         codebook_l2_norm: l2-normalise latents and codes before the search (LlamaGen's default with d = 8; not
             with a VQBridge, whose all-zero initial codebook has no direction to normalise).
-        quantizer_type: "vq" (one code per position) or "residual" (D codes per position from the one codebook,
-            each quantizing what the codes before left; every bridge type works with both).
-        quantizer_config: that type's keys: `{"depth": 4}` for "residual" (the default depth), none for "vq".
+        quantizer_type: "vq" (one code per position), "residual" (D codes per position from the one codebook,
+            each quantizing what the codes before left) or "multiscale" (VAR: a token map per scale, coarse to
+            fine, each quantizing what the coarser ones left). Every bridge type works with each.
+        quantizer_config: that type's keys (missing ones take the defaults): `{"depth": 4}` for "residual";
+            `{"scales": [1, 2, 3, 4, 5, 6, 8, 10, 13, 16], "num_phi": 4, "phi_ratio": 0.5}` for "multiscale"
+            (VAR's; the last scale must be the latent grid, sample_size / f); none for "vq".
+        quant_conv_kernel_size: kernel of `quant_conv` / `post_quant_conv`: 1 (LlamaGen, FVQ), 3 (VAR).
         codebook_weight, commitment_weight: weights of the two quantizer losses (1.0 and 0.25 as released).
         search_chunk_size: block size of the torch nearest-code search (GPU, or a CPU without the kernel):
             memory O(chunk^2), not O(N K). The CPU kernel picks its own cache-sized tiles (`models/search.py`).
@@ -133,12 +140,15 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         search_chunk_size: int = 4096,
         quantizer_type: str = "vq",
         quantizer_config: dict | None = None,
+        quant_conv_kernel_size: int = 1,
     ) -> None:
         super().__init__()
         if min(in_channels, out_channels, layers_per_block, latent_channels) < 1:
             raise ValueError("in_channels, out_channels, layers_per_block and latent_channels must be >= 1.")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}.")
+        if quant_conv_kernel_size < 1 or quant_conv_kernel_size % 2 == 0:
+            raise ValueError(f"quant_conv_kernel_size must be odd and >= 1, got {quant_conv_kernel_size}.")
         if num_vq_embeddings < 1 or vq_embed_dim < 1:
             raise ValueError(f"num_vq_embeddings and vq_embed_dim must be >= 1, got {num_vq_embeddings}, {vq_embed_dim}.")
         block_out_channels = tuple(block_out_channels)
@@ -155,15 +165,21 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         backbone = dict(latent_channels=latent_channels, block_out_channels=block_out_channels,
                         layers_per_block=layers_per_block, norm_num_groups=norm_num_groups, dropout=dropout)
         self.encoder = Encoder(in_channels=in_channels, **backbone)
-        self.quant_conv = nn.Conv2d(latent_channels, vq_embed_dim, 1)
+        kernel = dict(kernel_size=quant_conv_kernel_size, padding=quant_conv_kernel_size // 2)
+        self.quant_conv = nn.Conv2d(latent_channels, vq_embed_dim, **kernel)
         # Built in this order (table, bridge) so that a seed gives the same initial weights as fvq-hf 0.1.
         table = nn.Embedding(num_vq_embeddings, vq_embed_dim)
         bridge = build_bridge(bridge_type, num_vq_embeddings, vq_embed_dim, bridge_config)
-        self.quantizer = VectorQuantizer(table, bridge, codebook_l2_norm=codebook_l2_norm,
-                                         codebook_weight=codebook_weight, commitment_weight=commitment_weight,
-                                         search_chunk_size=search_chunk_size,
-                                         residual_depth=quantizer_config.get("depth"))
-        self.post_quant_conv = nn.Conv2d(vq_embed_dim, latent_channels, 1)
+        options = dict(codebook_l2_norm=codebook_l2_norm, codebook_weight=codebook_weight,
+                       commitment_weight=commitment_weight, search_chunk_size=search_chunk_size)
+        if quantizer_type == "multiscale":
+            if quantizer_config["scales"][-1] != sample_size // factor:
+                raise ValueError(f"The last multi-scale scale must be the latent grid, sample_size / {factor} = "
+                                 f"{sample_size // factor}; got scales {quantizer_config['scales']}.")
+            self.quantizer = MultiScaleQuantizer(table, bridge, **quantizer_config, **options)
+        else:
+            self.quantizer = VectorQuantizer(table, bridge, residual_depth=quantizer_config.get("depth"), **options)
+        self.post_quant_conv = nn.Conv2d(vq_embed_dim, latent_channels, **kernel)
         self.decoder = Decoder(out_channels=out_channels, **backbone)
 
     @classmethod
@@ -194,15 +210,22 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
 
     @property
     def residual_depth(self) -> int | None:
-        """Codes per token position for a residual quantizer; None for plain VQ (ids `(B, h, w)`)."""
+        """Codes per token position for a residual quantizer; None for the other types."""
         return self.quantizer.residual_depth
 
+    @property
+    def fixed_image_size(self) -> int | None:
+        """The one image size a multi-scale tokenizer takes (its last scale times f); None when any multiple of
+        f works."""
+        size = getattr(self.quantizer, "latent_size", None)
+        return None if size is None else size * self.downsample_factor
+
     def require_one_code_per_position(self, user: str) -> None:
-        """Raise a ValueError naming `user` (code files, the generator) if this tokenizer is residual."""
-        if self.residual_depth is not None:
+        """Raise a ValueError naming `user` (code files, the generator) unless this tokenizer is plain VQ."""
+        if self.config.quantizer_type != "vq":
             name = self.config.get("_name_or_path") or "This tokenizer"
-            raise ValueError(f"{name} is a residual tokenizer ({self.residual_depth} codes per position), and {user} "
-                             "take one code per position: use a quantizer_type 'vq' tokenizer.")
+            raise ValueError(f"{name} is a {self.config.quantizer_type} tokenizer ({self.quantizer.tokens_described}), "
+                             f"and {user} take one code per position: use a quantizer_type 'vq' tokenizer.")
 
     def token_grid_size(self, height: int | None = None, width: int | None = None) -> tuple[int, int]:
         """`(h, w)` of the token grid of an `H x W` image (default: `sample_size` square), the transformer's
@@ -222,6 +245,11 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
                 f"Image size {tuple(sample.shape[2:])} is not divisible by the downsample factor {f}; resize or "
                 f"crop to a multiple of {f} (this model was trained at {self.config.sample_size} px)."
             )
+        fixed = self.fixed_image_size
+        if fixed is not None and tuple(sample.shape[2:]) != (fixed, fixed):
+            raise ValueError(f"A multi-scale tokenizer takes images of exactly {fixed} x {fixed} (its scales "
+                             f"{self.quantizer.scales} end at the {fixed // f} x {fixed // f} latent grid); got "
+                             f"{tuple(sample.shape[2:])}.")
 
     def _quantize(self, sample: torch.Tensor):
         self._check_sample(sample)
@@ -230,7 +258,7 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
     @apply_forward_hook
     def encode(self, sample: torch.Tensor, return_dict: bool = True) -> FVQEncoderOutput | tuple:
         """`(B, C, H, W)` images -> quantized latents `(B, d, h, w)` and token ids `(B, h, w)` (`(B, h, w, D)`
-        for a residual quantizer)."""
+        for a residual quantizer, `(B, L)` for a multi-scale one)."""
         quantized = self._quantize(sample)
         if not return_dict:
             return quantized.latents, quantized.indices
@@ -247,13 +275,14 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
 
     @apply_forward_hook
     def tokenize(self, sample: torch.Tensor) -> torch.LongTensor:
-        """`(B, C, H, W)` images in [-1, 1] -> `(B, H/f, W/f)` token ids (`(B, H/f, W/f, D)` if residual)."""
+        """`(B, C, H, W)` images in [-1, 1] -> `(B, H/f, W/f)` token ids (`(B, H/f, W/f, D)` if residual,
+        `(B, L)` if multi-scale)."""
         return self._quantize(sample).indices
 
     @apply_forward_hook
     def detokenize(self, indices: torch.LongTensor) -> torch.Tensor:
-        """`(B, h, w)` token ids (`(B, h, w, D)` if residual) -> `(B, C, h*f, w*f)` images; the inverse of
-        `tokenize` up to reconstruction."""
+        """`(B, h, w)` token ids (`(B, h, w, D)` if residual, `(B, L)` if multi-scale) -> `(B, C, h*f, w*f)`
+        images; the inverse of `tokenize` up to reconstruction."""
         return self.decode(self.quantizer.lookup(indices)).sample
 
     def forward(self, sample: torch.Tensor, return_dict: bool = True) -> FVQModelOutput | tuple:
@@ -267,8 +296,9 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
     @classmethod
     def from_original_checkpoint(cls, path_or_repo_id: str | os.PathLike, filename: str | None = None, *,
                                  output_loading_info: bool = False, **kwargs):
-        """Load a checkpoint of the original code: the FVQ authors' (ViT or DiT bridge, or their VQGAN-format
-        fold) or LlamaGen's (VQ-16, VQ-8), from a local `.pt` / `.pth` / `.safetensors` file or a Hub repo file.
+        """Load a checkpoint of the original code: the FVQ authors' (ViT or DiT bridge, their VQGAN-format fold, their
+        VAR runs), LlamaGen's (VQ-16, VQ-8) or VAR's (a multi-scale tokenizer), from a local `.pt` / `.pth` /
+        `.safetensors` file or a Hub repo file.
 
             FVQModel.from_original_checkpoint("FoundationVision/LlamaGen", filename="vq_ds16_c2i.pt")
             FVQModel.from_original_checkpoint("runs/fvq/0400000.pt")
@@ -278,7 +308,8 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
 
         Keyword arguments: `weights` ("auto": `ema`, then `model`, then `state_dict`, as the authors' scripts),
         `codebook_l2_norm`, `num_heads` (VQBridge heads; 4 in every release), `sample_size` (256),
-        `dit_label` (label a DiT bridge is folded at), `config` (check against this config instead),
+        `dit_label` (label a DiT bridge is folded at), `config` (check against this config instead; e.g.
+        `{"quantizer_config": {"scales": [...]}}` for a VAR file whose scales are not VAR's),
         `trust_pickle`, and the Hub's `revision`, `cache_dir`, `local_files_only`, `token`. With
         `output_loading_info=True` also returns an `OriginalCheckpointInfo` saying what was decided and why.
         """
@@ -295,7 +326,8 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         (the release's convert_fullvq2vq step).
         """
         folded = type(self).from_config({**self.config, "bridge_type": NO_BRIDGE, "bridge_config": None})
-        state = {k: v for k, v in self.state_dict().items() if not k.startswith("quantizer.")}
+        state = {k: v for k, v in self.state_dict().items()
+                 if not k.startswith(("quantizer.embedding.", "quantizer.bridge."))}
         state["quantizer.embedding.weight"] = self.quantizer.codebook().detach().clone()
         folded.load_state_dict(state, strict=True)
         return folded.to(device=self.device).train(self.training)

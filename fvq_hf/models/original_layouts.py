@@ -1,4 +1,4 @@
-"""The key layouts of the original tokenizer code (the FVQ authors', LlamaGen's) and how each maps to `FVQModel`.
+"""The key layouts of the original tokenizer code (the FVQ authors', LlamaGen's, VAR's) and how each maps to `FVQModel`.
 
 | layout       | written by                                                  | here                               |
 | ------------ | ----------------------------------------------------------- | ---------------------------------- |
@@ -7,9 +7,16 @@
 | `fvq-linear` | FVQ `Qbridge-lin/1` (SimVQ baseline)                        | `bridge_type="linear"`             |
 | `fvq-mlp`    | FVQ `Qbridge-lin/5` (VQGAN-LC-style baseline)               | `bridge_type="mlp"`                |
 | `vqgan`      | LlamaGen `vq_model.py` (VQ-16, VQ-8) and FVQ's own fold     | `bridge_type="none"`               |
+| `var`        | VAR's `vqvae.py` (FVQ's copy: `var/original/`)              | `quantizer_type="multiscale"`      |
+| `var+fvq-dit`| FVQ `var/model/` (VAR with a DiT QBridge; also `-linear`, `-mlp`) | multi-scale, bridge as above |
 
 `encoder.*`, `decoder.*`, `quant_conv.*` and `post_quant_conv.*` keep their names; `quantize.*` is renamed
 (table below); `quantize.codebook_used` (a training-time ring buffer of recent ids) is dropped.
+
+VAR's backbone is the same taming-transformers network under other names (`down.{i}.block.{j}`,
+`mid.block_1`, one fused `qkv` conv, `up.{i}` numbered from the lowest resolution up): `rename_var_backbone`
+maps it. Its `quant_resi` convs are the multi-scale quantizer's `phi`; `quantize.ema_vocab_hit_SV` (per-scale hit
+statistics, one row per scale) is dropped after it has given the number of scales.
 """
 
 from __future__ import annotations
@@ -24,8 +31,11 @@ from .bridges import DiTBridge
 
 logger = logging.getLogger(__name__)
 
-DROPPED = ("quantize.codebook_used",)
-LAYOUTS = ("fvq-vit", "fvq-dit", "fvq-linear", "fvq-mlp", "vqgan")
+DROPPED = ("quantize.codebook_used", "quantize.ema_vocab_hit_SV")
+LAYOUTS = ("fvq-vit", "fvq-dit", "fvq-linear", "fvq-mlp", "vqgan", "var", "var+fvq-dit", "var+fvq-linear",
+           "var+fvq-mlp")
+# VAR's scales for its 16 x 16 latent grid (`v_patch_nums`): not saved in its checkpoints.
+VAR_SCALES = [1, 2, 3, 4, 5, 6, 8, 10, 13, 16]
 # Every QBridge size in the authors' qbridge.py / qbridge_ViT.py has 4 heads; heads cannot be read off shapes.
 RELEASE_NUM_HEADS = 4
 _RENAMES = (
@@ -39,6 +49,9 @@ _RENAMES = (
     (r"^quantize\.qbridge\.final_layer\.linear\.", "quantizer.bridge.proj_out."),
     (r"^quantize\.qbridge\.linear_5\.", "quantizer.bridge.layers."),
     (r"^quantize\.qbridge\.linear\.", "quantizer.bridge.linear."),
+    (r"^quantize\.quant_resi\.qresi_ls\.(\d+)\.", r"quantizer.phi.\1."),  # VAR's phi, partially shared
+    (r"^quantize\.quant_resi\.qresi\.", "quantizer.phi.0."),  # shared
+    (r"^quantize\.quant_resi\.(\d+)\.", r"quantizer.phi.\1."),  # one per scale
 )
 
 
@@ -48,8 +61,11 @@ def detect_layout(state: Mapping[str, torch.Tensor]) -> str:
         raise ValueError("These weights are already in fvq_hf's layout (keys 'quantizer.*'): load the folder with "
                          "FVQModel.from_pretrained instead of converting it.")
     if "quantize.embedding.weight" not in state or "quant_conv.weight" not in state:
-        raise ValueError("Not a tokenizer of the FVQ / LlamaGen code: it has no 'quantize.embedding.weight' and "
+        raise ValueError("Not a tokenizer of the FVQ / LlamaGen / VAR code: it has no 'quantize.embedding.weight' and "
                          f"'quant_conv.weight' (first keys: {sorted(state)[:8]}).")
+    if any(k.startswith("encoder.down.") for k in state):
+        bridged = any(k.startswith("quantize.qbridge.") for k in state)
+        return f"var+{detect_layout(_without_var_keys(state))}" if bridged else "var"
     if any(k.startswith("quantize.qbridge.") and ("adaLN_modulation" in k or "y_embedder" in k) for k in state):
         return "fvq-dit"
     if "quantize.qbridge.x_embedder.proj.weight" in state:
@@ -64,9 +80,40 @@ def detect_layout(state: Mapping[str, torch.Tensor]) -> str:
     return "vqgan"
 
 
+def _without_var_keys(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The keys that tell a bridge layout apart (VAR's backbone and phi left out)."""
+    return {k: v for k, v in state.items() if not k.startswith(("encoder.", "decoder.", "quantize.quant_resi."))}
+
+
+def rename_var_backbone(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """VAR's Encoder / Decoder keys -> this package's (LlamaGen's) names; other keys pass unchanged.
+
+    Its attention computes q, k, v with one `qkv` conv (channels in that order), split here into three.
+    """
+    levels = len({k.split(".")[2] for k in state if k.startswith("decoder.up.")})
+    renamed = {}
+    for key, value in state.items():
+        key = re.sub(r"^(encoder|decoder)\.mid\.(block_1|attn_1|block_2)\.",
+                     lambda m: f"{m.group(1)}.mid.{('block_1', 'attn_1', 'block_2').index(m.group(2))}.", key)
+        key = re.sub(r"^encoder\.down\.(\d+)\.(block\.)?",
+                     lambda m: f"encoder.conv_blocks.{m.group(1)}.{'res.' if m.group(2) else ''}", key)
+        # The decoder runs up.{L-1} first; this package numbers its levels in the order they run.
+        key = re.sub(r"^decoder\.up\.(\d+)\.(block\.)?",
+                     lambda m: f"decoder.conv_blocks.{levels - 1 - int(m.group(1))}.{'res.' if m.group(2) else ''}", key)
+        if re.match(r"^(encoder|decoder)\..*\.qkv\.(weight|bias)$", key):
+            stem, kind = key.rsplit(".qkv.", 1)
+            for name, part in zip("qkv", value.chunk(3, dim=0)):
+                renamed[f"{stem}.{name}.{kind}"] = part
+        else:
+            renamed[key] = value
+    return renamed
+
+
 def rename_keys(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Original keys -> fvq_hf keys; returns the renamed dict and the keys dropped on purpose."""
     renamed, dropped = {}, []
+    if any(k.startswith("encoder.down.") for k in state):
+        state = rename_var_backbone(state)
     for key, value in state.items():
         if key in DROPPED:
             dropped.append(key)
@@ -87,6 +134,12 @@ def choose_l2_norm(layout: str, args: Mapping | None, code_dim: int, flag: bool 
     caller's `flag`, the file's own `args`, the known release rules; otherwise a ValueError asks for the flag.
     """
     from_args = args.get("codebook_l2_norm") if args else None
+    if layout.startswith("var"):
+        if flag:
+            raise ValueError("codebook_l2_norm=True does not fit a VAR checkpoint here: the multi-scale quantizer "
+                             "has no l2-normalised search (VAR's using_znorm; its release and the FVQ authors' "
+                             "VAR runs use using_znorm=False).")
+        return False, "VAR's quantizer as released and in the FVQ authors' VAR runs (using_znorm=False)"
     if layout != "vqgan":
         # The FVQ code's quantizer never normalises in its search; its flag only normalises the initial table.
         if flag:
@@ -111,8 +164,10 @@ def choose_l2_norm(layout: str, args: Mapping | None, code_dim: int, flag: bool 
                      "--no-codebook-l2-norm on the command line).")
 
 
-def infer_config(state: Mapping[str, torch.Tensor], sample_size: int, num_heads: int) -> dict:
-    """An FVQModel config read off the (renamed) tensor shapes."""
+def infer_config(state: Mapping[str, torch.Tensor], sample_size: int, num_heads: int, multiscale: bool = False,
+                 num_scales: int | None = None) -> dict:
+    """An FVQModel config read off the (renamed) tensor shapes. A `multiscale` (VAR) file gets VAR's scales when
+    they fit its latent grid and its number of scales (from its hit statistics, when it has them)."""
     try:
         codebook_size, code_dim = state["quantizer.embedding.weight"].shape
         widths, level = [], 0
@@ -122,10 +177,16 @@ def infer_config(state: Mapping[str, torch.Tensor], sample_size: int, num_heads:
         layers = len({k.split(".")[4] for k in state if k.startswith("encoder.conv_blocks.0.res.")})
         latent_channels = state["quant_conv.weight"].shape[1]
     except (KeyError, IndexError) as error:
-        raise ValueError(f"Not an FVQ / LlamaGen tokenizer checkpoint: {error} is missing.") from error
+        raise ValueError(f"Not an FVQ / LlamaGen / VAR tokenizer checkpoint: {error} is missing.") from error
     config = dict(sample_size=sample_size, block_out_channels=widths, layers_per_block=layers,
                   latent_channels=latent_channels, num_vq_embeddings=codebook_size, vq_embed_dim=code_dim,
-                  norm_num_groups=32, bridge_type="none")
+                  norm_num_groups=32, bridge_type="none", quant_conv_kernel_size=state["quant_conv.weight"].shape[-1])
+    if multiscale:
+        phis = {k.split(".")[2] for k in state if k.startswith("quantizer.phi.")}
+        quantizer = {"num_phi": max(len(phis), 1), "phi_ratio": 0.5 if phis else 0.0}  # VAR's quant_resi, not saved
+        if num_scales in (None, len(VAR_SCALES)) and sample_size == VAR_SCALES[-1] * 2 ** (len(widths) - 1):
+            quantizer["scales"] = VAR_SCALES  # else the caller must say them (the file does not)
+        config.update(quantizer_type="multiscale", quantizer_config=quantizer)
     if "quantizer.bridge.patch_embed.weight" in state:
         config.update(bridge_type="vqbridge", bridge_config={**transformer_bridge_shape(state), "num_heads": num_heads})
     elif "quantizer.bridge.linear.weight" in state:

@@ -1,5 +1,5 @@
 """Nearest-code vector quantizer over a (possibly bridged) codebook, plain or residual (the search is in
-`search.py`)."""
+`search.py`, the multi-scale quantizer in `multiscale.py`)."""
 
 from __future__ import annotations
 
@@ -20,11 +20,11 @@ class QuantizerOutput(BaseOutput):
     Args:
         latents (`torch.Tensor` of shape `(B, d, h, w)`): the quantized latents (nearest codes), with
             straight-through gradients to the input.
-        indices (`torch.LongTensor` of shape `(B, h, w)`, or `(B, h, w, D)` for a residual quantizer of depth
-            D): code ids in `[0, K)`.
+        indices (`torch.LongTensor` of shape `(B, h, w)`, `(B, h, w, D)` for a residual quantizer of depth D, or
+            `(B, L)` for a multi-scale one, L = sum of s^2 over its scales): code ids in `[0, K)`.
         codebook_loss (`torch.Tensor`, scalar): `codebook_weight * mean((z_q - sg(z))^2)`; trains the codebook.
-            For a residual quantizer, the mean of it over the partial sums of depths 1..D (as RQ-VAE and the
-            FVQ authors' residual variant).
+            For a residual (multi-scale) quantizer, the mean of it over the partial sums of depths 1..D (scales
+            1..S), as RQ-VAE, VAR and the FVQ authors' variants.
         commitment_loss (`torch.Tensor`, scalar): `commitment_weight * mean((sg(z_q) - z)^2)`; trains the encoder
             (likewise averaged over the partial sums).
     """
@@ -47,8 +47,17 @@ def check_token_ids(ids: torch.Tensor, size: int, hint: str = "") -> None:
         raise ValueError(f"Token ids must lie in [0, {size}); got ids from {int(ids.min())} to {int(ids.max())}.{hint}")
 
 
-# The quantizer types of FVQModel's config and their `quantizer_config` keys, with defaults.
-QUANTIZER_TYPES = {"vq": {}, "residual": {"depth": 4}}
+# The quantizer types of FVQModel's config and their `quantizer_config` keys, with defaults. The multi-scale
+# defaults are VAR's: ten scales for a 16 x 16 latent grid, 4 shared phi convs mixed in at ratio 0.5.
+QUANTIZER_TYPES = {
+    "vq": {},
+    "residual": {"depth": 4},
+    "multiscale": {"scales": [1, 2, 3, 4, 5, 6, 8, 10, 13, 16], "num_phi": 4, "phi_ratio": 0.5},
+}
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def resolve_quantizer_config(quantizer_type: str, config: dict | None) -> dict:
@@ -62,8 +71,19 @@ def resolve_quantizer_config(quantizer_type: str, config: dict | None) -> dict:
         raise ValueError(f"quantizer_config keys {sorted(unknown)} do not apply to quantizer_type "
                          f"{quantizer_type!r}, which takes {sorted(defaults) or 'none'}.")
     config = {**defaults, **(config or {})}
-    if "depth" in config and (not isinstance(config["depth"], int) or config["depth"] < 1):
+    if "depth" in config and (not _is_int(config["depth"]) or config["depth"] < 1):
         raise ValueError(f"The residual depth must be an integer >= 1, got {config['depth']!r}.")
+    if "scales" in config:
+        scales = config["scales"]
+        if not isinstance(scales, list | tuple) or not scales or not all(_is_int(s) and s >= 1 for s in scales) \
+                or any(a >= b for a, b in zip(scales[:-1], scales[1:])):
+            raise ValueError(f"Multi-scale scales must be a non-empty list of increasing integers >= 1 (token maps "
+                             f"of s x s, the last one the latent grid), got {scales!r}.")
+        if not _is_int(config["num_phi"]) or config["num_phi"] < 1:
+            raise ValueError(f"num_phi (shared phi convs) must be an integer >= 1, got {config['num_phi']!r}.")
+        if not isinstance(config["phi_ratio"], int | float) or not 0 <= config["phi_ratio"] <= 1:
+            raise ValueError(f"phi_ratio must lie in [0, 1] (0: no phi conv), got {config['phi_ratio']!r}.")
+        config["scales"] = list(scales)
     return config
 
 
@@ -147,6 +167,28 @@ class VectorQuantizer(nn.Module):
     def indices_shape(self) -> str:
         """The shape of the ids, in words: `(B, h, w)`, or `(B, h, w, D)` for a residual quantizer."""
         return "(B, h, w)" if self.residual_depth is None else f"(B, h, w, {self.residual_depth})"
+
+    @property
+    def indices_ndim(self) -> int:
+        """Dimensions of a batch of ids (one image's have one fewer)."""
+        return 3 if self.residual_depth is None else 4
+
+    @property
+    def level_name(self) -> str | None:
+        """What one level of the ids is ("depth", "scale"), or None when there is one level."""
+        return None if self.residual_depth is None else "depth"
+
+    @property
+    def tokens_described(self) -> str:
+        """How many codes an image gets, in words (for errors that refuse a quantizer type)."""
+        return "one code per position" if self.residual_depth is None else f"{self.residual_depth} codes per position"
+
+    def level_maps(self, indices: torch.LongTensor) -> list[tuple[str, torch.LongTensor]]:
+        """Ids of `indices_shape` -> `[(label, (B, h, w) ids)]`, one map per level (depth, scale): `[("", ids)]`
+        for plain VQ, `("depth 1", ...)` ... for a residual quantizer."""
+        if self.residual_depth is None:
+            return [("", indices)]
+        return [(f"depth {k + 1}", indices[..., k]) for k in range(self.residual_depth)]
 
     def forward(self, latents: torch.Tensor) -> QuantizerOutput:
         """`(B, d, h, w)` latents -> `QuantizerOutput` with `(B, d, h, w)` quantized latents and `indices_shape` ids."""

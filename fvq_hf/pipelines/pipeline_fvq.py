@@ -68,6 +68,9 @@ class FVQPipeline(HubPipeline):
 
     def _resolution(self, resolution: int | None) -> int:
         size = resolution or self.vq.config.sample_size
+        fixed = self.vq.fixed_image_size
+        if fixed is not None and size != fixed:
+            raise ValueError(f"resolution {size}: this multi-scale tokenizer takes only {fixed} px images.")
         if size % self.vq.downsample_factor:
             raise ValueError(f"resolution {size} is not a multiple of the downsample factor {self.vq.downsample_factor}.")
         return size
@@ -90,7 +93,8 @@ class FVQPipeline(HubPipeline):
 
     @torch.no_grad()
     def tokenize(self, images, resolution: int | None = None) -> torch.LongTensor:
-        """Images (as for `__call__`) -> `(B, h, w)` token ids (`(B, h, w, D)` for a residual tokenizer)."""
+        """Images (as for `__call__`) -> `(B, h, w)` token ids (`(B, h, w, D)` for a residual tokenizer, `(B, L)`
+        for a multi-scale one)."""
         indices = self.vq.tokenize(self._prepare(images, resolution))
         self.maybe_free_model_hooks()
         return indices
@@ -98,9 +102,9 @@ class FVQPipeline(HubPipeline):
     @torch.no_grad()
     def detokenize(self, indices: torch.Tensor, output_type: str = "pil"):
         """`(B, h, w)` (or `(h, w)`) token ids -> images, as `output_type` asks; `(B, h, w, D)` (or `(h, w, D)`)
-        for a residual tokenizer."""
+        for a residual tokenizer, `(B, L)` (or `(L,)`) for a multi-scale one."""
         indices = torch.as_tensor(indices)
-        if indices.ndim == (2 if self.vq.residual_depth is None else 3):
+        if indices.ndim == self.vq.quantizer.indices_ndim - 1:
             indices = indices[None]
         images = self.vq.detokenize(indices.to(self._execution_device))
         self.maybe_free_model_hooks()

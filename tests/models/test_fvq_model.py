@@ -57,11 +57,12 @@ def test_straight_through_gradients_reach_the_encoder(tiny_model):
     assert all(g is not None and g.abs().sum() > 0 for g in grads)
 
 
-@pytest.mark.parametrize("quantizer_type", ["vq", "residual"])
+@pytest.mark.parametrize("quantizer_type", ["vq", "residual", "multiscale"])
 @pytest.mark.parametrize("bridge_type", ["vqbridge", "linear", "mlp", "none"])
 def test_fold_bridge_is_equivalent(bridge_type, quantizer_type, tmp_path):
-    # (l2-normalised codes once, with the projector; a residual quantizer refuses them)
-    model = make_tiny_model(bridge_type=bridge_type, quantizer_type=quantizer_type,
+    # (l2-normalised codes once, with the projector; residual and multi-scale quantizers refuse them)
+    quantizer_config = {"scales": [1, 3, 5, 8]} if quantizer_type == "multiscale" else None
+    model = make_tiny_model(bridge_type=bridge_type, quantizer_type=quantizer_type, quantizer_config=quantizer_config,
                             codebook_l2_norm=bridge_type == "mlp" and quantizer_type == "vq")
     if bridge_type == "vqbridge":
         perturb_bridge(model)

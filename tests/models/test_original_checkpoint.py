@@ -18,6 +18,13 @@ width 32, `z_channels` 32, codebook K = 256 (FVQ) or 512 (LlamaGen), bridge `QBr
 - fvq_rq_dit_uncond: expected outputs only, of the authors' residual model `vq_model_qbridge_rqvae.VQModel` (4 depths
   over the DiT-bridged codebook, `encode` then `decode(quant)`) on the fvq_dit_uncond weights, which it saves
   under the same keys.
+- fvq_var_dit / var_original: the authors' VAR tokenizer with a DiT QBridge (`var/model/vqvae.VQVAE`, `QBridge-XS/2`)
+  and their copy of VAR's own (`var/original/vqvae.VQVAE`, saved bare, as VAR's release), at K = 256, z = 16, VAR's
+  ten scales (one 256 px image), with their own Encoder / Decoder classes rebuilt at ch 32, ch_mult
+  [1, 1, 1, 1, 1] with 1 res block (VAR's own: [1, 2, 1, 1, 1] with 2, so that widths change). Expected ids: `img_to_idxBl` concatenated (for the bridged one, with the bridged
+  codebook written into the table, as a fold); images: the bridged one's `forward(x)[0]` (their eval), VAR's
+  `decoder(post_quant_conv(f_hat))` (`img_to_reconstructed_img` without its clamp). Their zero
+  `quantize.ema_vocab_hit_SV` statistics are stored: they are how a file tells its number of scales.
 The zero-initialised layers (final layer, adaLN) got N(0, 0.05) weights so that codes differ. Every weight was
 rounded to fp16 before the outputs were computed, and is stored in fp16 (`model.*`, `ema.*`), so the fp32
 values rebuilt here are exactly the ones the original code ran. Expected outputs are their
@@ -39,7 +46,8 @@ from safetensors import safe_open
 from fvq_hf import FVQModel
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "original"
-NAMES = ["fvq_release_vit", "fvq_dit_uncond", "fvq_dit_cond", "fvq_fold_vqgan", "llamagen_vq16", "llamagen_vq8"]
+NAMES = ["fvq_release_vit", "fvq_dit_uncond", "fvq_dit_cond", "fvq_fold_vqgan", "llamagen_vq16", "llamagen_vq8",
+         "fvq_var_dit", "var_original"]
 
 
 def load_fixture(name: str) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -57,8 +65,11 @@ def original_file(name: str, folder: Path) -> tuple[Path, dict[str, torch.Tensor
     for entry in ("model", "ema"):
         state = {k[len(entry) + 1:]: v for k, v in tensors.items() if k.startswith(entry + ".")}
         if state:
-            state["quantize.codebook_used"] = torch.zeros(65536)
+            if name != "var_original":  # VAR's own quantizer has no such buffer
+                state["quantize.codebook_used"] = torch.zeros(65536)
             checkpoint[entry] = state
+    if not meta["checkpoint"]:  # saved bare, a state dict alone
+        checkpoint = checkpoint["model"]
     extras = {"optimizer": {"state": {}, "param_groups": [{"lr": 1e-4, "betas": (0.9, 0.95), "params": [0, 1]}]},
               "discriminator": {"conv.weight": torch.zeros(1)}, "optimizer_disc": {"state": {}, "param_groups": []},
               "steps": 400000, "args": argparse.Namespace(**meta.get("args", {}))}
@@ -80,7 +91,9 @@ def assert_matches_original(model: FVQModel, tensors: dict[str, torch.Tensor]) -
 def test_default_conversion_gives_the_original_codes_ids_and_images(name, tmp_path):
     path, tensors = original_file(name, tmp_path)
     model, info = FVQModel.from_original_checkpoint(path, output_loading_info=True)
-    assert info.dropped_keys == ["quantize.codebook_used"]
+    var = {"quantize.ema_vocab_hit_SV"} if "var" in name else set()
+    assert set(info.dropped_keys) == {"quantize.codebook_used"} - ({"quantize.codebook_used"} if name == "var_original"
+                                                                   else set()) | var
     assert_matches_original(model, tensors)
     assert model.config.codebook_l2_norm == name.startswith("llamagen")
     # ids vary, so that "identical ids" says something
@@ -107,11 +120,37 @@ def test_the_authors_residual_variant_converts_with_a_residual_config(tmp_path):
     ("fvq_dit_uncond", "fvq-dit", "none", "model"),
     ("fvq_fold_vqgan", "vqgan", "none", "model"),
     ("llamagen_vq8", "vqgan", "none", "model"),
+    ("fvq_var_dit", "var+fvq-dit", "none", "model"),
+    ("var_original", "var", "none", "bare"),
 ])
 def test_layout_and_decisions_are_reported(name, layout, bridge, weights, tmp_path):
     path, _ = original_file(name, tmp_path)
     model, info = FVQModel.from_original_checkpoint(path, output_loading_info=True)
     assert (info.layout, model.config.bridge_type, info.weights) == (layout, bridge, weights)
+
+
+def test_var_files_become_vars_multiscale_tokenizer(tmp_path):
+    model = FVQModel.from_original_checkpoint(original_file("var_original", tmp_path)[0])
+    assert model.config.quantizer_type == "multiscale" and model.config.quant_conv_kernel_size == 3
+    assert model.config.quantizer_config == {"scales": [1, 2, 3, 4, 5, 6, 8, 10, 13, 16], "num_phi": 4, "phi_ratio": 0.5}
+    assert model.quantizer.num_tokens == 680 and model.downsample_factor == 16
+    with pytest.raises(ValueError, match="multi-scale quantizer has no l2-normalised search"):
+        FVQModel.from_original_checkpoint(original_file("var_original", tmp_path)[0], codebook_l2_norm=True)
+
+
+def test_var_scales_that_the_file_cannot_tell_are_asked_for(tmp_path):
+    path, tensors = original_file("var_original", tmp_path)
+    state = torch.load(path)
+    state["quantize.ema_vocab_hit_SV"] = state["quantize.ema_vocab_hit_SV"][:7]  # trained with 7 scales
+    torch.save(state, tmp_path / "var7.pt")
+    with pytest.raises(ValueError, match=r"7 scales \(rows of quantize.ema_vocab_hit_SV\) at a 16 x 16 latent grid.*"
+                                         r"--scales \.\.\. 16"):
+        FVQModel.from_original_checkpoint(tmp_path / "var7.pt")
+    scales = [1, 2, 4, 6, 8, 12, 16]
+    model = FVQModel.from_original_checkpoint(tmp_path / "var7.pt", config={"quantizer_config": {"scales": scales}})
+    assert model.config.quantizer_config == {"scales": scales, "num_phi": 4, "phi_ratio": 0.5}  # the rest inferred
+    with pytest.raises(ValueError, match="at a 8 x 8 latent grid"):  # another resolution: VAR's scales do not fit
+        FVQModel.from_original_checkpoint(path, sample_size=128)
 
 
 def test_llamagen_downsample_factors(tmp_path):

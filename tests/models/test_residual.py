@@ -1,21 +1,15 @@
 """Residual quantization (`quantizer_type="residual"`): D codes per position from one (bridged) codebook.
-(Folding is tested with plain VQ's, in test_fvq_model.py.)"""
+(What every quantizer type must do: test_quantizer_types.py; folding: test_fvq_model.py.)"""
 
 import json
 
 import pytest
 import torch
-from torch import nn
 
 from fvq_hf import FVQModel
-from fvq_hf.models.bridges import build_bridge
-from fvq_hf.models.quantizer import VectorQuantizer, resolve_quantizer_config
+from fvq_hf.models.quantizer import resolve_quantizer_config
 
-from ..conftest import TINY_BRIDGES, make_tiny_model, perturb_bridge
-from ..testing_utils import ModelHubTests
-from .test_fvq_model import _images
-
-BRIDGE_TYPES = ["vqbridge", "linear", "mlp", "none"]
+from ..conftest import make_tiny_model, perturb_bridge
 
 
 def residual_model(bridge_type="vqbridge", depth=3, **overrides):
@@ -24,19 +18,6 @@ def residual_model(bridge_type="vqbridge", depth=3, **overrides):
     if bridge_type == "vqbridge":
         perturb_bridge(model)
     return model
-
-
-@pytest.mark.parametrize("bridge_type", BRIDGE_TYPES)
-def test_shapes_and_every_path_agree(bridge_type):
-    model = residual_model(bridge_type).eval()
-    x = _images()
-    with torch.no_grad():
-        out, enc = model(x), model.encode(x)
-        ids = model.tokenize(x)
-        assert ids.shape == (2, 8, 8, 3) and torch.equal(ids, enc.indices) and torch.equal(out.indices, ids)
-        torch.testing.assert_close(model.quantizer.lookup(ids), enc.latents)
-        torch.testing.assert_close(model.detokenize(ids), out.sample)
-    assert model.residual_depth == 3 and model.config.quantizer_config == {"depth": 3}
 
 
 def test_the_first_depth_is_plain_vq_and_depths_refine():
@@ -54,27 +35,6 @@ def test_the_first_depth_is_plain_vq_and_depths_refine():
     torch.testing.assert_close(partial[..., -1, :].permute(0, 3, 1, 2), deep.latents)
     errors = [(partial[..., level, :].permute(0, 3, 1, 2) - latents).pow(2).mean() for level in range(4)]
     assert errors[-1] < errors[0]
-
-
-def test_every_depth_trains_the_one_bridged_codebook():
-    torch.manual_seed(0)
-    vq = VectorQuantizer(nn.Embedding(256, 8), build_bridge("vqbridge", 256, 8, TINY_BRIDGES["vqbridge"]),
-                         residual_depth=3)
-    with torch.no_grad():
-        vq.bridge.proj_out.weight.normal_(std=0.05)
-    out = vq(torch.randn(1, 8, 2, 2))  # 4 positions x 3 depths hit at most 12 of 256 codes
-    (out.codebook_loss + out.commitment_loss).backward()
-    assert out.indices.unique().numel() <= 12
-    assert (vq.embedding.weight.grad.abs().sum(dim=1) > 0).all()  # through the bridge, every code
-
-
-def test_plain_vq_residual_trains_only_the_codes_it_hits():
-    torch.manual_seed(0)
-    vq = VectorQuantizer(nn.Embedding(256, 8), None, residual_depth=3)
-    out = vq(torch.randn(1, 8, 2, 2))
-    (out.codebook_loss + out.commitment_loss).backward()
-    rows = (vq.embedding.weight.grad.abs().sum(dim=1) > 0).nonzero().flatten()
-    assert set(rows.tolist()) == set(out.indices.flatten().tolist())
 
 
 @pytest.mark.parametrize(
@@ -115,13 +75,3 @@ def test_defaults_are_saved_complete(tmp_path):
     assert config["quantizer_type"] == "residual" and config["quantizer_config"] == {"depth": 4}
     assert FVQModel.from_pretrained(tmp_path).residual_depth == 4
 
-
-class TestResidualModelHub(ModelHubTests):
-    model_class = FVQModel
-    breaking_change = ("num_vq_embeddings", 512)
-
-    def make_model(self):
-        return residual_model()
-
-    def output(self, model):
-        return torch.cat([model(_images()).sample.flatten(), model.tokenize(_images()).flatten().float()])

@@ -50,6 +50,18 @@ def test_a_residual_tokenizer_gives_d_ids_per_position():
     assert len(pipe.detokenize(out.indices[0])) == 1  # (h, w, D) ids of one image
 
 
+def test_a_multiscale_tokenizer_gives_one_sequence_per_image():
+    model = make_tiny_model(quantizer_type="multiscale", quantizer_config={"scales": [1, 3, 8]})
+    perturb_bridge(model)
+    pipe = FVQPipeline(vq=model.eval())
+    out = pipe([_photo(), _photo(seed=1)], output_type="pt")
+    assert out.indices.shape == (2, 1 + 9 + 64) and torch.equal(pipe.tokenize([_photo(), _photo(seed=1)]), out.indices)
+    torch.testing.assert_close(pipe.detokenize(out.indices, output_type="pt"), out.images, rtol=1e-4, atol=1e-4)
+    assert len(pipe.detokenize(out.indices[0])) == 1  # (L,) ids of one image
+    with pytest.raises(ValueError, match="takes only 32 px images"):
+        pipe(_photo(), resolution=64)
+
+
 def test_detokenize_matches_the_reconstruction(pipe):
     out = pipe(_photo(), output_type="pt")
     torch.testing.assert_close(pipe.detokenize(out.indices, output_type="pt"), out.images)

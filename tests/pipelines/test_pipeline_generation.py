@@ -16,9 +16,12 @@ def pipe():
     return pipeline
 
 
-def test_a_residual_tokenizer_is_refused():
+def test_residual_and_multiscale_tokenizers_are_refused():
     with pytest.raises(ValueError, match="residual.*one code per position"):
         FVQGenerationPipeline(transformer=make_tiny_transformer(), vq=make_tiny_model(quantizer_type="residual"))
+    multiscale = make_tiny_model(quantizer_type="multiscale", quantizer_config={"scales": [1, 8]})
+    with pytest.raises(ValueError, match="multiscale.*one code per position"):
+        FVQGenerationPipeline(transformer=make_tiny_transformer(), vq=multiscale)
 
 
 def seeded(seed):

@@ -49,6 +49,16 @@ def test_a_residual_tokenizer_shows_a_map_per_depth(photos, tmp_path):
     assert "over 600 tokens" in summary  # 2 images x 10 x 10 positions x 3 depths
 
 
+def test_a_multiscale_tokenizer_shows_a_map_per_scale_at_its_one_size(photos, tmp_path):
+    model = make_tiny_model(quantizer_type="multiscale", quantizer_config={"scales": [1, 3, 8]})
+    perturb_bridge(model)
+    model.save_pretrained(tmp_path / "ms")
+    _, original, _, rows, token_maps, _, summary = handlers.reconstruct(photos[:1], str(tmp_path / "ms"), resolution=40)
+    assert original.size == (32, 32) and rows[0][1] == 32  # the only size it takes
+    assert [label for _, label in token_maps] == [f"rgb.png: code ids, scale {s}x{s}" for s in (1, 3, 8)]
+    assert "over 74 tokens" in summary
+
+
 def test_chosen_resolution_and_its_rounding(photos, model_dir):
     _, original, reconstruction, rows, *_ = handlers.reconstruct(photos[:1], model_dir, resolution=30)
     assert original.size == reconstruction.size == (28, 28) and rows[0][1] == 28

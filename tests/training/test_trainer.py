@@ -62,15 +62,20 @@ def test_training_writes_models_cards_and_evaluation(tmp_path):
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000002", "step-00000004"]
 
 
-def test_a_residual_tokenizer_trains_and_counts_every_depth(tmp_path):
+@pytest.mark.parametrize("quantizer, levels, tokens", [
+    ({"quantizer_type": "residual", "quantizer_config": {"depth": 2}}, ["usage_by_depth", 2], 8 * 8 * 2),
+    ({"quantizer_type": "multiscale", "quantizer_config": {"scales": [1, 4, 8]}}, ["usage_by_scale", 3], 1 + 16 + 64),
+])
+def test_residual_and_multiscale_tokenizers_train_and_count_every_level(quantizer, levels, tokens, tmp_path):
     out = tmp_path / "run"
     args = _args(tmp_path, "--max-steps", "2", "--output-dir", str(out), "--eval-data", str(tmp_path / "images"))
-    write_config(tmp_path / "config", quantizer_type="residual", quantizer_config={"depth": 2})
+    write_config(tmp_path / "config", **quantizer)
     train(parse_args(args))
-    assert FVQModel.from_pretrained(out / "model-folded").residual_depth == 2
+    assert FVQModel.from_pretrained(out / "model-folded").config.quantizer_type == quantizer["quantizer_type"]
     evaluation = json.loads((out / "eval.json").read_text())[str(tmp_path / "images")]
-    assert evaluation["num_tokens"] == 8 * 8 * 8 * 2 and len(evaluation["usage_by_depth"]) == 2
-    assert max(evaluation["usage_by_depth"]) <= evaluation["usage"]
+    (key, count) = levels
+    assert evaluation["num_tokens"] == 8 * tokens and len(evaluation[key]) == count  # 8 images
+    assert max(evaluation[key]) <= evaluation["usage"]
 
 
 def test_rolling_usage_says_how_many_tokens_per_code_it_saw():
