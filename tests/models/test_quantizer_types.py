@@ -40,7 +40,9 @@ def test_shapes_and_every_path_agree(quantizer_type, bridge_type, tmp_path):
     loaded = FVQModel.from_pretrained(tmp_path).eval()
     assert loaded.config.quantizer_config == model.config.quantizer_config
     with torch.no_grad():
-        assert torch.equal(loaded.tokenize(x), ids) and torch.equal(loaded.detokenize(ids), model.detokenize(ids))
+        assert torch.equal(loaded.tokenize(x), ids)
+        # (the same weights; a bridge's matmul may round differently in another allocation)
+        torch.testing.assert_close(loaded.detokenize(ids), model.detokenize(ids), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("quantizer_type", list(CONFIGS))
