@@ -103,7 +103,6 @@ class MultiScaleQuantizer(VectorQuantizer):
             codes = F.interpolate(codes, size=(size, size), mode="bicubic")
         return self.phi[self.phi_index[index]](codes) if self.phi else codes
 
-
     def forward(self, latents: torch.Tensor) -> QuantizerOutput:
         """`(B, d, S, S)` latents -> `QuantizerOutput` with `(B, d, S, S)` latents and `(B, L)` ids."""
         size = self.latent_size

@@ -224,7 +224,7 @@ class VectorQuantizer(nn.Module):
         """`indices_shape` code ids -> `(B, d, h, w)` latents: the codes of the (bridged) codebook, summed over
         the depths of a residual quantizer."""
         depth = self.residual_depth
-        if indices.ndim != (3 if depth is None else 4) or (depth is not None and indices.shape[-1] != depth):
+        if indices.ndim != self.indices_ndim or (depth is not None and indices.shape[-1] != depth):
             raise ValueError(f"Expected indices of shape {self.indices_shape}, got {tuple(indices.shape)}.")
         check_token_ids(indices, self.num_vq_embeddings, " Were they made by a tokenizer with another codebook size?")
         codes = self.codebook()[indices.long()]
