@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from fvq_hf.token_dataset import TokenDataset
+from fvq_hf.data.tokens import TokenDataset
 
 
 def samples(folder: str) -> tuple[TokenDataset, np.ndarray, np.ndarray]:

@@ -21,7 +21,7 @@ from bridge_cost import autoencoder_step  # noqa: E402
 from measure import in_fresh_process, measure  # noqa: E402
 
 from fvq_hf import FVQTransformer  # noqa: E402
-from fvq_hf.models.transformer import next_token_loss  # noqa: E402
+from fvq_hf.prior.transformer import next_token_loss  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

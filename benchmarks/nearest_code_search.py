@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure import in_fresh_process, measure  # noqa: E402
 
-from fvq_hf.models.search import nearest_code  # noqa: E402
+from fvq_hf.search import nearest_code  # noqa: E402
 
 METHODS = {
     "faiss": "faiss.IndexFlatL2.search(z, 1)",

@@ -28,10 +28,10 @@ from einops import rearrange
 from torch import nn
 
 from fvq_hf import FVQModel
-from fvq_hf.data import EvalImages, RandomCrops, open_source
+from fvq_hf.data.sources import EvalImages, RandomCrops, open_source
 from fvq_hf.evaluation.evaluate import evaluate
 from fvq_hf.losses import TokenizerLoss
-from fvq_hf.models.quantizer import QuantizerOutput, VectorQuantizer
+from fvq_hf.quantizers.vq import QuantizerOutput, VectorQuantizer
 from fvq_hf.training.schedule import annealing_factor
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,9 +25,9 @@ from quantizer_comparison import ROOT, PeerQuantizer, train  # the sibling scrip
 from torch import nn
 
 from fvq_hf import FVQModel
-from fvq_hf.data import EvalImages
+from fvq_hf.bridges import build_bridge
+from fvq_hf.data.sources import EvalImages
 from fvq_hf.evaluation.evaluate import evaluate
-from fvq_hf.models.bridges import build_bridge
 
 K = 4096
 SCALES = [1, 2, 3, 4, 5, 6, 8]

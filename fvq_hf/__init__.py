@@ -1,22 +1,12 @@
 """fvq-hf: FVQ (FullVQ) image tokenizers with a VQBridge, as Hugging Face diffusers models."""
 
-from .models import (
-    FVQDecoderOutput,
-    FVQEncoderOutput,
-    FVQModel,
-    FVQModelOutput,
-    FVQTransformer,
-    FVQTransformerOutput,
-    KVCache,
-    LinearBridge,
-    MLPBridge,
-    OriginalCheckpointInfo,
-    QuantizerOutput,
-    VectorQuantizer,
-    VQBridge,
-    nearest_code,
-)
+from .bridges import LinearBridge, MLPBridge, VQBridge
+from .conversion.loader import OriginalCheckpointInfo
 from .pipelines import FVQGenerationPipeline, FVQGenerationPipelineOutput, FVQPipeline, FVQPipelineOutput
+from .prior import FVQTransformer, FVQTransformerOutput, KVCache
+from .quantizers.vq import QuantizerOutput, VectorQuantizer
+from .search import nearest_code
+from .tokenizer import FVQDecoderOutput, FVQEncoderOutput, FVQModel, FVQModelOutput
 
 __version__ = "0.1.0"
 

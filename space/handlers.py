@@ -16,8 +16,8 @@ import torch
 from PIL import Image
 
 from fvq_hf import FVQModel, FVQPipeline
+from fvq_hf.data.image_io import ImageReadError, load_image, prepare_images, tensor_to_pil
 from fvq_hf.evaluation.metrics import CodeCounter, ImageQuality
-from fvq_hf.image_io import ImageReadError, load_image, prepare_images, tensor_to_pil
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES = sorted((HERE / "examples").glob("*.jpg"))

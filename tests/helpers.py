@@ -1,15 +1,81 @@
-"""Helpers shared by tests: tiny config folders, image folders and LPIPS weight files made on the spot."""
+"""Helpers shared by every test module: tiny models and config folders, images, LPIPS weight files, the parity
+fixtures of the original code, and a Hub cache or loopback Hub. Test modules import helpers from here only."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+from safetensors import safe_open
 
-from .conftest import TINY_CONFIG
+from fvq_hf import FVQModel
+
+from .hub_server import HubServer
+
+ROOT = Path(__file__).parents[1]
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+TINY_CONFIG = dict(
+    sample_size=32,
+    block_out_channels=(32, 32, 64),
+    layers_per_block=1,
+    latent_channels=32,
+    num_vq_embeddings=256,
+    vq_embed_dim=8,
+    bridge_type="vqbridge",
+    bridge_config={"patch_size": 4, "hidden_size": 32, "num_heads": 2},
+    search_chunk_size=64,
+)
+# The tiny config of each bridge type, taken when a test overrides bridge_type alone.
+TINY_BRIDGES = {"vqbridge": TINY_CONFIG["bridge_config"], "mlp": {"hidden_size": 32}, "linear": {}, "none": {}}
+
+
+def make_tiny_model(seed: int = 0, **overrides):
+    """A seeded FVQModel with downsample 4, K = 256 (16 x 16 grid), d = 8."""
+    from fvq_hf import FVQModel
+
+    torch.manual_seed(seed)
+    if "bridge_type" in overrides and "bridge_config" not in overrides:
+        overrides["bridge_config"] = TINY_BRIDGES.get(overrides["bridge_type"])
+    return FVQModel(**{**TINY_CONFIG, **overrides})
+
+
+def perturb_bridge(model) -> None:
+    """Give a VQBridge's zero-initialised recover layer non-zero weights, as after a first training step."""
+    bridge = model.quantizer.bridge
+    with torch.no_grad():
+        bridge.proj_out.weight.normal_(std=0.05)
+        bridge.proj_out.bias.normal_(std=0.05)
+
+
+TINY_TRANSFORMER = dict(vocab_size=256, num_classes=3, token_grid_size=(8, 8), hidden_size=32, num_layers=2,
+                        num_attention_heads=2, class_names=["red", "green", "blue"])
+
+
+def make_tiny_transformer(seed: int = 0, **overrides):
+    """A seeded FVQTransformer for the tiny tokenizer (K = 256, 8 x 8 tokens at 32 px), 3 named classes.
+
+    Its output layer gets random weights (LlamaGen initialises it to zero, which would make every logit equal).
+    """
+    from fvq_hf import FVQTransformer
+
+    torch.manual_seed(seed)
+    model = FVQTransformer(**{**TINY_TRANSFORMER, **overrides})
+    with torch.no_grad():
+        model.output.weight.normal_(std=0.3)
+    return model.eval()
+
+
+def random_images(n=2, size=32, seed=1):
+    """`(n, 3, size, size)` uniform random images in [-1, 1], seeded."""
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
 
 
 def write_config(folder: Path, **overrides) -> Path:
@@ -46,3 +112,70 @@ def write_lpips_weights(folder: Path, seed: int = 0) -> tuple[Path, Path]:
     torch.save(vgg, folder / "vgg16.pth")
     torch.save(linear, folder / "vgg.pth")
     return folder / "vgg16.pth", folder / "vgg.pth"
+
+
+FIXTURES = ROOT / "tests" / "fixtures" / "original"
+NAMES = ["fvq_release_vit", "fvq_dit_uncond", "fvq_dit_cond", "fvq_fold_vqgan", "llamagen_vq16", "llamagen_vq8",
+         "fvq_var_dit", "var_original"]
+
+
+def load_fixture(name: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    """`(metadata, tensors)` with weights back in fp32."""
+    with safe_open(FIXTURES / f"{name}.safetensors", "pt") as f:
+        meta = {k: json.loads(v) for k, v in f.metadata().items()}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    return meta, {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+
+
+def original_file(name: str, folder: Path) -> tuple[Path, dict[str, torch.Tensor]]:
+    """The fixture written back as the original code writes its checkpoint; returns the file and the tensors."""
+    meta, tensors = load_fixture(name)
+    checkpoint = {}
+    for entry in ("model", "ema"):
+        state = {k[len(entry) + 1:]: v for k, v in tensors.items() if k.startswith(entry + ".")}
+        if state:
+            if name != "var_original":  # VAR's own quantizer has no such buffer
+                state["quantize.codebook_used"] = torch.zeros(65536)
+            checkpoint[entry] = state
+    if not meta["checkpoint"]:  # saved bare, a state dict alone
+        checkpoint = checkpoint["model"]
+    extras = {"optimizer": {"state": {}, "param_groups": [{"lr": 1e-4, "betas": (0.9, 0.95), "params": [0, 1]}]},
+              "discriminator": {"conv.weight": torch.zeros(1)}, "optimizer_disc": {"state": {}, "param_groups": []},
+              "steps": 400000, "args": argparse.Namespace(**meta.get("args", {}))}
+    checkpoint.update({k: v for k, v in extras.items() if k in meta["checkpoint"]})
+    path = folder / f"{name}.pt"
+    torch.save(checkpoint, path)
+    return path, tensors
+
+
+def assert_matches_original(model: FVQModel, tensors: dict[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        ids = model.tokenize(tensors["inputs"])
+        assert torch.equal(ids, tensors["expected_indices"])
+        reconstruction = model.detokenize(ids)
+    torch.testing.assert_close(reconstruction, tensors["expected_reconstruction"], rtol=0, atol=1e-4)
+
+
+def fill_cache(cache: Path, repo_id: str, folder: Path, commit: str = COMMIT, ref: str = "main") -> None:
+    """Lay `folder` out as the Hub cache does: models--org--name/{refs/<ref>, snapshots/<commit>/...}."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / ref).write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    for file in folder.rglob("*"):
+        if file.is_file():
+            target = snapshot / file.relative_to(folder)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(file.read_bytes())
+
+
+def push_in_a_subprocess(script: str, tmp_path: Path) -> tuple[dict, dict]:
+    """Run `script CACHE REPO_ROOT` against a loopback Hub; its last stdout line (JSON) and the files of each repo."""
+    (tmp_path / "push.py").write_text(script)
+    with HubServer() as hub:
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": "test-token",
+               "HF_HUB_OFFLINE": "0"}
+        proc = subprocess.run([sys.executable, str(tmp_path / "push.py"), str(tmp_path / "cache"),
+                               str(ROOT)], env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1]), {repo: hub.files(repo) for repo in hub.repos}

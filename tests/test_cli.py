@@ -4,15 +4,14 @@ import json
 
 import pytest
 
-from fvq_hf.codes import main as extract_codes
-from fvq_hf.conversion import main as convert
-from fvq_hf.evaluation.evaluate import main as evaluate
-from fvq_hf.publish import main as publish
-from fvq_hf.training.trainer import main as train
-from fvq_hf.training.transformer_trainer import main as train_transformer
+from fvq_hf.cli.convert import main as convert
+from fvq_hf.cli.eval import main as evaluate
+from fvq_hf.cli.extract_codes import main as extract_codes
+from fvq_hf.cli.publish import main as publish
+from fvq_hf.cli.train import main as train
+from fvq_hf.cli.train_transformer import main as train_transformer
 
-from .conftest import make_tiny_model
-from .helpers import write_config, write_images
+from .helpers import make_tiny_model, write_config, write_images
 
 COMMANDS = {"fvq-train": train, "fvq-train-transformer": train_transformer, "fvq-eval": evaluate,
             "fvq-extract-codes": extract_codes, "fvq-convert": convert, "fvq-publish": publish}

@@ -5,12 +5,12 @@ import pytest
 import torch
 from PIL import Image
 
-from fvq_hf.codes import extract_codes, main
-from fvq_hf.image_io import pil_to_tensor, resize_center_crop
-from fvq_hf.token_dataset import TokenDataset
+from fvq_hf.cli.extract_codes import main
+from fvq_hf.data.image_io import pil_to_tensor, resize_center_crop
+from fvq_hf.data.tokens import TokenDataset
+from fvq_hf.training.codes import extract_codes
 
-from .conftest import make_tiny_model, perturb_bridge
-from .helpers import write_images
+from .helpers import make_tiny_model, perturb_bridge, write_images
 
 
 @pytest.fixture

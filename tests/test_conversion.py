@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from fvq_hf import FVQModel
-from fvq_hf.conversion import main
-from fvq_hf.models.original_checkpoint import OriginalCheckpointInfo
+from fvq_hf.cli.convert import main
+from fvq_hf.conversion.loader import OriginalCheckpointInfo
 
-from .models.test_original_checkpoint import assert_matches_original, original_file
+from .helpers import assert_matches_original, original_file
 
 
 def test_cli_writes_model_info_and_fold(tmp_path, capsys):
@@ -101,7 +101,7 @@ def test_card_of_a_converted_release_says_where_it_comes_from(tmp_path):
 
 
 def test_publish_converted_refuses_a_folder_that_is_not_a_converted_original(tmp_path, capsys):
-    from fvq_hf.publish import main as publish_main
+    from fvq_hf.cli.publish import main as publish_main
 
     FVQModel.from_pretrained(convert_release_file(tmp_path, "llamagen_vq8", "vq_ds8_c2i.pt")).save_pretrained(
         tmp_path / "resaved")

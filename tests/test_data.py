@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fvq_hf.data import (
+from fvq_hf.data.sources import (
     BUILTIN_TRAIN,
     HELDOUT_FRACTION,
     EvalImages,

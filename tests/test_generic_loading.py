@@ -10,10 +10,9 @@ from diffusers import AutoModel, DiffusionPipeline
 from huggingface_hub import snapshot_download
 
 from fvq_hf import FVQGenerationPipeline, FVQModel, FVQPipeline, FVQTransformer
-from fvq_hf.models.remote_code import REMOTE_MODULE
+from fvq_hf.hub.remote_code import REMOTE_MODULE
 
-from .conftest import make_tiny_model, make_tiny_transformer, perturb_bridge
-from .test_hub import fill_cache, push_in_a_subprocess
+from .helpers import fill_cache, make_tiny_model, make_tiny_transformer, perturb_bridge, push_in_a_subprocess
 
 
 def tokenizer():
@@ -82,7 +81,7 @@ GENERIC_SCRIPT = textwrap.dedent("""
     import json, sys
     sys.path.insert(0, sys.argv[2])
     from diffusers import AutoModel, DiffusionPipeline
-    from tests.conftest import make_tiny_model, make_tiny_transformer
+    from tests.helpers import make_tiny_model, make_tiny_transformer
     from fvq_hf import FVQGenerationPipeline, FVQPipeline
 
     make_tiny_model().push_to_hub("org/fvq-tiny")

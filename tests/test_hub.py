@@ -13,23 +13,8 @@ import torch
 from fvq_hf import FVQModel
 from fvq_hf.pipelines import FVQPipeline
 
-from .conftest import make_tiny_model, make_tiny_transformer
+from .helpers import fill_cache, make_tiny_model, make_tiny_transformer, push_in_a_subprocess
 from .hub_server import HubServer
-
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-def fill_cache(cache: Path, repo_id: str, folder: Path, commit: str = COMMIT, ref: str = "main") -> None:
-    """Lay `folder` out as the Hub cache does: models--org--name/{refs/<ref>, snapshots/<commit>/...}."""
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    (repo / "refs").mkdir(parents=True, exist_ok=True)
-    (repo / "refs" / ref).write_text(commit)
-    snapshot = repo / "snapshots" / commit
-    for file in folder.rglob("*"):
-        if file.is_file():
-            target = snapshot / file.relative_to(folder)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(file.read_bytes())
 
 
 @pytest.fixture
@@ -72,7 +57,7 @@ def test_hub_id_missing_from_the_cache_offline(cached):
 PUSH_SCRIPT = textwrap.dedent("""
     import json, sys
     sys.path.insert(0, sys.argv[2])
-    from tests.conftest import make_tiny_model
+    from tests.helpers import make_tiny_model
     from fvq_hf import FVQModel
     from fvq_hf.pipelines import FVQPipeline
 
@@ -90,7 +75,7 @@ GENERATOR_PUSH_SCRIPT = textwrap.dedent("""
     import json, sys
     sys.path.insert(0, sys.argv[2])
     import torch
-    from tests.conftest import make_tiny_model, make_tiny_transformer
+    from tests.helpers import make_tiny_model, make_tiny_transformer
     from fvq_hf import FVQGenerationPipeline, FVQTransformer
 
     transformer = make_tiny_transformer()
@@ -103,18 +88,6 @@ GENERATOR_PUSH_SCRIPT = textwrap.dedent("""
     same = all(bool((a == b).all()) for a, b in zip(transformer.state_dict().values(), loaded.state_dict().values()))
     print(json.dumps({"same_weights": same, "same_samples": bool((sample(pipe) == sample(again)).all())}))
 """)
-
-
-def push_in_a_subprocess(script: str, tmp_path: Path) -> tuple[dict, dict]:
-    """Run `script CACHE REPO_ROOT` against a loopback Hub; its last stdout line (JSON) and the files of each repo."""
-    (tmp_path / "push.py").write_text(script)
-    with HubServer() as hub:
-        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": "test-token",
-               "HF_HUB_OFFLINE": "0"}
-        proc = subprocess.run([sys.executable, str(tmp_path / "push.py"), str(tmp_path / "cache"),
-                               str(Path(__file__).parents[1])], env=env, capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        return json.loads(proc.stdout.strip().splitlines()[-1]), {repo: hub.files(repo) for repo in hub.repos}
 
 
 @pytest.mark.slow
@@ -168,7 +141,7 @@ PUBLISH_SCRIPT = textwrap.dedent("""
     import json, sys
     from pathlib import Path
     from fvq_hf import FVQModel, FVQTransformer
-    from fvq_hf.publish import main
+    from fvq_hf.cli.publish import main
 
     root = Path(sys.argv[2])
     trained = FVQModel.from_config(FVQModel.load_config(root / "hub_configs" / "fvq-cpu-4k"))
@@ -204,7 +177,7 @@ def test_publish_hub_configs_to_a_loopback_hub(tmp_path):
 
 
 def test_publish_refuses_weights_of_another_variant(tmp_path):
-    from fvq_hf.publish import publish
+    from fvq_hf.hub.publish import publish
 
     make_tiny_model().save_pretrained(tmp_path / "tiny")
     root = Path(__file__).parents[1] / "hub_configs"
@@ -224,8 +197,8 @@ CONVERTED_PUSH_SCRIPT = textwrap.dedent("""
     import torch
     from tests.models.test_original_checkpoint import original_file
     from fvq_hf import FVQModel, FVQPipeline
-    from fvq_hf.conversion import main as convert
-    from fvq_hf.publish import main as publish
+    from fvq_hf.cli.convert import main as convert
+    from fvq_hf.cli.publish import main as publish
 
     work = Path(sys.argv[1])
     work.mkdir(parents=True, exist_ok=True)

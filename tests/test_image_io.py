@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from fvq_hf import image_io
-from fvq_hf.image_io import (
+from fvq_hf.data.image_io import (
     ImageReadError,
     load_image,
     prepare_images,

@@ -19,8 +19,7 @@ RELEASES = {("FoundationVision/LlamaGen", "vq_ds16_c2i.pt"): "llamagen_vq16",
 def test_readme_python_block(index, monkeypatch, tmp_path):
     import huggingface_hub.constants
 
-    from .models.test_original_checkpoint import original_file
-    from .test_hub import fill_cache
+    from .helpers import fill_cache, original_file
 
     for (repo_id, filename), fixture in RELEASES.items():
         folder = tmp_path / "releases" / repo_id

@@ -11,7 +11,7 @@ import json
 import pytest
 import torch
 
-from fvq_hf.models.remote_code import REMOTE_MODULE
+from fvq_hf.hub.remote_code import REMOTE_MODULE
 
 
 class ModelHubTests:

@@ -1,15 +1,8 @@
-"""`fvq-eval`: measure a tokenizer over all tokens of a data set.
-
-    fvq-eval --model outputs/fvq-cpu-4k/model --data builtin:unseen --json eval.json --save-usage usage.json
-
-Reports usage (distinct codes / K over every token), perplexity, num_tokens, PSNR and SSIM, and LPIPS /
-rFID when their weights are available; when they are not, the JSON's `notes` and stderr say what is
-missing, and no value is reported for them.
-"""
+"""Measuring a tokenizer over all tokens of a data set (usage, perplexity, PSNR, SSIM, LPIPS / rFID where their
+weights are given); its command is `fvq-eval` (`fvq_hf.cli.eval`)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -18,11 +11,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from ..cli import add_debug_flag, run_command
-from ..data import EvalImages
+from ..data.sources import EvalImages
+from ..hub.model_card import format_metric
 from ..losses.lpips import LPIPS, find_lpips_weights
-from ..model_card import format_metric
-from ..models import FVQModel
+from ..tokenizer import FVQModel
 from .metrics import CodeCounter, ImageQuality
 
 logger = logging.getLogger(__name__)
@@ -141,47 +133,3 @@ def run_evaluation(model: FVQModel, data: str, *, model_name: str, resolution: i
     for note in notes:
         logger.warning(note)
     return metrics, counter
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="fvq-eval", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="model folder, training output folder, or hub id")
-    parser.add_argument("--data", required=True, nargs="+",
-                        help="builtin[:train|heldout|unseen], an image folder, a saved dataset, or hf:<name>")
-    parser.add_argument("--json", help="write the metrics here")
-    parser.add_argument("--save-usage", help="write per-code counts (JSON) here, for the Space's heatmap")
-    parser.add_argument("--resolution", type=int, help="default: the model's sample_size")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--split", default="validation", help="split of a datasets dataset")
-    parser.add_argument("--image-column")
-    parser.add_argument("--limit", type=int, help="evaluate at most this many images")
-    parser.add_argument("--lpips-vgg", help="torchvision vgg16 weights (or env FVQ_LPIPS_VGG)")
-    parser.add_argument("--lpips-linear", help="LPIPS v0.1 vgg.pth heads (or env FVQ_LPIPS_LINEAR)")
-    parser.add_argument("--inception-weights", help="FID Inception weights, for rFID")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    add_debug_flag(parser)
-    run_command(parser, argv, command)
-
-
-def command(args: argparse.Namespace) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-
-    model = load_model(args.model, args.device)
-    results, counter = {}, CodeCounter(model.codebook_size, args.device)
-    for data in args.data:
-        metrics, counts = run_evaluation(
-            model, data, model_name=args.model, resolution=args.resolution, batch_size=args.batch_size,
-            split=args.split, image_column=args.image_column, limit=args.limit, lpips_vgg=args.lpips_vgg,
-            lpips_linear=args.lpips_linear, inception_weights=args.inception_weights)
-        results[data] = metrics
-        counter.counts += counts.counts
-    print(format_table(results))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results if len(results) > 1 else results[args.data[0]], indent=2))
-    if args.save_usage:
-        save_usage(args.save_usage, counter, args.model, ",".join(args.data))
-
-
-if __name__ == "__main__":
-    main()

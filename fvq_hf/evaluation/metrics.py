@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ..models.quantizer import check_token_ids
+from ..quantizers.vq import check_token_ids
 
 
 class CodeCounter:

@@ -8,10 +8,11 @@ from pathlib import Path
 import torch
 from diffusers import DiffusionPipeline
 
-from .. import models
-from ..image_io import tensor_to_pil
-from ..model_card import push_with_card
-from ..models.remote_code import add_pipeline_class_module, without_remote_module
+from ..data.image_io import tensor_to_pil
+from ..hub.model_card import push_with_card
+from ..hub.remote_code import add_pipeline_class_module, without_remote_module
+from ..prior import FVQTransformer
+from ..tokenizer import FVQModel
 
 OUTPUT_TYPES = ("pil", "np", "pt")
 
@@ -60,7 +61,7 @@ class HubPipeline(DiffusionPipeline):
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
         """diffusers' `save_pretrained`, plus what `DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`
-        needs: `_class_name` as `[module, Class]` and that module file (see `fvq_hf.models.remote_code`)."""
+        needs: `_class_name` as `[module, Class]` and that module file (see `fvq_hf.hub.remote_code`)."""
         super().save_pretrained(save_directory, *args, **kwargs)
         if kwargs.get("is_main_process", True):
             add_pipeline_class_module(save_directory)
@@ -70,8 +71,7 @@ class HubPipeline(DiffusionPipeline):
         """The saved model_index.json, with `_class_name` read as this class: loading through the class itself runs
         no file of the repository (the `[module, Class]` form is for diffusers' generic loader)."""
         config = super().load_config(*args, **kwargs)
-        classes = (getattr(models, name) for name in models.__all__)
-        modules = {c.__name__: c.__module__ for c in classes if isinstance(c, type)}
+        modules = {c.__name__: c.__module__ for c in (FVQModel, FVQTransformer)}
         if isinstance(config, tuple):
             return (without_remote_module(config[0], modules), *config[1:])
         return without_remote_module(config, modules)

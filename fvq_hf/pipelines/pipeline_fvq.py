@@ -9,9 +9,9 @@ import PIL.Image
 import torch
 from diffusers.utils import BaseOutput
 
+from ..data.image_io import prepare_images
 from ..evaluation.metrics import CodeCounter
-from ..image_io import prepare_images
-from ..models import FVQModel
+from ..tokenizer import FVQModel
 from .base import HubPipeline, check_output_type, format_images
 
 
@@ -45,7 +45,7 @@ class FVQPipeline(HubPipeline):
 
     Images may be PIL images, numpy arrays, tensors, file paths or lists of them, of any size and mode:
     they are converted to RGB, resized (shorter side) and centre-cropped to `resolution` (default: the
-    model's `sample_size`) as `fvq_hf.image_io` documents.
+    model's `sample_size`) as `fvq_hf.data.image_io` documents.
 
         pipe = FVQPipeline.from_pretrained("org/fvq-262k-pipeline")     # or FVQPipeline(vq=model)
         out = pipe(image)                       # out.images, out.indices (B, h, w), out.usage

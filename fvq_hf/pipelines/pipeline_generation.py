@@ -10,9 +10,9 @@ import PIL.Image
 import torch
 from diffusers.utils import BaseOutput
 
-from ..model_card import generator_card, load_evaluation
-from ..models import FVQModel
-from ..models.transformer import FVQTransformer
+from ..hub.model_card import generator_card, load_evaluation
+from ..prior.transformer import FVQTransformer
+from ..tokenizer import FVQModel
 from .base import HubPipeline, check_output_type, format_images
 from .sampling import check_sampling_args, generate_tokens
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from ..models.transformer import FVQTransformer
+from ..prior.transformer import FVQTransformer
 
 
 def check_sampling_args(guidance_scale: float, temperature: float, top_k: int | None, top_p: float | None) -> None:

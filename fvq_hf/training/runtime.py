@@ -21,10 +21,10 @@ import torch
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import ProjectConfiguration
 
-from ..models.hub_mixin import refuse_missing_folder
+from ..hub.mixin import refuse_missing_folder
 from .schedule import SCHEDULES, annealing_factor
 
-logger = logging.getLogger("fvq_hf.train")
+logger = logging.getLogger("fvq_hf.cli.train")
 
 
 def add_loop_args(p: argparse.ArgumentParser, lr: float, batch_size: int, epochs: int, schedule: str,

@@ -1,13 +1,5 @@
-"""`fvq-train`: train an FVQ tokenizer (or a baseline) with accelerate, from one CPU to many GPUs and nodes.
-
-    # CPU, minutes: the small config on the photos that ship with scikit-image
-    fvq-train --config hub_configs/fvq-cpu-4k --data builtin --output-dir outputs/fvq-cpu-4k --max-steps 1000 --lr 1e-3
-    # 8 GPUs, the paper's recipe for the 262k variant (global batch 128 = 8 x 16)
-    accelerate launch --multi_gpu --num_processes 8 -m fvq_hf.train --config hub_configs/fvq-262k \
-        --data /data/imagenet/train --resolution 256 --batch-size 16 --epochs 40 --warmup-epochs 4 \
-        --mixed-precision bf16 --lpips-vgg vgg16.pth --lpips-linear vgg.pth --output-dir runs/fvq-262k
-    # 2 nodes x 8 GPUs: the same, with --num_machines 2 --machine_rank R --main_process_ip HOST
-    # Resume after a crash or preemption: the same command with --resume
+"""Training an FVQ tokenizer (or a baseline) with accelerate: `train(args)` runs the loop that `fvq-train`
+(`fvq_hf.cli.train`) starts, from one CPU to many GPUs and nodes.
 
 Checkpoints are atomic (see `fvq_hf.training.runtime`). The final model is written with `save_pretrained`
 to `<output-dir>/model` (as trained) and `<output-dir>/model-folded` (`fold_bridge()`), each with a model
@@ -25,53 +17,15 @@ import torch
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 
-from ..cli import add_debug_flag, run_command
-from ..data import RandomCrops, open_source
-from ..evaluation.evaluate import format_table, run_evaluation, save_usage
+from ..data.sources import RandomCrops, open_source
+from ..evaluation.evaluate import run_evaluation, save_usage
+from ..hub.model_card import dataset_id, save_evaluation, tokenizer_card
 from ..losses import LPIPS, PatchGANDiscriminator, TokenizerLoss, find_lpips_weights
-from ..model_card import dataset_id, save_evaluation, tokenizer_card
-from ..models import FVQModel
+from ..tokenizer import FVQModel
 from . import runtime
 
-logger = logging.getLogger("fvq_hf.train")
+logger = logging.getLogger("fvq_hf.cli.train")
 BUILTIN_SAMPLES_PER_EPOCH = 2048
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fvq-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="model config folder (hub_configs/<variant>) or hub id")
-    p.add_argument("--init-weights", action="store_true",
-                   help="start from the weights stored with --config (fine-tuning) instead of random ones")
-    p.add_argument("--data", default="builtin", help="builtin, an image folder, a saved dataset, or hf:<name>[:split]")
-    p.add_argument("--image-column", help="image column of a datasets dataset (default: the first Image column)")
-    p.add_argument("--eval-data", nargs="*", help="evaluated at the end (default for builtin: builtin:heldout "
-                   "builtin:unseen; none otherwise)")
-    runtime.add_loop_args(p, lr=1e-4, batch_size=16, epochs=40, schedule="lin", warmup_fraction=0.1,
-                          output_dir="outputs/fvq")
-    p.add_argument("--resolution", type=int, help="training crop size (default: the config's sample_size)")
-    p.add_argument("--samples-per-epoch", type=int, help=f"crops per epoch (default: one per image; "
-                   f"{BUILTIN_SAMPLES_PER_EPOCH} for builtin)")
-    p.add_argument("--reconstruction-weight", type=float, default=1.0)
-    p.add_argument("--perceptual-weight", type=float, default=1.0, help="LPIPS weight, when its weights are given")
-    p.add_argument("--lpips-vgg", help="torchvision vgg16 weights file (or env FVQ_LPIPS_VGG)")
-    p.add_argument("--lpips-linear", help="LPIPS v0.1 vgg.pth heads (or env FVQ_LPIPS_LINEAR)")
-    p.add_argument("--disc-weight", type=float, default=0.5)
-    p.add_argument("--disc-start", type=int, default=20000, help="step at which the PatchGAN loss starts")
-    p.add_argument("--usage-window", type=int, default=100, help="steps in the rolling training-usage indicator")
-    p.add_argument("--eval-batch-size", type=int, default=32)
-    add_debug_flag(p)
-    return p
-
-
-def check_args(args: argparse.Namespace) -> argparse.Namespace:
-    runtime.check_loop_args(args)
-    if args.usage_window < 1:
-        raise ValueError("--usage-window must be >= 1.")
-    return args
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    return check_args(build_parser().parse_args(argv))
 
 
 class UsageMonitor:
@@ -222,16 +176,3 @@ def evaluate_and_save(args, out: Path, model: FVQModel, resolution: int, total_s
     (out / "eval.json").write_text(json.dumps(results, indent=2))
     logger.info("Saved %s and %s.", out / "model", out / "model-folded")
     return results
-
-
-def main(argv: list[str] | None = None) -> None:
-    def command(args: argparse.Namespace) -> None:
-        result = train(check_args(args))
-        if result["eval"]:
-            print(format_table(result["eval"]))
-
-    run_command(build_parser(), argv, command)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,19 +1,11 @@
-"""`fvq-train-transformer`: train a class-conditional FVQTransformer on extracted codes, with accelerate.
-
-    # CPU, minutes: codes of the builtin photos (see fvq-extract-codes), the small preset
-    fvq-train-transformer --config hub_configs/fvq-gpt-cpu --codes outputs/codes-cpu-4k \
-        --eval-codes outputs/codes-cpu-4k-heldout --output-dir outputs/fvq-gpt-cpu --max-steps 1500 --lr 1e-3
-    # 8 GPUs, LlamaGen's c2i recipe (global batch 256 = 8 x 32, AdamW lr 1e-4, wd 0.05, 300 epochs, constant lr)
-    accelerate launch --multi_gpu --num_processes 8 -m fvq_hf.train_transformer --config hub_configs/fvq-gpt-b \
-        --codes codes/imagenet-256 --batch-size 32 --epochs 300 --output-dir runs/fvq-262k-gpt-b
-    # Resume after a crash or preemption: the same command with --resume
+"""Training a class-conditional FVQTransformer on extracted codes with accelerate: `train(args)` runs the loop
+that `fvq-train-transformer` (`fvq_hf.cli.train_transformer`) starts.
 
 The vocabulary, class count, class names and token grid come from the codes (`meta.json`): a preset fixes
 the architecture, the data fixes those. Labels are replaced by the null class with probability
 `--class-dropout` (0.1, as LlamaGen) so that the model also learns the unconditional branch of guidance.
-At the end `<output-dir>/transformer` holds the model and its card (with the held-out next-token loss of
-`--eval-codes`), `<output-dir>/pipeline` an `FVQGenerationPipeline` with the tokenizer the codes were
-extracted with, and `<output-dir>/samples.png` one sample per class.
+At the end `<output-dir>/transformer` holds the model and its card, `<output-dir>/pipeline` an
+`FVQGenerationPipeline` and `<output-dir>/samples.png` one sample per class.
 """
 
 from __future__ import annotations
@@ -28,45 +20,15 @@ import torch
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 
-from ..cli import add_debug_flag, run_command
-from ..model_card import generator_card, save_evaluation
-from ..models import FVQModel, FVQTransformer
-from ..models.transformer import DATA_KEYS, next_token_loss
+from ..data.tokens import TokenDataset
+from ..hub.model_card import generator_card, save_evaluation
 from ..pipelines import FVQGenerationPipeline
-from ..token_dataset import TokenDataset
+from ..prior import FVQTransformer
+from ..prior.transformer import DATA_KEYS, next_token_loss
+from ..tokenizer import FVQModel
 from . import runtime
 
-logger = logging.getLogger("fvq_hf.train_transformer")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fvq-train-transformer", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="transformer config folder (hub_configs/fvq-gpt-*) or hub id")
-    p.add_argument("--init-weights", action="store_true",
-                   help="start from the weights stored with --config (fine-tuning) instead of random ones")
-    p.add_argument("--codes", required=True, help="training codes folder written by fvq-extract-codes")
-    p.add_argument("--eval-codes", help="held-out codes folder: its next-token loss is measured at the end")
-    p.add_argument("--tokenizer", help="tokenizer for the saved pipeline and samples (default: the codes' tokenizer)")
-    runtime.add_loop_args(p, lr=1e-4, batch_size=32, epochs=300, schedule="const", warmup_fraction=0.0,
-                  output_dir="outputs/fvq-gpt")
-    p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW decay of matrices and embeddings")
-    p.add_argument("--class-dropout", type=float, default=0.1, help="probability of training a label as null")
-    p.add_argument("--sample-guidance", type=float, default=4.0, help="guidance scale of samples.png")
-    p.add_argument("--eval-batch-size", type=int, default=64)
-    add_debug_flag(p)
-    return p
-
-
-def check_args(args: argparse.Namespace) -> argparse.Namespace:
-    runtime.check_loop_args(args)
-    if not 0 <= args.class_dropout < 1:
-        raise ValueError(f"--class-dropout must lie in [0, 1), got {args.class_dropout}.")
-    return args
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    return check_args(build_parser().parse_args(argv))
+logger = logging.getLogger("fvq_hf.cli.train_transformer")
 
 
 def build_model(args: argparse.Namespace, data: TokenDataset) -> FVQTransformer:
@@ -215,11 +177,3 @@ def save_outputs(args: argparse.Namespace, out: Path, model: FVQTransformer, dat
     make_image_grid(images, rows=1, cols=len(images)).save(out / "samples.png")
     logger.info("Saved %s, %s and %s.", out / "transformer", out / "pipeline", out / "samples.png")
     return results
-
-
-def main(argv: list[str] | None = None) -> None:
-    run_command(build_parser(), argv, lambda args: train(check_args(args)))
-
-
-if __name__ == "__main__":
-    main()

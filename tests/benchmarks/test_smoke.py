@@ -76,10 +76,9 @@ def test_generation_speed(tmp_path):
 
 
 def test_generator_baselines(tmp_path):
-    from fvq_hf.codes import extract_codes
+    from fvq_hf.training.codes import extract_codes
 
-    from ..conftest import make_tiny_model, perturb_bridge
-    from ..helpers import write_images
+    from ..helpers import make_tiny_model, perturb_bridge, write_images
 
     tokenizer = make_tiny_model().eval()
     perturb_bridge(tokenizer)

@@ -2,10 +2,10 @@ import json
 
 import pytest
 
-from fvq_hf.evaluation.evaluate import load_model, main
+from fvq_hf.cli.eval import main
+from fvq_hf.evaluation.evaluate import load_model
 
-from ..conftest import make_tiny_model
-from ..helpers import write_images, write_lpips_weights
+from ..helpers import make_tiny_model, write_images, write_lpips_weights
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import torch
 from fvq_hf.evaluation.evaluate import evaluate
 from fvq_hf.evaluation.metrics import CodeCounter, ImageQuality
 
-from ..conftest import make_tiny_model
+from ..helpers import make_tiny_model
 
 
 def test_counter_usage_and_perplexity():

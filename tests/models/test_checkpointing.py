@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from ..conftest import make_tiny_model, make_tiny_transformer, perturb_bridge
+from ..helpers import make_tiny_model, make_tiny_transformer, perturb_bridge
 
 
 def tokenizer_loss(model):
@@ -15,7 +15,7 @@ def tokenizer_loss(model):
 
 
 def transformer_loss(model):
-    from fvq_hf.models.transformer import next_token_loss
+    from fvq_hf.prior.transformer import next_token_loss
 
     tokens = torch.randint(0, 256, (2, 64), generator=torch.Generator().manual_seed(0))
     return next_token_loss(model, tokens, torch.tensor([0, 2]))

@@ -6,29 +6,25 @@ from safetensors.torch import load_file
 
 from fvq_hf import FVQModel
 
-from ..conftest import TINY_CONFIG, make_tiny_model, perturb_bridge
+from ..helpers import TINY_CONFIG, make_tiny_model, perturb_bridge, random_images
 from ..testing_utils import ModelHubTests
 
 
-def _images(n=2, size=32, seed=1):
-    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
-
-
 def test_shapes(tiny_model):
-    x = _images()
+    x = random_images()
     out = tiny_model(x)
     assert out.sample.shape == x.shape
     assert out.indices.shape == (2, 8, 8) and out.indices.dtype == torch.long
     assert tiny_model.downsample_factor == 4 and tiny_model.token_grid_size(32, 48) == (8, 12)
     assert tiny_model.token_grid_size() == (8, 8)
-    enc = tiny_model.encode(_images(1, 48))
+    enc = tiny_model.encode(random_images(1, 48))
     assert enc.latents.shape == (1, 8, 12, 12) and enc.indices.shape == (1, 12, 12)
 
 
 def test_encode_decode_tokenize_detokenize_agree(tiny_model):
     perturb_bridge(tiny_model)
     tiny_model.eval()
-    x = _images()
+    x = random_images()
     with torch.no_grad():
         enc = tiny_model.encode(x)
         indices = tiny_model.tokenize(x)
@@ -41,7 +37,7 @@ def test_encode_decode_tokenize_detokenize_agree(tiny_model):
 
 
 def test_return_dict_false_gives_the_same_fields(tiny_model):
-    x = _images()
+    x = random_images()
     with torch.no_grad():
         latents, indices = tiny_model.encode(x, return_dict=False)
         (sample,) = tiny_model.decode(latents, return_dict=False)
@@ -51,7 +47,7 @@ def test_return_dict_false_gives_the_same_fields(tiny_model):
 
 
 def test_straight_through_gradients_reach_the_encoder(tiny_model):
-    out = tiny_model(_images())
+    out = tiny_model(random_images())
     out.sample.pow(2).mean().backward()  # the reconstruction loss alone, no commitment term
     grads = [p.grad for p in tiny_model.encoder.parameters()]
     assert all(g is not None and g.abs().sum() > 0 for g in grads)
@@ -70,7 +66,7 @@ def test_fold_bridge_is_equivalent(bridge_type, quantizer_type, tmp_path):
     folded = model.fold_bridge()
     assert folded.config.bridge_type == "none" and folded.quantizer.bridge is None
     assert folded.config.quantizer_config == model.config.quantizer_config
-    x = _images(3)
+    x = random_images(3)
     with torch.no_grad():
         a, b = model(x), folded(x)
     assert torch.equal(a.indices, b.indices)
@@ -158,14 +154,14 @@ class TestFVQModelHub(ModelHubTests):
         return model
 
     def output(self, model):
-        return model(_images()).sample
+        return model(random_images()).sample
 
     def check_low_precision(self, model):
         # The distances to a large codebook need fp32: the quantizer stays there.
         assert model.encoder.conv_in.weight.dtype == torch.bfloat16
         assert model.quantizer.embedding.weight.dtype == torch.float32
         with torch.no_grad():
-            assert model(_images().bfloat16()).sample.dtype == torch.bfloat16
+            assert model(random_images().bfloat16()).sample.dtype == torch.bfloat16
 
     def test_tuples_survive_the_json_round_trip(self, tmp_path):
         make_tiny_model().save_pretrained(tmp_path)

@@ -9,10 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from fvq_hf import FVQModel
-from fvq_hf.models.multiscale import phi_for_scale
+from fvq_hf.quantizers.multiscale import phi_for_scale
 
-from ..conftest import make_tiny_model, perturb_bridge
-from .test_fvq_model import _images
+from ..helpers import make_tiny_model, perturb_bridge, random_images
 
 SCALES = [1, 3, 5, 8]  # the tiny model's latent grid is 8 x 8; 3 and 5 do not divide it, as VAR's 3, 5, 6, ... 16
 MULTISCALE = {"quantizer_type": "multiscale", "quantizer_config": {"scales": SCALES}}
@@ -28,7 +27,7 @@ def multiscale_model(bridge_type="vqbridge", **overrides):
 def test_scale_maps_come_coarsest_first_in_raster_order():
     model = multiscale_model().eval()
     with torch.no_grad():
-        ids = model.tokenize(_images())
+        ids = model.tokenize(random_images())
     assert model.config.quantizer_config == {"scales": SCALES, "num_phi": 4, "phi_ratio": 0.5}
     maps = model.quantizer.level_maps(ids)
     assert [label for label, _ in maps] == ["scale 1x1", "scale 3x3", "scale 5x5", "scale 8x8"]
@@ -69,7 +68,7 @@ def test_vars_choice_of_phi_is_made_in_float64():
 
 def test_the_phi_convs_learn():
     model = multiscale_model()
-    out = model(_images())
+    out = model(random_images())
     (out.sample.pow(2).mean() + out.codebook_loss + out.commitment_loss).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.quantizer.phi.parameters())
 
@@ -98,7 +97,7 @@ def test_l2_norm_is_refused():
 def test_images_of_another_size_and_ids_of_the_wrong_shape_name_the_expected_one():
     model = multiscale_model().eval()
     with pytest.raises(ValueError, match=r"exactly 32 x 32 .*scales \[1, 3, 5, 8\].*got \(48, 48\)"):
-        model.tokenize(_images(size=48))
+        model.tokenize(random_images(size=48))
     with pytest.raises(ValueError, match=r"\(B, 99\) \(scales \[1, 3, 5, 8\], coarsest first\), got \(1, 8, 8\)"):
         model.detokenize(torch.zeros(1, 8, 8, dtype=torch.long))
     with pytest.raises(ValueError, match=r"\(B, 99\).*got \(1, 64\)"):

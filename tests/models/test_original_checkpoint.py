@@ -35,56 +35,14 @@ and the training args as JSON metadata, were committed; none of their code.
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors import safe_open
 
 from fvq_hf import FVQModel
 
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "original"
-NAMES = ["fvq_release_vit", "fvq_dit_uncond", "fvq_dit_cond", "fvq_fold_vqgan", "llamagen_vq16", "llamagen_vq8",
-         "fvq_var_dit", "var_original"]
-
-
-def load_fixture(name: str) -> tuple[dict, dict[str, torch.Tensor]]:
-    """`(metadata, tensors)` with weights back in fp32."""
-    with safe_open(FIXTURES / f"{name}.safetensors", "pt") as f:
-        meta = {k: json.loads(v) for k, v in f.metadata().items()}
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    return meta, {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
-
-
-def original_file(name: str, folder: Path) -> tuple[Path, dict[str, torch.Tensor]]:
-    """The fixture written back as the original code writes its checkpoint; returns the file and the tensors."""
-    meta, tensors = load_fixture(name)
-    checkpoint = {}
-    for entry in ("model", "ema"):
-        state = {k[len(entry) + 1:]: v for k, v in tensors.items() if k.startswith(entry + ".")}
-        if state:
-            if name != "var_original":  # VAR's own quantizer has no such buffer
-                state["quantize.codebook_used"] = torch.zeros(65536)
-            checkpoint[entry] = state
-    if not meta["checkpoint"]:  # saved bare, a state dict alone
-        checkpoint = checkpoint["model"]
-    extras = {"optimizer": {"state": {}, "param_groups": [{"lr": 1e-4, "betas": (0.9, 0.95), "params": [0, 1]}]},
-              "discriminator": {"conv.weight": torch.zeros(1)}, "optimizer_disc": {"state": {}, "param_groups": []},
-              "steps": 400000, "args": argparse.Namespace(**meta.get("args", {}))}
-    checkpoint.update({k: v for k, v in extras.items() if k in meta["checkpoint"]})
-    path = folder / f"{name}.pt"
-    torch.save(checkpoint, path)
-    return path, tensors
-
-
-def assert_matches_original(model: FVQModel, tensors: dict[str, torch.Tensor]) -> None:
-    with torch.no_grad():
-        ids = model.tokenize(tensors["inputs"])
-        assert torch.equal(ids, tensors["expected_indices"])
-        reconstruction = model.detokenize(ids)
-    torch.testing.assert_close(reconstruction, tensors["expected_reconstruction"], rtol=0, atol=1e-4)
+from ..helpers import NAMES, assert_matches_original, load_fixture, original_file
 
 
 @pytest.mark.parametrize("name", NAMES)

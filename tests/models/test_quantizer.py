@@ -2,10 +2,10 @@ import pytest
 import torch
 from torch import nn
 
-from fvq_hf.models.bridges import build_bridge
-from fvq_hf.models.quantizer import VectorQuantizer
+from fvq_hf.bridges import build_bridge
+from fvq_hf.quantizers.vq import VectorQuantizer
 
-from ..conftest import TINY_BRIDGES
+from ..helpers import TINY_BRIDGES
 
 
 def _quantizer(bridge_type="vqbridge", **kwargs):
@@ -127,7 +127,7 @@ def test_l2_norm_with_a_vqbridge_is_refused():
 
 
 def test_one_token_id_check_for_every_caller():
-    from fvq_hf.models.quantizer import check_token_ids
+    from fvq_hf.quantizers.vq import check_token_ids
 
     check_token_ids(torch.tensor([0, 7]), 8)
     for bad in (torch.tensor([0.0]), torch.tensor([True])):

@@ -6,9 +6,8 @@ import torch
 
 from fvq_hf import FVQModel
 
-from ..conftest import make_tiny_model, perturb_bridge
+from ..helpers import make_tiny_model, perturb_bridge, random_images
 from ..testing_utils import ModelHubTests
-from .test_fvq_model import _images
 
 BRIDGE_TYPES = ["vqbridge", "linear", "mlp", "none"]
 # The tiny model: 32 px images, an 8 x 8 latent grid. 3 and 5 do not divide 8, as VAR's scales do not divide 16.
@@ -28,7 +27,7 @@ def typed_model(quantizer_type: str, bridge_type: str = "vqbridge", **overrides)
 @pytest.mark.parametrize("quantizer_type", list(CONFIGS))
 def test_shapes_and_every_path_agree(quantizer_type, bridge_type, tmp_path):
     model = typed_model(quantizer_type, bridge_type).eval()
-    x = _images()
+    x = random_images()
     with torch.no_grad():
         out, enc = model(x), model.encode(x)
         ids = model.tokenize(x)
@@ -76,4 +75,4 @@ class TestQuantizerTypesHub(ModelHubTests):
         self.make_model = lambda: typed_model(request.param)
 
     def output(self, model):
-        return torch.cat([model(_images()).sample.flatten(), model.tokenize(_images()).flatten().float()])
+        return torch.cat([model(random_images()).sample.flatten(), model.tokenize(random_images()).flatten().float()])

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from fvq_hf import FVQModel
-from fvq_hf.models.quantizer import resolve_quantizer_config
+from fvq_hf.quantizers.vq import resolve_quantizer_config
 
-from ..conftest import make_tiny_model, perturb_bridge
+from ..helpers import make_tiny_model, perturb_bridge
 
 
 def residual_model(bridge_type="vqbridge", depth=3, **overrides):

@@ -9,8 +9,7 @@ from torch.utils import cpp_extension
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from fvq_hf.models import search
-from fvq_hf.models.search import nearest_code
+from fvq_hf.search import dispatch, kernel, nearest_code
 
 BACKENDS = ["kernel", "torch"]
 
@@ -18,7 +17,7 @@ BACKENDS = ["kernel", "torch"]
 @pytest.fixture(scope="module", autouse=True)
 def kernel_builds():
     # The kernel is the CPU default: where CI can build it, these tests must exercise it, not skip it.
-    assert search.load_kernel() is not None, "the search kernel did not build (see the RuntimeWarning)"
+    assert kernel.load_kernel() is not None, "the search kernel did not build (see the RuntimeWarning)"
 
 
 def integer_data(n: int, k: int, dim: int, seed: int = 0, low: int = -3, high: int = 4):
@@ -134,7 +133,7 @@ def test_no_tensor_of_n_by_k_elements(backend):
 
 def test_auto_falls_back_to_torch_without_the_kernel(monkeypatch):
     vectors, codebook = integer_data(100, 300, 8)
-    monkeypatch.setattr(search, "load_kernel", lambda: None)
+    monkeypatch.setattr(dispatch, "load_kernel", lambda: None)
     assert torch.equal(nearest_code(vectors, codebook), argmin_truth(vectors, codebook))
     with pytest.raises(ValueError, match="could not be built.*backend='torch'"):
         nearest_code(vectors, codebook, backend="kernel")
@@ -146,15 +145,15 @@ def test_a_failed_build_warns_once_with_the_compiler_error(monkeypatch):
 
     monkeypatch.setattr(cpp_extension, "load", failing_build)
     with pytest.warns(RuntimeWarning, match=r"nearest_code.cpp:3:1: error: boom.*FVQ_HF_SEARCH=torch"):
-        assert search.load_kernel.__wrapped__() is None  # the uncached builder
+        assert kernel.load_kernel.__wrapped__() is None  # the uncached builder
 
 
 def test_the_pip_installed_ninja_is_found_without_an_activated_venv(monkeypatch):
     ninja = pytest.importorskip("ninja")
-    monkeypatch.setattr(search.shutil, "which", lambda name: None)
+    monkeypatch.setattr(kernel.shutil, "which", lambda name: None)
     monkeypatch.setenv("PATH", "/nowhere")
     monkeypatch.setattr(cpp_extension, "load", lambda **kwargs: "built")
-    assert search.load_kernel.__wrapped__() == "built"
+    assert kernel.load_kernel.__wrapped__() == "built"
     assert os.environ["PATH"].split(os.pathsep)[0] == ninja.BIN_DIR
 
 
@@ -170,7 +169,7 @@ def test_environment_variable_picks_the_backend(monkeypatch):
         raise AssertionError("FVQ_HF_SEARCH=torch must not touch the kernel")
 
     vectors, codebook = integer_data(30, 70, 8)
-    monkeypatch.setattr(search, "load_kernel", no_kernel)
+    monkeypatch.setattr(dispatch, "load_kernel", no_kernel)
     monkeypatch.setenv("FVQ_HF_SEARCH", "torch")
     assert torch.equal(nearest_code(vectors, codebook), argmin_truth(vectors, codebook))
     monkeypatch.setenv("FVQ_HF_SEARCH", "gpu")

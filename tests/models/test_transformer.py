@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from fvq_hf import FVQTransformer
-from fvq_hf.models.transformer import apply_rope, next_token_loss, rope_2d_angles
+from fvq_hf.prior.transformer import apply_rope, next_token_loss, rope_2d_angles
 
-from ..conftest import TINY_TRANSFORMER, make_tiny_transformer
+from ..helpers import TINY_TRANSFORMER, make_tiny_transformer
 from ..testing_utils import ModelHubTests
 
 

@@ -10,7 +10,7 @@ from accelerate.hooks import CpuOffload
 
 from fvq_hf import FVQGenerationPipeline, FVQPipeline
 
-from ..conftest import make_tiny_model, make_tiny_transformer, perturb_bridge
+from ..helpers import make_tiny_model, make_tiny_transformer, perturb_bridge
 
 
 def tokenizer_pipeline() -> FVQPipeline:

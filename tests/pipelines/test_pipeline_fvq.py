@@ -8,7 +8,7 @@ from PIL import Image
 from fvq_hf import FVQModel
 from fvq_hf.pipelines import FVQPipeline
 
-from ..conftest import make_tiny_model, perturb_bridge
+from ..helpers import make_tiny_model, perturb_bridge
 from ..testing_utils import PipelineHubTests
 
 
@@ -111,5 +111,5 @@ class TestFVQPipelineHub(PipelineHubTests):
         self.make_pipeline().save_pretrained(tmp_path)
         index = json.loads((tmp_path / "model_index.json").read_text())
         assert index["vq"] == ["fvq_hf_remote", "FVQModel"]  # the module file diffusers' generic loader imports
-        assert FVQPipeline.load_config(tmp_path)["vq"] == ["fvq_hf.models.fvq_model", "FVQModel"]
+        assert FVQPipeline.load_config(tmp_path)["vq"] == ["fvq_hf.tokenizer.fvq_model", "FVQModel"]
         assert isinstance(FVQPipeline.from_pretrained(tmp_path).vq, FVQModel)

@@ -5,7 +5,7 @@ import torch
 
 from fvq_hf import FVQGenerationPipeline
 
-from ..conftest import make_tiny_model, make_tiny_transformer
+from ..helpers import make_tiny_model, make_tiny_transformer
 from ..testing_utils import PipelineHubTests
 
 

@@ -5,7 +5,7 @@ import torch
 
 from fvq_hf.pipelines.sampling import filter_logits, generate_tokens, guided_logits, next_tokens
 
-from ..conftest import make_tiny_transformer
+from ..helpers import make_tiny_transformer
 
 
 def test_top_k_keeps_the_k_largest():

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import make_tiny_model, perturb_bridge
+from ..helpers import make_tiny_model, perturb_bridge
 
 SPACE = Path(__file__).parents[2] / "space"
 sys.path.insert(0, str(SPACE))

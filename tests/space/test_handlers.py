@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ..conftest import make_tiny_model, perturb_bridge
+from ..helpers import make_tiny_model, perturb_bridge
 
 
 def _write(tmp_path, name, image):
@@ -159,7 +159,7 @@ def test_a_262k_code_model_runs_on_a_cpu(tmp_path):
 
 
 def test_an_original_checkpoint_file_is_converted_on_the_fly(photos, tmp_path):
-    from ..models.test_original_checkpoint import original_file
+    from ..helpers import original_file
 
     path, _ = original_file("llamagen_vq8", tmp_path)
     sheet, original, *_ = handlers.reconstruct(photos[:1], str(path))

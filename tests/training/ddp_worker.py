@@ -5,7 +5,8 @@ import sys
 
 import torch
 
-from fvq_hf.training.trainer import parse_args, train
+from fvq_hf.cli.train import parse_args
+from fvq_hf.training.trainer import train
 
 if __name__ == "__main__":
     result = train(parse_args(sys.argv[1:]))

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from fvq_hf import FVQModel
+from fvq_hf.cli.train import parse_args
 from fvq_hf.losses import TokenizerLoss
 from fvq_hf.training.runtime import latest_checkpoint
-from fvq_hf.training.trainer import UsageMonitor, parse_args, train
+from fvq_hf.training.trainer import UsageMonitor, train
 
-from ..conftest import make_tiny_model
-from ..helpers import write_config, write_images, write_lpips_weights
+from ..helpers import make_tiny_model, write_config, write_images, write_lpips_weights
 
 
 def _args(tmp_path, *extra):

@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from fvq_hf import FVQGenerationPipeline, FVQTransformer
-from fvq_hf.codes import extract_codes
-from fvq_hf.training.transformer_trainer import main, parse_args, train
+from fvq_hf.cli.train_transformer import main, parse_args
+from fvq_hf.training.codes import extract_codes
+from fvq_hf.training.transformer_trainer import train
 
-from ..conftest import TINY_TRANSFORMER, make_tiny_model, perturb_bridge
-from ..helpers import write_config, write_images
+from ..helpers import TINY_TRANSFORMER, make_tiny_model, perturb_bridge, write_config, write_images
 
 
 @pytest.fixture

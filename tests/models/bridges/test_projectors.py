@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fvq_hf.models.bridges import LinearBridge, MLPBridge
+from fvq_hf.bridges import LinearBridge, MLPBridge
 
 
 def test_projector_shapes():

@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from fvq_hf import FVQModel
-from fvq_hf.models.bridges import BRIDGES, CodebookBridge, register_bridge, resolve_bridge_config
+from fvq_hf.bridges import BRIDGES, CodebookBridge, register_bridge, resolve_bridge_config
 
-from ...conftest import make_tiny_model
+from ...helpers import make_tiny_model
 
 
 class ScaleBridge(CodebookBridge, nn.Module):
@@ -61,7 +61,7 @@ def test_config_keys_belong_to_the_bridge():
 
 
 def test_register_bridge_checks_the_class(monkeypatch):
-    monkeypatch.setattr("fvq_hf.models.bridges.BRIDGES", dict(BRIDGES))
+    monkeypatch.setattr("fvq_hf.bridges.BRIDGES", dict(BRIDGES))
     with pytest.raises(TypeError, match="not a CodebookBridge"):
         register_bridge("linear2", nn.Linear)
     with pytest.raises(ValueError, match="reserved"):

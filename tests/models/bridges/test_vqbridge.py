@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fvq_hf.models.bridges import VQBridge, code_grid
+from fvq_hf.bridges import VQBridge, code_grid
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,77 @@
+"""`fvq-convert`: a checkpoint of the original FVQ / LlamaGen tokenizer code -> an `FVQModel` folder.
+
+    fvq-convert runs/fvq/0400000.pt --output converted/fvq-16k --fold
+    fvq-convert FoundationVision/LlamaGen --filename vq_ds16_c2i.pt --output converted/llamagen-vq16
+    fvq-convert FoundationVision/var --filename vae_ch160v4096z32.pth --output converted/var-vae
+
+A thin command line over `FVQModel.from_original_checkpoint` (see `fvq_hf.conversion.layouts` for the
+layouts it reads). It writes `save_pretrained` files plus `original_checkpoint.json` (where the weights came
+from, which entry, the l2-norm rule and why), which `fvq-publish --converted` puts in the model card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from ..conversion.loader import WEIGHT_ENTRIES
+from ..tokenizer import FVQModel
+from .errors import add_debug_flag, run_command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fvq-convert", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help="a .pt / .pth / .safetensors file, or a Hub repo id with --filename")
+    parser.add_argument("--filename", help="the file inside the Hub repo (or local folder) given as checkpoint")
+    parser.add_argument("--revision", help="Hub revision (branch, tag or commit)")
+    parser.add_argument("--output", required=True, help="folder to save_pretrained into")
+    parser.add_argument("--weights", default="auto", choices=("auto", *WEIGHT_ENTRIES, "bare"),
+                        help="which entry of a training checkpoint (auto: ema, then model, then state_dict)")
+    parser.add_argument("--codebook-l2-norm", action=argparse.BooleanOptionalAction, default=None,
+                        help="whether the original l2-normalised its codes (default: from the file's args, else "
+                             "the release rules; asked for when neither tells)")
+    parser.add_argument("--num-heads", type=int, help="VQBridge heads, which shapes cannot tell (releases: 4)")
+    parser.add_argument("--dit-label", type=int, help="label to fold a DiT bridge at (default: as the authors do)")
+    parser.add_argument("--sample-size", type=int, default=256, help="resolution the model was trained at")
+    parser.add_argument("--config", help="config folder or hub id to check the weights against (default: inferred)")
+    parser.add_argument("--residual-depth", type=int,
+                        help="the file is the FVQ authors' residual variant (vq_model_qbridge_rqvae.py: 4); files "
+                             "cannot tell it from the DiT-bridge model")
+    parser.add_argument("--scales", type=int, nargs="+",
+                        help="a VAR file's scales, coarsest first, ending at the latent grid (files do not save them; "
+                             "default: VAR's 1 2 3 4 5 6 8 10 13 16 when they fit)")
+    parser.add_argument("--fold", action="store_true", help="also write <output>-folded with the bridge folded")
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="allow files that pickle objects other than tensors and argparse args; runs their code")
+    add_debug_flag(parser)
+    return parser
+
+
+def convert(args: argparse.Namespace) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    config = FVQModel.load_config(args.config) if args.config else None
+    if args.residual_depth is not None:
+        config = {**(config or {}), "quantizer_type": "residual", "quantizer_config": {"depth": args.residual_depth}}
+    if args.scales is not None:
+        config = {**(config or {}), "quantizer_type": "multiscale", "quantizer_config": {"scales": args.scales}}
+    model, info = FVQModel.from_original_checkpoint(
+        args.checkpoint, args.filename, output_loading_info=True, weights=args.weights, config=config,
+        codebook_l2_norm=args.codebook_l2_norm, num_heads=args.num_heads, sample_size=args.sample_size,
+        dit_label=args.dit_label, trust_pickle=args.trust_pickle, revision=args.revision)
+    outputs = [(args.output, model)] + ([(f"{args.output}-folded", model.fold_bridge())] if args.fold else [])
+    for folder, converted in outputs:
+        converted.save_pretrained(folder)
+        info.save(folder)
+        print(f"Wrote {folder} (layout {info.layout}, {info.weights} weights, bridge "
+              f"{converted.config.bridge_type}, quantizer {converted.config.quantizer_type}, K = "
+              f"{converted.codebook_size}, codebook_l2_norm="
+              f"{info.codebook_l2_norm}: {info.l2_norm_reason}).")
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_command(build_parser(), argv, convert)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""`fvq-eval`: measure a tokenizer over all tokens of a data set.
+
+    fvq-eval --model outputs/fvq-cpu-4k/model --data builtin:unseen --json eval.json --save-usage usage.json
+
+Reports usage (distinct codes / K over every token), perplexity, num_tokens, PSNR and SSIM, and LPIPS /
+rFID when their weights are available; when they are not, the JSON's `notes` and stderr say what is
+missing, and no value is reported for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from ..evaluation.evaluate import format_table, load_model, run_evaluation, save_usage
+from ..evaluation.metrics import CodeCounter
+from .errors import add_debug_flag, run_command
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="fvq-eval", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="model folder, training output folder, or hub id")
+    parser.add_argument("--data", required=True, nargs="+",
+                        help="builtin[:train|heldout|unseen], an image folder, a saved dataset, or hf:<name>")
+    parser.add_argument("--json", help="write the metrics here")
+    parser.add_argument("--save-usage", help="write per-code counts (JSON) here, for the Space's heatmap")
+    parser.add_argument("--resolution", type=int, help="default: the model's sample_size")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--split", default="validation", help="split of a datasets dataset")
+    parser.add_argument("--image-column")
+    parser.add_argument("--limit", type=int, help="evaluate at most this many images")
+    parser.add_argument("--lpips-vgg", help="torchvision vgg16 weights (or env FVQ_LPIPS_VGG)")
+    parser.add_argument("--lpips-linear", help="LPIPS v0.1 vgg.pth heads (or env FVQ_LPIPS_LINEAR)")
+    parser.add_argument("--inception-weights", help="FID Inception weights, for rFID")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_debug_flag(parser)
+    run_command(parser, argv, command)
+
+
+def command(args: argparse.Namespace) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    model = load_model(args.model, args.device)
+    results, counter = {}, CodeCounter(model.codebook_size, args.device)
+    for data in args.data:
+        metrics, counts = run_evaluation(
+            model, data, model_name=args.model, resolution=args.resolution, batch_size=args.batch_size,
+            split=args.split, image_column=args.image_column, limit=args.limit, lpips_vgg=args.lpips_vgg,
+            lpips_linear=args.lpips_linear, inception_weights=args.inception_weights)
+        results[data] = metrics
+        counter.counts += counts.counts
+    print(format_table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results if len(results) > 1 else results[args.data[0]], indent=2))
+    if args.save_usage:
+        save_usage(args.save_usage, counter, args.model, ",".join(args.data))
+
+
+if __name__ == "__main__":
+    main()

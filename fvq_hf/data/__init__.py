@@ -1,0 +1,2 @@
+"""Data: image files and their modes (`image_io`), training and evaluation image sets (`sources`), and the
+token-id files a prior trains on (`tokens`)."""

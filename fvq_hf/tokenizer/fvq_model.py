@@ -1,0 +1,346 @@
+"""FVQModel: encoder -> (bridged) vector quantizer -> decoder, as a diffusers model."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils import BaseOutput
+from diffusers.utils.accelerate_utils import apply_forward_hook
+from torch import nn
+
+from ..bridges import BRIDGES, NO_BRIDGE, build_bridge, code_grid, resolve_bridge_config
+from ..hub.mixin import StrictHubMixin
+from ..hub.model_card import saved_card_inputs, tokenizer_card
+from ..quantizers.multiscale import MultiScaleQuantizer
+from ..quantizers.vq import VectorQuantizer, resolve_quantizer_config
+from .autoencoder import Decoder, Encoder
+
+# fvq-hf 0.1 saved every bridge's keys flat in the model config; they map to `bridge_config` keys.
+LEGACY_BRIDGE_KEYS = {"bridge_patch_size": "patch_size", "bridge_hidden_size": "hidden_size",
+                      "bridge_depth": "depth", "bridge_num_heads": "num_heads", "bridge_mlp_ratio": "mlp_ratio"}
+
+
+def migrate_config(config):
+    """A model config with flat legacy bridge keys -> the same config with `bridge_config` (others unchanged)."""
+    if config is None or not any(k in config for k in LEGACY_BRIDGE_KEYS):
+        return config
+    config = dict(config)
+    legacy = {new: config.pop(old) for old, new in LEGACY_BRIDGE_KEYS.items() if old in config}
+    bridge_type = config.get("bridge_type", "vqbridge")
+    if "bridge_config" not in config and bridge_type != NO_BRIDGE and bridge_type in BRIDGES:
+        accepted = BRIDGES[bridge_type].config_defaults()
+        config["bridge_config"] = {k: v for k, v in legacy.items() if k in accepted}
+    return config
+
+
+@dataclass
+class FVQEncoderOutput(BaseOutput):
+    """
+    Args:
+        latents (`torch.Tensor` of shape `(B, vq_embed_dim, h, w)`): quantized latents, ready for `decode`.
+        indices (`torch.LongTensor` of shape `(B, h, w)`; `(B, h, w, D)` residual, `(B, L)` multi-scale): the
+            token ids of those latents.
+    """
+
+    latents: torch.Tensor
+    indices: torch.LongTensor
+
+
+@dataclass
+class FVQDecoderOutput(BaseOutput):
+    """
+    Args:
+        sample (`torch.Tensor` of shape `(B, out_channels, H, W)`): decoded images in [-1, 1] (not clamped).
+    """
+
+    sample: torch.Tensor
+
+
+@dataclass
+class FVQModelOutput(BaseOutput):
+    """
+    Args:
+        sample (`torch.Tensor` of shape `(B, out_channels, H, W)`): the reconstruction.
+        indices (`torch.LongTensor` of shape `(B, h, w)`; `(B, h, w, D)` residual, `(B, L)` multi-scale): the
+            token ids used.
+        codebook_loss (`torch.Tensor`, scalar): weighted codebook loss.
+        commitment_loss (`torch.Tensor`, scalar): weighted commitment loss.
+    """
+
+    sample: torch.Tensor
+    indices: torch.LongTensor
+    codebook_loss: torch.Tensor
+    commitment_loss: torch.Tensor
+
+
+class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
+    r"""A VQ image tokenizer of LlamaGen's VQ family whose codebook can be trained through a VQBridge (FVQ).
+
+    Images are `(B, in_channels, H, W)` in [-1, 1] with H and W divisible by `downsample_factor`
+    (= 2 ** (len(block_out_channels) - 1)); tokens are `(B, H/f, W/f)` ids in `[0, num_vq_embeddings)`,
+    `(B, H/f, W/f, D)` for a residual quantizer of depth D, or one flat `(B, L)` sequence for a multi-scale
+    quantizer (L = sum of s^2 over its scales, coarsest first; images must be `sample_size` square).
+
+    Parameters:
+        in_channels, out_channels: image channels.
+        sample_size: the resolution the model was trained at (images of other multiples of f also work).
+        block_out_channels: width of each encoder/decoder level; LlamaGen VQ-16 is (128, 128, 256, 256, 512).
+        layers_per_block: residual blocks per encoder level (the decoder has one more).
+        latent_channels: encoder output channels before `quant_conv`.
+        norm_num_groups: GroupNorm groups.
+        dropout: dropout inside residual blocks.
+        num_vq_embeddings: codebook size K.
+        vq_embed_dim: code dimension d.
+        bridge_type: a name in `models.bridges.BRIDGES`: "vqbridge" (FVQ), "linear" (SimVQ), "mlp"
+            (VQGAN-LC-style); or "none" (plain VQ).
+        bridge_config: that bridge's own keys (missing ones take its defaults), e.g. for the VQBridge
+            `{"patch_size": 4, "hidden_size": 256, "depth": 2, "num_heads": 4, "mlp_ratio": 2.0}`. Configs saved
+            with the flat `bridge_patch_size`-style keys of fvq-hf 0.1 still load (see `from_config`).
+        codebook_l2_norm: l2-normalise latents and codes before the search (LlamaGen's default with d = 8; not
+            with a VQBridge, whose all-zero initial codebook has no direction to normalise).
+        quantizer_type: "vq" (one code per position), "residual" (D codes per position from the one codebook,
+            each quantizing what the codes before left) or "multiscale" (VAR: a token map per scale, coarse to
+            fine, each quantizing what the coarser ones left). Every bridge type works with each.
+        quantizer_config: that type's keys (missing ones take the defaults): `{"depth": 4}` for "residual";
+            `{"scales": [1, 2, 3, 4, 5, 6, 8, 10, 13, 16], "num_phi": 4, "phi_ratio": 0.5}` for "multiscale"
+            (VAR's; the last scale must be the latent grid, sample_size / f); none for "vq".
+        quant_conv_kernel_size: kernel of `quant_conv` / `post_quant_conv`: 1 (LlamaGen, FVQ), 3 (VAR).
+        codebook_weight, commitment_weight: weights of the two quantizer losses (1.0 and 0.25 as released).
+        search_chunk_size: block size of the torch nearest-code search (GPU, or a CPU without the kernel):
+            memory O(chunk^2), not O(N K). The CPU kernel picks its own cache-sized tiles (`models/search.py`).
+    """
+
+    _supports_gradient_checkpointing = True
+    # Distances to a large codebook need fp32, also when the rest of the model runs in fp16/bf16.
+    _keep_in_fp32_modules = ["quantizer"]
+
+    @register_to_config
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        sample_size: int = 256,
+        block_out_channels: Sequence[int] = (128, 128, 256, 256, 512),
+        layers_per_block: int = 2,
+        latent_channels: int = 256,
+        norm_num_groups: int = 32,
+        dropout: float = 0.0,
+        num_vq_embeddings: int = 16384,
+        vq_embed_dim: int = 256,
+        bridge_type: str = "vqbridge",
+        bridge_config: dict | None = None,
+        codebook_l2_norm: bool = False,
+        codebook_weight: float = 1.0,
+        commitment_weight: float = 0.25,
+        search_chunk_size: int = 4096,
+        quantizer_type: str = "vq",
+        quantizer_config: dict | None = None,
+        quant_conv_kernel_size: int = 1,
+    ) -> None:
+        super().__init__()
+        if min(in_channels, out_channels, layers_per_block, latent_channels) < 1:
+            raise ValueError("in_channels, out_channels, layers_per_block and latent_channels must be >= 1.")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout}.")
+        if quant_conv_kernel_size < 1 or quant_conv_kernel_size % 2 == 0:
+            raise ValueError(f"quant_conv_kernel_size must be odd and >= 1, got {quant_conv_kernel_size}.")
+        if num_vq_embeddings < 1 or vq_embed_dim < 1:
+            raise ValueError(f"num_vq_embeddings and vq_embed_dim must be >= 1, got {num_vq_embeddings}, {vq_embed_dim}.")
+        block_out_channels = tuple(block_out_channels)
+        bridge_config = resolve_bridge_config(bridge_type, bridge_config)
+        quantizer_config = resolve_quantizer_config(quantizer_type, quantizer_config)
+        # JSON gives a list back; the saved bridge and quantizer configs are complete, so defaults changing later
+        # cannot change them.
+        self.register_to_config(block_out_channels=block_out_channels, bridge_config=bridge_config,
+                                quantizer_config=quantizer_config)
+        factor = 2 ** (len(block_out_channels) - 1)
+        if sample_size < factor or sample_size % factor:
+            raise ValueError(f"sample_size={sample_size} must be a positive multiple of the downsample factor "
+                             f"{factor} (2 ** (len(block_out_channels) - 1)).")
+        backbone = dict(latent_channels=latent_channels, block_out_channels=block_out_channels,
+                        layers_per_block=layers_per_block, norm_num_groups=norm_num_groups, dropout=dropout)
+        self.encoder = Encoder(in_channels=in_channels, **backbone)
+        kernel = dict(kernel_size=quant_conv_kernel_size, padding=quant_conv_kernel_size // 2)
+        self.quant_conv = nn.Conv2d(latent_channels, vq_embed_dim, **kernel)
+        # Built in this order (table, bridge) so that a seed gives the same initial weights as fvq-hf 0.1.
+        table = nn.Embedding(num_vq_embeddings, vq_embed_dim)
+        bridge = build_bridge(bridge_type, num_vq_embeddings, vq_embed_dim, bridge_config)
+        options = dict(codebook_l2_norm=codebook_l2_norm, codebook_weight=codebook_weight,
+                       commitment_weight=commitment_weight, search_chunk_size=search_chunk_size)
+        if quantizer_type == "multiscale":
+            if quantizer_config["scales"][-1] != sample_size // factor:
+                raise ValueError(f"The last multi-scale scale must be the latent grid, sample_size / {factor} = "
+                                 f"{sample_size // factor}; got scales {quantizer_config['scales']}.")
+            self.quantizer = MultiScaleQuantizer(table, bridge, **quantizer_config, **options)
+        else:
+            self.quantizer = VectorQuantizer(table, bridge, residual_depth=quantizer_config.get("depth"), **options)
+        self.post_quant_conv = nn.Conv2d(vq_embed_dim, latent_channels, **kernel)
+        self.decoder = Decoder(out_channels=out_channels, **backbone)
+
+    @classmethod
+    def from_config(cls, config=None, return_unused_kwargs=False, **kwargs):
+        """diffusers' `from_config` (also behind `from_pretrained`), reading configs of fvq-hf 0.1 too: their flat
+        `bridge_patch_size`-style keys become the `bridge_config` of their bridge type."""
+        return super().from_config(migrate_config(config), return_unused_kwargs, **kwargs)
+
+    @property
+    def bridge_name(self) -> str:
+        """What the codebook bridge is, in words (for cards and logs)."""
+        bridge = self.quantizer.bridge
+        return "none (plain VQ codebook)" if bridge is None else bridge.display_name
+
+    @property
+    def code_grid(self) -> tuple[int, int]:
+        """`(h, w)` with h * w = K: the codebook laid out as an image (the VQBridge's grid, else the squarest)."""
+        return getattr(self.quantizer.bridge, "grid", None) or code_grid(self.config.num_vq_embeddings, 1)
+
+    @property
+    def downsample_factor(self) -> int:
+        """Pixels per token along each side."""
+        return 2 ** (len(self.config.block_out_channels) - 1)
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.num_vq_embeddings
+
+    @property
+    def residual_depth(self) -> int | None:
+        """Codes per token position for a residual quantizer; None for the other types."""
+        return self.quantizer.residual_depth
+
+    @property
+    def fixed_image_size(self) -> int | None:
+        """The one image size a multi-scale tokenizer takes (its last scale times f); None when any multiple of
+        f works."""
+        size = getattr(self.quantizer, "latent_size", None)
+        return None if size is None else size * self.downsample_factor
+
+    def require_one_code_per_position(self, user: str) -> None:
+        """Raise a ValueError naming `user` (code files, the generator) unless this tokenizer is plain VQ."""
+        if self.config.quantizer_type != "vq":
+            name = self.config.get("_name_or_path") or "This tokenizer"
+            raise ValueError(f"{name} is a {self.config.quantizer_type} tokenizer ({self.quantizer.tokens_described}), "
+                             f"and {user} take one code per position: use a quantizer_type 'vq' tokenizer.")
+
+    def token_grid_size(self, height: int | None = None, width: int | None = None) -> tuple[int, int]:
+        """`(h, w)` of the token grid of an `H x W` image (default: `sample_size` square), the transformer's
+        `token_grid_size`."""
+        height = height or self.config.sample_size
+        return height // self.downsample_factor, (width or height) // self.downsample_factor
+
+    def _check_sample(self, sample: torch.Tensor) -> None:
+        if not isinstance(sample, torch.Tensor):
+            raise TypeError(f"Expected a torch.Tensor of shape (B, C, H, W), got {type(sample).__name__}; "
+                            "use FVQPipeline or fvq_hf.data.image_io for PIL images and arrays.")
+        f, c = self.downsample_factor, self.config.in_channels
+        if sample.ndim != 4 or sample.shape[1] != c:
+            raise ValueError(f"Expected images of shape (B, {c}, H, W), got {tuple(sample.shape)}.")
+        if sample.shape[2] % f or sample.shape[3] % f or sample.shape[2] == 0 or sample.shape[3] == 0:
+            raise ValueError(
+                f"Image size {tuple(sample.shape[2:])} is not divisible by the downsample factor {f}; resize or "
+                f"crop to a multiple of {f} (this model was trained at {self.config.sample_size} px)."
+            )
+        fixed = self.fixed_image_size
+        if fixed is not None and tuple(sample.shape[2:]) != (fixed, fixed):
+            raise ValueError(f"A multi-scale tokenizer takes images of exactly {fixed} x {fixed} (its scales "
+                             f"{self.quantizer.scales} end at the {fixed // f} x {fixed // f} latent grid); got "
+                             f"{tuple(sample.shape[2:])}.")
+
+    def _quantize(self, sample: torch.Tensor):
+        self._check_sample(sample)
+        return self.quantizer(self.quant_conv(self.encoder(sample)))
+
+    @apply_forward_hook
+    def encode(self, sample: torch.Tensor, return_dict: bool = True) -> FVQEncoderOutput | tuple:
+        """`(B, C, H, W)` images -> quantized latents `(B, d, h, w)` and token ids `(B, h, w)` (`(B, h, w, D)`
+        for a residual quantizer, `(B, L)` for a multi-scale one)."""
+        quantized = self._quantize(sample)
+        if not return_dict:
+            return quantized.latents, quantized.indices
+        return FVQEncoderOutput(latents=quantized.latents, indices=quantized.indices)
+
+    @apply_forward_hook
+    def decode(self, latents: torch.Tensor, return_dict: bool = True) -> FVQDecoderOutput | tuple:
+        """Quantized latents `(B, d, h, w)` -> images `(B, C, H, W)`."""
+        if latents.ndim != 4 or latents.shape[1] != self.config.vq_embed_dim:
+            raise ValueError(f"Expected latents of shape (B, {self.config.vq_embed_dim}, h, w), got "
+                             f"{tuple(latents.shape)}; to decode token ids use `detokenize`.")
+        sample = self.decoder(self.post_quant_conv(latents.to(self.post_quant_conv.weight.dtype)))
+        return FVQDecoderOutput(sample=sample) if return_dict else (sample,)
+
+    @apply_forward_hook
+    def tokenize(self, sample: torch.Tensor) -> torch.LongTensor:
+        """`(B, C, H, W)` images in [-1, 1] -> `(B, H/f, W/f)` token ids (`(B, H/f, W/f, D)` if residual,
+        `(B, L)` if multi-scale)."""
+        return self._quantize(sample).indices
+
+    @apply_forward_hook
+    def detokenize(self, indices: torch.LongTensor) -> torch.Tensor:
+        """`(B, h, w)` token ids (`(B, h, w, D)` if residual, `(B, L)` if multi-scale) -> `(B, C, h*f, w*f)`
+        images; the inverse of `tokenize` up to reconstruction."""
+        return self.decode(self.quantizer.lookup(indices)).sample
+
+    def forward(self, sample: torch.Tensor, return_dict: bool = True) -> FVQModelOutput | tuple:
+        """Reconstruct `(B, C, H, W)` images; also returns the indices and the quantizer losses for training."""
+        quantized = self._quantize(sample)
+        reconstruction = self.decode(quantized.latents).sample
+        output = FVQModelOutput(reconstruction, quantized.indices, quantized.codebook_loss,
+                                quantized.commitment_loss)
+        return output if return_dict else output.to_tuple()
+
+    @classmethod
+    def from_original_checkpoint(cls, path_or_repo_id: str | os.PathLike, filename: str | None = None, *,
+                                 output_loading_info: bool = False, **kwargs):
+        """Load a checkpoint of the original code: the FVQ authors' (ViT or DiT bridge, their VQGAN-format fold, their
+        VAR runs), LlamaGen's (VQ-16, VQ-8) or VAR's (a multi-scale tokenizer), from a local `.pt` / `.pth` /
+        `.safetensors` file or a Hub repo file.
+
+            FVQModel.from_original_checkpoint("FoundationVision/LlamaGen", filename="vq_ds16_c2i.pt")
+            FVQModel.from_original_checkpoint("runs/fvq/0400000.pt")
+
+        The architecture is read from tensor shapes; whether codes are l2-normalised from the file's `args`, else
+        the release rules (LlamaGen's d = 8: yes; the FVQ code: never), else it asks for `codebook_l2_norm=`.
+
+        Keyword arguments: `weights` ("auto": `ema`, then `model`, then `state_dict`, as the authors' scripts),
+        `codebook_l2_norm`, `num_heads` (VQBridge heads; 4 in every release), `sample_size` (256),
+        `dit_label` (label a DiT bridge is folded at), `config` (check against this config instead; e.g.
+        `{"quantizer_config": {"scales": [...]}}` for a VAR file whose scales are not VAR's),
+        `trust_pickle`, and the Hub's `revision`, `cache_dir`, `local_files_only`, `token`. With
+        `output_loading_info=True` also returns an `OriginalCheckpointInfo` saying what was decided and why.
+        """
+        from ..conversion.loader import load_original_checkpoint
+
+        model, info = load_original_checkpoint(path_or_repo_id, filename, **kwargs)
+        return (model, info) if output_loading_info else model
+
+    @torch.no_grad()
+    def fold_bridge(self) -> FVQModel:
+        """An equivalent plain-VQ model: the bridged codebook written into its table, no bridge weights.
+
+        It gives the same indices and reconstructions as this model, at the inference cost of plain VQ
+        (the release's convert_fullvq2vq step).
+        """
+        folded = type(self).from_config({**self.config, "bridge_type": NO_BRIDGE, "bridge_config": None})
+        state = {k: v for k, v in self.state_dict().items()
+                 if not k.startswith(("quantizer.embedding.", "quantizer.bridge."))}
+        state["quantizer.embedding.weight"] = self.quantizer.codebook().detach().clone()
+        folded.load_state_dict(state, strict=True)
+        return folded.to(device=self.device).train(self.training)
+
+    def model_card(self, repo_id: str | None = None, evaluations: dict | None = None, training: str | None = None,
+                   pipeline: bool = False):
+        """A `huggingface_hub.ModelCard` (of the model, or of an `FVQPipeline` around it with `pipeline`): the
+        config, a usage snippet, and the measured metrics.
+
+        What is not given is taken from what was saved next to the weights this model was loaded from: the
+        metrics and training summary of `fvq-train` / `fvq-eval`, and for weights converted by `fvq-convert`,
+        where they come from (`original_checkpoint.json`).
+        """
+        saved = saved_card_inputs(self.config.get("_name_or_path"))
+        return tokenizer_card(self.config, self.bridge_name, repo_id, evaluations or saved["evaluations"],
+                              training or saved["training"], pipeline=pipeline, original=saved["original"])

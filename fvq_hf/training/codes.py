@@ -1,0 +1,125 @@
+"""Encoding a data set with a trained FVQModel into a codes folder (read by `data.tokens.TokenDataset`); its
+command is `fvq-extract-codes` (`fvq_hf.cli.extract_codes`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..data.image_io import pil_to_tensor, resize_center_crop
+from ..data.sources import RandomCrops, class_labels, open_source, readable
+from ..data.tokens import META_FILE
+from ..tokenizer import FVQModel
+
+logger = logging.getLogger("fvq_hf.training.codes")
+def atomic_save(path: Path, array: np.ndarray) -> None:
+    """`np.save` under a temporary name, renamed when complete."""
+    tmp = path.with_name(f".tmp-{path.name}")
+    with open(tmp, "wb") as file:
+        np.save(file, array)
+    os.replace(tmp, path)
+
+
+class ExtractionImages(Dataset):
+    """Item i: `(image (3, R, R) in [-1, 1], label)`, or None for an unreadable file (skipped, not relabelled).
+
+    Without `random_crops`: one centre crop per image. With it: that many random multi-scale crops per image
+    (`RandomCrops` without its flip; the flip is added explicitly as a second view).
+    """
+
+    def __init__(self, source, labels: list[int], resolution: int, random_crops: int | None, seed: int) -> None:
+        self.source, self.labels, self.resolution = source, labels, resolution
+        self.crops = RandomCrops(source, resolution, random_crops * len(source), seed, flip=False) if random_crops \
+            else None
+
+    def __len__(self) -> int:
+        return len(self.crops) if self.crops else len(self.source)
+
+    def __getitem__(self, index: int):
+        image = readable(self.source, index % len(self.source))
+        if image is None:
+            return None
+        tensor = self.crops.crop(image, index) if self.crops else pil_to_tensor(
+            resize_center_crop(image, self.resolution))
+        return tensor, self.labels[index % len(self.source)]
+
+
+def collate_readable(items):
+    items = [item for item in items if item is not None]
+    if not items:
+        return None
+    return torch.stack([image for image, _ in items]), torch.tensor([label for _, label in items])
+
+
+@torch.no_grad()
+def extract_codes(tokenizer: str, data: str, output_dir: str | Path, *, split: str = "train", resolution: int | None = None,
+                  random_crops: int | None = None, flip: bool = True, batch_size: int = 64, num_workers: int = 2,
+                  seed: int = 0, image_column: str | None = None, label_column: str | None = None,
+                  overwrite: bool = False) -> dict:
+    """Encode `data` with the tokenizer into a codes folder (see module docstring); returns its meta."""
+    from accelerate import Accelerator
+
+    accelerator = Accelerator()
+    out = Path(output_dir)
+    if (out / META_FILE).exists() and not overwrite:
+        raise FileExistsError(f"{out} already holds extracted codes; choose another --output-dir or pass --overwrite.")
+    model = FVQModel.from_pretrained(tokenizer)
+    model.require_one_code_per_position("code files and the generator")
+    if model.quantizer.bridge is not None:
+        model = model.fold_bridge()  # the same indices, without the bridge's cost
+    model = model.eval().to(accelerator.device)
+    resolution = resolution or model.config.sample_size
+    if resolution % model.downsample_factor:
+        raise ValueError(f"--resolution {resolution} is not a multiple of the downsample factor {model.downsample_factor}.")
+    source = open_source(data, split, image_column)
+    labels, class_names = class_labels(source, label_column)
+    images = ExtractionImages(source, labels, resolution, random_crops, seed)
+    share = torch.utils.data.Subset(images, range(accelerator.process_index, len(images), accelerator.num_processes))
+    loader = DataLoader(share, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_readable)
+    if accelerator.is_main_process:
+        if overwrite and out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+
+    dtype = np.uint16 if model.codebook_size <= 2**16 else np.int32
+    codes, sample_labels = [], []
+    from tqdm.auto import tqdm
+
+    for batch in tqdm(loader, desc="extracting codes", disable=not accelerator.is_local_main_process):
+        if batch is None:
+            continue
+        pixels, batch_labels = batch
+        pixels = pixels.to(accelerator.device)
+        views = [pixels, pixels.flip(-1)] if flip else [pixels]
+        codes.append(torch.stack([model.tokenize(v) for v in views], dim=1).cpu().numpy().astype(dtype))
+        sample_labels.append(batch_labels.numpy().astype(np.int64))
+    h, w = model.token_grid_size(resolution, resolution)
+    rank = f"{accelerator.process_index:05d}"
+    atomic_save(out / f"codes-{rank}.npy", np.concatenate(codes) if codes else np.zeros((0, 1 + flip, h, w), dtype))
+    atomic_save(out / f"labels-{rank}.npy", np.concatenate(sample_labels) if sample_labels else np.zeros(0, np.int64))
+    accelerator.wait_for_everyone()
+    meta = {
+        "tokenizer": str(Path(tokenizer).resolve()) if Path(tokenizer).is_dir() else str(tokenizer),
+        "codebook_size": model.codebook_size, "token_grid_size": [h, w], "resolution": resolution,
+        "num_classes": len(class_names), "class_names": class_names,
+        "views": ["image", "hflip"] if flip else ["image"], "data": data, "split": split,
+        "random_crops": random_crops, "seed": seed,
+        "shards": [f"{i:05d}" for i in range(accelerator.num_processes)],
+    }
+    if accelerator.is_main_process:
+        meta["num_samples"] = sum(len(np.load(out / f"labels-{r}.npy", mmap_mode="r")) for r in meta["shards"])
+        tmp = out / f".tmp-{META_FILE}"
+        tmp.write_text(json.dumps(meta, indent=2))
+        os.replace(tmp, out / META_FILE)
+        logger.info("Wrote %d samples x %d views of %dx%d tokens (%d classes) to %s.", meta["num_samples"],
+                    len(meta["views"]), h, w, len(class_names), out)
+    accelerator.wait_for_everyone()
+    return meta
