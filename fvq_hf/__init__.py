@@ -4,7 +4,7 @@ from .bridges import LinearBridge, MLPBridge, VQBridge
 from .conversion.loader import OriginalCheckpointInfo
 from .pipelines import FVQGenerationPipeline, FVQGenerationPipelineOutput, FVQPipeline, FVQPipelineOutput
 from .prior import FVQTransformer, FVQTransformerOutput, KVCache
-from .quantizers.vq import QuantizerOutput, VectorQuantizer
+from .quantizers import MultiScaleQuantizer, QuantizerOutput, ResidualQuantizer, VectorQuantizer
 from .search import nearest_code
 from .tokenizer import FVQDecoderOutput, FVQEncoderOutput, FVQModel, FVQModelOutput
 
@@ -25,7 +25,9 @@ __all__ = [
     "LinearBridge",
     "MLPBridge",
     "OriginalCheckpointInfo",
+    "MultiScaleQuantizer",
     "QuantizerOutput",
+    "ResidualQuantizer",
     "VQBridge",
     "VectorQuantizer",
     "nearest_code",

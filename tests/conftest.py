@@ -1,18 +1,22 @@
-"""Shared fixtures: tiny models that build in milliseconds on a CPU."""
+"""Shared fixtures: tiny models that build in milliseconds on a CPU; the example variants registered."""
 
 from __future__ import annotations
 
 import os
 
-import pytest
-
-from .helpers import make_tiny_model
-
-# No test may reach the network: the Hub, Gradio's analytics and telemetry stay off.
+# No test may reach the network: the Hub, Gradio's analytics and telemetry stay off (set before they are imported).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+
+import pytest  # noqa: E402
+
+from .examples import register_examples  # noqa: E402
+from .helpers import make_tiny_model  # noqa: E402
+
+register_examples()
+
 
 @pytest.fixture
 def tiny_model():

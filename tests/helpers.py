@@ -33,8 +33,25 @@ TINY_CONFIG = dict(
     bridge_config={"patch_size": 4, "hidden_size": 32, "num_heads": 2},
     search_chunk_size=64,
 )
-# The tiny config of each bridge type, taken when a test overrides bridge_type alone.
-TINY_BRIDGES = {"vqbridge": TINY_CONFIG["bridge_config"], "mlp": {"hidden_size": 32}, "linear": {}, "none": {}}
+# Smaller configs of some bridge and quantizer types, for speed (taken when a test names the type alone); any
+# other registered type is built with its defaults. The tiny model's latent grid is 8 x 8; 3 and 5 do not divide
+# 8, as VAR's scales do not divide 16.
+TINY_BRIDGES = {"vqbridge": TINY_CONFIG["bridge_config"], "mlp": {"hidden_size": 32}}
+TINY_QUANTIZERS = {"residual": {"depth": 3}, "multiscale": {"scales": [1, 3, 5, 8]}}
+
+
+def bridge_types() -> list[str]:
+    """Every registered bridge type, and "none" (plain VQ): what the parametrised tests run over."""
+    from fvq_hf.bridges import BRIDGES, NO_BRIDGE
+
+    return [*BRIDGES, NO_BRIDGE]
+
+
+def quantizer_types() -> list[str]:
+    """Every registered quantizer type."""
+    from fvq_hf.quantizers import QUANTIZERS
+
+    return list(QUANTIZERS)
 
 
 def make_tiny_model(seed: int = 0, **overrides):
@@ -47,12 +64,28 @@ def make_tiny_model(seed: int = 0, **overrides):
     return FVQModel(**{**TINY_CONFIG, **overrides})
 
 
+def typed_model(quantizer_type: str, bridge_type: str = "vqbridge", seed: int = 0, **overrides):
+    """The tiny model with any registered quantizer and bridge type (bridge perturbed, so that codes differ), at
+    the image size its quantizer takes."""
+    from fvq_hf.quantizers import quantizer_class
+
+    cls = quantizer_class(quantizer_type)
+    config = cls.resolve_config(TINY_QUANTIZERS.get(quantizer_type))
+    side = cls.fixed_latent_size(config)
+    model = make_tiny_model(seed, bridge_type=bridge_type, quantizer_type=quantizer_type, quantizer_config=config,
+                            **{"sample_size": 4 * side if side else 32, **overrides})
+    if model.quantizer.bridge is not None:
+        perturb_bridge(model)
+    return model
+
+
 def perturb_bridge(model) -> None:
-    """Give a VQBridge's zero-initialised recover layer non-zero weights, as after a first training step."""
-    bridge = model.quantizer.bridge
+    """Give a bridge's zero-initialised layers (VQBridge's recover layer) non-zero weights, as after a first
+    training step."""
     with torch.no_grad():
-        bridge.proj_out.weight.normal_(std=0.05)
-        bridge.proj_out.bias.normal_(std=0.05)
+        for parameter in model.quantizer.bridge.parameters():
+            if not parameter.any():
+                parameter.normal_(std=0.05)
 
 
 TINY_TRANSFORMER = dict(vocab_size=256, num_classes=3, token_grid_size=(8, 8), hidden_size=32, num_layers=2,

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ..quantizers.vq import check_token_ids
+from ..quantizers.ids import check_token_ids
 
 
 class CodeCounter:

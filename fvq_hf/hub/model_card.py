@@ -10,6 +10,8 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, create_repo, upload_folder
 
+from ..quantizers import quantizer_class
+
 EVALUATION_FILE = "evaluation.json"  # written next to trained weights: {"training": str, "evaluations": {...}}
 ORIGINAL_FILE = "original_checkpoint.json"  # written next to converted weights by fvq-convert
 
@@ -140,15 +142,8 @@ def tokenizer_card(config: Mapping, bridge_name: str, repo_id: str | None = None
     factor = 2 ** (len(config["block_out_channels"]) - 1)
     size = config["sample_size"]
     side = size // factor
-    grid, tokens = f"{side}, {side}", f"{side} x {side} per {size} px image"
-    quantizer = config.get("quantizer_config") or {}
-    if config.get("quantizer_type") == "residual":
-        grid, tokens = f"{side}, {side}, {quantizer['depth']}", f"{side} x {side} positions x {quantizer['depth']} " \
-            f"residual codes per {size} px image"
-    elif config.get("quantizer_type") == "multiscale":
-        length = sum(s * s for s in quantizer["scales"])
-        grid, tokens = f"{length}", f"{length} per {size} px image: multi-scale (VAR), scales {quantizer['scales']}, " \
-            "coarsest first, each in raster order"
+    quantizer = quantizer_class(config.get("quantizer_type", "vq"))
+    grid, tokens = quantizer.describe_ids(quantizer.resolve_config(config.get("quantizer_config")), side, size)
     facts = [
         f"| codebook | {config['num_vq_embeddings']:,} codes x {config['vq_embed_dim']} dims"
         f"{', l2-normalised' if config.get('codebook_l2_norm') else ''} |",

@@ -24,7 +24,7 @@ from torch import nn
 from ..hub.mixin import StrictHubMixin
 from ..hub.model_card import generator_card, load_evaluation
 from ..layers.checkpointing import CheckpointedBlocks
-from ..quantizers.vq import check_token_ids
+from ..quantizers.ids import check_token_ids
 
 # Config keys a training run takes from its codes (the data), not from the preset (the architecture).
 DATA_KEYS = ("vocab_size", "num_classes", "token_grid_size", "class_names")

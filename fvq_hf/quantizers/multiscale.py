@@ -10,7 +10,7 @@ from einops import rearrange
 from torch import nn
 
 from ..search import nearest_code
-from .vq import QuantizerOutput, VectorQuantizer, check_token_ids, resolve_quantizer_config
+from .base import Quantizer, is_int
 
 
 class Phi(nn.Conv2d):
@@ -35,14 +35,14 @@ def phi_for_scale(index: int, num_scales: int, num_phi: int) -> int:
     return int(np.argmin(np.abs(np.linspace(margin, 1 - margin, num_phi) - at)))
 
 
-class MultiScaleQuantizer(VectorQuantizer):
+class MultiScaleQuantizer(Quantizer):
     """Quantizes `(B, d, S, S)` latents (S = the last scale) scale by scale, coarse to fine, with one codebook.
 
     At scale s the residual is area-downsampled to `s x s`, each position takes its nearest code, and the code
     map is bicubically upsampled back to `S x S`, passed through a phi conv and subtracted from the residual.
     The latent is the sum over scales. Scales need not divide S (VAR's own 1, 2, 3, 4, 5, 6, 8, 10, 13, 16 do
     not). `num_phi` phi convs are shared across the scales as in VAR (4: "partially shared"; 1: one for all;
-    `len(scales)`: one each); `phi_ratio=0` uses none.
+    `len(scales)`: one each); `phi_ratio=0` uses none. The defaults are VAR's (a 16 x 16 latent grid).
 
     Ids are one flat sequence `(B, L)`, L = sum of s^2: scale by scale from the coarsest, each map in raster
     order (VAR's `idx_Bl` lists, concatenated: the order its transformer predicts). `split_scales` gives the
@@ -51,22 +51,63 @@ class MultiScaleQuantizer(VectorQuantizer):
         MultiScaleQuantizer(nn.Embedding(4096, 32), VQBridge(4096, 32), scales=[1, 2, 4, 8, 16])
     """
 
-    def __init__(self, embedding: nn.Embedding, bridge: nn.Module | None = None, *, scales, num_phi: int = 4,
-                 phi_ratio: float = 0.5, **kwargs) -> None:
-        config = resolve_quantizer_config("multiscale", dict(scales=scales, num_phi=num_phi, phi_ratio=phi_ratio))
-        if kwargs.get("codebook_l2_norm"):
-            raise ValueError("codebook_l2_norm=True cannot be combined with multi-scale quantization: a residual is "
-                             "not a direction, and unit codes cannot sum to it.")
-        super().__init__(embedding, bridge, **kwargs)
+    level_name = "scale"
+    display_name = "multi-scale"
+    supports_l2_norm = False
+
+    def __init__(self, embedding: nn.Embedding, bridge: nn.Module | None = None, *,
+                 scales: list[int] = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16), num_phi: int = 4, phi_ratio: float = 0.5,
+                 **options) -> None:
+        config = self.validate_config(dict(scales=scales, num_phi=num_phi, phi_ratio=phi_ratio))
+        super().__init__(embedding, bridge, **options)
         self.scales = config["scales"]
         dim = embedding.weight.shape[1]
         self.phi = nn.ModuleList(Phi(dim, phi_ratio) for _ in range(num_phi if phi_ratio > 0 else 0))
         self.phi_index = [phi_for_scale(k, len(self.scales), num_phi) for k in range(len(self.scales))]
 
+    @classmethod
+    def config_defaults(cls) -> dict:
+        defaults = super().config_defaults()
+        return {**defaults, "scales": list(defaults["scales"])}
+
+    @classmethod
+    def validate_config(cls, config: dict) -> dict:
+        scales = config["scales"]
+        if not isinstance(scales, list | tuple) or not scales or not all(is_int(s) and s >= 1 for s in scales) \
+                or any(a >= b for a, b in zip(scales[:-1], scales[1:])):
+            raise ValueError(f"Multi-scale scales must be a non-empty list of increasing integers >= 1 (token maps "
+                             f"of s x s, the last one the latent grid), got {scales!r}.")
+        if not is_int(config["num_phi"]) or config["num_phi"] < 1:
+            raise ValueError(f"num_phi (shared phi convs) must be an integer >= 1, got {config['num_phi']!r}.")
+        if not isinstance(config["phi_ratio"], int | float) or not 0 <= config["phi_ratio"] <= 1:
+            raise ValueError(f"phi_ratio must lie in [0, 1] (0: no phi conv), got {config['phi_ratio']!r}.")
+        return {**config, "scales": list(scales)}
+
+    @classmethod
+    def fixed_latent_size(cls, config) -> int:
+        """The last scale: the latent grid is exactly that."""
+        return config["scales"][-1]
+
+    @classmethod
+    def check_latent_grid(cls, config, side: int, where: str) -> None:
+        if config["scales"][-1] != side:
+            raise ValueError(f"The last multi-scale scale must be the latent grid, {where} = {side}; got scales "
+                             f"{config['scales']}.")
+
+    @classmethod
+    def describe_ids(cls, config, side: int, size: int) -> tuple[str, str]:
+        length = sum(s * s for s in config["scales"])
+        return f"{length}", (f"{length} per {size} px image: multi-scale (VAR), scales {config['scales']}, coarsest "
+                             "first, each in raster order")
+
     @property
     def latent_size(self) -> int:
         """The side of the latent grid: the last scale."""
         return self.scales[-1]
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.scales)
 
     @property
     def num_tokens(self) -> int:
@@ -81,8 +122,8 @@ class MultiScaleQuantizer(VectorQuantizer):
         return 2
 
     @property
-    def level_name(self) -> str:
-        return "scale"
+    def indices_order(self) -> str:
+        return f" (scales {self.scales}, coarsest first)"
 
     @property
     def tokens_described(self) -> str:
@@ -103,40 +144,27 @@ class MultiScaleQuantizer(VectorQuantizer):
             codes = F.interpolate(codes, size=(size, size), mode="bicubic")
         return self.phi[self.phi_index[index]](codes) if self.phi else codes
 
-    def forward(self, latents: torch.Tensor) -> QuantizerOutput:
-        """`(B, d, S, S)` latents -> `QuantizerOutput` with `(B, d, S, S)` latents and `(B, L)` ids."""
+    def check_latents(self, latents: torch.Tensor) -> None:
         size = self.latent_size
         if latents.ndim != 4 or latents.shape[1] != self.vq_embed_dim or latents.shape[2:] != (size, size):
             raise ValueError(f"Expected latents of shape (B, {self.vq_embed_dim}, {size}, {size}) (the last scale), "
                              f"got {tuple(latents.shape)}.")
-        batch = latents.shape[0]
-        with torch.autocast(latents.device.type, enabled=False):
-            z = latents.float()
-            codebook = self.codebook()
-            residual, z_q, ids = z.detach(), torch.zeros_like(z), []
-            codebook_loss = commitment_loss = 0.0
-            for level, scale in enumerate(self.scales):
-                small = residual if scale == size else F.interpolate(residual, size=(scale, scale), mode="area")
-                index = nearest_code(rearrange(small, "b d h w -> (b h w) d"), codebook.detach(),
-                                     self.search_chunk_size)
-                codes = rearrange(codebook[index], "(b h w) d -> b d h w", b=batch, h=scale, w=scale)
-                contribution = self._upsampled(level, codes)
-                z_q = z_q + contribution
-                residual = residual - contribution.detach()
-                codebook_loss = codebook_loss + F.mse_loss(z_q, z.detach())
-                commitment_loss = commitment_loss + F.mse_loss(z, z_q.detach())
-                ids.append(index.view(batch, scale * scale))
-            codebook_loss = self.codebook_weight * (codebook_loss / len(self.scales))
-            commitment_loss = self.commitment_weight * (commitment_loss / len(self.scales))
-            z_q = z + (z_q - z).detach()  # straight-through estimator
-        return QuantizerOutput(z_q.to(latents.dtype), torch.cat(ids, dim=1), codebook_loss, commitment_loss)
+
+    def quantize_level(self, level: int, residual: torch.Tensor, codebook: torch.Tensor
+                       ) -> tuple[torch.LongTensor, torch.Tensor]:
+        """`(B, d, S, S)` residual -> `(B, s * s)` ids of scale `level` and their `(B, d, S, S)` contribution."""
+        batch, scale = residual.shape[0], self.scales[level]
+        small = residual if scale == self.latent_size else F.interpolate(residual, size=(scale, scale), mode="area")
+        index = nearest_code(rearrange(small, "b d h w -> (b h w) d"), codebook.detach(), self.search_chunk_size)
+        codes = rearrange(codebook[index], "(b h w) d -> b d h w", b=batch, h=scale, w=scale)
+        return index.view(batch, scale * scale), self._upsampled(level, codes)
+
+    def join_levels(self, ids: list[torch.LongTensor], latents: torch.Tensor) -> torch.LongTensor:
+        return torch.cat(ids, dim=1)
 
     def lookup(self, indices: torch.LongTensor) -> torch.Tensor:
         """`(B, L)` ids -> `(B, d, S, S)` latents: every scale's codes upsampled, refined and summed, as in forward."""
-        if indices.ndim != 2 or indices.shape[1] != self.num_tokens:
-            raise ValueError(f"Expected indices of shape {self.indices_shape} (scales {self.scales}, coarsest first), "
-                             f"got {tuple(indices.shape)}.")
-        check_token_ids(indices, self.num_vq_embeddings, " Were they made by a tokenizer with another codebook size?")
+        self.check_indices(indices, indices.ndim == 2 and indices.shape[1] == self.num_tokens)
         codebook = self.codebook()
         latent = 0.0
         for level, codes in enumerate(self.split_scales(indices.long())):

@@ -16,8 +16,7 @@ from torch import nn
 from ..bridges import BRIDGES, NO_BRIDGE, build_bridge, code_grid, resolve_bridge_config
 from ..hub.mixin import StrictHubMixin
 from ..hub.model_card import saved_card_inputs, tokenizer_card
-from ..quantizers.multiscale import MultiScaleQuantizer
-from ..quantizers.vq import VectorQuantizer, resolve_quantizer_config
+from ..quantizers import quantizer_class
 from .autoencoder import Decoder, Encoder
 
 # fvq-hf 0.1 saved every bridge's keys flat in the model config; they map to `bridge_config` keys.
@@ -43,8 +42,8 @@ class FVQEncoderOutput(BaseOutput):
     """
     Args:
         latents (`torch.Tensor` of shape `(B, vq_embed_dim, h, w)`): quantized latents, ready for `decode`.
-        indices (`torch.LongTensor` of shape `(B, h, w)`; `(B, h, w, D)` residual, `(B, L)` multi-scale): the
-            token ids of those latents.
+        indices (`torch.LongTensor` of the quantizer's `indices_shape`, `(B, h, w)` for plain VQ): the token ids
+            of those latents.
     """
 
     latents: torch.Tensor
@@ -66,8 +65,7 @@ class FVQModelOutput(BaseOutput):
     """
     Args:
         sample (`torch.Tensor` of shape `(B, out_channels, H, W)`): the reconstruction.
-        indices (`torch.LongTensor` of shape `(B, h, w)`; `(B, h, w, D)` residual, `(B, L)` multi-scale): the
-            token ids used.
+        indices (`torch.LongTensor` of the quantizer's `indices_shape`): the token ids used.
         codebook_loss (`torch.Tensor`, scalar): weighted codebook loss.
         commitment_loss (`torch.Tensor`, scalar): weighted commitment loss.
     """
@@ -82,9 +80,9 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
     r"""A VQ image tokenizer of LlamaGen's VQ family whose codebook can be trained through a VQBridge (FVQ).
 
     Images are `(B, in_channels, H, W)` in [-1, 1] with H and W divisible by `downsample_factor`
-    (= 2 ** (len(block_out_channels) - 1)); tokens are `(B, H/f, W/f)` ids in `[0, num_vq_embeddings)`,
-    `(B, H/f, W/f, D)` for a residual quantizer of depth D, or one flat `(B, L)` sequence for a multi-scale
-    quantizer (L = sum of s^2 over its scales, coarsest first; images must be `sample_size` square).
+    (= 2 ** (len(block_out_channels) - 1)); token ids lie in `[0, num_vq_embeddings)` and have the quantizer's
+    shape (`model.quantizer.indices_shape`): `(B, H/f, W/f)` for plain VQ; each type in `fvq_hf.quantizers`
+    describes its own.
 
     Parameters:
         in_channels, out_channels: image channels.
@@ -103,12 +101,12 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
             with the flat `bridge_patch_size`-style keys of fvq-hf 0.1 still load (see `from_config`).
         codebook_l2_norm: l2-normalise latents and codes before the search (LlamaGen's default with d = 8; not
             with a VQBridge, whose all-zero initial codebook has no direction to normalise).
-        quantizer_type: "vq" (one code per position), "residual" (D codes per position from the one codebook,
-            each quantizing what the codes before left) or "multiscale" (VAR: a token map per scale, coarse to
-            fine, each quantizing what the coarser ones left). Every bridge type works with each.
-        quantizer_config: that type's keys (missing ones take the defaults): `{"depth": 4}` for "residual";
-            `{"scales": [1, 2, 3, 4, 5, 6, 8, 10, 13, 16], "num_phi": 4, "phi_ratio": 0.5}` for "multiscale"
-            (VAR's; the last scale must be the latent grid, sample_size / f); none for "vq".
+        quantizer_type: a name in `fvq_hf.quantizers.QUANTIZERS`: "vq" (one code per position), "residual" (D codes
+            per position from the one codebook) or "multiscale" (VAR: a token map per scale, coarse to fine). Every
+            bridge type works with each.
+        quantizer_config: that type's keys (missing ones take its defaults), e.g. `{"depth": 4}` for "residual",
+            `{"scales": [...], "num_phi": 4, "phi_ratio": 0.5}` for "multiscale" (whose last scale must be the
+            latent grid, sample_size / f); none for "vq".
         quant_conv_kernel_size: kernel of `quant_conv` / `post_quant_conv`: 1 (LlamaGen, FVQ), 3 (VAR).
         codebook_weight, commitment_weight: weights of the two quantizer losses (1.0 and 0.25 as released).
         search_chunk_size: block size of the torch nearest-code search (GPU, or a CPU without the kernel):
@@ -153,7 +151,8 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
             raise ValueError(f"num_vq_embeddings and vq_embed_dim must be >= 1, got {num_vq_embeddings}, {vq_embed_dim}.")
         block_out_channels = tuple(block_out_channels)
         bridge_config = resolve_bridge_config(bridge_type, bridge_config)
-        quantizer_config = resolve_quantizer_config(quantizer_type, quantizer_config)
+        quantizer_cls = quantizer_class(quantizer_type)
+        quantizer_config = quantizer_cls.resolve_config(quantizer_config)
         # JSON gives a list back; the saved bridge and quantizer configs are complete, so defaults changing later
         # cannot change them.
         self.register_to_config(block_out_channels=block_out_channels, bridge_config=bridge_config,
@@ -172,13 +171,8 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         bridge = build_bridge(bridge_type, num_vq_embeddings, vq_embed_dim, bridge_config)
         options = dict(codebook_l2_norm=codebook_l2_norm, codebook_weight=codebook_weight,
                        commitment_weight=commitment_weight, search_chunk_size=search_chunk_size)
-        if quantizer_type == "multiscale":
-            if quantizer_config["scales"][-1] != sample_size // factor:
-                raise ValueError(f"The last multi-scale scale must be the latent grid, sample_size / {factor} = "
-                                 f"{sample_size // factor}; got scales {quantizer_config['scales']}.")
-            self.quantizer = MultiScaleQuantizer(table, bridge, **quantizer_config, **options)
-        else:
-            self.quantizer = VectorQuantizer(table, bridge, residual_depth=quantizer_config.get("depth"), **options)
+        quantizer_cls.check_latent_grid(quantizer_config, sample_size // factor, f"sample_size / {factor}")
+        self.quantizer = quantizer_cls(table, bridge, **quantizer_config, **options)
         self.post_quant_conv = nn.Conv2d(vq_embed_dim, latent_channels, **kernel)
         self.decoder = Decoder(out_channels=out_channels, **backbone)
 
@@ -209,20 +203,15 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         return self.config.num_vq_embeddings
 
     @property
-    def residual_depth(self) -> int | None:
-        """Codes per token position for a residual quantizer; None for the other types."""
-        return self.quantizer.residual_depth
-
-    @property
     def fixed_image_size(self) -> int | None:
-        """The one image size a multi-scale tokenizer takes (its last scale times f); None when any multiple of
-        f works."""
-        size = getattr(self.quantizer, "latent_size", None)
+        """The one image size the quantizer takes (a multi-scale one: its last scale times f); None when any
+        multiple of f works."""
+        size = type(self.quantizer).fixed_latent_size(self.config.quantizer_config)
         return None if size is None else size * self.downsample_factor
 
     def require_one_code_per_position(self, user: str) -> None:
-        """Raise a ValueError naming `user` (code files, the generator) unless this tokenizer is plain VQ."""
-        if self.config.quantizer_type != "vq":
+        """Raise a ValueError naming `user` (code files, the generator) unless each position gets one code."""
+        if not self.quantizer.one_code_per_position:
             name = self.config.get("_name_or_path") or "This tokenizer"
             raise ValueError(f"{name} is a {self.config.quantizer_type} tokenizer ({self.quantizer.tokens_described}), "
                              f"and {user} take one code per position: use a quantizer_type 'vq' tokenizer.")
@@ -247,9 +236,9 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
             )
         fixed = self.fixed_image_size
         if fixed is not None and tuple(sample.shape[2:]) != (fixed, fixed):
-            raise ValueError(f"A multi-scale tokenizer takes images of exactly {fixed} x {fixed} (its scales "
-                             f"{self.quantizer.scales} end at the {fixed // f} x {fixed // f} latent grid); got "
-                             f"{tuple(sample.shape[2:])}.")
+            raise ValueError(f"This {self.config.quantizer_type} tokenizer takes images of exactly {fixed} x {fixed} "
+                             f"(its quantizer works on the {fixed // f} x {fixed // f} latent grid, "
+                             f"{self.config.quantizer_config}); got {tuple(sample.shape[2:])}.")
 
     def _quantize(self, sample: torch.Tensor):
         self._check_sample(sample)
@@ -257,8 +246,7 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
 
     @apply_forward_hook
     def encode(self, sample: torch.Tensor, return_dict: bool = True) -> FVQEncoderOutput | tuple:
-        """`(B, C, H, W)` images -> quantized latents `(B, d, h, w)` and token ids `(B, h, w)` (`(B, h, w, D)`
-        for a residual quantizer, `(B, L)` for a multi-scale one)."""
+        """`(B, C, H, W)` images -> quantized latents `(B, d, h, w)` and token ids (`quantizer.indices_shape`)."""
         quantized = self._quantize(sample)
         if not return_dict:
             return quantized.latents, quantized.indices
@@ -275,14 +263,13 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
 
     @apply_forward_hook
     def tokenize(self, sample: torch.Tensor) -> torch.LongTensor:
-        """`(B, C, H, W)` images in [-1, 1] -> `(B, H/f, W/f)` token ids (`(B, H/f, W/f, D)` if residual,
-        `(B, L)` if multi-scale)."""
+        """`(B, C, H, W)` images in [-1, 1] -> token ids of `quantizer.indices_shape` (`(B, H/f, W/f)` for plain VQ)."""
         return self._quantize(sample).indices
 
     @apply_forward_hook
     def detokenize(self, indices: torch.LongTensor) -> torch.Tensor:
-        """`(B, h, w)` token ids (`(B, h, w, D)` if residual, `(B, L)` if multi-scale) -> `(B, C, h*f, w*f)`
-        images; the inverse of `tokenize` up to reconstruction."""
+        """Token ids of `quantizer.indices_shape` -> `(B, C, h*f, w*f)` images; the inverse of `tokenize` up to
+        reconstruction."""
         return self.decode(self.quantizer.lookup(indices)).sample
 
     def forward(self, sample: torch.Tensor, return_dict: bool = True) -> FVQModelOutput | tuple:

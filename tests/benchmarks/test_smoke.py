@@ -3,11 +3,12 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).parents[2] / "benchmarks"
+from ..helpers import ROOT
+
+BENCHMARKS = ROOT / "benchmarks"
 
 
 def _run(script: str, *args: str, timeout: int = 600) -> str:

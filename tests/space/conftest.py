@@ -1,13 +1,12 @@
 """The Space's modules live in space/, next to app.py, as on a Hugging Face Space."""
 
 import sys
-from pathlib import Path
 
 import pytest
 
-from ..helpers import make_tiny_model, perturb_bridge
+from ..helpers import ROOT, make_tiny_model, perturb_bridge
 
-SPACE = Path(__file__).parents[2] / "space"
+SPACE = ROOT / "space"
 sys.path.insert(0, str(SPACE))
 
 

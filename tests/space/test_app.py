@@ -2,13 +2,14 @@
 
 import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
+from ..helpers import ROOT
+
+ARTIFACTS = ROOT / "test-artifacts"
 
 
 @pytest.fixture

@@ -6,11 +6,10 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).parents[2]
+from ..helpers import ROOT
 
 
 def free_port() -> int:

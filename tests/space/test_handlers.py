@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ..helpers import make_tiny_model, perturb_bridge
+from ..helpers import ROOT, make_tiny_model, perturb_bridge
 
 
 def _write(tmp_path, name, image):
@@ -144,11 +144,10 @@ def test_code_colors_are_fixed_per_id():
 @pytest.mark.slow
 def test_a_262k_code_model_runs_on_a_cpu(tmp_path):
     """The published fvq-262k architecture (148M parameters, untrained) loads and reconstructs in the Space."""
-    from pathlib import Path
 
     from fvq_hf import FVQModel
 
-    config = FVQModel.load_config(Path(__file__).parents[2] / "hub_configs" / "fvq-262k")
+    config = FVQModel.load_config(ROOT / "hub_configs" / "fvq-262k")
     FVQModel.from_config(config).save_pretrained(tmp_path / "fvq-262k")
     photo = _write(tmp_path, "photo.png", Image.new("RGB", (300, 260), (120, 60, 30)))
     sheet, _, _, rows, token_maps, _, summary = handlers.reconstruct([photo], str(tmp_path / "fvq-262k"))

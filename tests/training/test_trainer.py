@@ -14,7 +14,7 @@ from fvq_hf.losses import TokenizerLoss
 from fvq_hf.training.runtime import latest_checkpoint
 from fvq_hf.training.trainer import UsageMonitor, train
 
-from ..helpers import make_tiny_model, write_config, write_images, write_lpips_weights
+from ..helpers import ROOT, make_tiny_model, write_config, write_images, write_lpips_weights
 
 
 def _args(tmp_path, *extra):
@@ -141,7 +141,7 @@ def test_corrupt_latest_checkpoint_is_a_clear_error(tmp_path):
     [
         ({"--config": "does/not-exist"}, FileNotFoundError, "--config"),
         # a transformer preset is not a tokenizer config (diffusers alone would build a default tokenizer)
-        ({"--config": str(Path(__file__).parents[2] / "hub_configs" / "fvq-gpt-cpu")}, ValueError,
+        ({"--config": str(ROOT / "hub_configs" / "fvq-gpt-cpu")}, ValueError,
          "is an FVQTransformer config, not an FVQModel one"),
         ({"--data": "/no/such/folder"}, FileNotFoundError, "neither"),
         ({"--resolution": "30"}, ValueError, "multiple of the downsample factor"),

@@ -5,7 +5,7 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from fvq_hf.hub.model_card import tokenizer_card
 
-from .helpers import make_tiny_model
+from ..helpers import make_tiny_model
 
 EVALUATIONS = {"builtin:heldout": {"usage": 0.7168, "perplexity": 858.9, "psnr": 21.27, "ssim": 0.49,
                                    "num_tokens": 21312, "lpips": float("nan")}}

@@ -65,7 +65,7 @@ def test_the_authors_residual_variant_converts_with_a_residual_config(tmp_path):
     _, expected = load_fixture("fvq_rq_dit_uncond")
     residual = {"quantizer_type": "residual", "quantizer_config": {"depth": 4}}
     model = FVQModel.from_original_checkpoint(path, config=residual)
-    assert model.residual_depth == 4 and expected["expected_indices"].shape[-1] == 4
+    assert model.quantizer.num_levels == 4 and expected["expected_indices"].shape[-1] == 4
     assert_matches_original(model, {**tensors, **expected})
     assert expected["expected_indices"][..., 1:].unique().numel() > 10  # the deeper codes vary too
     with torch.no_grad():  # the same file read as plain VQ gives the first depth

@@ -10,7 +10,7 @@ from ..helpers import TINY_BRIDGES
 
 def _quantizer(bridge_type="vqbridge", **kwargs):
     torch.manual_seed(0)
-    bridge = build_bridge(bridge_type, 256, 8, TINY_BRIDGES[bridge_type])
+    bridge = build_bridge(bridge_type, 256, 8, TINY_BRIDGES.get(bridge_type))
     return VectorQuantizer(nn.Embedding(256, 8), bridge, **{"search_chunk_size": 50, **kwargs})
 
 
@@ -127,7 +127,7 @@ def test_l2_norm_with_a_vqbridge_is_refused():
 
 
 def test_one_token_id_check_for_every_caller():
-    from fvq_hf.quantizers.vq import check_token_ids
+    from fvq_hf.quantizers import check_token_ids
 
     check_token_ids(torch.tensor([0, 7]), 8)
     for bad in (torch.tensor([0.0]), torch.tensor([True])):

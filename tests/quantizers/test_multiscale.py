@@ -96,7 +96,7 @@ def test_l2_norm_is_refused():
 
 def test_images_of_another_size_and_ids_of_the_wrong_shape_name_the_expected_one():
     model = multiscale_model().eval()
-    with pytest.raises(ValueError, match=r"exactly 32 x 32 .*scales \[1, 3, 5, 8\].*got \(48, 48\)"):
+    with pytest.raises(ValueError, match=r"exactly 32 x 32 .*'scales': \[1, 3, 5, 8\].*got \(48, 48\)"):
         model.tokenize(random_images(size=48))
     with pytest.raises(ValueError, match=r"\(B, 99\) \(scales \[1, 3, 5, 8\], coarsest first\), got \(1, 8, 8\)"):
         model.detokenize(torch.zeros(1, 8, 8, dtype=torch.long))

@@ -12,7 +12,7 @@ from huggingface_hub import snapshot_download
 from fvq_hf import FVQGenerationPipeline, FVQModel, FVQPipeline, FVQTransformer
 from fvq_hf.hub.remote_code import REMOTE_MODULE
 
-from .helpers import fill_cache, make_tiny_model, make_tiny_transformer, perturb_bridge, push_in_a_subprocess
+from ..helpers import fill_cache, make_tiny_model, make_tiny_transformer, perturb_bridge, push_in_a_subprocess
 
 
 def tokenizer():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fvq_hf import FVQModel
-from fvq_hf.quantizers.vq import resolve_quantizer_config
+from fvq_hf.quantizers import resolve_quantizer_config
 
 from ..helpers import make_tiny_model, perturb_bridge
 
@@ -73,5 +73,5 @@ def test_defaults_are_saved_complete(tmp_path):
     make_tiny_model(quantizer_type="residual").save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["quantizer_type"] == "residual" and config["quantizer_config"] == {"depth": 4}
-    assert FVQModel.from_pretrained(tmp_path).residual_depth == 4
+    assert FVQModel.from_pretrained(tmp_path).quantizer.num_levels == 4
 

@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,8 +12,8 @@ import torch
 from fvq_hf import FVQModel
 from fvq_hf.pipelines import FVQPipeline
 
-from .helpers import fill_cache, make_tiny_model, make_tiny_transformer, push_in_a_subprocess
-from .hub_server import HubServer
+from ..helpers import ROOT, fill_cache, make_tiny_model, make_tiny_transformer, push_in_a_subprocess
+from ..hub_server import HubServer
 
 
 @pytest.fixture
@@ -159,7 +158,7 @@ PUBLISH_SCRIPT = textwrap.dedent("""
 @pytest.mark.slow
 def test_publish_hub_configs_to_a_loopback_hub(tmp_path):
     (tmp_path / "publish.py").write_text(PUBLISH_SCRIPT)
-    root = Path(__file__).parents[1]
+    root = ROOT
     with HubServer() as hub:
         env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": "test-token",
                "HF_HUB_OFFLINE": "0"}
@@ -180,7 +179,7 @@ def test_publish_refuses_weights_of_another_variant(tmp_path):
     from fvq_hf.hub.publish import publish
 
     make_tiny_model().save_pretrained(tmp_path / "tiny")
-    root = Path(__file__).parents[1] / "hub_configs"
+    root = ROOT / "hub_configs"
     with pytest.raises(ValueError, match="do not match hub_configs/fvq-cpu-4k"):
         publish("pub", root, only=["fvq-cpu-4k"], weights={"fvq-cpu-4k": str(tmp_path / "tiny")})
     make_tiny_transformer().save_pretrained(tmp_path / "gpt")

@@ -15,7 +15,7 @@ from fvq_hf.data.sources import (
     tile_boxes,
 )
 
-from .helpers import write_images
+from ..helpers import write_images
 
 
 def test_builtin_splits_do_not_overlap():

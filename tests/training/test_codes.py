@@ -10,7 +10,7 @@ from fvq_hf.data.image_io import pil_to_tensor, resize_center_crop
 from fvq_hf.data.tokens import TokenDataset
 from fvq_hf.training.codes import extract_codes
 
-from .helpers import make_tiny_model, perturb_bridge, write_images
+from ..helpers import make_tiny_model, perturb_bridge, write_images
 
 
 @pytest.fixture

@@ -1,13 +1,14 @@
 import inspect
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from fvq_hf import FVQModel, FVQTransformer
 
-HUB_CONFIGS = sorted(p for p in (Path(__file__).parents[1] / "hub_configs").iterdir() if p.is_dir())
+from ..helpers import ROOT
+
+HUB_CONFIGS = sorted(p for p in (ROOT / "hub_configs").iterdir() if p.is_dir())
 CLASSES = {"FVQModel": FVQModel, "FVQTransformer": FVQTransformer}
 TOKENIZERS = [p for p in HUB_CONFIGS if json.loads((p / "config.json").read_text())["_class_name"] == "FVQModel"]
 PUBLISHED = {"fvq-16k": (16384, 4), "fvq-65k": (65536, 8), "fvq-262k": (262144, 8)}
@@ -42,7 +43,7 @@ def test_small_configs_build_and_run(folder):
 @pytest.mark.parametrize("name", PUBLISHED)
 def test_published_variants_build_on_a_cpu(name):
     codebook_size, patch = PUBLISHED[name]
-    model = FVQModel.from_config(FVQModel.load_config(Path(__file__).parents[1] / "hub_configs" / name))
+    model = FVQModel.from_config(FVQModel.load_config(ROOT / "hub_configs" / name))
     assert model.codebook_size == codebook_size and model.quantizer.bridge.config.patch_size == patch
     assert model.config.block_out_channels == (128, 128, 256, 256, 512) and model.downsample_factor == 16
     assert model.config.vq_embed_dim == 256 and not model.config.codebook_l2_norm
@@ -52,7 +53,7 @@ def test_published_variants_build_on_a_cpu(name):
 
 @pytest.mark.parametrize("name", TRANSFORMERS)
 def test_transformer_presets(name):
-    folder = Path(__file__).parents[1] / "hub_configs" / name
+    folder = ROOT / "hub_configs" / name
     width, depth = TRANSFORMERS[name]
     with torch.device("meta"):
         model = FVQTransformer.from_config(FVQTransformer.load_config(folder))
@@ -61,7 +62,7 @@ def test_transformer_presets(name):
 
 
 def test_the_cpu_transformer_fits_the_cpu_tokenizer():
-    root = Path(__file__).parents[1] / "hub_configs"
+    root = ROOT / "hub_configs"
     tokenizer = FVQModel.load_config(root / "fvq-cpu-4k")
     transformer = FVQTransformer.load_config(root / "fvq-gpt-cpu")
     grid = tokenizer["sample_size"] // 2 ** (len(tokenizer["block_out_channels"]) - 1)

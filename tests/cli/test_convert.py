@@ -9,7 +9,7 @@ from fvq_hf import FVQModel
 from fvq_hf.cli.convert import main
 from fvq_hf.conversion.loader import OriginalCheckpointInfo
 
-from .helpers import assert_matches_original, original_file
+from ..helpers import assert_matches_original, original_file
 
 
 def test_cli_writes_model_info_and_fold(tmp_path, capsys):
@@ -37,7 +37,7 @@ def test_cli_residual_depth(tmp_path, capsys):
     path, tensors = original_file("fvq_dit_uncond", tmp_path)
     main([str(path), "--output", str(tmp_path / "out"), "--residual-depth", "4"])
     assert "bridge none, quantizer residual" in capsys.readouterr().out
-    assert FVQModel.from_pretrained(tmp_path / "out").residual_depth == 4
+    assert FVQModel.from_pretrained(tmp_path / "out").quantizer.num_levels == 4
     err = run_error([str(path), "--output", str(tmp_path / "bad"), "--residual-depth", "0"], capsys)
     assert "depth must be an integer >= 1, got 0" in err
 

@@ -11,7 +11,7 @@ from fvq_hf.cli.publish import main as publish
 from fvq_hf.cli.train import main as train
 from fvq_hf.cli.train_transformer import main as train_transformer
 
-from .helpers import make_tiny_model, write_config, write_images
+from ..helpers import make_tiny_model, write_config, write_images
 
 COMMANDS = {"fvq-train": train, "fvq-train-transformer": train_transformer, "fvq-eval": evaluate,
             "fvq-extract-codes": extract_codes, "fvq-convert": convert, "fvq-publish": publish}

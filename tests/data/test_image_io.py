@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fvq_hf import image_io
+from fvq_hf.data import image_io
 from fvq_hf.data.image_io import (
     ImageReadError,
     load_image,

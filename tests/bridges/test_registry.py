@@ -9,7 +9,7 @@ from torch import nn
 from fvq_hf import FVQModel
 from fvq_hf.bridges import BRIDGES, CodebookBridge, register_bridge, resolve_bridge_config
 
-from ...helpers import make_tiny_model
+from ..helpers import make_tiny_model
 
 
 class ScaleBridge(CodebookBridge, nn.Module):
