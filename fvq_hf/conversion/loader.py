@@ -24,15 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..hub.model_card import ORIGINAL_FILE
-from .layouts import (
-    RELEASE_NUM_HEADS,
-    VAR_SCALES,
-    choose_l2_norm,
-    detect_layout,
-    fold_dit_bridge,
-    infer_config,
-    rename_keys,
-)
+from .layouts import RELEASE_NUM_HEADS, detect_layout
 
 logger = logging.getLogger(__name__)
 
@@ -160,36 +152,27 @@ def checkpoint_args(checkpoint: Mapping) -> dict | None:
     return {k: v for k, v in args.items() if isinstance(v, str | int | float | bool | type(None) | list)}
 
 
-def convert_original(checkpoint: Mapping, source: str = "<memory>", *, weights: str = "auto",
+def convert_original(checkpoint: Mapping, source: str = "<memory>", *, model_class: type, weights: str = "auto",
                      config: Mapping | None = None, codebook_l2_norm: bool | None = None, num_heads: int | None = None,
                      sample_size: int = 256, dit_label: int | None = None):
-    """An `FVQModel` (eval mode) holding the weights of an original checkpoint mapping, and what was decided."""
-    from ..tokenizer.fvq_model import FVQModel  # the model module imports this one lazily too
-
+    """A `model_class` (`FVQModel`, eval mode) holding the weights of an original checkpoint mapping, and what was
+    decided. The file's layout (`layouts`) renames its keys, infers the config and says the l2-norm rule."""
     raw, taken = select_state(checkpoint, weights)
     args = checkpoint_args(checkpoint) if taken != "bare" else None
     layout = detect_layout(raw)
-    # VAR's per-scale hit statistics: the only trace of its number of scales
-    hits = raw.get("quantize.ema_vocab_hit_SV")
-    num_scales = (hits.shape[0] if hits is not None else None) if layout.startswith("var") else None
-    state, dropped = rename_keys(raw)
+    num_scales = layout.num_scales(raw)
+    state, dropped = layout.rename(raw)
     heads = num_heads or RELEASE_NUM_HEADS
-    folded = (None, None)
-    if layout.endswith("fvq-dit"):
-        folded = fold_dit_bridge(state, heads, dit_label)
-    elif dit_label is not None:
-        raise ValueError(f"dit_label is for DiT-bridge checkpoints; this one is {layout!r}.")
+    folded = layout.prepare(state, heads, dit_label)
     code_dim = state["quantizer.embedding.weight"].shape[1]
-    l2_norm, reason = choose_l2_norm(layout, args, code_dim, codebook_l2_norm)
-    inferred = {**infer_config(state, sample_size, heads, layout.startswith("var"), num_scales),
-                "codebook_l2_norm": l2_norm}
+    l2_norm, reason = layout.choose_l2_norm(args, code_dim, codebook_l2_norm)
+    inferred = {**layout.infer_config(state, sample_size, heads, num_scales), "codebook_l2_norm": l2_norm}
     model_config = {**inferred, **dict(config)} if config is not None else inferred
-    if config is not None and model_config.get("quantizer_type") == inferred.get("quantizer_type") == "multiscale":
-        model_config["quantizer_config"] = {**inferred["quantizer_config"], **(config.get("quantizer_config") or {})}
-    if model_config.get("quantizer_type") == "multiscale":
-        given = "scales" in ((config or {}).get("quantizer_config") or {})
-        _check_var_scales(model_config, num_scales, given, source)
-    model = FVQModel.from_config(model_config)
+    given_quantizer = (config or {}).get("quantizer_config") or {}
+    if config is not None and model_config.get("quantizer_type") == inferred.get("quantizer_type"):
+        model_config["quantizer_config"] = {**(inferred.get("quantizer_config") or {}), **given_quantizer}
+    layout.check_config(model_config, num_scales, "scales" in given_quantizer, source)
+    model = model_class.from_config(model_config)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unknown = sorted(set(state) - set(expected))
@@ -199,31 +182,16 @@ def convert_original(checkpoint: Mapping, source: str = "<memory>", *, weights: 
                             (("missing", missing), ("unknown", unknown), ("wrong shape", wrong)) if keys)
         raise ValueError(f"{source} does not fit the {'given' if config else 'inferred'} config ({details}).")
     model.load_state_dict(state, strict=True)
-    info = OriginalCheckpointInfo(source, layout, taken, l2_norm, reason, dropped, *folded, args)
-    logger.info("Converted %s: layout %s, weights %r, codebook_l2_norm=%s (%s).", source, layout, taken, l2_norm,
+    info = OriginalCheckpointInfo(source, layout.name, taken, l2_norm, reason, dropped, *folded, args)
+    logger.info("Converted %s: layout %s, weights %r, codebook_l2_norm=%s (%s).", source, layout.name, taken, l2_norm,
                 reason)
     return model.eval(), info
-
-
-def _check_var_scales(config: Mapping, num_scales: int | None, given: bool, source: str) -> None:
-    """The scales of a VAR file are not saved: VAR's own are taken when they fit, else the caller must give them;
-    either way there must be as many as the file's per-scale statistics have rows."""
-    scales = config["quantizer_config"].get("scales")
-    grid = config["sample_size"] // 2 ** (len(config["block_out_channels"]) - 1)
-    found = f"{num_scales} scales (rows of quantize.ema_vocab_hit_SV)" if num_scales else "no record of its scales"
-    if scales is None:
-        raise ValueError(f"{source} has {found} at a {grid} x {grid} latent grid, and VAR's scales {VAR_SCALES} do not "
-                         f"fit; its scales are not saved. Pass them: config={{'quantizer_config': {{'scales': [..., "
-                         f"{grid}]}}}} (fvq-convert --scales ... {grid}).")
-    if num_scales is not None and len(scales) != num_scales:
-        raise ValueError(f"{source} has {found}, but {'the scales given' if given else 'VAR scales'} {scales} "
-                         f"are {len(scales)}.")
 
 
 def load_original_checkpoint(path_or_repo_id: str | os.PathLike, filename: str | None = None, *,
                              trust_pickle: bool = False, revision: str | None = None, cache_dir: str | None = None,
                              local_files_only: bool | None = None, token: str | bool | None = None, **kwargs):
-    """Resolve, read and convert one original checkpoint file; `kwargs` go to `convert_original`."""
+    """Resolve, read and convert one original checkpoint file; `kwargs` go to `convert_original` (with `model_class`)."""
     hub = {k: v for k, v in dict(revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
                                  token=token).items() if v is not None}
     path, source = resolve_file(path_or_repo_id, filename, **hub)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, create_repo, upload_folder
 
+from ..conversion.layouts import layout_named
 from ..quantizers import quantizer_class
 
 EVALUATION_FILE = "evaluation.json"  # written next to trained weights: {"training": str, "evaluations": {...}}
@@ -49,7 +50,8 @@ def release_of(original: Mapping) -> tuple[dict | None, list[str]]:
     for prefix, (origin, reported) in KNOWN_RELEASES.items():
         if name.startswith(prefix):
             return origin, reported
-    return (FVQ, []) if original["layout"].startswith("fvq-") else (None, [])
+    layout = layout_named(original["layout"])
+    return (FVQ, []) if layout is not None and layout.origin == "fvq" else (None, [])
 
 
 def provenance_section(original: Mapping) -> tuple[list[str], dict]:

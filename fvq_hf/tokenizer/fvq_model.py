@@ -14,6 +14,7 @@ from diffusers.utils.accelerate_utils import apply_forward_hook
 from torch import nn
 
 from ..bridges import BRIDGES, NO_BRIDGE, build_bridge, code_grid, resolve_bridge_config
+from ..conversion.loader import load_original_checkpoint
 from ..hub.mixin import StrictHubMixin
 from ..hub.model_card import saved_card_inputs, tokenizer_card
 from ..quantizers import quantizer_class
@@ -300,9 +301,7 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         `trust_pickle`, and the Hub's `revision`, `cache_dir`, `local_files_only`, `token`. With
         `output_loading_info=True` also returns an `OriginalCheckpointInfo` saying what was decided and why.
         """
-        from ..conversion.loader import load_original_checkpoint
-
-        model, info = load_original_checkpoint(path_or_repo_id, filename, **kwargs)
+        model, info = load_original_checkpoint(path_or_repo_id, filename, model_class=cls, **kwargs)
         return (model, info) if output_loading_info else model
 
     @torch.no_grad()

@@ -12,3 +12,10 @@ def register_examples() -> None:
 
     if "scaled-residual" not in QUANTIZERS:
         register_quantizer("scaled-residual", ScaledResidualQuantizer)
+
+    from fvq_hf.conversion.layouts import layout_named, register_layout
+
+    from .layout import VQGANEMALayout
+
+    if layout_named("vqgan-ema") is None:
+        register_layout(VQGANEMALayout())

@@ -1,0 +1,29 @@
+"""`fvq-linear` and `fvq-mlp`: the FVQ authors' baseline bridges (`Qbridge-lin/1`, SimVQ's linear map; `Qbridge-lin/5`,
+a VQGAN-LC-style projector), kept as `bridge_type="linear"` and `"mlp"`."""
+
+from __future__ import annotations
+
+from .fvq import FVQBridgeLayout
+
+
+class FVQLinearLayout(FVQBridgeLayout):
+    name = "fvq-linear"
+    written_by = "FVQ `Qbridge-lin/1` (SimVQ baseline)"
+    marker = "linear.weight"
+    renames = ((r"^quantize\.qbridge\.linear\.", "quantizer.bridge.linear."),)
+
+    def infer_config(self, state, sample_size, num_heads, num_scales) -> dict:
+        return {**super().infer_config(state, sample_size, num_heads, num_scales), "bridge_type": "linear"}
+
+
+class FVQMLPLayout(FVQBridgeLayout):
+    name = "fvq-mlp"
+    written_by = "FVQ `Qbridge-lin/5` (VQGAN-LC-style baseline)"
+    marker = "linear_5."
+    renames = ((r"^quantize\.qbridge\.linear_5\.", "quantizer.bridge.layers."),)
+
+    def infer_config(self, state, sample_size, num_heads, num_scales) -> dict:
+        linears = sorted({int(k.split(".")[3]) for k in state if k.startswith("quantizer.bridge.layers.")})
+        bridge = {"depth": len(linears) - 1, "hidden_size": state["quantizer.bridge.layers.0.weight"].shape[0]}
+        return {**super().infer_config(state, sample_size, num_heads, num_scales), "bridge_type": "mlp",
+                "bridge_config": bridge}

@@ -1,0 +1,140 @@
+"""`var` and `var+<bridge layout>`: VAR's multi-scale tokenizer (`vqvae.py`; FVQ's copy: `var/original/`) and the
+FVQ authors' VAR runs (`var/model/`, VAR with a QBridge), kept as `quantizer_type="multiscale"`.
+
+VAR's backbone is the same taming-transformers network under other names (`down.{i}.block.{j}`, `mid.block_1`,
+one fused `qkv` conv, `up.{i}` numbered from the lowest resolution up): `rename_var_backbone` maps it. Its
+`quant_resi` convs are the multi-scale quantizer's `phi`; `quantize.ema_vocab_hit_SV` (per-scale hit statistics,
+one row per scale) is dropped after it has given the number of scales. Scales are not saved in VAR files: VAR's
+own are taken when they fit, else the caller gives them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import torch
+
+from .base import DROPPED, Layout, backbone_config, has_keys
+
+# VAR's scales for its 16 x 16 latent grid (`v_patch_nums`): not saved in its checkpoints.
+VAR_SCALES = [1, 2, 3, 4, 5, 6, 8, 10, 13, 16]
+HITS = "quantize.ema_vocab_hit_SV"
+PHI_RENAMES = (
+    (r"^quantize\.quant_resi\.qresi_ls\.(\d+)\.", r"quantizer.phi.\1."),  # VAR's phi, partially shared
+    (r"^quantize\.quant_resi\.qresi\.", "quantizer.phi.0."),  # shared
+    (r"^quantize\.quant_resi\.(\d+)\.", r"quantizer.phi.\1."),  # one per scale
+)
+
+
+class VARLayout(Layout):
+    """VAR's layout, plain or with one of the FVQ bridge layouts (`bridge`) inside."""
+
+    written_by = "VAR's `vqvae.py` (FVQ's copy: `var/original/`); FVQ `var/model/` with a QBridge"
+    dropped = (*DROPPED, HITS)
+
+    def __init__(self, bridges: tuple[Layout, ...] = (), bridge: Layout | None = None) -> None:
+        self.bridges, self.bridge = bridges, bridge
+        self.name = "var" if bridge is None else f"var+{bridge.name}"
+        self.renames = (*PHI_RENAMES, *(bridge.renames if bridge else ()))
+
+    def recognise(self, state: Mapping) -> Layout | None:
+        if not has_keys(state, "encoder.down."):
+            return None
+        if not has_keys(state, "quantize.qbridge."):
+            return VARLayout(self.bridges)
+        # The keys that tell a bridge layout apart: VAR's backbone and phi left out.
+        rest = {k: v for k, v in state.items() if not k.startswith(("encoder.", "decoder.", "quantize.quant_resi."))}
+        bridge = next((found for layout in self.bridges if (found := layout.recognise(rest))), None)
+        if bridge is None:
+            unknown = sorted(k for k in state if k.startswith("quantize.qbridge."))
+            raise ValueError(f"Unknown bridge layout in a VAR file: the keys {unknown[:8]} match none of "
+                             f"{[b.name for b in self.bridges]}.")
+        return VARLayout(self.bridges, bridge)
+
+    def names(self) -> list[str]:
+        return ["var", *(f"var+{b.name}" for b in self.bridges)]
+
+    def named(self, name: str) -> Layout | None:
+        if name == "var":
+            return VARLayout(self.bridges)
+        bridge = next((b for b in self.bridges if f"var+{b.name}" == name), None)
+        return None if bridge is None else VARLayout(self.bridges, bridge)
+
+    @property
+    def origin(self) -> str:
+        return ""
+
+    def num_scales(self, state: Mapping) -> int | None:
+        hits = state.get(HITS)  # VAR's per-scale hit statistics: the only trace of its number of scales
+        return None if hits is None else hits.shape[0]
+
+    def rename(self, state: Mapping) -> tuple[dict, list[str]]:
+        return super().rename(rename_var_backbone(state))
+
+    def prepare(self, state, num_heads, dit_label):
+        if self.bridge is None:
+            return super().prepare(state, num_heads, dit_label)
+        return self.bridge.prepare(state, num_heads, dit_label)
+
+    def choose_l2_norm(self, args, code_dim: int, flag: bool | None) -> tuple[bool, str]:
+        if flag:
+            raise ValueError("codebook_l2_norm=True does not fit a VAR checkpoint here: the multi-scale quantizer "
+                             "has no l2-normalised search (VAR's using_znorm; its release and the FVQ authors' "
+                             "VAR runs use using_znorm=False).")
+        return False, "VAR's quantizer as released and in the FVQ authors' VAR runs (using_znorm=False)"
+
+    def infer_config(self, state, sample_size, num_heads, num_scales) -> dict:
+        """The bridge's config (if any) with VAR's multi-scale quantizer: VAR's scales when they fit the latent
+        grid and the file's number of scales."""
+        config = (self.bridge.infer_config(state, sample_size, num_heads, num_scales) if self.bridge
+                  else backbone_config(state, sample_size))
+        phis = {k.split(".")[2] for k in state if k.startswith("quantizer.phi.")}
+        quantizer = {"num_phi": max(len(phis), 1), "phi_ratio": 0.5 if phis else 0.0}  # VAR's quant_resi, not saved
+        if num_scales in (None, len(VAR_SCALES)) and var_grid(config) == VAR_SCALES[-1]:
+            quantizer["scales"] = VAR_SCALES  # else the caller must say them (the file does not)
+        return {**config, "quantizer_type": "multiscale", "quantizer_config": quantizer}
+
+    def check_config(self, config: Mapping, num_scales: int | None, given: bool, source: str) -> None:
+        """The scales of a VAR file are not saved: VAR's own are taken when they fit, else the caller must give
+        them; either way there must be as many as the file's per-scale statistics have rows."""
+        if config.get("quantizer_type") != "multiscale":
+            return
+        scales, grid = config["quantizer_config"].get("scales"), var_grid(config)
+        found = f"{num_scales} scales (rows of {HITS})" if num_scales else "no record of its scales"
+        if scales is None:
+            raise ValueError(f"{source} has {found} at a {grid} x {grid} latent grid, and VAR's scales {VAR_SCALES} do "
+                             f"not fit; its scales are not saved. Pass them: config={{'quantizer_config': {{'scales': "
+                             f"[..., {grid}]}}}} (fvq-convert --scales ... {grid}).")
+        if num_scales is not None and len(scales) != num_scales:
+            raise ValueError(f"{source} has {found}, but {'the scales given' if given else 'VAR scales'} {scales} "
+                             f"are {len(scales)}.")
+
+
+def var_grid(config: Mapping) -> int:
+    """The latent grid side of a config: sample_size over the downsample factor."""
+    return config["sample_size"] // 2 ** (len(config["block_out_channels"]) - 1)
+
+
+def rename_var_backbone(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """VAR's Encoder / Decoder keys -> this package's (LlamaGen's) names; other keys pass unchanged.
+
+    Its attention computes q, k, v with one `qkv` conv (channels in that order), split here into three.
+    """
+    levels = len({k.split(".")[2] for k in state if k.startswith("decoder.up.")})
+    renamed = {}
+    for key, value in state.items():
+        key = re.sub(r"^(encoder|decoder)\.mid\.(block_1|attn_1|block_2)\.",
+                     lambda m: f"{m.group(1)}.mid.{('block_1', 'attn_1', 'block_2').index(m.group(2))}.", key)
+        key = re.sub(r"^encoder\.down\.(\d+)\.(block\.)?",
+                     lambda m: f"encoder.conv_blocks.{m.group(1)}.{'res.' if m.group(2) else ''}", key)
+        # The decoder runs up.{L-1} first; this package numbers its levels in the order they run.
+        key = re.sub(r"^decoder\.up\.(\d+)\.(block\.)?",
+                     lambda m: f"decoder.conv_blocks.{levels - 1 - int(m.group(1))}.{'res.' if m.group(2) else ''}", key)
+        if re.match(r"^(encoder|decoder)\..*\.qkv\.(weight|bias)$", key):
+            stem, kind = key.rsplit(".qkv.", 1)
+            for name, part in zip("qkv", value.chunk(3, dim=0)):
+                renamed[f"{stem}.{name}.{kind}"] = part
+        else:
+            renamed[key] = value
+    return renamed
