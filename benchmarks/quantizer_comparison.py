@@ -31,7 +31,7 @@ from fvq_hf import FVQModel
 from fvq_hf.data.sources import EvalImages, RandomCrops, open_source
 from fvq_hf.evaluation.evaluate import evaluate
 from fvq_hf.losses import TokenizerLoss
-from fvq_hf.quantizers.vq import QuantizerOutput, VectorQuantizer
+from fvq_hf.quantizers import QuantizerOutput, ResidualQuantizer
 from fvq_hf.training.schedule import annealing_factor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,13 +41,25 @@ QUANTIZERS = ("none", "linear", "mlp", "vqbridge", "vqtorch-ema")
 class PeerQuantizer(nn.Module):
     """A vector-quantize-pytorch quantizer (`accept_image_fmap=True`) behind this package's quantizer interface."""
 
-    level_name = VectorQuantizer.level_name
-    level_maps = VectorQuantizer.level_maps
-
-    def __init__(self, peer: nn.Module, residual_depth: int | None = None) -> None:
+    def __init__(self, peer: nn.Module, depth: int | None = None) -> None:
         super().__init__()
         self.peer = peer
-        self.residual_depth = residual_depth
+        self.depth = depth  # codes per position of a residual peer (ids (B, h, w, D)); None: one
+
+    @property
+    def num_levels(self) -> int:
+        return self.depth or 1
+
+    @property
+    def level_name(self) -> str | None:
+        return ResidualQuantizer.level_name if self.depth else None
+
+    @property
+    def one_code_per_position(self) -> bool:
+        return self.depth is None
+
+    def level_maps(self, indices: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+        return ResidualQuantizer.level_maps(self, indices) if self.depth else [("", indices)]
 
     def forward(self, latents: torch.Tensor) -> QuantizerOutput:
         quantized, indices, commitment = self.peer(latents)

@@ -65,7 +65,7 @@ def build_model(row: str, seed: int, phi_ratio: float = 0.5) -> FVQModel:
         if row == "vqtorch-residual":
             model.quantizer = PeerQuantizer(ResidualVQ(
                 dim=dim, num_quantizers=4, codebook_size=K, shared_codebook=True, decay=0.8, commitment_weight=0.25,
-                threshold_ema_dead_code=2, accept_image_fmap=True), residual_depth=4)
+                threshold_ema_dead_code=2, accept_image_fmap=True), depth=4)
         else:
             bridge = TableBridge(build_bridge("vqbridge", K, dim, config["bridge_config"]))
             model.quantizer = PeerQuantizer(VectorQuantize(dim=dim, codebook_size=K, commitment_weight=0.25,
@@ -81,7 +81,7 @@ def run_row(row: str, args, heldout, probe=None) -> dict:
     result = {"row": row, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "history": timing["history"],
               "seconds_per_step": timing["seconds_per_step"], "tokens_per_image": metrics["num_tokens"] // len(heldout),
               **{k: metrics[k] for k in ("usage", "perplexity", "num_tokens", "tokens_per_code", "psnr", "ssim")},
-              **{k: v for k, v in metrics.items() if k.startswith("usage_by_")}}
+              **{k: metrics[k] for k in ("usage_by_level", "level_name") if k in metrics}}
     print(f"{row}: usage {result['usage']:.2%} at {result['tokens_per_code']:.0f} tokens/code, PSNR "
           f"{result['psnr']:.2f} dB, {result['seconds_per_step']:.2f} s/step", flush=True)
     return result

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import io
-import json
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -17,7 +16,9 @@ from PIL import Image
 
 from fvq_hf import FVQModel, FVQPipeline
 from fvq_hf.data.image_io import ImageReadError, load_image, prepare_images, tensor_to_pil
-from fvq_hf.evaluation.metrics import CodeCounter, ImageQuality
+from fvq_hf.evaluation import CodeCounter, ImageQuality
+from fvq_hf.evaluation.usage import UsageFileError
+from fvq_hf.evaluation.usage import load_usage_file as read_usage_file
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES = sorted((HERE / "examples").glob("*.jpg"))
@@ -204,17 +205,11 @@ def reconstruct(paths: Sequence[str | Path] | None, model_name: str | None, reso
 
 
 def load_usage_file(path: str | Path, codebook_size: int) -> CodeCounter:
-    """Per-code counts written by `fvq-eval --save-usage` (checked against the model's K)."""
+    """Per-code counts written by `fvq-eval --save-usage` or `fvq-train` (checked against the model's K)."""
     try:
-        saved = json.loads(Path(path).read_text())
-        counts = torch.tensor(saved["counts"], dtype=torch.long)
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise SpaceError(f"`{Path(path).name}` is not a usage file written by `fvq-eval --save-usage` ({error}).") from error
-    if counts.ndim != 1 or counts.numel() != codebook_size or bool((counts < 0).any()):
-        raise SpaceError(f"`{Path(path).name}` holds {counts.numel()} counts; this model has {codebook_size} codes.")
-    counter = CodeCounter(codebook_size)
-    counter.counts += counts
-    return counter
+        return read_usage_file(path, codebook_size)
+    except UsageFileError as error:
+        raise SpaceError(str(error)) from error
 
 
 def count_codes(pipe: FVQPipeline, images: Iterable[Image.Image], progress=None) -> CodeCounter:

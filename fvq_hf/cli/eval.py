@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from ..evaluation.evaluate import format_table, load_model, run_evaluation, save_usage
-from ..evaluation.metrics import CodeCounter
+from ..evaluation.evaluate import format_table, load_model, run_evaluation
+from ..evaluation.usage import CodeCounter, save_usage_file
 from .errors import add_debug_flag, run_command
 
 
@@ -53,12 +53,12 @@ def command(args: argparse.Namespace) -> None:
             split=args.split, image_column=args.image_column, limit=args.limit, lpips_vgg=args.lpips_vgg,
             lpips_linear=args.lpips_linear, inception_weights=args.inception_weights)
         results[data] = metrics
-        counter.counts += counts.counts
+        counter.merge(counts)
     print(format_table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results if len(results) > 1 else results[args.data[0]], indent=2))
     if args.save_usage:
-        save_usage(args.save_usage, counter, args.model, ",".join(args.data))
+        save_usage_file(args.save_usage, counter, args.model, ",".join(args.data))
 
 
 if __name__ == "__main__":

@@ -1,21 +1,21 @@
-"""Measuring a tokenizer over all tokens of a data set (usage, perplexity, PSNR, SSIM, LPIPS / rFID where their
-weights are given); its command is `fvq-eval` (`fvq_hf.cli.eval`)."""
+"""Measuring a tokenizer over all tokens of a data set: every registered metric (`metrics.METRICS`: usage,
+perplexity, PSNR, SSIM, and LPIPS / rFID where their weights are given); its command is `fvq-eval`
+(`fvq_hf.cli.eval`)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
 from ..data.sources import EvalImages
-from ..hub.model_card import format_metric
-from ..losses.lpips import LPIPS, find_lpips_weights
 from ..tokenizer import FVQModel
-from .metrics import CodeCounter, ImageQuality
+from .metrics import METRICS, CodebookUsage, ImageQuality, Metric, format_metric
+from .usage import CodeCounter
 
 logger = logging.getLogger(__name__)
 
@@ -34,68 +34,50 @@ def load_model(name_or_path: str, device: torch.device | str = "cpu") -> FVQMode
                                 f"loaded ({error}).") from error
 
 
-def _fid_metric(inception_weights: str | None, device):
-    """torchmetrics' FID with the FID Inception weights, or (None, why not)."""
-    if not inception_weights or not Path(inception_weights).is_file():
-        return None, ("rFID unavailable: pass --inception-weights PATH to the FID Inception weights "
-                      "(pt_inception-2015-12-05-6726825d.pth); they cannot be downloaded here.")
-    try:
-        from torchmetrics.image.fid import FrechetInceptionDistance
-
-        fid = FrechetInceptionDistance(feature=2048, normalize=True,
-                                       feature_extractor_weights_path=inception_weights)
-    except (ImportError, ModuleNotFoundError) as error:
-        return None, f"rFID unavailable: torchmetrics' FID needs torch-fidelity ({error})."
-    return fid.to(device), ""
+def build_metrics(model: FVQModel, options: Mapping | None = None) -> tuple[list[Metric], list[str]]:
+    """Every registered metric that can be measured with `options` (weight files), and a note for each that cannot."""
+    metrics, notes = [], []
+    for cls in METRICS.values():
+        metric, note = cls.create(model, model.device, options or {})
+        if metric is not None:
+            metrics.append(metric)
+        if note:
+            notes.append(note)
+    return metrics, notes
 
 
 @torch.no_grad()
-def evaluate(model: FVQModel, images: torch.utils.data.Dataset, batch_size: int = 32, lpips: LPIPS | None = None,
-             fid=None, progress: bool = False) -> tuple[dict, CodeCounter]:
-    """Tokenize and reconstruct every image; returns the metrics and the per-code counts (over every depth or
-    scale of a residual or multi-scale tokenizer, whose usage at each level is also given, as `usage_by_depth`
-    or `usage_by_scale`: a list, in the order of its levels)."""
+def evaluate(model: FVQModel, images: torch.utils.data.Dataset, batch_size: int = 32,
+             metrics: list[Metric] | None = None, progress: bool = False) -> tuple[dict, CodeCounter]:
+    """Tokenize and reconstruct every image; returns the values of `metrics` (default: usage, PSNR and SSIM) and
+    the per-code counts (over every level of a residual or multi-scale tokenizer)."""
     device = model.device
-    counter = CodeCounter(model.codebook_size, device)
-    level_name = model.quantizer.level_name
-    by_level: list[CodeCounter] = []
-    quality = ImageQuality(device)
-    lpips_sum, seen = 0.0, 0
+    metrics = metrics if metrics is not None else [CodebookUsage(model, device), ImageQuality(model, device)]
+    usage = next((m for m in metrics if isinstance(m, CodebookUsage)), None)
+    if usage is None:
+        raise ValueError("The metrics must include CodebookUsage: the per-code counts are returned.")
     loader = DataLoader(images, batch_size=batch_size, shuffle=False)
     if progress:
         from tqdm.auto import tqdm
 
         loader = tqdm(loader, desc="evaluating", unit="batch", file=sys.stderr)
+    seen = 0
     for batch in loader:
         batch = batch.to(device)
         encoded = model.encode(batch)
         reconstruction = model.decode(encoded.latents).sample.float().clamp(-1, 1)
-        counter.update(encoded.indices)
-        if level_name:
-            maps = model.quantizer.level_maps(encoded.indices)
-            by_level = by_level or [CodeCounter(model.codebook_size, device) for _ in maps]
-            for level_counter, (_, ids) in zip(by_level, maps):
-                level_counter.update(ids)
-        quality.update(batch, reconstruction)
-        if lpips is not None:
-            lpips_sum += float(lpips(reconstruction, batch).sum())
-        if fid is not None:
-            fid.update((batch + 1) / 2, real=True)
-            fid.update((reconstruction + 1) / 2, real=False)
+        for metric in metrics:
+            metric.update(batch, reconstruction, encoded.indices)
         seen += batch.shape[0]
-    metrics: dict = {**counter.summary(), **quality.compute(), "num_images": seen}
-    if level_name:
-        metrics[f"usage_by_{level_name}"] = [level_counter.usage for level_counter in by_level]
-    if lpips is not None:
-        metrics["lpips"] = lpips_sum / max(seen, 1)
-    if fid is not None:
-        metrics["rfid"] = float(fid.compute())
-    return metrics, counter
+    results: dict = {"num_images": seen}
+    for metric in metrics:
+        results.update(metric.compute())
+    return results, usage.counter
 
 
 def format_table(rows: dict[str, dict]) -> str:
-    """A markdown table of metrics, one row per evaluated data set."""
-    columns = ["usage", "perplexity", "num_tokens", "tokens_per_code", "psnr", "ssim", "lpips", "rfid"]
+    """A markdown table of metrics, one row per evaluated data set (the columns: every report shown in tables)."""
+    columns = [report.key for cls in METRICS.values() for report in cls.reports if report.table]
     lines = ["| data | " + " | ".join(columns) + " |", "| --- |" + " --- |" * len(columns)]
     for name, metrics in rows.items():
         cells = ["n/a" if metrics.get(c) is None else format_metric(c, metrics[c]) for c in columns]
@@ -103,33 +85,24 @@ def format_table(rows: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def save_usage(path: str | Path, counter: CodeCounter, model: str, data: str) -> None:
-    """The per-code counts as JSON (read by the Space's usage heatmap)."""
-    Path(path).write_text(json.dumps({"model": model, "data": data, "codebook_size": counter.codebook_size,
-                                      "counts": counter.counts.tolist()}))
-
-
 def run_evaluation(model: FVQModel, data: str, *, model_name: str, resolution: int | None = None,
                    batch_size: int = 32, split: str = "validation", image_column: str | None = None,
                    limit: int | None = None, lpips_vgg: str | None = None, lpips_linear: str | None = None,
                    inception_weights: str | None = None, progress: bool = True) -> tuple[dict, CodeCounter]:
-    """Evaluate `model` on a `--data` source, with every note on what could not be measured."""
+    """Evaluate `model` on a `--data` source with every registered metric, with a note on each that could not be
+    measured."""
     notes = []
     images = EvalImages(data, resolution or model.config.sample_size, split, image_column, limit)
     if images.skipped:
         notes.append(f"skipped {len(images.skipped)} unreadable files: {images.skipped}")
-    vgg, linear, lpips_note = find_lpips_weights(lpips_vgg, lpips_linear)
-    lpips = LPIPS.from_files(vgg, linear).to(model.device) if vgg else None
-    if lpips_note:
-        notes.append(lpips_note)
-    fid, fid_note = _fid_metric(inception_weights, model.device)
-    if fid_note:
-        notes.append(fid_note)
-    metrics, counter = evaluate(model, images, batch_size, lpips, fid, progress)
-    metrics.update(model=model_name, data=data, resolution=images[0].shape[-1], notes=notes)
-    if metrics["tokens_per_code"] < 10:
-        notes.append(f"only {metrics['tokens_per_code']:.1f} tokens per code: too few to show that every code is "
+    metrics, missing = build_metrics(model, dict(lpips_vgg=lpips_vgg, lpips_linear=lpips_linear,
+                                                 inception_weights=inception_weights))
+    notes += missing
+    results, counter = evaluate(model, images, batch_size, metrics, progress)
+    results.update(model=model_name, data=data, resolution=images[0].shape[-1], notes=notes)
+    if results["tokens_per_code"] < 10:
+        notes.append(f"only {results['tokens_per_code']:.1f} tokens per code: too few to show that every code is "
                      "used (aim for tens per code); usage here is a lower bound.")
     for note in notes:
         logger.warning(note)
-    return metrics, counter
+    return results, counter

@@ -11,19 +11,13 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, create_repo, upload_folder
 
 from ..conversion.layouts import layout_named
+from ..evaluation.metrics import REPORTS, format_metric
 from ..quantizers import quantizer_class
 
 EVALUATION_FILE = "evaluation.json"  # written next to trained weights: {"training": str, "evaluations": {...}}
 ORIGINAL_FILE = "original_checkpoint.json"  # written next to converted weights by fvq-convert
 
 TAGS = ["image-tokenization", "image-tokenizer", "vector-quantization", "fvq", "vqbridge", "diffusers"]
-# Metrics that go into the card's model-index (what the Hub shows as evaluation results), by their key here.
-MODEL_INDEX_METRICS = {"usage": "codebook-usage", "perplexity": "code-perplexity", "psnr": "psnr", "ssim": "ssim",
-                       "lpips": "lpips", "rfid": "rfid"}
-METRIC_NAMES = {"usage": "codebook usage", "perplexity": "code perplexity", "psnr": "PSNR (dB)", "ssim": "SSIM",
-                "lpips": "LPIPS", "rfid": "rFID", "loss": "next-token loss (nats)",
-                "loss_unconditional": "loss with the null class",
-                "token_perplexity": "next-token perplexity"}
 
 
 LLAMAGEN = dict(origin="LlamaGen (Sun et al., *Autoregressive Model Beats Diffusion*, arXiv 2406.06525; "
@@ -85,24 +79,16 @@ def dataset_id(data: str) -> str:
 def eval_results(evaluations: Mapping[str, Mapping]) -> list[EvalResult]:
     """The measured metrics as the Hub's model-index entries (task: image reconstruction)."""
     return [EvalResult(task_type="image-to-image", task_name="Image reconstruction", dataset_type=dataset_id(data),
-                       dataset_name=data, metric_type=metric, metric_name=METRIC_NAMES[key], metric_value=metrics[key])
-            for data, metrics in evaluations.items() for key, metric in MODEL_INDEX_METRICS.items()
-            if isinstance(metrics.get(key), int | float) and math.isfinite(metrics[key])]
-
-
-def format_metric(key: str, value) -> str:
-    """One metric as a table cell: usage as a percentage, floats to 4 places, ints with separators."""
-    if key == "usage":
-        return f"{value:.2%}"
-    if isinstance(value, float):
-        return f"{value:.4f}" if math.isfinite(value) else str(value)
-    return f"{value:,}" if isinstance(value, int) else str(value)
+                       dataset_name=data, metric_type=report.model_index, metric_name=report.label,
+                       metric_value=metrics[key])
+            for data, metrics in evaluations.items() for key, report in REPORTS.items()
+            if report.model_index and isinstance(metrics.get(key), int | float) and math.isfinite(metrics[key])]
 
 
 def metrics_table(evaluations: Mapping[str, Mapping]) -> str:
     """Markdown rows of measured metrics, one per evaluated data set."""
-    keys = [k for k in METRIC_NAMES if any(k in m for m in evaluations.values())]
-    lines = ["| data | tokens | " + " | ".join(METRIC_NAMES[k] for k in keys) + " |",
+    keys = [k for k, report in REPORTS.items() if report.label and any(k in m for m in evaluations.values())]
+    lines = ["| data | tokens | " + " | ".join(REPORTS[k].label for k in keys) + " |",
              "| --- | --- |" + " --- |" * len(keys)]
     for data, metrics in evaluations.items():
         cells = [format_metric(k, metrics[k]) if k in metrics else "n/a" for k in keys]

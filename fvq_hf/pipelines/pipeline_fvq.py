@@ -10,7 +10,7 @@ import torch
 from diffusers.utils import BaseOutput
 
 from ..data.image_io import prepare_images
-from ..evaluation.metrics import CodeCounter
+from ..evaluation.usage import image_usage
 from ..tokenizer import FVQModel
 from .base import HubPipeline, check_output_type, format_images
 
@@ -30,14 +30,6 @@ class FVQPipelineOutput(BaseOutput):
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
     indices: torch.LongTensor
     usage: list[dict]
-
-
-def image_usage(indices: torch.Tensor, codebook_size: int) -> dict:
-    """Distinct codes, their fraction of K, and the perplexity of one image's `(h, w)` tokens."""
-    counter = CodeCounter(codebook_size)
-    counter.update(indices.cpu())
-    return {"distinct_codes": int((counter.counts > 0).sum()), "codebook_fraction": counter.usage,
-            "perplexity": counter.perplexity}
 
 
 class FVQPipeline(HubPipeline):

@@ -18,7 +18,7 @@ from ..data.sources import RandomCrops, class_labels, open_source, readable
 from ..data.tokens import META_FILE
 from ..tokenizer import FVQModel
 
-logger = logging.getLogger("fvq_hf.training.codes")
+logger = logging.getLogger(__name__)
 def atomic_save(path: Path, array: np.ndarray) -> None:
     """`np.save` under a temporary name, renamed when complete."""
     tmp = path.with_name(f".tmp-{path.name}")

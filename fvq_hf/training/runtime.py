@@ -24,7 +24,7 @@ from accelerate.utils import ProjectConfiguration
 from ..hub.mixin import refuse_missing_folder
 from .schedule import SCHEDULES, annealing_factor
 
-logger = logging.getLogger("fvq_hf.cli.train")
+logger = logging.getLogger(__name__)
 
 
 def add_loop_args(p: argparse.ArgumentParser, lr: float, batch_size: int, epochs: int, schedule: str,

@@ -18,43 +18,15 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 
 from ..data.sources import RandomCrops, open_source
-from ..evaluation.evaluate import run_evaluation, save_usage
+from ..evaluation.evaluate import run_evaluation
+from ..evaluation.usage import UsageWindow, save_usage_file
 from ..hub.model_card import dataset_id, save_evaluation, tokenizer_card
 from ..losses import LPIPS, PatchGANDiscriminator, TokenizerLoss, find_lpips_weights
 from ..tokenizer import FVQModel
 from . import runtime
 
-logger = logging.getLogger("fvq_hf.cli.train")
+logger = logging.getLogger(__name__)
 BUILTIN_SAMPLES_PER_EPOCH = 2048
-
-
-class UsageMonitor:
-    """Rolling training-time usage: the fraction of codes hit in the last `window` steps (all processes).
-
-    Only an indicator: the honest figure counts every token of held-out data (`fvq-eval`).
-    """
-
-    def __init__(self, codebook_size: int, window: int, device) -> None:
-        self.window = window
-        self.last_seen = torch.full((codebook_size,), -(10**9), dtype=torch.long, device=device)
-        self.tokens_per_step = 0
-
-    def update(self, indices: torch.Tensor, step: int) -> None:
-        self.last_seen[indices.reshape(-1)] = step
-        self.tokens_per_step = indices.numel()
-
-    def usage(self, step: int) -> float:
-        return (self.last_seen > step - self.window).float().mean().item()
-
-    def tokens_per_code(self, step: int) -> float:
-        """Tokens per code in the window: a usage figure is only telling with tens of them."""
-        return min(step, self.window) * self.tokens_per_step / self.last_seen.numel()
-
-    def state_dict(self) -> dict:
-        return {"last_seen": self.last_seen.cpu()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.last_seen.copy_(state["last_seen"])
 
 
 def build_training_data(args, resolution: int) -> RandomCrops:
@@ -102,7 +74,7 @@ def train(args: argparse.Namespace) -> dict:
     schedule = runtime.LearningRate(args, steps_per_epoch, [optimizer, optimizer_d])
     total_steps, warmup_steps = schedule.total, schedule.warmup
 
-    monitor = UsageMonitor(config["num_vq_embeddings"], args.usage_window, accelerator.device)
+    monitor = UsageWindow(config["num_vq_embeddings"], args.usage_window, accelerator.device)
     state = runtime.start_run(accelerator, args, out, "fvq", monitor)
     unwrapped, disc_module = accelerator.unwrap_model(model), accelerator.unwrap_model(discriminator)
     global_batch = args.batch_size * accelerator.num_processes * args.gradient_accumulation_steps
@@ -161,7 +133,7 @@ def evaluate_and_save(args, out: Path, model: FVQModel, resolution: int, total_s
                                           batch_size=args.eval_batch_size, image_column=args.image_column,
                                           lpips_vgg=args.lpips_vgg, lpips_linear=args.lpips_linear, progress=False)
         results[data] = metrics
-        save_usage(out / f"usage-{data.replace(':', '-').replace('/', '_')}.json", counter, str(out / "model"), data)
+        save_usage_file(out / f"usage-{data.replace(':', '-').replace('/', '_')}.json", counter, str(out / "model"), data)
     summary = (f"Trained with `fvq-train` for {total_steps} steps at {resolution} px, global batch {global_batch}, "
                f"lr {args.lr} ({args.schedule} annealing, {warmup_steps} warmup steps), data `{args.data}`.")
     # Not model.model_card: what was saved next to --init-weights (e.g. a converted original's provenance) is not

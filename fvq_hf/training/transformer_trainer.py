@@ -28,7 +28,7 @@ from ..prior.transformer import DATA_KEYS, next_token_loss
 from ..tokenizer import FVQModel
 from . import runtime
 
-logger = logging.getLogger("fvq_hf.cli.train_transformer")
+logger = logging.getLogger(__name__)
 
 
 def build_model(args: argparse.Namespace, data: TokenDataset) -> FVQTransformer:

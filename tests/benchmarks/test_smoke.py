@@ -54,8 +54,8 @@ def test_quantizer_types(tmp_path):
     results = json.loads((tmp_path / "t.json").read_text())
     assert list(results) == rows and (tmp_path / "t.png").exists()
     assert [results[r]["tokens_per_image"] for r in rows] == [64, 1 + 4 + 9 + 16 + 25 + 36 + 64, 256, 64]
-    assert len(results["multiscale+vqbridge"]["usage_by_scale"]) == 7
-    assert len(results["vqtorch-residual"]["usage_by_depth"]) == 4
+    assert len(results["multiscale+vqbridge"]["usage_by_level"]) == 7
+    assert len(results["vqtorch-residual"]["usage_by_level"]) == 4
     assert "| multiscale | VQBridge | 155 |" in out and "| vqtorch | VQBridge | 64 |" in out
 
 

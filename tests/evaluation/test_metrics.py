@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
+from fvq_hf.evaluation import CodeCounter, ImageQuality
 from fvq_hf.evaluation.evaluate import evaluate
-from fvq_hf.evaluation.metrics import CodeCounter, ImageQuality
 
 from ..helpers import make_tiny_model
 

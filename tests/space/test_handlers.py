@@ -88,7 +88,7 @@ def test_bad_files_are_messages_not_tracebacks(photos, model_dir, tmp_path):
 
 
 def test_huge_images_are_refused_with_a_message(tmp_path, model_dir, monkeypatch):
-    import fvq_hf.image_io as image_io
+    import fvq_hf.data.image_io as image_io
 
     monkeypatch.setattr(image_io, "MAX_IMAGE_PIXELS", 100)
     path = _write(tmp_path, "big.png", Image.new("RGB", (20, 20)))

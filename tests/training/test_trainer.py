@@ -10,9 +10,10 @@ import torch
 
 from fvq_hf import FVQModel
 from fvq_hf.cli.train import parse_args
+from fvq_hf.evaluation.usage import UsageWindow
 from fvq_hf.losses import TokenizerLoss
 from fvq_hf.training.runtime import latest_checkpoint
-from fvq_hf.training.trainer import UsageMonitor, train
+from fvq_hf.training.trainer import train
 
 from ..helpers import ROOT, make_tiny_model, write_config, write_images, write_lpips_weights
 
@@ -63,8 +64,8 @@ def test_training_writes_models_cards_and_evaluation(tmp_path):
 
 
 @pytest.mark.parametrize("quantizer, levels, tokens", [
-    ({"quantizer_type": "residual", "quantizer_config": {"depth": 2}}, ["usage_by_depth", 2], 8 * 8 * 2),
-    ({"quantizer_type": "multiscale", "quantizer_config": {"scales": [1, 4, 8]}}, ["usage_by_scale", 3], 1 + 16 + 64),
+    ({"quantizer_type": "residual", "quantizer_config": {"depth": 2}}, ["depth", 2], 8 * 8 * 2),
+    ({"quantizer_type": "multiscale", "quantizer_config": {"scales": [1, 4, 8]}}, ["scale", 3], 1 + 16 + 64),
 ])
 def test_residual_and_multiscale_tokenizers_train_and_count_every_level(quantizer, levels, tokens, tmp_path):
     out = tmp_path / "run"
@@ -73,13 +74,13 @@ def test_residual_and_multiscale_tokenizers_train_and_count_every_level(quantize
     train(parse_args(args))
     assert FVQModel.from_pretrained(out / "model-folded").config.quantizer_type == quantizer["quantizer_type"]
     evaluation = json.loads((out / "eval.json").read_text())[str(tmp_path / "images")]
-    (key, count) = levels
-    assert evaluation["num_tokens"] == 8 * tokens and len(evaluation[key]) == count  # 8 images
-    assert max(evaluation[key]) <= evaluation["usage"]
+    (name, count) = levels
+    assert evaluation["level_name"] == name and evaluation["num_tokens"] == 8 * tokens  # 8 images
+    assert len(evaluation["usage_by_level"]) == count and max(evaluation["usage_by_level"]) <= evaluation["usage"]
 
 
 def test_rolling_usage_says_how_many_tokens_per_code_it_saw():
-    monitor = UsageMonitor(codebook_size=256, window=100, device="cpu")
+    monitor = UsageWindow(codebook_size=256, window=100, device="cpu")
     monitor.update(torch.arange(4 * 8 * 8).remainder(256).view(4, 8, 8), step=1)
     assert monitor.usage(1) == 1.0 and monitor.tokens_per_code(1) == 1.0
     assert monitor.tokens_per_code(500) == 100.0  # a full window of 100 steps of 256 tokens

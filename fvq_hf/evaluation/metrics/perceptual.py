@@ -1,0 +1,27 @@
+"""LPIPS (VGG) of the reconstructions, when its weights are given (they cannot be downloaded here)."""
+
+from __future__ import annotations
+
+from ...losses.lpips import LPIPS, find_lpips_weights
+from .base import Metric, Report
+
+
+class PerceptualDistance(Metric):
+    name = "lpips"
+    reports = (Report("lpips", "LPIPS", "lpips"),)
+
+    @classmethod
+    def create(cls, model, device, options):
+        vgg, linear, note = find_lpips_weights(options.get("lpips_vgg"), options.get("lpips_linear"))
+        return (cls(LPIPS.from_files(vgg, linear).to(device), device), note) if vgg else (None, note)
+
+    def __init__(self, lpips: LPIPS, device) -> None:
+        super().__init__(None, device)
+        self.lpips, self.total, self.seen = lpips, 0.0, 0
+
+    def update(self, images, reconstructions, indices) -> None:
+        self.total += float(self.lpips(reconstructions, images).sum())
+        self.seen += images.shape[0]
+
+    def compute(self) -> dict:
+        return {"lpips": self.total / max(self.seen, 1)}
