@@ -224,7 +224,7 @@ def count_codes(pipe: FVQPipeline, images: Iterable[Image.Image], progress=None)
 
 
 def usage_heatmap(counter: CodeCounter, grid: tuple[int, int]) -> Image.Image:
-    """The codebook as its `(h, w)` code grid (`FVQModel.code_grid`): log-scaled use per code, dead codes in red."""
+    """The codebook as its `(h, w)` code grid (`FVQModel.codebook_grid`): log-scaled use per code, dead codes in red."""
     h, w = grid
     counts = counter.counts.numpy().reshape(h, w).astype(np.float64)
     scaled = np.log1p(counts) / max(np.log1p(counts.max()), 1e-9)
@@ -276,4 +276,4 @@ def codebook_usage(source: str, paths: Sequence[str | Path] | None, usage_file: 
                f"{': too few to judge dead codes' if counter.num_tokens < 10 * counter.codebook_size else ''}).")
     if problems:
         summary += "\n\nSkipped: " + "; ".join(problems)
-    return usage_heatmap(counter, pipe.vq.code_grid), frequency_histogram(counter), summary
+    return usage_heatmap(counter, pipe.vq.codebook_grid), frequency_histogram(counter), summary

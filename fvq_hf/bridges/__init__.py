@@ -13,7 +13,7 @@ from torch import nn
 from .base import CodebookBridge
 from .dit import DiTBridge
 from .projectors import LinearBridge, MLPBridge
-from .vqbridge import VQBridge, code_grid
+from .vqbridge import VQBridge, codebook_grid
 
 BRIDGES: dict[str, type[CodebookBridge]] = {"vqbridge": VQBridge, "linear": LinearBridge, "mlp": MLPBridge}
 NO_BRIDGE = "none"
@@ -54,4 +54,4 @@ def build_bridge(bridge_type: str, codebook_size: int, code_dim: int, config: Ma
 
 
 __all__ = ["BRIDGES", "NO_BRIDGE", "CodebookBridge", "DiTBridge", "LinearBridge", "MLPBridge", "VQBridge",
-           "bridge_class", "build_bridge", "code_grid", "register_bridge", "resolve_bridge_config"]
+           "bridge_class", "build_bridge", "codebook_grid", "register_bridge", "resolve_bridge_config"]

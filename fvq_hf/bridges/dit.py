@@ -15,7 +15,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from .vqbridge import ViTBlock, code_grid
+from .vqbridge import ViTBlock, codebook_grid
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -47,7 +47,7 @@ class DiTBridge(nn.Module):
     def __init__(self, codebook_size: int, code_dim: int, patch_size: int, hidden_size: int, depth: int,
                  num_heads: int, mlp_ratio: float, num_labels: int) -> None:
         super().__init__()
-        self.grid = code_grid(codebook_size, patch_size)
+        self.grid = codebook_grid(codebook_size, patch_size)
         self.patch_size = patch_size
         tokens = (self.grid[0] // patch_size) * (self.grid[1] // patch_size)
         self.patch_embed = nn.Conv2d(code_dim, hidden_size, kernel_size=patch_size, stride=patch_size)

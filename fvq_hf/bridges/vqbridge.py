@@ -19,7 +19,7 @@ from torch import nn
 from .base import CodebookBridge
 
 
-def code_grid(codebook_size: int, patch_size: int) -> tuple[int, int]:
+def codebook_grid(codebook_size: int, patch_size: int) -> tuple[int, int]:
     """The (h, w) layout of the code image: h * w = K, both divisible by `patch_size`, as square as possible.
 
     A perfect square K gives sqrt(K) x sqrt(K) as in the paper; 2^(2n+1) codes give a 2^n x 2^(n+1) grid.
@@ -111,7 +111,7 @@ class VQBridge(CodebookBridge, ModelMixin, ConfigMixin):
                 "VQBridge needs positive code_dim, hidden_size, depth, num_heads and mlp_ratio, got "
                 f"{code_dim}, {hidden_size}, {depth}, {num_heads}, {mlp_ratio}."
             )
-        self.grid = code_grid(codebook_size, patch_size)
+        self.grid = codebook_grid(codebook_size, patch_size)
         self.patch_embed = nn.Conv2d(code_dim, hidden_size, kernel_size=patch_size, stride=patch_size)
         self.blocks = nn.ModuleList(ViTBlock(hidden_size, num_heads, mlp_ratio) for _ in range(depth))
         self.norm_out = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)

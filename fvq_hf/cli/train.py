@@ -19,9 +19,9 @@ from __future__ import annotations
 import argparse
 
 from ..evaluation.evaluate import format_table
-from ..training import runtime
 from ..training.trainer import BUILTIN_SAMPLES_PER_EPOCH, train
 from .errors import add_debug_flag, run_command
+from .loop_args import add_loop_args, check_loop_args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-column", help="image column of a datasets dataset (default: the first Image column)")
     p.add_argument("--eval-data", nargs="*", help="evaluated at the end (default for builtin: builtin:heldout "
                    "builtin:unseen; none otherwise)")
-    runtime.add_loop_args(p, lr=1e-4, batch_size=16, epochs=40, schedule="lin", warmup_fraction=0.1,
+    add_loop_args(p, lr=1e-4, batch_size=16, epochs=40, schedule="lin", warmup_fraction=0.1,
                           output_dir="outputs/fvq")
     p.add_argument("--resolution", type=int, help="training crop size (default: the config's sample_size)")
     p.add_argument("--samples-per-epoch", type=int, help=f"crops per epoch (default: one per image; "
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_args(args: argparse.Namespace) -> argparse.Namespace:
-    runtime.check_loop_args(args)
+    check_loop_args(args)
     if args.usage_window < 1:
         raise ValueError("--usage-window must be >= 1.")
     return args

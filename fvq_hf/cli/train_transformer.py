@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..training import runtime
 from ..training.transformer_trainer import train
 from .errors import add_debug_flag, run_command
+from .loop_args import add_loop_args, check_loop_args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--codes", required=True, help="training codes folder written by fvq-extract-codes")
     p.add_argument("--eval-codes", help="held-out codes folder: its next-token loss is measured at the end")
     p.add_argument("--tokenizer", help="tokenizer for the saved pipeline and samples (default: the codes' tokenizer)")
-    runtime.add_loop_args(p, lr=1e-4, batch_size=32, epochs=300, schedule="const", warmup_fraction=0.0,
+    add_loop_args(p, lr=1e-4, batch_size=32, epochs=300, schedule="const", warmup_fraction=0.0,
                   output_dir="outputs/fvq-gpt")
     p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW decay of matrices and embeddings")
     p.add_argument("--class-dropout", type=float, default=0.1, help="probability of training a label as null")
@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_args(args: argparse.Namespace) -> argparse.Namespace:
-    runtime.check_loop_args(args)
+    check_loop_args(args)
     if not 0 <= args.class_dropout < 1:
         raise ValueError(f"--class-dropout must lie in [0, 1), got {args.class_dropout}.")
     return args

@@ -1,34 +1,29 @@
-"""What every fvq-hf model adds to diffusers' `ModelMixin`: strict loading and a push with a generated card."""
+"""What every fvq-hf model and pipeline adds to diffusers: a push with a generated card (`CardPushMixin`, for both),
+and for models strict loading and folders diffusers' generic loaders open (`StrictHubMixin`)."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from huggingface_hub import constants
 
 from .model_card import push_with_card
+from .paths import refuse_missing_folder
 from .remote_code import add_auto_map
 
 
-def looks_like_local_path(name: str | os.PathLike) -> bool:
-    """Whether a model name that is not an existing folder was meant as one (so "no such folder" is the error to
-    give, not a Hub lookup failure): it starts with `.`, `/` or `~`, has more than one `/`, or its first part is
-    an existing folder (`outputs/typo`, `hub_configs/typo`). `org/name` is taken for a hub id."""
-    text = str(name)
-    return (text.startswith((".", "/", "~")) or text.count("/") > 1 or os.sep in text.replace("/", "")
-            or Path(text.split("/")[0]).is_dir() and "/" in text)
+class CardPushMixin:
+    """`push_to_hub` that uploads a generated model card; the class provides `model_card(repo_id, evaluations)`."""
+
+    def push_to_hub(self, repo_id: str, commit_message: str | None = None, private: bool | None = None,
+                    token: str | None = None, create_pr: bool = False, evaluations: dict | None = None) -> str:
+        """Upload what `save_pretrained` writes (config and safetensors weights, or model_index.json and every
+        component), with the generated model card holding the measured metrics (see `model_card`)."""
+        return push_with_card(self, repo_id, self.model_card(repo_id, evaluations),
+                              commit_message or f"Upload {type(self).__name__}", private, token, create_pr)
 
 
-def refuse_missing_folder(name: str | os.PathLike, what: str = "model") -> None:
-    """Raise FileNotFoundError for a name meant as a local folder that does not exist, before any Hub request
-    (whose retries would take half a minute and end in a network message)."""
-    if not os.path.isdir(name) and looks_like_local_path(name):
-        raise FileNotFoundError(f"No {what} folder at {name}: that path does not exist (check the path; for a hub "
-                                "id use org/name).")
-
-
-class StrictHubMixin:
+class StrictHubMixin(CardPushMixin):
     """Put before `ModelMixin`; the class provides `model_card(repo_id, evaluations) -> ModelCard`."""
 
     @classmethod
@@ -73,9 +68,3 @@ class StrictHubMixin:
         super().save_pretrained(save_directory, *args, **kwargs)
         if kwargs.get("is_main_process", True):
             add_auto_map(save_directory, type(self).__name__)
-
-    def push_to_hub(self, repo_id: str, commit_message: str | None = None, private: bool | None = None,
-                    token: str | None = None, create_pr: bool = False, evaluations: dict | None = None) -> str:
-        """Upload config, safetensors weights and a generated model card (see `model_card`)."""
-        return push_with_card(self, repo_id, self.model_card(repo_id, evaluations),
-                              commit_message or f"Upload {type(self).__name__}", private, token, create_pr)

@@ -9,7 +9,7 @@ import torch
 from diffusers import DiffusionPipeline
 
 from ..data.image_io import tensor_to_pil
-from ..hub.model_card import push_with_card
+from ..hub.mixin import CardPushMixin
 from ..hub.remote_code import add_pipeline_class_module, without_remote_module
 from ..prior import FVQTransformer
 from ..tokenizer import FVQModel
@@ -33,7 +33,7 @@ def check_output_type(output_type: str) -> None:
         raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}.")
 
 
-class HubPipeline(DiffusionPipeline):
+class HubPipeline(CardPushMixin, DiffusionPipeline):
     """A `DiffusionPipeline` whose components live in fvq-hf; subclasses provide `model_card(repo_id, evaluations)`."""
 
     @classmethod
@@ -75,9 +75,3 @@ class HubPipeline(DiffusionPipeline):
         if isinstance(config, tuple):
             return (without_remote_module(config[0], modules), *config[1:])
         return without_remote_module(config, modules)
-
-    def push_to_hub(self, repo_id: str, commit_message: str | None = None, private: bool | None = None,
-                    token: str | None = None, create_pr: bool = False, evaluations: dict | None = None) -> str:
-        """Upload model_index.json, every component, and a generated model card with the measured metrics."""
-        return push_with_card(self, repo_id, self.model_card(repo_id, evaluations),
-                              commit_message or f"Upload {type(self).__name__}", private, token, create_pr)

@@ -88,7 +88,7 @@ class Quantizer(nn.Module):
             raise ValueError(f"codebook_l2_norm=True cannot be combined with the {bridge.display_name}: it starts "
                              "from an all-zero codebook, where l2-normalisation has no gradient to give. Use "
                              "codebook_l2_norm=False, as the released FVQ models do.")
-        self.num_vq_embeddings, self.vq_embed_dim = embedding.weight.shape
+        self.codebook_size, self.code_dim = embedding.weight.shape
         self.codebook_l2_norm = codebook_l2_norm
         self.codebook_weight = codebook_weight
         self.commitment_weight = commitment_weight
@@ -145,7 +145,7 @@ class Quantizer(nn.Module):
     # --- the codebook ------------------------------------------------------------------------------------------
     def reset_parameters(self) -> None:
         if self.bridge is None:  # as released (LlamaGen, FVQ): uniform(-1/K, 1/K)
-            nn.init.uniform_(self.embedding.weight, -1.0 / self.num_vq_embeddings, 1.0 / self.num_vq_embeddings)
+            nn.init.uniform_(self.embedding.weight, -1.0 / self.codebook_size, 1.0 / self.codebook_size)
         else:
             self.bridge.init_table(self.embedding.weight)
 
@@ -206,7 +206,7 @@ class Quantizer(nn.Module):
         if indices.ndim != self.indices_ndim or not shape_ok:
             raise ValueError(f"Expected indices of shape {self.indices_shape}{self.indices_order}, got "
                              f"{tuple(indices.shape)}.")
-        check_token_ids(indices, self.num_vq_embeddings, " Were they made by a tokenizer with another codebook size?")
+        check_token_ids(indices, self.codebook_size, " Were they made by a tokenizer with another codebook size?")
 
     # --- the level loop ----------------------------------------------------------------------------------------
     def flatten(self, latents: torch.Tensor) -> torch.Tensor:
@@ -226,8 +226,8 @@ class Quantizer(nn.Module):
         raise NotImplementedError
 
     def check_latents(self, latents: torch.Tensor) -> None:
-        if latents.ndim != 4 or latents.shape[1] != self.vq_embed_dim:
-            raise ValueError(f"Expected latents of shape (B, {self.vq_embed_dim}, h, w), got {tuple(latents.shape)}.")
+        if latents.ndim != 4 or latents.shape[1] != self.code_dim:
+            raise ValueError(f"Expected latents of shape (B, {self.code_dim}, h, w), got {tuple(latents.shape)}.")
 
     def forward(self, latents: torch.Tensor) -> QuantizerOutput:
         """`(B, d, h, w)` latents -> `QuantizerOutput` with `(B, d, h, w)` quantized latents and ids of

@@ -146,8 +146,8 @@ class MultiScaleQuantizer(Quantizer):
 
     def check_latents(self, latents: torch.Tensor) -> None:
         size = self.latent_size
-        if latents.ndim != 4 or latents.shape[1] != self.vq_embed_dim or latents.shape[2:] != (size, size):
-            raise ValueError(f"Expected latents of shape (B, {self.vq_embed_dim}, {size}, {size}) (the last scale), "
+        if latents.ndim != 4 or latents.shape[1] != self.code_dim or latents.shape[2:] != (size, size):
+            raise ValueError(f"Expected latents of shape (B, {self.code_dim}, {size}, {size}) (the last scale), "
                              f"got {tuple(latents.shape)}.")
 
     def quantize_level(self, level: int, residual: torch.Tensor, codebook: torch.Tensor

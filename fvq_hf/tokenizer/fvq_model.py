@@ -13,7 +13,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.accelerate_utils import apply_forward_hook
 from torch import nn
 
-from ..bridges import BRIDGES, NO_BRIDGE, build_bridge, code_grid, resolve_bridge_config
+from ..bridges import BRIDGES, NO_BRIDGE, build_bridge, codebook_grid, resolve_bridge_config
 from ..conversion.loader import load_original_checkpoint
 from ..hub.mixin import StrictHubMixin
 from ..hub.model_card import saved_card_inputs, tokenizer_card
@@ -190,9 +190,9 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         return "none (plain VQ codebook)" if bridge is None else bridge.display_name
 
     @property
-    def code_grid(self) -> tuple[int, int]:
+    def codebook_grid(self) -> tuple[int, int]:
         """`(h, w)` with h * w = K: the codebook laid out as an image (the VQBridge's grid, else the squarest)."""
-        return getattr(self.quantizer.bridge, "grid", None) or code_grid(self.config.num_vq_embeddings, 1)
+        return getattr(self.quantizer.bridge, "grid", None) or codebook_grid(self.config.num_vq_embeddings, 1)
 
     @property
     def downsample_factor(self) -> int:

@@ -47,7 +47,7 @@ def test_an_example_bridge_works_end_to_end(scale_bridge, tmp_path):
     # gradient reaches every code through the bridge? No: an affine map per code only reaches hit codes.
     model.train()
     model(images).codebook_loss.backward()
-    assert model.quantizer.bridge.scale.grad is not None
+    assert model.quantizer.bridge.scale.grad.abs().sum() > 0
 
 
 def test_config_keys_belong_to_the_bridge():

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fvq_hf.bridges import VQBridge, code_grid
+from fvq_hf.bridges import VQBridge, codebook_grid
 
 
 @pytest.mark.parametrize(
@@ -59,7 +59,7 @@ def test_layout_matches_the_released_code_grid(k, p):
 @pytest.mark.parametrize(("k", "p", "grid"), [(1024, 4, (32, 32)), (2048, 4, (32, 64)), (8192, 8, (64, 128)),
                                              (48, 2, (6, 8))])
 def test_non_square_codebooks_get_a_rectangular_grid(k, p, grid):
-    assert code_grid(k, p) == grid
+    assert codebook_grid(k, p) == grid
     bridge = VQBridge(codebook_size=k, code_dim=4, patch_size=p, hidden_size=16, depth=1, num_heads=2)
     assert bridge(torch.randn(k, 4)).shape == (k, 4)
 

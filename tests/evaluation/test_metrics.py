@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from fvq_hf.evaluation import CodeCounter, ImageQuality
-from fvq_hf.evaluation.evaluate import evaluate
+from fvq_hf.evaluation.evaluate import evaluate, format_table, run_evaluation
+from fvq_hf.evaluation.metrics import METRICS, CodebookUsage
 
-from ..helpers import make_tiny_model
+from ..helpers import make_tiny_model, random_images, write_images, write_lpips_weights
 
 
 def test_counter_usage_and_perplexity():
@@ -46,3 +47,29 @@ def test_a_model_that_maps_every_token_to_one_code_has_usage_one_over_k():
     metrics, counter = evaluate(model, [t for (t,) in images], batch_size=2)
     assert metrics["usage"] == 1 / 256 and metrics["perplexity"] == pytest.approx(1.0)
     assert metrics["num_tokens"] == 5 * 8 * 8 and counter.counts[7] == 320
+
+
+@pytest.mark.parametrize("name", list(METRICS))
+def test_every_registered_metric_is_measured_or_says_why_not(name, tmp_path):
+    """Every metric in the registry (the example "l1" included) is built by the evaluation, or names what it lacks;
+    each one measured reports the keys it declares, and fvq-eval's table shows them."""
+    model = make_tiny_model().eval()
+    vgg, linear = write_lpips_weights(tmp_path)
+    options = {"lpips_vgg": str(vgg), "lpips_linear": str(linear), "inception_weights": None}
+    metric, note = METRICS[name].create(model, "cpu", options)
+    if metric is None:
+        assert note and name == "rfid"  # the FID Inception weights cannot exist offline
+        return
+    metrics, _ = evaluate(model, [random_images(1)[0] for _ in range(3)], batch_size=2,
+                          metrics=[CodebookUsage(model, "cpu"), metric] if name != "usage" else [metric])
+    for report in METRICS[name].reports:
+        assert isinstance(metrics[report.key], int | float), report.key
+        assert report.key in format_table({"data": metrics}).splitlines()[0] or not report.table
+
+
+def test_the_example_metric_is_measured_by_run_evaluation(tmp_path):
+    model = make_tiny_model().eval()
+    results, _ = run_evaluation(model, str(write_images(tmp_path / "images", count=3, size=(32, 32))),
+                                model_name="tiny", progress=False)
+    assert 0 < results["l1"] < 1 and "| l1 |" in format_table({"images": results})
+    assert any("rFID unavailable" in note for note in results["notes"])

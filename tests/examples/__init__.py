@@ -19,3 +19,10 @@ def register_examples() -> None:
 
     if layout_named("vqgan-ema") is None:
         register_layout(VQGANEMALayout())
+
+    from fvq_hf.evaluation.metrics import METRICS, register_metric
+
+    from .metric import MeanAbsoluteError
+
+    if "l1" not in METRICS:
+        register_metric(MeanAbsoluteError)

@@ -44,7 +44,9 @@ def test_pipeline_by_hub_id_offline(cached):
     pipe = FVQPipeline.from_pretrained("org/fvq-tiny-pipeline", cache_dir=cache)
     images = torch.rand(1, 3, 32, 32) * 2 - 1
     assert torch.equal(pipe(images, output_type="pt").indices, model.tokenize(images))
-    assert FVQPipeline.from_pretrained("org/fvq-tiny-pipeline", cache_dir=cache, revision="v1").vq is not None
+    tagged = FVQPipeline.from_pretrained("org/fvq-tiny-pipeline", cache_dir=cache, revision="v1")
+    assert "f" * 40 in str(tagged.vq.config._name_or_path)  # the tag's snapshot, not main's
+    assert torch.equal(tagged(images, output_type="pt").indices, model.tokenize(images))
 
 
 def test_hub_id_missing_from_the_cache_offline(cached):
