@@ -21,8 +21,8 @@ class FVQPipelineOutput(BaseOutput):
     Args:
         images (`list[PIL.Image.Image]`, `np.ndarray` `(B, H, W, 3)` in [0, 1], or `torch.Tensor` `(B, 3, H, W)` in
             [-1, 1]): the reconstructions, as `output_type` asked.
-        indices (`torch.LongTensor` of shape `(B, h, w)`, `(B, h, w, D)` for a residual tokenizer): the token ids
-            of each image.
+        indices (`torch.LongTensor` of the tokenizer's `quantizer.indices_shape`, `(B, h, w)` for plain VQ): the
+            token ids of each image.
         usage (`list[dict]`): per image, `distinct_codes`, `codebook_fraction` (distinct / K) and `perplexity` of
             its own tokens.
     """
@@ -85,16 +85,15 @@ class FVQPipeline(HubPipeline):
 
     @torch.no_grad()
     def tokenize(self, images, resolution: int | None = None) -> torch.LongTensor:
-        """Images (as for `__call__`) -> `(B, h, w)` token ids (`(B, h, w, D)` for a residual tokenizer, `(B, L)`
-        for a multi-scale one)."""
+        """Images (as for `__call__`) -> token ids of `vq.quantizer.indices_shape` (`(B, h, w)` for plain VQ)."""
         indices = self.vq.tokenize(self._prepare(images, resolution))
         self.maybe_free_model_hooks()
         return indices
 
     @torch.no_grad()
     def detokenize(self, indices: torch.Tensor, output_type: str = "pil"):
-        """`(B, h, w)` (or `(h, w)`) token ids -> images, as `output_type` asks; `(B, h, w, D)` (or `(h, w, D)`)
-        for a residual tokenizer, `(B, L)` (or `(L,)`) for a multi-scale one."""
+        """Token ids of `vq.quantizer.indices_shape`, or one image's (without the batch dimension) -> images, as
+        `output_type` asks."""
         indices = torch.as_tensor(indices)
         if indices.ndim == self.vq.quantizer.indices_ndim - 1:
             indices = indices[None]

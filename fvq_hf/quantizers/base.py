@@ -173,14 +173,20 @@ class Quantizer(nn.Module):
         return 1
 
     @property
+    def index_dims(self) -> tuple[str, ...]:
+        """The dimensions of a batch of ids, by name or size: `("B", "h", "w")` here; a type with other ids says
+        its own. `indices_shape` and `indices_ndim` follow from it."""
+        return ("B", "h", "w")
+
+    @property
     def indices_shape(self) -> str:
-        """The shape of a batch of ids, in words: `(B, h, w)` here; a type with other ids says its own."""
-        return "(B, h, w)"
+        """The shape of a batch of ids, in words, e.g. `(B, h, w)`."""
+        return f"({', '.join(self.index_dims)})"
 
     @property
     def indices_ndim(self) -> int:
         """Dimensions of a batch of ids (one image's have one fewer)."""
-        return 3
+        return len(self.index_dims)
 
     @property
     def indices_order(self) -> str:

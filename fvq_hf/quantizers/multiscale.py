@@ -114,12 +114,8 @@ class MultiScaleQuantizer(Quantizer):
         return sum(s * s for s in self.scales)
 
     @property
-    def indices_shape(self) -> str:
-        return f"(B, {self.num_tokens})"
-
-    @property
-    def indices_ndim(self) -> int:
-        return 2
+    def index_dims(self) -> tuple[str, ...]:
+        return ("B", str(self.num_tokens))
 
     @property
     def indices_order(self) -> str:

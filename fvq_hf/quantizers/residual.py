@@ -41,12 +41,8 @@ class ResidualQuantizer(VectorQuantizer):
         return self.depth
 
     @property
-    def indices_shape(self) -> str:
-        return f"(B, h, w, {self.depth})"
-
-    @property
-    def indices_ndim(self) -> int:
-        return 4
+    def index_dims(self) -> tuple[str, ...]:
+        return ("B", "h", "w", str(self.depth))
 
     @property
     def tokens_described(self) -> str:

@@ -95,7 +95,7 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         dropout: dropout inside residual blocks.
         num_vq_embeddings: codebook size K.
         vq_embed_dim: code dimension d.
-        bridge_type: a name in `models.bridges.BRIDGES`: "vqbridge" (FVQ), "linear" (SimVQ), "mlp"
+        bridge_type: a name in `fvq_hf.bridges.BRIDGES`: "vqbridge" (FVQ), "linear" (SimVQ), "mlp"
             (VQGAN-LC-style); or "none" (plain VQ).
         bridge_config: that bridge's own keys (missing ones take its defaults), e.g. for the VQBridge
             `{"patch_size": 4, "hidden_size": 256, "depth": 2, "num_heads": 4, "mlp_ratio": 2.0}`. Configs saved
@@ -111,7 +111,7 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         quant_conv_kernel_size: kernel of `quant_conv` / `post_quant_conv`: 1 (LlamaGen, FVQ), 3 (VAR).
         codebook_weight, commitment_weight: weights of the two quantizer losses (1.0 and 0.25 as released).
         search_chunk_size: block size of the torch nearest-code search (GPU, or a CPU without the kernel):
-            memory O(chunk^2), not O(N K). The CPU kernel picks its own cache-sized tiles (`models/search.py`).
+            memory O(chunk^2), not O(N K). The CPU kernel picks its own cache-sized tiles (`fvq_hf.search`).
     """
 
     _supports_gradient_checkpointing = True

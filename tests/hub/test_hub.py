@@ -196,7 +196,7 @@ CONVERTED_PUSH_SCRIPT = textwrap.dedent("""
     from pathlib import Path
     sys.path.insert(0, sys.argv[2])
     import torch
-    from tests.models.test_original_checkpoint import original_file
+    from tests.helpers import original_file
     from fvq_hf import FVQModel, FVQPipeline
     from fvq_hf.cli.convert import main as convert
     from fvq_hf.cli.publish import main as publish

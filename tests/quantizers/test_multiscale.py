@@ -1,6 +1,6 @@
 """Multi-scale quantization (`quantizer_type="multiscale"`, VAR's): a token map per scale from one (bridged)
-codebook. (What every quantizer type must do: test_quantizer_types.py; folding: test_fvq_model.py; VAR's own
-checkpoints: test_original_checkpoint.py.)"""
+codebook. (What every quantizer type must do, folding included: test_every_type.py; VAR's own checkpoints:
+tests/conversion/test_parity.py.)"""
 
 import json
 

@@ -1,5 +1,5 @@
 """Residual quantization (`quantizer_type="residual"`): D codes per position from one (bridged) codebook.
-(What every quantizer type must do: test_quantizer_types.py; folding: test_fvq_model.py.)"""
+(What every quantizer type must do, folding included: test_every_type.py.)"""
 
 import json
 

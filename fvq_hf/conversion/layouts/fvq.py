@@ -12,8 +12,18 @@ class FVQBridgeLayout(Layout):
     """A layout of the FVQ code with a bridge under `quantize.qbridge.`; subclasses say which keys tell it."""
 
     origin = "fvq"
-    # A key (or key prefix) that only this bridge has.
+    # A key (or key prefix) that only this bridge has, and what it becomes here.
     marker: str = ""
+    bridge_type: str = "none"
+
+    def bridge_config(self, state: Mapping, num_heads: int) -> dict | None:
+        """The bridge's keys read off the (renamed) tensor shapes; None: its defaults (it has no shape keys)."""
+        return None
+
+    def infer_config(self, state, sample_size, num_heads, num_scales) -> dict:
+        config = {**super().infer_config(state, sample_size, num_heads, num_scales), "bridge_type": self.bridge_type}
+        bridge = self.bridge_config(state, num_heads)
+        return config if bridge is None else {**config, "bridge_config": bridge}
 
     def recognise(self, state: Mapping) -> Layout | None:
         return self if any(k.startswith(f"quantize.qbridge.{self.marker}") for k in state) else None

@@ -9,21 +9,16 @@ from .fvq import FVQBridgeLayout
 class FVQLinearLayout(FVQBridgeLayout):
     name = "fvq-linear"
     written_by = "FVQ `Qbridge-lin/1` (SimVQ baseline)"
-    marker = "linear.weight"
+    marker, bridge_type = "linear.weight", "linear"
     renames = ((r"^quantize\.qbridge\.linear\.", "quantizer.bridge.linear."),)
-
-    def infer_config(self, state, sample_size, num_heads, num_scales) -> dict:
-        return {**super().infer_config(state, sample_size, num_heads, num_scales), "bridge_type": "linear"}
 
 
 class FVQMLPLayout(FVQBridgeLayout):
     name = "fvq-mlp"
     written_by = "FVQ `Qbridge-lin/5` (VQGAN-LC-style baseline)"
-    marker = "linear_5."
+    marker, bridge_type = "linear_5.", "mlp"
     renames = ((r"^quantize\.qbridge\.linear_5\.", "quantizer.bridge.layers."),)
 
-    def infer_config(self, state, sample_size, num_heads, num_scales) -> dict:
+    def bridge_config(self, state, num_heads) -> dict:
         linears = sorted({int(k.split(".")[3]) for k in state if k.startswith("quantizer.bridge.layers.")})
-        bridge = {"depth": len(linears) - 1, "hidden_size": state["quantizer.bridge.layers.0.weight"].shape[0]}
-        return {**super().infer_config(state, sample_size, num_heads, num_scales), "bridge_type": "mlp",
-                "bridge_config": bridge}
+        return {"depth": len(linears) - 1, "hidden_size": state["quantizer.bridge.layers.0.weight"].shape[0]}

@@ -17,10 +17,8 @@ TRANSFORMER_BRIDGE_RENAMES = (
 class FVQViTLayout(FVQBridgeLayout):
     name = "fvq-vit"
     written_by = "FVQ release (`vq_model_qbridge_release.py`, `qbridge_ViT`)"
-    marker = "x_embedder.proj.weight"
+    marker, bridge_type = "x_embedder.proj.weight", "vqbridge"
     renames = TRANSFORMER_BRIDGE_RENAMES
 
-    def infer_config(self, state, sample_size, num_heads, num_scales) -> dict:
-        bridge = {**transformer_bridge_shape(state), "num_heads": num_heads}
-        return {**super().infer_config(state, sample_size, num_heads, num_scales), "bridge_type": "vqbridge",
-                "bridge_config": bridge}
+    def bridge_config(self, state, num_heads) -> dict:
+        return {**transformer_bridge_shape(state), "num_heads": num_heads}
