@@ -207,7 +207,7 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
     def fixed_image_size(self) -> int | None:
         """The one image size the quantizer takes (a multi-scale one: its last scale times f); None when any
         multiple of f works."""
-        size = type(self.quantizer).fixed_latent_size(self.config.quantizer_config)
+        size = quantizer_class(self.config.quantizer_type).fixed_latent_size(self.config.quantizer_config)
         return None if size is None else size * self.downsample_factor
 
     def require_one_code_per_position(self, user: str) -> None:
