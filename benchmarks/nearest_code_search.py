@@ -1,14 +1,17 @@
-"""Nearest-code search: fvq_hf's kernel and tiled-torch backends against cdist, FAISS and vector-quantize-pytorch.
+"""Nearest-code search: fvq_hf's kernel (for every instruction set this CPU runs, both micro-kernel shapes) and
+tiled-torch backends against cdist, FAISS and vector-quantize-pytorch.
 
 For every K x d x N of the grid, each method runs one search of N random tokens against K random codes in a
 fresh process (so that its peak RSS is its own; on CUDA the allocator's peak). Reported: tokens/s (best of
 `--repeats`), the speed relative to FAISS `IndexFlatL2`, the extra peak memory, and the fraction of the
-arithmetic limit: one multiply-add per code per dimension at this machine's measured sgemm peak.
+arithmetic limit: one multiply-add per code per dimension at this machine's measured fp32 multiply-add peak
+(the kernel's `fma_peak`: independent FMA chains on the widest vectors this CPU runs, every thread), and for a
+kernel row also at the peak of its own instruction set.
 
-Methods that hold the N x K distance matrix (cdist, vector-quantize-pytorch, which holds about 4 copies) are
-skipped where that would pass `--max-gib`.
+Methods: `faiss`, `fvq-auto` (what `nearest_code` does by default), `fvq-torch` (the tiles), `kernel:<isa>:<shape>`
+(the kernel built for one ISA, one micro-kernel shape: `register`, `tile`, or `auto`), `cdist`, `vqtorch`.
 
-    python benchmarks/nearest_code_search.py            # K in {16k, 65k, 262k}, d in {8, 256}, N in {1k, 4k, 16k}
+    python benchmarks/nearest_code_search.py            # K in {16k, 262k}, d in {8, 256}, N in {1k, 4k, 16k}
     python benchmarks/nearest_code_search.py --quick    # K = 16384, N = 1024, d = 8: seconds
 """
 
@@ -17,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -25,15 +27,18 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure import in_fresh_process, measure  # noqa: E402
 
-from fvq_hf.search import nearest_code  # noqa: E402
+from fvq_hf.search import kernel, nearest_code  # noqa: E402
 
 METHODS = {
     "faiss": "faiss.IndexFlatL2.search(z, 1)",
-    "fvq-kernel": "fvq_hf.nearest_code, backend='kernel' (the CPU default)",
+    "fvq-auto": "fvq_hf.nearest_code, backend='auto' (the default: dispatch.py's rule)",
     "fvq-torch": "fvq_hf.nearest_code, backend='torch' (4096 x 4096 addmm tiles; the GPU path and CPU fallback)",
+    **{f"kernel:{isa}:{shape}": f"the {isa} kernel, {shape} micro-kernel" for isa in kernel.supported_isas()
+       for shape in ("register", "tile")},
     "cdist": "torch.cdist(z, codebook).argmin(1)",
     "vqtorch": "vector_quantize_pytorch.VectorQuantize forward (eval, no grad)",
 }
+DEFAULT_METHODS = ["faiss", "fvq-auto", "fvq-torch", *(m for m in METHODS if m.startswith("kernel:"))]
 # Copies of the N x K fp32 distance matrix a method holds at its peak (vqtorch: measured 16 GiB for a 4 GiB one).
 MATRIX_COPIES = {"cdist": 1, "vqtorch": 4}
 
@@ -45,6 +50,10 @@ def _search_setup(method: str, tokens: int, codebook_size: int, dim: int, device
     if method.startswith("fvq-"):
         backend = method.removeprefix("fvq-")
         return lambda: nearest_code(z, codebook, backend=backend)
+    if method.startswith("kernel:"):
+        _, isa, shape = method.split(":")
+        module = kernel.build_kernel(isa)
+        return lambda: module.nearest_code(z, codebook, kernel.KERNEL_QUERY_BLOCK, kernel.KERNEL_CHUNK_BYTES, shape)
     if method == "cdist":
         return lambda: torch.cdist(z, codebook).argmin(dim=1)
     if method == "faiss":
@@ -68,28 +77,13 @@ def _measure(method: str, tokens: int, codebook_size: int, dim: int, repeats: in
             "extra_peak_mib": out["extra_peak_mib"], "checksum": int(out["result"].long().sum())}
 
 
-def sgemm_peak(device: str, size: int = 2048, repeats: int = 5) -> dict:
-    """Multiply-adds per second of one fp32 `size^3` matmul, best of `repeats`, by torch and (on CPU) by NumPy's
-    BLAS: on some CPUs one of them misses the vector units' peak (MKL on AMD)."""
-    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
-    products = {"torch": lambda: torch.mm(a, b)}
-    if device == "cpu":
-        products["numpy"] = lambda: a.numpy() @ b.numpy()
-    best = {}
-    for name, product in products.items():
-        times = []
-        for _ in range(repeats + 1):  # the first one warms up
-            start = time.perf_counter()
-            product()
-            if device == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
-        best[name] = size**3 / min(times[1:])
-    return {"macs_per_s": max(best.values()), "by": best}
+def fma_peaks() -> dict[str, float]:
+    """Multiply-adds per second of each ISA's vectors, every thread busy (`fma_peak` of its kernel build)."""
+    return {isa: max(kernel.build_kernel(isa).fma_peak(20_000_000) for _ in range(3)) for isa in kernel.supported_isas()}
 
 
 def run(args: argparse.Namespace) -> dict:
-    peak = in_fresh_process(sgemm_peak, args.device)["macs_per_s"]  # the arithmetic limit's unit
+    peaks = in_fresh_process(fma_peaks)  # the arithmetic limit's unit, per ISA
     rows = []
     for codebook_size in args.codebook_sizes:
         for dim in args.dims:
@@ -105,36 +99,48 @@ def run(args: argparse.Namespace) -> dict:
                     rows.append(row)
                     print(f"{method} K={codebook_size} d={dim} N={tokens}: {row.get('error') or row['seconds']}",
                           file=sys.stderr, flush=True)
-    return {"args": vars(args), "sgemm_macs_per_s": peak, "threads": torch.get_num_threads(), "rows": rows}
+    isa = kernel.supported_isas()[0]
+    return {"args": vars(args), "isa": isa, "fma_peaks": peaks, "machine_peak": peaks[isa],
+            "threads": torch.get_num_threads(), "rows": rows}
 
 
 def table(result: dict) -> str:
     """The markdown table of `run`'s result: speed vs FAISS and the arithmetic limit, and whether ids agree."""
-    lines = ["| K | d | N | method | tokens/s | vs FAISS | extra peak memory (MiB) | of the arithmetic limit | "
-             "same ids as FAISS |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| K | d | N | method | tokens/s | vs FAISS | extra peak memory (MiB) | of the machine's limit | "
+             "of its ISA's limit | same ids as FAISS |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     rows = result["rows"]
     for row in rows:
         head = f"| {row['codebook_size']:,} | {row['dim']} | {row['tokens']:,} | {row['method']} |"
         if "error" in row:
-            lines.append(f"{head} {row['error']} | | | | |")
+            lines.append(f"{head} {row['error']} | | | | | |")
             continue
         faiss = next((r for r in rows if r["method"] == "faiss" and "error" not in r and all(
             r[key] == row[key] for key in ("codebook_size", "dim", "tokens"))), None)
-        # tokens/s at one multiply-add per code and dimension, at the measured sgemm peak
-        limit = result["sgemm_macs_per_s"] / (row["codebook_size"] * row["dim"])
+        # tokens/s at one multiply-add per code and dimension, at the measured multiply-add peak
+        macs = row["tokens_per_s"] * row["codebook_size"] * row["dim"]
+        own = result["fma_peaks"].get(row["method"].split(":")[1]) if row["method"].startswith("kernel:") else None
         versus = f"{row['tokens_per_s'] / faiss['tokens_per_s']:.2f}x" if faiss else ""
         same = ("yes" if row["checksum"] == faiss["checksum"] else "NO") if faiss else ""
         lines.append(f"{head} {row['tokens_per_s']:,.0f} | {versus} | {row['extra_peak_mib']:,.0f} | "
-                     f"{100 * row['tokens_per_s'] / limit:.1f}% | {same} |")
+                     f"{100 * macs / result['machine_peak']:.1f}% | {f'{100 * macs / own:.1f}%' if own else ''} | "
+                     f"{same} |")
     return "\n".join(lines)
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.partition(":")[2].strip() for line in f if line.startswith("model name")), "?")
+    except OSError:
+        return "?"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=int, nargs="+", default=[1024, 4096, 16384])
-    parser.add_argument("--codebook-sizes", type=int, nargs="+", default=[16384, 65536, 262144])
+    parser.add_argument("--codebook-sizes", type=int, nargs="+", default=[16384, 262144])
     parser.add_argument("--dims", type=int, nargs="+", default=[8, 256])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=list(METHODS))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-gib", type=float, default=6.0, help="skip methods whose distance matrices pass this")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -145,8 +151,9 @@ def main() -> None:
         args.codebook_sizes, args.tokens, args.dims, args.repeats = [16384], [1024], [8], 2
     result = run(args)
     print(table(result))
-    print(f"{args.device}, {result['threads']} threads; sgemm peak {result['sgemm_macs_per_s'] / 1e9:.1f} G "
-          "multiply-adds/s (2048^3 fp32 matmul, the best of torch and NumPy)")
+    peaks = ", ".join(f"{isa} {macs / 1e9:.1f} G" for isa, macs in result["fma_peaks"].items())
+    print(f"{args.device}, {result['threads']} threads, {cpu_name()}; widest ISA {result['isa']}; fp32 multiply-add "
+          f"peak per ISA (multiply-adds/s): {peaks}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
 

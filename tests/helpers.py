@@ -111,6 +111,19 @@ def random_images(n=2, size=32, seed=1):
     return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
 
 
+def integer_data(n: int, k: int, dim: int, seed: int = 0, low: int = -3, high: int = 4):
+    """Small integers: every distance is exact in fp32, so exact ties are frequent and argmin is the truth."""
+    generator = torch.Generator().manual_seed(seed)
+    vectors = torch.randint(low, high, (n, dim), generator=generator).float()
+    codebook = torch.randint(low, high, (k, dim), generator=generator).float()
+    return vectors, codebook
+
+
+def argmin_truth(vectors: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    distance = (vectors.double()[:, None, :] - codebook.double()[None]).pow(2).sum(-1)
+    return distance.argmin(dim=1)  # first minimum: the lowest index among ties
+
+
 def write_config(folder: Path, **overrides) -> Path:
     """A hub-config folder for the tiny model (sample_size 32, downsample 4, K = 256)."""
     folder.mkdir(parents=True, exist_ok=True)

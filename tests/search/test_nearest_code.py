@@ -11,6 +11,8 @@ from torch.utils._pytree import tree_leaves
 
 from fvq_hf.search import dispatch, kernel, nearest_code
 
+from ..helpers import argmin_truth, integer_data
+
 BACKENDS = ["kernel", "torch"]
 
 
@@ -18,19 +20,6 @@ BACKENDS = ["kernel", "torch"]
 def kernel_builds():
     # The kernel is the CPU default: where CI can build it, these tests must exercise it, not skip it.
     assert kernel.load_kernel() is not None, "the search kernel did not build (see the RuntimeWarning)"
-
-
-def integer_data(n: int, k: int, dim: int, seed: int = 0, low: int = -3, high: int = 4):
-    """Small integers: every distance is exact in fp32, so exact ties are frequent and argmin is the truth."""
-    generator = torch.Generator().manual_seed(seed)
-    vectors = torch.randint(low, high, (n, dim), generator=generator).float()
-    codebook = torch.randint(low, high, (k, dim), generator=generator).float()
-    return vectors, codebook
-
-
-def argmin_truth(vectors: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-    distance = (vectors.double()[:, None, :] - codebook.double()[None]).pow(2).sum(-1)
-    return distance.argmin(dim=1)  # first minimum: the lowest index among ties
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -133,7 +122,7 @@ def test_no_tensor_of_n_by_k_elements(backend):
 
 def test_auto_falls_back_to_torch_without_the_kernel(monkeypatch):
     vectors, codebook = integer_data(100, 300, 8)
-    monkeypatch.setattr(dispatch, "load_kernel", lambda: None)
+    monkeypatch.setattr(dispatch, "load_kernel", lambda isa=None: None)
     assert torch.equal(nearest_code(vectors, codebook), argmin_truth(vectors, codebook))
     with pytest.raises(ValueError, match="could not be built.*backend='torch'"):
         nearest_code(vectors, codebook, backend="kernel")
@@ -145,7 +134,7 @@ def test_a_failed_build_warns_once_with_the_compiler_error(monkeypatch):
 
     monkeypatch.setattr(cpp_extension, "load", failing_build)
     with pytest.warns(RuntimeWarning, match=r"nearest_code.cpp:3:1: error: boom.*FVQ_HF_SEARCH=torch"):
-        assert kernel.load_kernel.__wrapped__() is None  # the uncached builder
+        assert kernel.build_kernel.__wrapped__("portable") is None  # the uncached builder
 
 
 def test_the_pip_installed_ninja_is_found_without_an_activated_venv(monkeypatch):
@@ -153,7 +142,7 @@ def test_the_pip_installed_ninja_is_found_without_an_activated_venv(monkeypatch)
     monkeypatch.setattr(kernel.shutil, "which", lambda name: None)
     monkeypatch.setenv("PATH", "/nowhere")
     monkeypatch.setattr(cpp_extension, "load", lambda **kwargs: "built")
-    assert kernel.load_kernel.__wrapped__() == "built"
+    assert kernel.build_kernel.__wrapped__("portable") == "built"
     assert os.environ["PATH"].split(os.pathsep)[0] == ninja.BIN_DIR
 
 
@@ -165,7 +154,7 @@ def test_the_kernel_refuses_what_it_cannot_serve():
 
 
 def test_environment_variable_picks_the_backend(monkeypatch):
-    def no_kernel():
+    def no_kernel(isa=None):
         raise AssertionError("FVQ_HF_SEARCH=torch must not touch the kernel")
 
     vectors, codebook = integer_data(30, 70, 8)
