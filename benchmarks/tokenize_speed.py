@@ -3,6 +3,7 @@ preset, random weights, bridge folded as for inference), for each search backend
 search of the image's 256 latents). The first call (kernel build, codebook cache) is not timed; best of `--repeats`.
 
     python benchmarks/tokenize_speed.py                       # this checkout
+    python benchmarks/tokenize_speed.py --quick               # the small fvq-cpu-4k preset: seconds
     PYTHONPATH=/path/to/other/checkout python benchmarks/tokenize_speed.py   # the same for another version
 
 It imports only `fvq_hf`'s public names, so it runs on earlier versions of the package too.
@@ -39,8 +40,11 @@ def main() -> None:
     parser.add_argument("--config", default=str(ROOT / "hub_configs" / "fvq-262k"))
     parser.add_argument("--backends", nargs="+", default=["auto", "kernel", "torch"])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="the small fvq-cpu-4k preset, one repeat: seconds")
     parser.add_argument("--json")
     args = parser.parse_args()
+    if args.quick:
+        args.config, args.repeats = str(ROOT / "hub_configs" / "fvq-cpu-4k"), 1
     torch.manual_seed(0)
     model = FVQModel.from_config(FVQModel.load_config(args.config)).eval().fold_bridge().eval()
     image = torch.rand(1, 3, 256, 256) * 2 - 1

@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-data", nargs="*", help="evaluated at the end (default for builtin: builtin:heldout "
                    "builtin:unseen; none otherwise)")
     add_loop_args(p, lr=1e-4, batch_size=16, epochs=40, schedule="lin", warmup_fraction=0.1,
-                          output_dir="outputs/fvq")
+                  output_dir="outputs/fvq")
     p.add_argument("--resolution", type=int, help="training crop size (default: the config's sample_size)")
     p.add_argument("--samples-per-epoch", type=int, help=f"crops per epoch (default: one per image; "
                    f"{BUILTIN_SAMPLES_PER_EPOCH} for builtin)")

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from torch import nn
-
 from .base import COMMON_OPTIONS, Quantizer, QuantizerOutput
 from .ids import TokenIdTypeError, check_token_ids
 from .multiscale import MultiScaleQuantizer
@@ -45,13 +43,6 @@ def resolve_quantizer_config(quantizer_type: str, config: Mapping | None) -> dic
     return quantizer_class(quantizer_type).resolve_config(config)
 
 
-def build_quantizer(quantizer_type: str, table: nn.Embedding, bridge: nn.Module | None, config: Mapping | None,
-                    **options) -> Quantizer:
-    """The quantizer of `quantizer_type` over `table` and `bridge`, with its `config` and the common `options`."""
-    cls = quantizer_class(quantizer_type)
-    return cls(table, bridge, **cls.resolve_config(config), **options)
-
-
 __all__ = ["COMMON_OPTIONS", "QUANTIZERS", "MultiScaleQuantizer", "Quantizer", "QuantizerOutput", "ResidualQuantizer",
-           "TokenIdTypeError", "VectorQuantizer", "build_quantizer", "check_token_ids", "quantizer_class",
+           "TokenIdTypeError", "VectorQuantizer", "check_token_ids", "quantizer_class",
            "register_quantizer", "resolve_quantizer_config"]

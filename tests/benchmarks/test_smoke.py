@@ -38,6 +38,14 @@ def test_nearest_code_search(tmp_path):
 
 
 @pytest.mark.slow
+def test_tokenize_speed(tmp_path):
+    out = _run("tokenize_speed.py", "--quick", "--backends", "kernel", "torch", "--json", str(tmp_path / "t.json"))
+    rows = json.loads((tmp_path / "t.json").read_text())["rows"]
+    assert set(rows) == {"kernel", "torch"} and all(0 < r["search_s"] < r["tokenize_s"] for r in rows.values())
+    assert "kernel: tokenize" in out
+
+
+@pytest.mark.slow
 def test_quantizer_comparison(tmp_path):
     out = _run("quantizer_comparison.py", "--codebook-sizes", "256", "--steps", "2", "--sweep-lrs", "1e-3",
                "--quantizers", "none", "linear", "mlp", "vqbridge", "vqtorch-ema", "--ablation-size", "256",
