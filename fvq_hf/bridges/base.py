@@ -15,6 +15,14 @@ import torch
 from torch import nn
 
 
+def init_keywords(cls: type, exclude: tuple[str, ...] = ()) -> dict:
+    """The keyword parameters of `cls.__init__` after its first two (bridges: codebook_size, code_dim; quantizer
+    types: the table and the bridge), with their defaults, less `exclude`: the config keys that class owns."""
+    parameters = list(inspect.signature(cls.__init__).parameters.values())[3:]
+    return {p.name: p.default for p in parameters
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in exclude}
+
+
 class CodebookBridge:
     """Mixin for bridge modules (put it first among the bases)."""
 
@@ -28,8 +36,7 @@ class CodebookBridge:
     @classmethod
     def config_defaults(cls) -> dict:
         """The bridge's config keys and their defaults, from its `__init__` (after codebook_size, code_dim)."""
-        parameters = list(inspect.signature(cls.__init__).parameters.values())[3:]
-        return {p.name: p.default for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        return init_keywords(cls)
 
     @classmethod
     def resolve_config(cls, config: Mapping | None) -> dict:

@@ -9,7 +9,6 @@ class is the one place that knows them; `validate_config` checks their values.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
@@ -19,6 +18,7 @@ import torch.nn.functional as F
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from ..bridges.base import init_keywords
 from .ids import check_token_ids
 
 # The options every type takes from the model config (not part of `quantizer_config`).
@@ -103,9 +103,7 @@ class Quantizer(nn.Module):
     @classmethod
     def config_defaults(cls) -> dict:
         """The type's `quantizer_config` keys and their defaults, from its `__init__` (after the table and bridge)."""
-        parameters = list(inspect.signature(cls.__init__).parameters.values())[3:]
-        return {p.name: p.default for p in parameters
-                if p.kind == p.KEYWORD_ONLY and p.name not in COMMON_OPTIONS}
+        return init_keywords(cls, exclude=COMMON_OPTIONS)
 
     @classmethod
     def validate_config(cls, config: dict) -> dict:

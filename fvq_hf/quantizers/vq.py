@@ -31,7 +31,7 @@ class VectorQuantizer(Quantizer):
 
     def join_levels(self, ids: list[torch.LongTensor], latents: torch.Tensor) -> torch.LongTensor:
         batch, _, height, width = latents.shape
-        return torch.stack(ids, dim=-1).view(batch, height, width, len(ids))[..., 0]
+        return ids[0].view(batch, height, width)
 
     def codes_of(self, indices: torch.LongTensor) -> torch.Tensor:
         """Checked ids of any shape `S` -> `(*S, d)` codes of the (bridged) codebook."""

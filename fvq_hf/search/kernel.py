@@ -42,14 +42,16 @@ ISAS = {
 logger = logging.getLogger(__name__)
 
 
-def cpu_flags() -> set[str]:
-    """The instruction-set flags of this CPU (Linux /proc/cpuinfo; empty elsewhere)."""
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The instruction-set flags of this CPU (Linux /proc/cpuinfo; empty elsewhere), read once: every CPU search
+    asks which kernel to use."""
     try:
         with open("/proc/cpuinfo") as f:
             line = next((line for line in f if line.startswith(("flags", "Features"))), "")
     except OSError:
-        return set()
-    return set(line.partition(":")[2].split())
+        return frozenset()
+    return frozenset(line.partition(":")[2].split())
 
 
 def supported_isas() -> list[str]:

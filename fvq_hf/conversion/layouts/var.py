@@ -61,10 +61,6 @@ class VARLayout(Layout):
         bridge = next((b for b in self.bridges if f"var+{b.name}" == name), None)
         return None if bridge is None else VARLayout(self.bridges, bridge)
 
-    @property
-    def origin(self) -> str:
-        return ""
-
     def num_scales(self, state: Mapping) -> int | None:
         hits = state.get(HITS)  # VAR's per-scale hit statistics: the only trace of its number of scales
         return None if hits is None else hits.shape[0]
