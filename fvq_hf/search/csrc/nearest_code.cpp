@@ -43,11 +43,11 @@ namespace {
 
 constexpr int kLanes = FVQ_LANES;
 // Register blocking per register file: 32 vector registers with AVX-512 (and NEON), 16 with AVX2 and SSE.
-// Measured on a 2-core Xeon (AVX-512), K = 16k-262k (benchmarks/RESULTS.md): the tile beats the register shape
-// from d = 16 with AVX-512, and at every d with AVX2 and the portable build (within 2% at d = 8 with AVX2).
+// Measured on a 2-core Xeon (AVX-512) at d = 8-256 (benchmarks/RESULTS.md, issue 22): the tile beats the register
+// shape from d = 16 with AVX-512 (0.91x at d = 8, 1.03x at 16), and at every d with AVX2 and the portable build.
 #if FVQ_LANES == 16
 constexpr int kRegisterQueries = 8;  // 8 accumulators + 8 minima + 8 indices + code, lane ids, norms = 27
-constexpr int kTileQueries = 10, kTileCodes = 2;  // 20 accumulators + 2 code vectors (Q = 8, 12, 14 were slower)
+constexpr int kTileQueries = 10, kTileCodes = 2;  // 20 accumulators + 2 code vectors (the best of a sweep)
 constexpr int kTileFromDim = 16;
 #else
 constexpr int kRegisterQueries = 4;  // 4 + 4 + 4 + 3 = 15
