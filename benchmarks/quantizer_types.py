@@ -4,7 +4,8 @@ One backbone (fvq-cpu-4k: 64 px crops of the builtin photos, downsample 8, an 8 
 and one recipe for every row (`quantizer_comparison.train`: same seed, batch, LR, warmup and linear decay, the same
 steps). Each row is evaluated on every held-out tile (`builtin:heldout`: overlapping tiles and their mirrors).
 - vq, residual (depth 4), multiscale (scales 1, 2, 3, 4, 5, 6, 8 for the 8 x 8 grid, VAR's 4 shared phi convs):
-  each without a bridge (plain codebook) and with the fvq-cpu-4k VQBridge (FVQ);
+  each without a bridge (plain codebook), with the fvq-cpu-4k VQBridge (FVQ), and with the authors' DiT QBridge-S/4
+  as their code configures the variant (multi-scale: their N(0, 1) table);
 - vqtorch-residual: the peer's `ResidualVQ` (4 quantizers, one shared codebook as ours, EMA updates, dead codes
   replaced);
 - vqtorch-vqbridge: the peer's FVQ hook, `VectorQuantize(vq_bridge=...)` with this package's VQBridge plugged
@@ -25,14 +26,18 @@ from quantizer_comparison import ROOT, PeerQuantizer, train  # the sibling scrip
 from torch import nn
 
 from fvq_hf import FVQModel
-from fvq_hf.bridges import build_bridge
+from fvq_hf.bridges import build_bridge, qbridge_config
 from fvq_hf.data.sources import EvalImages
 from fvq_hf.evaluation.evaluate import evaluate
 
 K = 4096
 SCALES = [1, 2, 3, 4, 5, 6, 8]
-ROWS = ("vq", "vq+vqbridge", "residual", "residual+vqbridge", "multiscale", "multiscale+vqbridge",
-        "vqtorch-residual", "vqtorch-vqbridge")
+ROWS = ("vq", "vq+vqbridge", "vq+dit", "residual", "residual+vqbridge", "residual+dit", "multiscale",
+        "multiscale+vqbridge", "multiscale+dit", "vqtorch-residual", "vqtorch-vqbridge")
+# The authors' DiT QBridge rows as their code configures each variant: QBridge-S/4 (their default QB_type), and for
+# multi-scale their VAR code's N(0, 1) table (`nn.Embedding`'s default, never re-initialised there).
+DIT_BRIDGE = "QBridge-S/4"
+TABLE_INITS = {"multiscale+dit": "normal"}
 QUANTIZER_CONFIGS = {"vq": None, "residual": {"depth": 4}, "multiscale": {"scales": SCALES}}
 
 
@@ -47,14 +52,15 @@ class TableBridge(nn.Module):
         return self.bridge(embed[0])[None]
 
 
-def build_model(row: str, seed: int, phi_ratio: float = 0.5) -> FVQModel:
+def build_model(row: str, seed: int, phi_ratio: float = 0.5, table_init: str | None = None) -> FVQModel:
     config = FVQModel.load_config(ROOT / "hub_configs" / "fvq-cpu-4k")
     quantizer_type, _, bridge = row.partition("+")
     peer = quantizer_type.startswith("vqtorch-")
     torch.manual_seed(seed)
+    bridge_config = qbridge_config(DIT_BRIDGE) if bridge == "dit" else config["bridge_config"] if bridge else None
     model = FVQModel.from_config({
-        **config, "num_vq_embeddings": K, "bridge_type": bridge or "none",
-        "bridge_config": config["bridge_config"] if bridge else None,
+        **config, "num_vq_embeddings": K, "bridge_type": bridge or "none", "bridge_config": bridge_config,
+        "table_init": table_init or TABLE_INITS.get(row, "auto"),
         "quantizer_type": "vq" if peer else quantizer_type,
         "quantizer_config": {**QUANTIZER_CONFIGS[quantizer_type], "phi_ratio": phi_ratio}
         if quantizer_type == "multiscale" else QUANTIZER_CONFIGS.get(quantizer_type)})
@@ -74,7 +80,7 @@ def build_model(row: str, seed: int, phi_ratio: float = 0.5) -> FVQModel:
 
 
 def run_row(row: str, args, heldout, probe=None) -> dict:
-    model = build_model(row, args.seed, args.phi_ratio)
+    model = build_model(row, args.seed, args.phi_ratio, args.table_init)
     timing = train(model, args.steps, args.lr, "lin", args.seed, args.batch_size, probe, args.probe_every)
     model.eval()
     metrics, _ = evaluate(model, heldout, batch_size=64)
@@ -95,7 +101,8 @@ def table(results: dict) -> str:
             continue
         r = results[row]
         quantizer, _, bridge = row.partition("+")
-        bridge = "VQBridge" if "vqbridge" in row else "none (EMA)" if quantizer.startswith("vqtorch") else "none"
+        bridge = ("VQBridge" if "vqbridge" in row else f"DiT {DIT_BRIDGE}" if bridge == "dit"
+                  else "none (EMA)" if quantizer.startswith("vqtorch") else "none")
         lines.append(f"| {quantizer.replace('-vqbridge', '')} | {bridge} | {r['tokens_per_image']} | {r['usage']:.2%} | "
                      f"{r['tokens_per_code']:.0f} | {r['perplexity']:,.0f} | {r['psnr']:.2f} | {r['ssim']:.3f} | "
                      f"{r['seconds_per_step']:.2f} |")
@@ -110,7 +117,7 @@ def plot(results: dict, path: str) -> None:
 
     rows = [r for r in ROWS if r in results]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    colors = ["tab:blue" if "vqbridge" in r else "tab:gray" for r in rows]
+    colors = ["tab:blue" if "vqbridge" in r else "tab:orange" if r.endswith("+dit") else "tab:gray" for r in rows]
     for ax, key, label in ((axes[0], "usage", "held-out codebook usage (%)"), (axes[1], "psnr", "held-out PSNR (dB)")):
         values = [results[r][key] * (100 if key == "usage" else 1) for r in rows]
         ax.barh(rows, values, color=colors)
@@ -119,7 +126,7 @@ def plot(results: dict, path: str) -> None:
         ax.grid(alpha=0.3, axis="x")
         if key == "psnr":
             ax.set_xlim(min(values) - 1, max(values) + 0.5)
-    fig.suptitle(f"K = {K}, {results[rows[0]]['steps']} steps each (blue: VQBridge)")
+    fig.suptitle(f"K = {K}, {results[rows[0]]['steps']} steps each (blue: VQBridge, orange: DiT QBridge)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -134,6 +141,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-limit", type=int, help="evaluate on at most this many held-out tiles")
     parser.add_argument("--phi-ratio", type=float, default=0.5, help="the multi-scale rows' phi_ratio (0: no phi conv)")
+    parser.add_argument("--table-init", choices=("auto", "uniform", "normal"),
+                        help="every row's table_init (default: as the row's code configures it)")
     parser.add_argument("--probe-every", type=int, default=0,
                         help="also measure usage on 512 held-out tiles every N steps (not counted as training time)")
     parser.add_argument("--json", default="benchmarks/quantizer_types.json")

@@ -1,6 +1,6 @@
 """fvq-hf: FVQ (FullVQ) image tokenizers with a VQBridge, as Hugging Face diffusers models."""
 
-from .bridges import LinearBridge, MLPBridge, VQBridge
+from .bridges import DiTBridge, LinearBridge, MLPBridge, VQBridge, qbridge_config
 from .conversion.loader import OriginalCheckpointInfo
 from .pipelines import FVQGenerationPipeline, FVQGenerationPipelineOutput, FVQPipeline, FVQPipelineOutput
 from .prior import FVQTransformer, FVQTransformerOutput, KVCache
@@ -17,6 +17,7 @@ __all__ = [
     "FVQGenerationPipeline",
     "FVQGenerationPipelineOutput",
     "FVQModelOutput",
+    "DiTBridge",
     "FVQPipeline",
     "FVQPipelineOutput",
     "FVQTransformer",
@@ -31,4 +32,5 @@ __all__ = [
     "VQBridge",
     "VectorQuantizer",
     "nearest_code",
+    "qbridge_config",
 ]

@@ -36,7 +36,8 @@ TINY_CONFIG = dict(
 # Smaller configs of some bridge and quantizer types, for speed (taken when a test names the type alone); any
 # other registered type is built with its defaults. The tiny model's latent grid is 8 x 8; 3 and 5 do not divide
 # 8, as VAR's scales do not divide 16.
-TINY_BRIDGES = {"vqbridge": TINY_CONFIG["bridge_config"], "mlp": {"hidden_size": 32}}
+TINY_BRIDGES = {"vqbridge": TINY_CONFIG["bridge_config"], "dit": {"patch_size": 4, "hidden_size": 32, "num_heads": 2},
+                "mlp": {"hidden_size": 32}}
 TINY_QUANTIZERS = {"residual": {"depth": 3}, "multiscale": {"scales": [1, 3, 5, 8]}}
 
 

@@ -11,11 +11,12 @@ from collections.abc import Mapping
 from torch import nn
 
 from .base import CodebookBridge
-from .dit import DiTBridge
+from .dit import QBRIDGE_PRESETS, DiTBridge, qbridge_config
 from .projectors import LinearBridge, MLPBridge
 from .vqbridge import VQBridge, codebook_grid
 
-BRIDGES: dict[str, type[CodebookBridge]] = {"vqbridge": VQBridge, "linear": LinearBridge, "mlp": MLPBridge}
+BRIDGES: dict[str, type[CodebookBridge]] = {"vqbridge": VQBridge, "dit": DiTBridge, "linear": LinearBridge,
+                                            "mlp": MLPBridge}
 NO_BRIDGE = "none"
 
 
@@ -53,5 +54,6 @@ def build_bridge(bridge_type: str, codebook_size: int, code_dim: int, config: Ma
     return None if cls is None else cls(codebook_size, code_dim, **resolve_bridge_config(bridge_type, config))
 
 
-__all__ = ["BRIDGES", "NO_BRIDGE", "CodebookBridge", "DiTBridge", "LinearBridge", "MLPBridge", "VQBridge",
-           "bridge_class", "build_bridge", "codebook_grid", "register_bridge", "resolve_bridge_config"]
+__all__ = ["BRIDGES", "NO_BRIDGE", "QBRIDGE_PRESETS", "CodebookBridge", "DiTBridge", "LinearBridge", "MLPBridge",
+           "VQBridge", "bridge_class", "build_bridge", "codebook_grid", "qbridge_config", "register_bridge",
+           "resolve_bridge_config"]

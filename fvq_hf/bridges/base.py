@@ -7,20 +7,13 @@ the class is the one place that knows them; what else the quantizer needs to kno
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from typing import ClassVar
 
 import torch
 from torch import nn
 
-
-def init_keywords(cls: type, exclude: tuple[str, ...] = ()) -> dict:
-    """The keyword parameters of `cls.__init__` after its first two (bridges: codebook_size, code_dim; quantizer
-    types: the table and the bridge), with their defaults, less `exclude`: the config keys that class owns."""
-    parameters = list(inspect.signature(cls.__init__).parameters.values())[3:]
-    return {p.name: p.default for p in parameters
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in exclude}
+from ..config_keys import check_config_types, init_keywords
 
 
 class CodebookBridge:
@@ -46,6 +39,7 @@ class CodebookBridge:
         if unknown:
             raise ValueError(f"bridge_config keys {unknown} do not exist for the {cls.display_name}; its keys are "
                              f"{sorted(defaults) or 'none'}.")
+        check_config_types(cls.__init__, config or {}, f"bridge_config of the {cls.display_name}")
         return {**defaults, **(config or {})}
 
     def init_table(self, weight: torch.Tensor) -> None:

@@ -1,21 +1,69 @@
-"""The FVQ authors' first VQBridge, built on DiT blocks (their `qbridge.py`), for converting its checkpoints.
+"""The FVQ authors' first VQBridge, built on DiT blocks (their `qbridge.py`): the bridge their shipped training
+scripts train (`scripts/recon/FVQ-*.sh` -> `vq_train_qbridge_lr.py`, also their VAR and residual variants).
 
-The shipped training scripts (`scripts/recon/FVQ-*.sh` -> `vq_train_qbridge_lr.py`) train this variant; the
-paper's and the release's streamlined bridge is `VQBridge` (`qbridge_ViT.py`). Differences to `VQBridge`:
-a fixed 2-D sin-cos position embedding added after the patch embedding, a label embedding `c`, and adaLN-Zero
-in every block and in the final layer (`x * (1 + scale(c)) + shift(c)`, gated residuals).
+The paper's and the release's streamlined bridge is `VQBridge` (`qbridge_ViT.py`). Differences to it: a fixed
+2-D sin-cos position embedding added after the patch embedding, a label embedding `c`, and adaLN-Zero in every
+block and in the final layer (`x * (1 + scale(c)) + shift(c)`, gated residuals), all zero-initialised.
 
-With a fixed label the bridge is one fixed function of the table, so conversion runs it once and folds the
-result into a plain codebook (as the authors' `convert_fullvq2vq.py` does); it is not a training option here.
+The codebook is computed at one label (`label`): 0 for the unconditional bridge of the shipped scripts
+(`--is_uncondition`, one label row), the null class for a class-conditional one, as the authors'
+`convert_fullvq2vq.py` folds it. Their class-conditional *training* draws the null label per image with
+probability 0.1 (one codebook per image); that variant is not trained here.
+
+Sizes are theirs by name (`QBRIDGE_PRESETS`, their `QB_type` strings): `bridge_config=qbridge_config("QBridge-L/4")`.
 """
 
 from __future__ import annotations
 
 import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
 from einops import rearrange
 from torch import nn
 
+from .base import CodebookBridge
 from .vqbridge import ViTBlock, codebook_grid
+
+# The authors' DiT sizes (`qbridge.py`'s `QBridge_models`): every one has 4 heads and an MLP ratio of 2; the hidden
+# size is 4 x their head_hidden_size.
+QBRIDGE_PRESETS: dict[str, dict] = {
+    name: dict(depth=depth, patch_size=patch, hidden_size=4 * head)
+    for name, depth, patch, head in (
+        ("QBridge-XS/2", 2, 2, 8), ("QBridge-S/2", 2, 2, 16), ("QBridge-S/4", 2, 4, 16), ("QBridge-S/8", 2, 8, 16),
+        ("Qbridge-S/4-d4", 4, 4, 16), ("QBridge-B/2", 2, 2, 32), ("QBridge-B/4", 2, 4, 32), ("QBridge-B/8", 2, 8, 32),
+        ("QBridge-B/4-d1", 1, 4, 32), ("QBridge-B/4-d4", 4, 4, 32), ("QBridge-L/2", 2, 2, 64),
+        ("QBridge-L/4", 2, 4, 64), ("QBridge-L/8", 2, 8, 64), ("QBridge-L/2-d4", 4, 2, 64),
+        ("QBridge-L/4-d1", 1, 4, 64), ("QBridge-L/4-d4", 4, 4, 64), ("QBridge-XL/4", 2, 4, 128),
+        ("QBridge-XL/4-d4", 4, 4, 128),
+    )
+}
+# `--is_uncondition` (one label row) and the class-conditional table (1000 ImageNet classes and the null class).
+UNCONDITIONAL_LABELS, CLASS_CONDITIONAL_LABELS = 1, 1001
+
+
+def qbridge_config(name: str, conditional: bool = False) -> dict:
+    """The `bridge_config` of the authors' `QB_type` `name` (e.g. "QBridge-L/4"), unconditional unless asked."""
+    if name not in QBRIDGE_PRESETS:
+        raise ValueError(f"Unknown QBridge preset {name!r}; the authors' DiT sizes are {sorted(QBRIDGE_PRESETS)}.")
+    labels = CLASS_CONDITIONAL_LABELS if conditional else UNCONDITIONAL_LABELS
+    return {**QBRIDGE_PRESETS[name], "num_heads": 4, "mlp_ratio": 2.0, "num_labels": labels}
+
+
+def sincos_position_embedding(dim: int, height: int, width: int) -> torch.Tensor:
+    """`(height * width, dim)` fixed 2-D sin-cos embedding (MAE's, as the authors' DiT): the first half encodes
+    the column, the second the row; each half is `[sin(p w_k), cos(p w_k)]`, `w_k = 10000^(-k / (dim / 4))`.
+    Computed in float64, as their numpy code."""
+    if dim % 4:
+        raise ValueError(f"The DiT bridge's hidden_size must be a multiple of 4 (its sin-cos embedding), got {dim}.")
+    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4))
+    rows, cols = torch.meshgrid(torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64),
+                                indexing="ij")
+
+    def embed(position: torch.Tensor) -> torch.Tensor:
+        angles = position.reshape(-1, 1) * omega
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    return torch.cat([embed(cols), embed(rows)], dim=1).float()
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -37,39 +85,93 @@ class DiTBridgeBlock(ViTBlock):
         return x + gate2.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift2, scale2))
 
 
-class DiTBridge(nn.Module):
-    """`(K, d)` table and a label -> `(K, d)` codebook, computed as the authors' DiT-based bridge computes it.
+class DiTBridge(CodebookBridge, ModelMixin, ConfigMixin):
+    """`(K, d)` table -> `(K, d)` codebook, computed as the authors' DiT QBridge computes it at label `label`.
+
+    Compress: a p x p patch embedding of the (d, h, w) code image plus the fixed sin-cos positions. Process:
+    `depth` adaLN-Zero DiT blocks conditioned on the label embedding. Recover: a modulated LayerNorm, a
+    zero-initialised Linear(D, p*p*d) and unpatchify. Code k sits at row k // w, column k % w. The defaults are
+    their default `QB_type`, QBridge-S/4, unconditional.
 
     `num_labels` rows of label embedding: 1 for `--is_uncondition` runs (the shipped scripts), 1001 for
-    class-conditional ones (1000 classes and the null class). Code k sits at row k // w, column k % w.
+    class-conditional ones (1000 classes and the null class). `label`: the row the codebook is computed at
+    (None: 0 with one row, else the null class, the last row).
     """
 
-    def __init__(self, codebook_size: int, code_dim: int, patch_size: int, hidden_size: int, depth: int,
-                 num_heads: int, mlp_ratio: float, num_labels: int) -> None:
+    display_name = "DiT QBridge (FVQ qbridge.py)"
+    starts_at_zero = True
+
+    @register_to_config
+    def __init__(
+        self,
+        codebook_size: int = 16384,
+        code_dim: int = 256,
+        patch_size: int = 4,
+        hidden_size: int = 64,
+        depth: int = 2,
+        num_heads: int = 4,
+        mlp_ratio: float = 2.0,
+        num_labels: int = 1,
+        label: int | None = None,
+    ) -> None:
         super().__init__()
+        if min(code_dim, hidden_size, depth, num_heads, num_labels) < 1 or mlp_ratio <= 0:
+            raise ValueError("The DiT bridge needs positive code_dim, hidden_size, depth, num_heads, num_labels and "
+                             f"mlp_ratio, got {code_dim}, {hidden_size}, {depth}, {num_heads}, {num_labels}, "
+                             f"{mlp_ratio}.")
+        label = (0 if num_labels == 1 else num_labels - 1) if label is None else label
+        if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < num_labels:
+            raise ValueError(f"The DiT bridge's label {label!r} is outside its label table: it has {num_labels} "
+                             f"label row(s), so the label must be an integer in [0, {num_labels - 1}].")
+        self.register_to_config(label=label)
         self.grid = codebook_grid(codebook_size, patch_size)
         self.patch_size = patch_size
-        tokens = (self.grid[0] // patch_size) * (self.grid[1] // patch_size)
+        patches = (self.grid[0] // patch_size, self.grid[1] // patch_size)
         self.patch_embed = nn.Conv2d(code_dim, hidden_size, kernel_size=patch_size, stride=patch_size)
-        self.pos_embed = nn.Parameter(torch.zeros(1, tokens, hidden_size), requires_grad=False)
+        self.pos_embed = nn.Parameter(sincos_position_embedding(hidden_size, *patches)[None], requires_grad=False)
         self.label_embed = nn.Embedding(num_labels, hidden_size)
         self.blocks = nn.ModuleList(DiTBridgeBlock(hidden_size, num_heads, mlp_ratio) for _ in range(depth))
         self.norm_out = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.final_modulation = nn.Linear(hidden_size, 2 * hidden_size)
         self.proj_out = nn.Linear(hidden_size, patch_size * patch_size * code_dim)
+        self.reset_parameters()
+
+    @classmethod
+    def resolve_config(cls, config) -> dict:
+        """The config completed with the defaults, `label` included (its rule applied), so that a saved config
+        says the label it was trained at."""
+        config = super().resolve_config(config)
+        if config["label"] is None and isinstance(config["num_labels"], int):
+            config["label"] = 0 if config["num_labels"] == 1 else config["num_labels"] - 1
+        return config
 
     @property
     def num_labels(self) -> int:
         return self.label_embed.num_embeddings
 
-    def forward(self, table: torch.Tensor, label: int) -> torch.Tensor:
-        """(K, d) table, an int label in `[0, num_labels)` -> (K, d) codebook."""
+    def reset_parameters(self) -> None:
+        """The authors' `initialize_weights`: xavier Linears with zero biases, the patch embedding as a Linear,
+        label embedding N(0, 0.02), and every adaLN modulation and the output layer at zero."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+        nn.init.xavier_uniform_(self.patch_embed.weight.view(self.patch_embed.weight.shape[0], -1))
+        nn.init.zeros_(self.patch_embed.bias)
+        nn.init.normal_(self.label_embed.weight, std=0.02)
+        for layer in (*(block.modulation for block in self.blocks), self.final_modulation, self.proj_out):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, table: torch.Tensor, label: int | None = None) -> torch.Tensor:
+        """(K, d) table -> (K, d) codebook at `label` (default: the configured one)."""
+        label = self.config.label if label is None else label
         if not 0 <= label < self.num_labels:
-            raise ValueError(f"label {label} is out of range: this DiT bridge has {self.num_labels} label rows.")
+            raise ValueError(f"Label {label} is outside the DiT bridge's label table of {self.num_labels} row(s).")
         (h, w), p = self.grid, self.patch_size
         x = rearrange(table, "(h w) d -> 1 d h w", h=h, w=w)
         x = rearrange(self.patch_embed(x), "1 c gh gw -> 1 (gh gw) c") + self.pos_embed
-        c = self.label_embed(torch.tensor([label], device=table.device))
+        c = self.label_embed.weight[label][None]
         for block in self.blocks:
             x = block(x, c)
         shift, scale = self.final_modulation(nn.functional.silu(c)).chunk(2, dim=1)

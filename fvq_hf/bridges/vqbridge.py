@@ -32,7 +32,7 @@ def codebook_grid(codebook_size: int, patch_size: int) -> tuple[int, int]:
     step = patch_size * patch_size
     lower = max(step, codebook_size // step * step)
     raise ValueError(
-        f"VQBridge cannot lay out codebook_size={codebook_size} as a grid of {patch_size}x{patch_size} patches: "
+        f"The bridge cannot lay out codebook_size={codebook_size} as a grid of {patch_size}x{patch_size} patches: "
         f"the codebook size must be a multiple of patch_size**2 = {step} (e.g. {lower} or "
         f"{lower + step}; squares such as 16384 = 128^2 give the paper's square grid), or use a smaller "
         "patch_size (bridge_config)."

@@ -32,7 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="whether the original l2-normalised its codes (default: from the file's args, else "
                              "the release rules; asked for when neither tells)")
     parser.add_argument("--num-heads", type=int, help="VQBridge heads, which shapes cannot tell (releases: 4)")
-    parser.add_argument("--dit-label", type=int, help="label to fold a DiT bridge at (default: as the authors do)")
+    parser.add_argument("--dit-label", type=int, help="label to fold (or keep) a DiT bridge at (default: as the "
+                                                     "authors do)")
+    parser.add_argument("--keep-bridge", action="store_true",
+                        help="keep a DiT bridge trainable (bridge_type dit, to fine-tune with fvq-train "
+                             "--init-weights) instead of folding it into a plain codebook")
     parser.add_argument("--sample-size", type=int, default=256, help="resolution the model was trained at")
     parser.add_argument("--config", help="config folder or hub id to check the weights against (default: inferred)")
     parser.add_argument("--residual-depth", type=int,
@@ -58,7 +62,7 @@ def convert(args: argparse.Namespace) -> None:
     model, info = FVQModel.from_original_checkpoint(
         args.checkpoint, args.filename, output_loading_info=True, weights=args.weights, config=config,
         codebook_l2_norm=args.codebook_l2_norm, num_heads=args.num_heads, sample_size=args.sample_size,
-        dit_label=args.dit_label, trust_pickle=args.trust_pickle, revision=args.revision)
+        dit_label=args.dit_label, keep_bridge=args.keep_bridge, trust_pickle=args.trust_pickle, revision=args.revision)
     outputs = [(args.output, model)] + ([(f"{args.output}-folded", model.fold_bridge())] if args.fold else [])
     for folder, converted in outputs:
         converted.save_pretrained(folder)

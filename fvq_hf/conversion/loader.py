@@ -44,6 +44,8 @@ class OriginalCheckpointInfo:
     folded_label: int | None = None
     folded_label_reason: str | None = None
     args: dict | None = None
+    # A DiT bridge kept trainable (`keep_bridge`) instead of folded; its label is in the config.
+    kept_bridge: bool = False
 
     def save(self, folder: str | os.PathLike) -> None:
         Path(folder, ORIGINAL_FILE).write_text(json.dumps(dataclasses.asdict(self), indent=2))
@@ -154,19 +156,24 @@ def checkpoint_args(checkpoint: Mapping) -> dict | None:
 
 def convert_original(checkpoint: Mapping, source: str = "<memory>", *, model_class: type, weights: str = "auto",
                      config: Mapping | None = None, codebook_l2_norm: bool | None = None, num_heads: int | None = None,
-                     sample_size: int = 256, dit_label: int | None = None):
+                     sample_size: int = 256, dit_label: int | None = None, keep_bridge: bool = False):
     """A `model_class` (`FVQModel`, eval mode) holding the weights of an original checkpoint mapping, and what was
-    decided. The file's layout (`layouts`) renames its keys, infers the config and says the l2-norm rule."""
+    decided. The file's layout (`layouts`) renames its keys, infers the config and says the l2-norm rule.
+
+    A DiT bridge is folded into a plain codebook at `dit_label` (inference); `keep_bridge=True` keeps it as
+    `bridge_type="dit"` at that label, to train or fine-tune it."""
     raw, taken = select_state(checkpoint, weights)
     args = checkpoint_args(checkpoint) if taken != "bare" else None
     layout = detect_layout(raw)
     num_scales = layout.num_scales(raw)
     state, dropped = layout.rename(raw)
     heads = num_heads or RELEASE_NUM_HEADS
-    folded = layout.prepare(state, heads, dit_label)
+    label, label_reason = layout.prepare(state, heads, dit_label, keep_bridge)
     code_dim = state["quantizer.embedding.weight"].shape[1]
     l2_norm, reason = layout.choose_l2_norm(args, code_dim, codebook_l2_norm)
     inferred = {**layout.infer_config(state, sample_size, heads, num_scales), "codebook_l2_norm": l2_norm}
+    if keep_bridge and label is not None:
+        inferred["bridge_config"] = {**inferred["bridge_config"], "label": label}
     model_config = {**inferred, **dict(config)} if config is not None else inferred
     given_quantizer = (config or {}).get("quantizer_config") or {}
     if config is not None and model_config.get("quantizer_type") == inferred.get("quantizer_type"):
@@ -182,7 +189,8 @@ def convert_original(checkpoint: Mapping, source: str = "<memory>", *, model_cla
                             (("missing", missing), ("unknown", unknown), ("wrong shape", wrong)) if keys)
         raise ValueError(f"{source} does not fit the {'given' if config else 'inferred'} config ({details}).")
     model.load_state_dict(state, strict=True)
-    info = OriginalCheckpointInfo(source, layout.name, taken, l2_norm, reason, dropped, *folded, args)
+    folded = (None, None) if keep_bridge else (label, label_reason)
+    info = OriginalCheckpointInfo(source, layout.name, taken, l2_norm, reason, dropped, *folded, args, keep_bridge)
     logger.info("Converted %s: layout %s, weights %r, codebook_l2_norm=%s (%s).", source, layout.name, taken, l2_norm,
                 reason)
     return model.eval(), info

@@ -7,6 +7,7 @@ import os
 
 from huggingface_hub import constants
 
+from ..config_keys import check_config_types
 from .model_card import push_with_card
 from .paths import refuse_missing_folder
 from .remote_code import add_auto_map
@@ -60,6 +61,8 @@ class StrictHubMixin(CardPushMixin):
         """diffusers' `from_config`, reading `auto_map` (for diffusers' generic loaders) as no setting."""
         if config is not None and "auto_map" in config:
             config = {k: v for k, v in config.items() if k != "auto_map"}
+        # A value of the wrong type is refused here with its key named (the model would fail deep inside).
+        check_config_types(cls.__init__, {**(config or {}), **kwargs}, f"{cls.__name__} config")
         return super().from_config(config, return_unused_kwargs, **kwargs)
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:

@@ -59,6 +59,9 @@ def provenance_section(original: Mapping) -> tuple[list[str], dict]:
     if original.get("folded_label") is not None:
         lines.append(f"The DiT bridge was folded into a plain codebook at label {original['folded_label']} "
                      f"({original['folded_label_reason']}).")
+    if original.get("kept_bridge"):
+        lines.append("The DiT bridge was kept trainable (`bridge_type: dit`, `fvq-convert --keep-bridge`); "
+                     "`fold_bridge()` gives the plain codebook.")
     if origin is None:
         lines += ["", "Origin: not a known release; the publisher should say where it comes from and its licence."]
         return lines + [""], {"license": "unknown"}

@@ -31,7 +31,9 @@ class TokenizerLoss(nn.Module):
         self.disc_start = disc_start
 
     def gan_active(self, step: int) -> bool:
-        return self.disc_weight > 0 and step >= self.disc_start
+        """Whether the GAN terms are on at optimizer step `step` (0-based). The released loops (LlamaGen's, the FVQ
+        authors') pass `global_step = step + 1` and start at `global_step >= disc_start`: so does this."""
+        return self.disc_weight > 0 and step + 1 >= self.disc_start
 
     def generator_loss(self, images: torch.Tensor, reconstructions: torch.Tensor, codebook_loss: torch.Tensor,
                        commitment_loss: torch.Tensor, step: int,

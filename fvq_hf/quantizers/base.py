@@ -18,11 +18,15 @@ import torch.nn.functional as F
 from diffusers.utils import BaseOutput
 from torch import nn
 
-from ..bridges.base import init_keywords
+from ..config_keys import check_config_types, init_keywords
 from .ids import check_token_ids
 
 # The options every type takes from the model config (not part of `quantizer_config`).
-COMMON_OPTIONS = ("codebook_l2_norm", "codebook_weight", "commitment_weight", "search_chunk_size")
+COMMON_OPTIONS = ("codebook_l2_norm", "codebook_weight", "commitment_weight", "search_chunk_size", "table_init")
+# How the learnable table starts: "auto" (the bridge's rule; uniform(-1/K, 1/K) without one, as LlamaGen and the
+# FVQ code), "uniform" (that, whatever the bridge), "normal" (N(0, 1): `nn.Embedding`'s default, which the FVQ
+# authors' VAR variant keeps).
+TABLE_INITS = ("auto", "uniform", "normal")
 
 
 @dataclass
@@ -75,10 +79,13 @@ class Quantizer(nn.Module):
         codebook_weight: float = 1.0,
         commitment_weight: float = 0.25,
         search_chunk_size: int = 4096,
+        table_init: str = "auto",
     ) -> None:
         super().__init__()
         if codebook_weight < 0 or commitment_weight < 0 or search_chunk_size < 1:
             raise ValueError("codebook_weight and commitment_weight must be >= 0 and search_chunk_size >= 1.")
+        if table_init not in TABLE_INITS:
+            raise ValueError(f"table_init={table_init!r}: choose one of {TABLE_INITS}.")
         if codebook_l2_norm and not self.supports_l2_norm:
             raise ValueError(f"codebook_l2_norm=True cannot be combined with {self.display_name} quantization: a "
                              "residual is not a direction, and unit codes cannot sum to it.")
@@ -93,6 +100,7 @@ class Quantizer(nn.Module):
         self.codebook_weight = codebook_weight
         self.commitment_weight = commitment_weight
         self.search_chunk_size = search_chunk_size
+        self.table_init = table_init
         self.embedding = embedding
         self.bridge = bridge
         self.reset_parameters()
@@ -118,6 +126,7 @@ class Quantizer(nn.Module):
         if unknown:
             raise ValueError(f"quantizer_config keys {sorted(unknown)} do not apply to quantizer_type "
                              f"{cls.quantizer_type!r}, which takes {sorted(defaults) or 'none'}.")
+        check_config_types(cls.__init__, config or {}, f"quantizer_config of quantizer_type {cls.quantizer_type!r}")
         return cls.validate_config({**defaults, **(config or {})})
 
     @classmethod
@@ -142,7 +151,9 @@ class Quantizer(nn.Module):
 
     # --- the codebook ------------------------------------------------------------------------------------------
     def reset_parameters(self) -> None:
-        if self.bridge is None:  # as released (LlamaGen, FVQ): uniform(-1/K, 1/K)
+        if self.table_init == "normal":
+            nn.init.normal_(self.embedding.weight)
+        elif self.bridge is None or self.table_init == "uniform":  # as released (LlamaGen, FVQ): uniform(-1/K, 1/K)
             nn.init.uniform_(self.embedding.weight, -1.0 / self.codebook_size, 1.0 / self.codebook_size)
         else:
             self.bridge.init_table(self.embedding.weight)

@@ -48,7 +48,7 @@ class FVQEncoderOutput(BaseOutput):
     """
 
     latents: torch.Tensor
-    indices: torch.LongTensor
+    indices: torch.LongTensor = None
 
 
 @dataclass
@@ -72,9 +72,11 @@ class FVQModelOutput(BaseOutput):
     """
 
     sample: torch.Tensor
-    indices: torch.LongTensor
-    codebook_loss: torch.Tensor
-    commitment_loss: torch.Tensor
+    # Defaults as diffusers' outputs have them: accelerate's mixed precision rebuilds an output from a dict of its
+    # fields (`type(output)({...})`), which BaseOutput reads into the fields only when the others default to None.
+    indices: torch.LongTensor = None
+    codebook_loss: torch.Tensor = None
+    commitment_loss: torch.Tensor = None
 
 
 class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
@@ -95,8 +97,9 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         dropout: dropout inside residual blocks.
         num_vq_embeddings: codebook size K.
         vq_embed_dim: code dimension d.
-        bridge_type: a name in `fvq_hf.bridges.BRIDGES`: "vqbridge" (FVQ), "linear" (SimVQ), "mlp"
-            (VQGAN-LC-style); or "none" (plain VQ).
+        bridge_type: a name in `fvq_hf.bridges.BRIDGES`: "vqbridge" (FVQ, the release's ViT bridge), "dit" (the
+            authors' DiT QBridge, which their shipped scripts train), "linear" (SimVQ), "mlp" (VQGAN-LC-style); or
+            "none" (plain VQ).
         bridge_config: that bridge's own keys (missing ones take its defaults), e.g. for the VQBridge
             `{"patch_size": 4, "hidden_size": 256, "depth": 2, "num_heads": 4, "mlp_ratio": 2.0}`. Configs saved
             with the flat `bridge_patch_size`-style keys of fvq-hf 0.1 still load (see `from_config`).
@@ -110,6 +113,9 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
             latent grid, sample_size / f); none for "vq".
         quant_conv_kernel_size: kernel of `quant_conv` / `post_quant_conv`: 1 (LlamaGen, FVQ), 3 (VAR).
         codebook_weight, commitment_weight: weights of the two quantizer losses (1.0 and 0.25 as released).
+        table_init: how the learnable table starts: "auto" (the bridge's rule, else uniform(-1/K, 1/K) as
+            LlamaGen and FVQ), "uniform", or "normal" (N(0, 1), `nn.Embedding`'s default, as the FVQ authors' VAR
+            variant). Only at initialisation: loaded weights replace it.
         search_chunk_size: block size of the torch nearest-code search (GPU, or a CPU without the kernel):
             memory O(chunk^2), not O(N K). The CPU kernel picks its own cache-sized tiles (`fvq_hf.search`).
     """
@@ -140,6 +146,7 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         quantizer_type: str = "vq",
         quantizer_config: dict | None = None,
         quant_conv_kernel_size: int = 1,
+        table_init: str = "auto",
     ) -> None:
         super().__init__()
         if min(in_channels, out_channels, layers_per_block, latent_channels) < 1:
@@ -171,7 +178,7 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         table = nn.Embedding(num_vq_embeddings, vq_embed_dim)
         bridge = build_bridge(bridge_type, num_vq_embeddings, vq_embed_dim, bridge_config)
         options = dict(codebook_l2_norm=codebook_l2_norm, codebook_weight=codebook_weight,
-                       commitment_weight=commitment_weight, search_chunk_size=search_chunk_size)
+                       commitment_weight=commitment_weight, search_chunk_size=search_chunk_size, table_init=table_init)
         quantizer_cls.check_latent_grid(quantizer_config, sample_size // factor, f"sample_size / {factor}")
         self.quantizer = quantizer_cls(table, bridge, **quantizer_config, **options)
         self.post_quant_conv = nn.Conv2d(vq_embed_dim, latent_channels, **kernel)
@@ -296,7 +303,9 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
 
         Keyword arguments: `weights` ("auto": `ema`, then `model`, then `state_dict`, as the authors' scripts),
         `codebook_l2_norm`, `num_heads` (VQBridge heads; 4 in every release), `sample_size` (256),
-        `dit_label` (label a DiT bridge is folded at), `config` (check against this config instead; e.g.
+        `dit_label` (label a DiT bridge is folded at), `keep_bridge` (keep a DiT bridge trainable, as
+        `bridge_type="dit"`, instead of folding it: for fine-tuning; folding is the default), `config` (check
+        against this config instead; e.g.
         `{"quantizer_config": {"scales": [...]}}` for a VAR file whose scales are not VAR's),
         `trust_pickle`, and the Hub's `revision`, `cache_dir`, `local_files_only`, `token`. With
         `output_loading_info=True` also returns an `OriginalCheckpointInfo` saying what was decided and why.

@@ -2,16 +2,18 @@
 
 Checkpoints (accelerate `save_state`) are written to `<output-dir>/checkpoints/.tmp-step-N` and renamed to
 `step-N` only when every process has written its part, so a crash mid-write never leaves a corrupt latest
-checkpoint; `--resume` continues from the newest complete one.
+checkpoint; `--resume` continues from the newest one that loads. One live run per output folder (`OutputLock`).
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import logging
 import os
 import shutil
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
-from accelerate.utils import ProjectConfiguration
+from accelerate.utils import ProjectConfiguration, broadcast_object_list
 
 from ..hub.paths import refuse_missing_folder
 from .schedule import annealing_factor
@@ -112,9 +114,15 @@ class LearningRate:
         return lr
 
 
+def complete_checkpoints(root: Path) -> list[Path]:
+    """The complete `step-N` checkpoints under `root`, oldest first; `.tmp-*` folders (interrupted writes) are
+    ignored."""
+    return sorted(root.glob("step-*"), key=lambda p: int(p.name.split("-")[1])) if root.is_dir() else []
+
+
 def latest_checkpoint(root: Path) -> Path | None:
-    """The newest complete `step-N` checkpoint; `.tmp-*` folders (interrupted writes) are ignored."""
-    done = sorted(root.glob("step-*"), key=lambda p: int(p.name.split("-")[1])) if root.is_dir() else []
+    """The newest complete `step-N` checkpoint, or None."""
+    done = complete_checkpoints(root)
     return done[-1] if done else None
 
 
@@ -130,7 +138,7 @@ def save_checkpoint(accelerator: Accelerator, root: Path, step: int, keep: int) 
     if accelerator.is_main_process:
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        for old in sorted(root.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))[:-keep]:
+        for old in complete_checkpoints(root)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
         for stale in root.glob(".tmp-step-*"):
             shutil.rmtree(stale, ignore_errors=True)
@@ -139,22 +147,115 @@ def save_checkpoint(accelerator: Accelerator, root: Path, step: int, keep: int) 
 
 
 def resume_latest(accelerator: Accelerator, root: Path, state: TrainState) -> None:
-    """Load the newest complete checkpoint under `root` into everything registered with the accelerator."""
-    latest = latest_checkpoint(root)
-    if latest is None:
+    """Load the newest checkpoint under `root` that loads into everything registered with the accelerator; a
+    damaged one (truncated, overwritten) is skipped with a warning that says why, and the one before is tried."""
+    checkpoints = complete_checkpoints(root)
+    if not checkpoints:
         logger.warning("--resume: no complete checkpoint under %s; starting from scratch.", root)
         return
-    try:
-        accelerator.load_state(str(latest))
-    except Exception as error:
-        raise RuntimeError(f"Checkpoint {latest} cannot be loaded ({error}). Delete it to resume from the "
-                           "one before, or start without --resume.") from error
-    logger.info("Resumed from %s at step %d.", latest, state.step)
+    skipped = []
+    for checkpoint in reversed(checkpoints):
+        try:
+            accelerator.load_state(str(checkpoint))
+        except Exception as error:  # a damaged file fails in many ways (safetensors, pickle, zip, shapes)
+            reason = (str(error).splitlines() or [type(error).__name__])[0][:300]
+            logger.warning("--resume: skipping %s, which cannot be loaded (%s).", checkpoint, reason)
+            skipped.append(f"{checkpoint.name} ({reason})")
+            continue
+        logger.info("Resumed from %s at step %d%s.", checkpoint, state.step,
+                    f" (skipped {len(skipped)} newer damaged checkpoint(s))" if skipped else "")
+        return
+    raise ValueError(f"--resume: no checkpoint under {root} can be loaded: {'; '.join(skipped)}. Delete them, "
+                     "or start without --resume.")
+
+
+class OutputLock:
+    """`<output-dir>/.fvq-train.lock`: one live run per output folder. The lock names its process (pid, host,
+    start); a lock whose process is gone (a killed run) is stale and taken over, so it never blocks `--resume`."""
+
+    NAME = ".fvq-train.lock"
+
+    def __init__(self, out: Path) -> None:
+        self.out, self.path = out, out / self.NAME
+
+    def holder(self) -> dict | None:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    @staticmethod
+    def alive(holder: dict) -> bool:
+        """Whether the process that wrote the lock still runs (one on another host is taken to)."""
+        if holder.get("host") != socket.gethostname():
+            return True
+        if holder.get("pid") == os.getpid():  # a run of this process that ended without releasing (it raised)
+            return False
+        try:
+            os.kill(int(holder["pid"]), 0)
+        except ProcessLookupError:
+            return False
+        except (PermissionError, KeyError, ValueError, TypeError):
+            return True
+        return True
+
+    def acquire(self) -> None:
+        """Take the lock, or raise a ValueError naming the live run that holds it."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        mine = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        while True:
+            try:
+                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                holder = self.holder() or {}
+                if holder and self.alive(holder):
+                    raise ValueError(
+                        f"--output-dir {self.out} is in use by another live run (pid {holder.get('pid')} on "
+                        f"{holder.get('host')}, since {holder.get('started')}): two runs would write into the same "
+                        f"checkpoints. Wait for it to end or choose another --output-dir (if that run is gone, "
+                        f"delete {self.path}).") from None
+                logger.warning("Taking over the stale lock %s (%s).", self.path,
+                               f"pid {holder.get('pid')} is gone" if holder else "unreadable")
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(descriptor, "w") as file:
+                json.dump(mine, file)
+            return
+
+    def release(self) -> None:
+        """Remove the lock if this process holds it."""
+        holder = self.holder()
+        if holder and holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
+            self.path.unlink(missing_ok=True)
+
+
+def lock_output_dir(accelerator: Accelerator, out: Path) -> None:
+    """The main process takes the output folder's lock; every process raises the same error when it cannot."""
+    lock, problem = OutputLock(out), None
+    if accelerator.is_main_process:
+        try:
+            lock.acquire()
+            atexit.register(lock.release)
+        except ValueError as error:
+            problem = str(error)
+    if accelerator.num_processes > 1:
+        problem = broadcast_object_list([problem])[0]
+    if problem:
+        raise ValueError(problem)
+
+
+def end_run(accelerator: Accelerator, out: Path) -> None:
+    """Wait for every process, end the trackers and release the output folder."""
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    if accelerator.is_main_process:
+        OutputLock(out).release()
 
 
 def start_run(accelerator: Accelerator, args: argparse.Namespace, out: Path, project: str, *states) -> TrainState:
-    """Register the run's progress (and `states`, e.g. a usage monitor) for checkpoints, resume if asked, record
-    the arguments and start the trackers; returns the progress."""
+    """Take the output folder, register the run's progress (and `states`, e.g. a usage monitor) for checkpoints,
+    resume if asked, record the arguments and start the trackers; returns the progress."""
+    lock_output_dir(accelerator, out)
     state = TrainState()
     accelerator.register_for_checkpointing(state, *states)
     if args.resume:

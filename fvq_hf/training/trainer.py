@@ -64,9 +64,7 @@ def train(args: argparse.Namespace) -> dict:
     if len(loader) == 0:
         raise ValueError(f"{len(dataset)} training samples make no full batch of {args.batch_size}.")
 
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(trainable, lr=args.lr, betas=(args.beta1, args.beta2))
-    optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=args.lr, betas=(args.beta1, args.beta2))
+    optimizer, optimizer_d = build_optimizers(model, discriminator, args.lr, (args.beta1, args.beta2))
     model, discriminator, optimizer, optimizer_d, loader = accelerator.prepare(
         model, discriminator, optimizer, optimizer_d, loader)
 
@@ -76,32 +74,18 @@ def train(args: argparse.Namespace) -> dict:
 
     monitor = UsageWindow(config["num_vq_embeddings"], args.usage_window, accelerator.device)
     state = runtime.start_run(accelerator, args, out, "fvq", monitor)
-    unwrapped, disc_module = accelerator.unwrap_model(model), accelerator.unwrap_model(discriminator)
+    unwrapped = accelerator.unwrap_model(model)
     global_batch = args.batch_size * accelerator.num_processes * args.gradient_accumulation_steps
     logger.info("%s: %d steps (%d per epoch), global batch %d, %d processes, %s, warmup %d steps, %s schedule",
                 args.config, total_steps, steps_per_epoch, global_batch, accelerator.num_processes,
                 mixed_precision, warmup_steps, args.schedule)
 
-    # ---- one step: generator (reconstruction, perceptual, GAN once started, quantizer), then discriminator ----
+    tokenizer_step = TokenizerStep(accelerator, model, discriminator, loss_fn, optimizer, optimizer_d,
+                                   args.max_grad_norm)
+
     def step(images: torch.Tensor, step_index: int) -> dict:
-        output = model(images)
-        gan = loss_fn.gan_active(step_index)
-        loss, logs = loss_fn.generator_loss(images, output.sample, output.codebook_loss, output.commitment_loss,
-                                            step_index, disc_module if gan else None)
-        accelerator.backward(loss)
-        if accelerator.sync_gradients:
-            logs["grad_norm"] = float(accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm))
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if gan:
-            d_loss, d_logs = loss_fn.discriminator_loss(images, output.sample, discriminator)
-            accelerator.backward(d_loss)
-            if accelerator.sync_gradients:
-                accelerator.clip_grad_norm_(discriminator.parameters(), args.max_grad_norm)
-            optimizer_d.step()
-            optimizer_d.zero_grad(set_to_none=True)
-            logs.update(d_logs)
-        monitor.update(accelerator.gather(output.indices), step_index)
+        logs, indices = tokenizer_step(images, step_index)
+        monitor.update(accelerator.gather(indices), step_index)
         return logs
 
     def describe(logs: dict) -> tuple[dict, str]:
@@ -115,10 +99,58 @@ def train(args: argparse.Namespace) -> dict:
     results: dict = {}
     if state.step == total_steps and accelerator.is_main_process:
         results = evaluate_and_save(args, out, unwrapped, resolution, total_steps, warmup_steps, global_batch)
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
+    runtime.end_run(accelerator, out)
     return {"step": state.step, "eval": results, "usage_rolling": monitor.usage(state.step), "model": unwrapped,
             "rank": accelerator.process_index, "world_size": accelerator.num_processes}
+
+
+def build_optimizers(model: torch.nn.Module, discriminator: torch.nn.Module, lr: float,
+                     betas: tuple[float, float]) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+    """The released set-up (the FVQ authors' and LlamaGen's scripts): Adam without weight decay for the tokenizer's
+    trainable parameters and one for the discriminator, at the same peak learning rate (set each step by the
+    schedule). The authors scale their `--lr` by global batch / 128; pass the scaled value here."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return (torch.optim.Adam(trainable, lr=lr, betas=betas),
+            torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas))
+
+
+class TokenizerStep:
+    """One training step of a tokenizer: the generator (reconstruction, perceptual, GAN once started, quantizer
+    losses; backward, clip, Adam), then the discriminator once the GAN has started. `fvq-train` runs it inside
+    `accelerator.accumulate`; the parity tests run it against the authors' loop."""
+
+    def __init__(self, accelerator, model, discriminator, loss_fn: TokenizerLoss, optimizer, optimizer_d,
+                 max_grad_norm: float) -> None:
+        self.accelerator, self.model, self.discriminator, self.loss_fn = accelerator, model, discriminator, loss_fn
+        self.optimizer, self.optimizer_d, self.max_grad_norm = optimizer, optimizer_d, max_grad_norm
+
+    def generator_loss(self, images: torch.Tensor, step_index: int):
+        """`(B, C, H, W)` images -> (loss, logs, model output) of the generator at `step_index` (0-based)."""
+        output = self.model(images)
+        gan = self.loss_fn.gan_active(step_index)
+        discriminator = self.accelerator.unwrap_model(self.discriminator) if gan else None
+        loss, logs = self.loss_fn.generator_loss(images, output.sample, output.codebook_loss, output.commitment_loss,
+                                                 step_index, discriminator)
+        return loss, logs, output
+
+    def __call__(self, images: torch.Tensor, step_index: int) -> tuple[dict, torch.LongTensor]:
+        """One step on `images`; returns the logs and the token ids the batch got."""
+        accelerator = self.accelerator
+        loss, logs, output = self.generator_loss(images, step_index)
+        accelerator.backward(loss)
+        if accelerator.sync_gradients:
+            logs["grad_norm"] = float(accelerator.clip_grad_norm_(self.model.parameters(), self.max_grad_norm))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.loss_fn.gan_active(step_index):
+            d_loss, d_logs = self.loss_fn.discriminator_loss(images, output.sample, self.discriminator)
+            accelerator.backward(d_loss)
+            if accelerator.sync_gradients:
+                accelerator.clip_grad_norm_(self.discriminator.parameters(), self.max_grad_norm)
+            self.optimizer_d.step()
+            self.optimizer_d.zero_grad(set_to_none=True)
+            logs.update(d_logs)
+        return logs, output.indices
 
 
 def evaluate_and_save(args, out: Path, model: FVQModel, resolution: int, total_steps: int, warmup_steps: int,

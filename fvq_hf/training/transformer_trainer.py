@@ -139,8 +139,7 @@ def train(args: argparse.Namespace) -> dict:
                    f"weight decay {args.weight_decay}, class dropout {args.class_dropout}; last training loss "
                    f"{final_loss:.4f}.")
         results = save_outputs(args, out, unwrapped, data, summary, accelerator.device)
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
+    runtime.end_run(accelerator, out)
     return {"step": state.step, "loss": final_loss, "eval": results, "model": unwrapped,
             "rank": accelerator.process_index, "world_size": accelerator.num_processes}
 

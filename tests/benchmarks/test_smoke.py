@@ -59,15 +59,16 @@ def test_quantizer_comparison(tmp_path):
 
 @pytest.mark.slow
 def test_quantizer_types(tmp_path):
-    rows = ["vq", "multiscale+vqbridge", "vqtorch-residual", "vqtorch-vqbridge"]
+    rows = ["vq", "multiscale+vqbridge", "multiscale+dit", "vqtorch-residual", "vqtorch-vqbridge"]
     out = _run("quantizer_types.py", "--steps", "2", "--eval-limit", "32", "--rows", *rows, "--json",
                str(tmp_path / "t.json"), "--plot", str(tmp_path / "t.png"))
     results = json.loads((tmp_path / "t.json").read_text())
     assert list(results) == rows and (tmp_path / "t.png").exists()
-    assert [results[r]["tokens_per_image"] for r in rows] == [64, 1 + 4 + 9 + 16 + 25 + 36 + 64, 256, 64]
+    assert [results[r]["tokens_per_image"] for r in rows] == [64, *[1 + 4 + 9 + 16 + 25 + 36 + 64] * 2, 256, 64]
     assert len(results["multiscale+vqbridge"]["usage_by_level"]) == 7
     assert len(results["vqtorch-residual"]["usage_by_level"]) == 4
     assert "| multiscale | VQBridge | 155 |" in out and "| vqtorch | VQBridge | 64 |" in out
+    assert "| multiscale | DiT QBridge-S/4 | 155 |" in out
 
 
 @pytest.mark.slow

@@ -55,7 +55,7 @@ def test_config_keys_belong_to_the_bridge():
         make_tiny_model(bridge_type="linear", bridge_config={"hidden_size": 8})
     with pytest.raises(ValueError, match="plain VQ.*takes no bridge_config"):
         make_tiny_model(bridge_type="none", bridge_config={"depth": 2})
-    with pytest.raises(ValueError, match=r"Unknown bridge_type 'vq'; choose one of \['vqbridge', 'linear'"):
+    with pytest.raises(ValueError, match=r"Unknown bridge_type 'vq'; choose one of \['vqbridge', 'dit', 'linear'"):
         make_tiny_model(bridge_type="vq")
     assert resolve_bridge_config("mlp", {"depth": 4}) == {"hidden_size": 256, "depth": 4}
 

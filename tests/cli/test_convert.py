@@ -111,3 +111,12 @@ def test_publish_converted_refuses_a_folder_that_is_not_a_converted_original(tmp
     with pytest.raises(SystemExit):
         publish_main(["--converted", str(tmp_path / "resaved")])  # no --repo-id
     assert "--repo-id" in capsys.readouterr().err
+
+
+def test_cli_keep_bridge(tmp_path, capsys):
+    path, tensors = original_file("fvq_dit_uncond", tmp_path)
+    main([str(path), "--output", str(tmp_path / "out"), "--keep-bridge", "--fold"])
+    assert "bridge dit, quantizer vq" in capsys.readouterr().out
+    kept = FVQModel.from_pretrained(tmp_path / "out")
+    assert kept.config.bridge_type == "dit" and OriginalCheckpointInfo.load(tmp_path / "out").kept_bridge
+    assert_matches_original(FVQModel.from_pretrained(tmp_path / "out-folded").eval(), tensors)

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from fvq_hf.cli.convert import main as convert
 from fvq_hf.cli.eval import main as evaluate
@@ -11,7 +12,7 @@ from fvq_hf.cli.publish import main as publish
 from fvq_hf.cli.train import main as train
 from fvq_hf.cli.train_transformer import main as train_transformer
 
-from ..helpers import make_tiny_model, write_config, write_images
+from ..helpers import make_tiny_model, original_file, write_config, write_images
 
 COMMANDS = {"fvq-train": train, "fvq-train-transformer": train_transformer, "fvq-eval": evaluate,
             "fvq-extract-codes": extract_codes, "fvq-convert": convert, "fvq-publish": publish}
@@ -32,6 +33,22 @@ def files(tmp_path):
     weights = tmp_path / "truncated" / "diffusion_pytorch_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
     (tmp_path / "not-a-checkpoint.pt").write_text("hello")
+    dit = {"bridge_type": "dit"}
+    write_config(tmp_path / "dit-key", **dit, bridge_config={"heads": 4})
+    write_config(tmp_path / "dit-patch", **dit, bridge_config={"patch_size": 3})
+    write_config(tmp_path / "dit-label", **dit, bridge_config={"num_labels": 1, "label": 3})
+    original_file("llamagen_vq8", tmp_path)
+    path, _ = original_file("fvq_dit_uncond", tmp_path)
+    checkpoint = torch.load(path, weights_only=False)
+    del checkpoint["ema" if "ema" in checkpoint else "model"]["quantize.qbridge.blocks.0.attn.qkv.weight"]
+    torch.save(checkpoint, tmp_path / "dit-damaged.pt")
+    write_config(tmp_path / "config-type", num_vq_embeddings="many")
+    make_tiny_model().save_pretrained(tmp_path / "model-type")
+    config = json.loads((tmp_path / "model-type" / "config.json").read_text())
+    (tmp_path / "model-type" / "config.json").write_text(json.dumps({**config, "vq_embed_dim": "eight"}))
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / ".fvq-train.lock").write_text(json.dumps({"pid": 1, "host": "another-host",
+                                                                     "started": "2026-12-01 09:00:00"}))
     (tmp_path / "gpt").mkdir()
     (tmp_path / "gpt" / "config.json").write_text(json.dumps({"_class_name": "FVQTransformer"}))
     return tmp_path
@@ -47,6 +64,20 @@ CASES = [
     ("fvq-train", ["--config", "{t}/config", "--data", "builtin", "--lr", "-1", *TRAIN], "--lr must be > 0"),
     ("fvq-train", ["--config", "{t}/gpt", "--data", "builtin", *TRAIN], "not an FVQModel one"),
     ("fvq-train", ["--config", "{t}/config", "--data", "{t}/corrupt", *TRAIN], "corrupt"),
+    ("fvq-train", ["--config", "{t}/dit-key", "--data", "builtin", *TRAIN], "['heads'] do not exist for the DiT"),
+    ("fvq-train", ["--config", "{t}/dit-patch", "--data", "builtin", *TRAIN], "as a grid of 3x3 patches"),
+    ("fvq-train", ["--config", "{t}/dit-label", "--data", "builtin", *TRAIN], "label 3 is outside its label table"),
+    ("fvq-convert", ["{t}/dit-damaged.pt", "--output", "{t}/out", "--keep-bridge"],
+     "missing: ['quantizer.bridge.blocks.0.attn.qkv.weight']"),
+    ("fvq-train", ["--config", "{t}/config-type", "--data", "builtin", *TRAIN],
+     "FVQModel config: 'num_vq_embeddings' must be an integer, got 'many' (str)"),
+    ("fvq-train", ["--config", "{t}/config", "--data", "builtin", "--output-dir", "{t}/locked", *TRAIN],
+     "is in use by another live run (pid 1 on another-host, since 2026-12-01 09:00:00)"),
+    ("fvq-eval", ["--model", "{t}/model-type", "--data", "{t}/images"], "'vq_embed_dim' must be an integer"),
+    ("fvq-extract-codes", ["--tokenizer", "{t}/model-type", "--data", "{t}/images", "--output-dir", "{t}/c2"],
+     "'vq_embed_dim' must be an integer"),
+    ("fvq-convert", ["{t}/llamagen_vq8.pt", "--output", "{t}/out", "--config", "{t}/config-type"],
+     "'num_vq_embeddings' must be an integer"),
     ("fvq-eval", ["--model", "{t}/no-such-model", "--data", "{t}/images"], "path does not exist"),
     ("fvq-eval", ["--model", "{t}/truncated", "--data", "{t}/images"], "diffusion_pytorch_model.safetensors"),
     ("fvq-eval", ["--model", "{t}/model", "--data", "{t}/corrupt"], "corrupt"),

@@ -163,10 +163,43 @@ def test_dit_label_choice(tmp_path):
     other = FVQModel.from_original_checkpoint(path, dit_label=3)
     with torch.no_grad():
         assert not torch.equal(other.tokenize(tensors["inputs"]), tensors["expected_indices"])
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(ValueError, match="dit_label 1001 is outside the DiT bridge's label table of 1001 row"):
         FVQModel.from_original_checkpoint(path, dit_label=1001)
     with pytest.raises(ValueError, match="dit_label is for DiT"):
         FVQModel.from_original_checkpoint(original_file("llamagen_vq8", tmp_path)[0], dit_label=0)
+
+
+@pytest.mark.parametrize("name", ["fvq_dit_uncond", "fvq_dit_cond", "fvq_var_dit"])
+def test_a_dit_bridge_can_stay_trainable(name, tmp_path):
+    """keep_bridge=True: the authors' DiT bridge as bridge_type "dit", giving their ids; folding it later gives the
+    same ids as the default conversion, which folds at once."""
+    path, tensors = original_file(name, tmp_path)
+    kept, info = FVQModel.from_original_checkpoint(path, keep_bridge=True, output_loading_info=True)
+    assert kept.config.bridge_type == "dit" and info.kept_bridge and info.folded_label is None
+    assert kept.quantizer.bridge.config.label == (1000 if name == "fvq_dit_cond" else 0)
+    assert any(p.requires_grad for p in kept.quantizer.bridge.parameters())
+    with torch.no_grad():
+        ids = kept.tokenize(tensors["inputs"])
+        assert torch.equal(ids.flatten(), tensors["expected_indices"].flatten())
+        assert torch.equal(kept.fold_bridge().tokenize(tensors["inputs"]),
+                           FVQModel.from_original_checkpoint(path).tokenize(tensors["inputs"]))
+    kept.save_pretrained(tmp_path / "kept")
+    info.save(tmp_path / "kept")
+    loaded = FVQModel.from_pretrained(tmp_path / "kept")
+    with torch.no_grad():
+        assert torch.equal(loaded.tokenize(tensors["inputs"]), ids)
+    assert "DiT bridge was kept trainable" in str(loaded.model_card())
+
+
+def test_keeping_a_dit_bridge_with_missing_keys_or_none_to_keep_is_refused(tmp_path):
+    path, _ = original_file("fvq_dit_uncond", tmp_path)
+    checkpoint = torch.load(path, weights_only=False)
+    del checkpoint["ema" if "ema" in checkpoint else "model"]["quantize.qbridge.final_layer.linear.weight"]
+    torch.save(checkpoint, tmp_path / "damaged.pt")
+    with pytest.raises(ValueError, match=r"does not fit the inferred config \(missing: \['quantizer.bridge.proj_out"):
+        FVQModel.from_original_checkpoint(tmp_path / "damaged.pt", keep_bridge=True)
+    with pytest.raises(ValueError, match="keep_bridge is for checkpoints with a codebook bridge"):
+        FVQModel.from_original_checkpoint(original_file("llamagen_vq8", tmp_path)[0], keep_bridge=True)
 
 
 def test_safetensors_and_ddp_prefixes(tmp_path):

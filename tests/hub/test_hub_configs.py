@@ -13,10 +13,14 @@ CLASSES = {"FVQModel": FVQModel, "FVQTransformer": FVQTransformer}
 TOKENIZERS = [p for p in HUB_CONFIGS if json.loads((p / "config.json").read_text())["_class_name"] == "FVQModel"]
 PUBLISHED = {"fvq-16k": (16384, 4), "fvq-65k": (65536, 8), "fvq-262k": (262144, 8)}
 TRANSFORMERS = {"fvq-gpt-cpu": (128, 4), "fvq-gpt-b": (768, 12), "fvq-gpt-l": (1024, 24)}
+# The authors' training recipes (their DiT QBridge): K, QB_type, quantizer type, code dim.
+RECIPES = {"fvq-dit-16k": (16384, "QBridge-L/4", "vq", 256), "fvq-dit-65k": (65536, "QBridge-L/8", "vq", 256),
+           "fvq-dit-262k": (262144, "QBridge-L/8", "vq", 256), "fvq-rq-dit-16k": (16384, "QBridge-S/4", "residual", 8),
+           "fvq-var-dit-16k": (16384, "QBridge-S/4", "multiscale", 8)}
 
 
 def test_published_variants_are_present():
-    assert set(PUBLISHED) | set(TRANSFORMERS) <= {p.name for p in HUB_CONFIGS}
+    assert set(PUBLISHED) | set(TRANSFORMERS) | set(RECIPES) <= {p.name for p in HUB_CONFIGS}
 
 
 @pytest.mark.parametrize("folder", HUB_CONFIGS, ids=lambda p: p.name)
@@ -30,7 +34,8 @@ def test_every_folder_has_a_config_and_a_card(folder):
     assert {k for k in config if not k.startswith("_")} == init_keys
 
 
-@pytest.mark.parametrize("folder", [p for p in TOKENIZERS if p.name not in PUBLISHED], ids=lambda p: p.name)
+@pytest.mark.parametrize("folder", [p for p in TOKENIZERS if p.name not in {*PUBLISHED, *RECIPES}],
+                         ids=lambda p: p.name)
 def test_small_configs_build_and_run(folder):
     model = FVQModel.from_config(FVQModel.load_config(folder)).eval()
     size = model.config.sample_size
@@ -49,6 +54,20 @@ def test_published_variants_build_on_a_cpu(name):
     assert model.config.vq_embed_dim == 256 and not model.config.codebook_l2_norm
     bridge_params = sum(p.numel() for p in model.quantizer.bridge.parameters())
     assert bridge_params == {4: 3_153_664, 8: 9_457_408}[patch]
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_the_authors_recipes_are_their_sizes(name):
+    from fvq_hf.bridges import qbridge_config
+
+    codebook_size, qb_type, quantizer_type, code_dim = RECIPES[name]
+    config = FVQModel.load_config(ROOT / "hub_configs" / name)
+    assert (config["num_vq_embeddings"], config["quantizer_type"], config["vq_embed_dim"]) == (
+        codebook_size, quantizer_type, code_dim)
+    assert config["bridge_type"] == "dit" and config["bridge_config"] == {**qbridge_config(qb_type), "label": 0}
+    assert config["table_init"] == ("normal" if quantizer_type == "multiscale" else "auto")
+    card = (ROOT / "hub_configs" / name / "README.md").read_text()
+    assert "vq_train_qbridge_lr" in card and f"--config hub_configs/{name}" in card
 
 
 @pytest.mark.parametrize("name", TRANSFORMERS)

@@ -14,10 +14,17 @@ def _inputs():
 def test_generator_loss_before_the_gan_starts():
     images, recon, cb, commit = _inputs()
     loss_fn = TokenizerLoss(disc_start=10)
-    loss, logs = loss_fn.generator_loss(images, recon, cb, commit, step=9, discriminator=PatchGANDiscriminator())
+    loss, logs = loss_fn.generator_loss(images, recon, cb, commit, step=8, discriminator=PatchGANDiscriminator())
     expected = (recon - images).pow(2).mean() + 0.35
     torch.testing.assert_close(loss, expected)
     assert "loss/generator_gan" not in logs and "loss/perceptual" not in logs
+
+
+def test_the_gan_starts_where_the_released_loops_start_it():
+    # Their loops call the loss with global_step = step + 1 and switch the GAN on at global_step >= disc_start.
+    loss_fn = TokenizerLoss(disc_start=10)
+    assert [loss_fn.gan_active(step) for step in (8, 9, 10)] == [False, True, True]
+    assert not TokenizerLoss(disc_start=0, disc_weight=0.0).gan_active(5)
 
 
 def test_gan_term_trains_the_generator_only():

@@ -53,7 +53,7 @@ def test_ids_of_the_wrong_shape_name_the_expected_one(indices, match):
 @pytest.mark.parametrize(
     ("quantizer_type", "quantizer_config", "match"),
     [("residual", {"depth": 0}, "depth must be an integer >= 1, got 0"),
-     ("residual", {"depth": 2.5}, "integer >= 1"),
+     ("residual", {"depth": 2.5}, "'depth' must be an integer, got 2.5"),
      ("residual", {"levels": 2}, r"\['levels'\] do not apply to quantizer_type 'residual'"),
      ("vq", {"depth": 2}, r"\['depth'\] do not apply to quantizer_type 'vq', which takes none"),
      ("lfq", None, "Unknown quantizer_type 'lfq'; expected one of vq, residual")],

@@ -5,7 +5,7 @@ from torch import nn
 from fvq_hf.bridges import build_bridge
 from fvq_hf.quantizers.vq import VectorQuantizer
 
-from ..helpers import TINY_BRIDGES
+from ..helpers import TINY_BRIDGES, make_tiny_model
 
 
 def _quantizer(bridge_type="vqbridge", **kwargs):
@@ -138,3 +138,15 @@ def test_one_token_id_check_for_every_caller():
             check_token_ids(bad, 8)
     with pytest.raises(ValueError, match=r"Token ids must lie in \[0, 8\); got ids from -1 to 8\. hint"):
         check_token_ids(torch.tensor([-1, 8]), 8, " hint")
+
+
+def test_table_init_choices():
+    normal = make_tiny_model(bridge_type="dit", table_init="normal").quantizer.embedding.weight
+    assert 0.9 < normal.std() < 1.1  # nn.Embedding's N(0, 1): what the authors' VAR variant keeps
+    for table_init in ("auto", "uniform"):
+        table = make_tiny_model(bridge_type="dit", table_init=table_init).quantizer.embedding.weight
+        assert table.abs().max() <= 1 / 256 and table.std() > 0
+    frozen = make_tiny_model(bridge_type="linear").quantizer.embedding.weight  # "auto": the bridge's own rule
+    assert frozen.std() == pytest.approx(8 ** -0.5, rel=0.1)
+    with pytest.raises(ValueError, match=r"table_init='zeros': choose one of \('auto', 'uniform', 'normal'\)"):
+        make_tiny_model(table_init="zeros")

@@ -164,3 +164,12 @@ def test_an_original_checkpoint_file_is_converted_on_the_fly(photos, tmp_path):
     sheet, original, *_ = handlers.reconstruct(photos[:1], str(path))
     assert original.size == (40, 40) and sheet.width > 2 * 40
     assert handlers.get_pipeline(str(path)).vq.config.codebook_l2_norm  # LlamaGen's d = 8 release rule
+
+
+def test_a_dit_bridge_tokenizer_shows_its_reconstructions(photos, tmp_path):
+    model = make_tiny_model(bridge_type="dit")
+    perturb_bridge(model)
+    model.save_pretrained(tmp_path / "dit")
+    _, _, _, rows, token_maps, _, summary = handlers.reconstruct(photos[:1], str(tmp_path / "dit"))
+    assert len(rows) == 1 and rows[0][4] > 1 and len(token_maps) == 1  # distinct codes: the bridge spread them
+    assert "distinct codes of 256" in summary

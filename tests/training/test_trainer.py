@@ -1,4 +1,5 @@
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -12,10 +13,18 @@ from fvq_hf import FVQModel
 from fvq_hf.cli.train import parse_args
 from fvq_hf.evaluation.usage import UsageWindow
 from fvq_hf.losses import TokenizerLoss
-from fvq_hf.training.runtime import latest_checkpoint
+from fvq_hf.training.runtime import OutputLock, latest_checkpoint
 from fvq_hf.training.trainer import train
 
-from ..helpers import ROOT, make_tiny_model, write_config, write_images, write_lpips_weights
+from ..helpers import (
+    ROOT,
+    TINY_BRIDGES,
+    make_tiny_model,
+    random_images,
+    write_config,
+    write_images,
+    write_lpips_weights,
+)
 
 
 def _args(tmp_path, *extra):
@@ -128,13 +137,47 @@ def test_interrupted_checkpoint_writes_are_ignored(tmp_path):
     assert latest_checkpoint(tmp_path / "none") is None
 
 
-def test_corrupt_latest_checkpoint_is_a_clear_error(tmp_path):
+def test_a_damaged_latest_checkpoint_is_skipped_for_the_one_before(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="fvq_hf.training.runtime")
+    base = _args(tmp_path, "--max-steps", "6", "--eval-data", "--checkpoint-every", "2")
+    train(parse_args([*base, "--output-dir", str(tmp_path / "straight")]))
+    train(parse_args([*base, "--output-dir", str(tmp_path / "run"), "--stop-after", "4"]))
+    latest = latest_checkpoint(tmp_path / "run" / "checkpoints")
+    assert latest.name == "step-00000004"
+    (latest / "model.safetensors").write_bytes(b"broken")
+    resumed = train(parse_args([*base, "--output-dir", str(tmp_path / "run"), "--resume"]))
+    assert resumed["step"] == 6
+    assert "skipping" in caplog.text and "step-00000004" in caplog.text and "Resumed from" in caplog.text
+    # From step 2 the run takes the same batches again: the weights of an uninterrupted run.
+    a, b = _weights(tmp_path / "straight" / "model"), _weights(tmp_path / "run" / "model")
+    assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_no_loadable_checkpoint_is_a_clear_error(tmp_path):
     base = _args(tmp_path, "--max-steps", "4", "--eval-data", "--output-dir", str(tmp_path / "run"))
     train(parse_args([*base, "--stop-after", "2"]))
-    latest = latest_checkpoint(tmp_path / "run" / "checkpoints")
-    (latest / "model.safetensors").write_bytes(b"broken")
-    with pytest.raises(RuntimeError, match="cannot be loaded.*Delete it"):
+    (latest_checkpoint(tmp_path / "run" / "checkpoints") / "model.safetensors").write_bytes(b"broken")
+    with pytest.raises(ValueError, match=r"--resume: no checkpoint under .* can be loaded: step-00000002 \("):
         train(parse_args([*base, "--resume"]))
+
+
+def test_a_second_live_run_on_the_output_dir_is_refused(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = OutputLock(out)
+        lock.path.write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname(), "started": "now"}))
+        args = _args(tmp_path, "--max-steps", "1", "--eval-data", "--output-dir", str(out))
+        with pytest.raises(ValueError, match=rf"--output-dir {out} is in use by another live run \(pid {sleeper.pid}"):
+            train(parse_args(args))
+        assert lock.holder()["pid"] == sleeper.pid  # the live run's lock is left alone
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # The same lock once its process is gone (a run killed with kill -9) is stale: the next run takes it over.
+    assert train(parse_args(args))["step"] == 1
+    assert not lock.path.exists()  # released at the end
 
 
 @pytest.mark.parametrize(
@@ -195,3 +238,37 @@ def test_gradient_checkpointing_flag_trains_the_same_weights(tmp_path):
     assert runs[True].encoder.gradient_checkpointing and not runs[False].encoder.gradient_checkpointing
     for (name, a), (_, b) in zip(runs[False].state_dict().items(), runs[True].state_dict().items()):
         assert torch.equal(a, b), name
+
+
+@pytest.fixture
+def fresh_accelerator_state():
+    """accelerate keeps one process-wide state, fixed by the first Accelerator: reset it around a bf16 run."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_the_dit_bridge_trains_resumes_in_bf16_with_checkpointing_and_folds(tmp_path, fresh_accelerator_state):
+    """The authors' DiT QBridge as a training option: through fvq-train with bf16 autocast and gradient
+    checkpointing, stopped and resumed to the weights of an uninterrupted run, saved, loaded and folded."""
+    config = write_config(tmp_path / "dit", bridge_type="dit", bridge_config=TINY_BRIDGES["dit"])
+    base = [*_args(tmp_path, "--max-steps", "5", "--eval-data", "--checkpoint-every", "100", "--mixed-precision",
+                   "bf16", "--gradient-checkpointing")]
+    base[base.index("--config") + 1] = str(config)
+    straight = train(parse_args([*base, "--output-dir", str(tmp_path / "straight")]))
+    train(parse_args([*base, "--output-dir", str(tmp_path / "resumed"), "--stop-after", "2"]))
+    train(parse_args([*base, "--output-dir", str(tmp_path / "resumed"), "--resume"]))
+    a, b = _weights(tmp_path / "straight" / "model"), _weights(tmp_path / "resumed" / "model")
+    assert all(torch.equal(a[key], b[key]) for key in a)
+    trained = straight["model"]
+    assert trained.config.bridge_type == "dit" and trained.encoder.gradient_checkpointing
+    # The bridge trained: its zero-initialised output layer moved, so the codebook is no longer all zero.
+    assert a["quantizer.bridge.proj_out.weight"].abs().sum() > 0
+    images = random_images(2, 32)
+    loaded = FVQModel.from_pretrained(tmp_path / "straight" / "model").eval()
+    folded = FVQModel.from_pretrained(tmp_path / "straight" / "model-folded").eval()
+    with torch.no_grad():
+        assert folded.config.bridge_type == "none"
+        assert torch.equal(loaded.tokenize(images), folded.tokenize(images))

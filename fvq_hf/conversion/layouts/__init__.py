@@ -4,7 +4,7 @@ objects that each recognise their own keys (in the spirit of diffusers' `SINGLE_
 | layout        | written by                                                        | here                               |
 | ------------- | ----------------------------------------------------------------- | ---------------------------------- |
 | `fvq-vit`     | FVQ release (`vq_model_qbridge_release.py`, `qbridge_ViT`)        | `bridge_type="vqbridge"`, exact    |
-| `fvq-dit`     | FVQ `vq_model_qbridge.py` + `qbridge.py` (shipped scripts)        | bridge run once and folded: "none" |
+| `fvq-dit`     | FVQ `vq_model_qbridge.py` + `qbridge.py` (shipped scripts)        | folded: "none"; or kept: "dit"     |
 | `fvq-linear`  | FVQ `Qbridge-lin/1` (SimVQ baseline)                              | `bridge_type="linear"`             |
 | `fvq-mlp`     | FVQ `Qbridge-lin/5` (VQGAN-LC-style baseline)                     | `bridge_type="mlp"`                |
 | `vqgan`       | LlamaGen `vq_model.py` (VQ-16, VQ-8) and FVQ's own fold           | `bridge_type="none"`               |

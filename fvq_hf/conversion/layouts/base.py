@@ -66,12 +66,15 @@ class Layout:
             renamed[key] = value
         return renamed, dropped
 
-    def prepare(self, state: dict[str, torch.Tensor], num_heads: int, dit_label: int | None
-                ) -> tuple[int | None, str | None]:
-        """Change the renamed `state` in place where the layout needs it (a DiT bridge is folded); returns the
-        folded label and why, or `(None, None)`."""
+    def prepare(self, state: dict[str, torch.Tensor], num_heads: int, dit_label: int | None,
+                keep_bridge: bool = False) -> tuple[int | None, str | None]:
+        """Change the renamed `state` in place where the layout needs it (a DiT bridge is folded, unless
+        `keep_bridge`); returns the DiT bridge's label (folded at, or kept at) and why, or `(None, None)`."""
         if dit_label is not None:
             raise ValueError(f"dit_label is for DiT-bridge checkpoints; this one is {self.name!r}.")
+        if keep_bridge:
+            raise ValueError(f"keep_bridge is for checkpoints with a codebook bridge; this one ({self.name!r}) has "
+                             "a plain codebook.")
         return None, None
 
     def choose_l2_norm(self, args: Mapping | None, code_dim: int, flag: bool | None) -> tuple[bool, str]:

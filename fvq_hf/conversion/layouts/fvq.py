@@ -25,6 +25,10 @@ class FVQBridgeLayout(Layout):
         bridge = self.bridge_config(state, num_heads)
         return config if bridge is None else {**config, "bridge_config": bridge}
 
+    def prepare(self, state, num_heads, dit_label, keep_bridge=False):
+        # A ViT, linear or MLP bridge is always kept: it is a training option here.
+        return super().prepare(state, num_heads, dit_label)
+
     def recognise(self, state: Mapping) -> Layout | None:
         return self if any(k.startswith(f"quantize.qbridge.{self.marker}") for k in state) else None
 

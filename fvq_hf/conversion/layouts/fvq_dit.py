@@ -1,5 +1,6 @@
 """`fvq-dit`: the FVQ authors' DiT-bridge model (`vq_model_qbridge.py` + `qbridge.py`, which the shipped
-`scripts/recon/FVQ-*.sh` train): the bridge is run once for a label and folded into a plain codebook."""
+`scripts/recon/FVQ-*.sh` train). By default the bridge is run once for a label and folded into a plain codebook
+(as their `convert_fullvq2vq.py`); with `keep_bridge` it is kept as `bridge_type="dit"`, to train further."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from collections.abc import Mapping
 import torch
 
 from ...bridges import DiTBridge
-from .base import Layout, transformer_bridge_shape
+from .base import Layout, has_keys, transformer_bridge_shape
 from .fvq import FVQBridgeLayout
 from .fvq_vit import TRANSFORMER_BRIDGE_RENAMES
 
 logger = logging.getLogger(__name__)
+PREFIX = "quantizer.bridge."
 
 
 class FVQDiTLayout(FVQBridgeLayout):
@@ -31,34 +33,58 @@ class FVQDiTLayout(FVQBridgeLayout):
         dit = any(k.startswith("quantize.qbridge.") and ("adaLN_modulation" in k or "y_embedder" in k) for k in state)
         return self if dit else None
 
-    def prepare(self, state, num_heads, dit_label):
-        return fold_dit_bridge(state, num_heads, dit_label)
+    def prepare(self, state, num_heads, dit_label, keep_bridge=False):
+        if not keep_bridge:
+            return fold_dit_bridge(state, num_heads, dit_label)
+        if f"{PREFIX}patch_embed.weight" not in state or f"{PREFIX}blocks.0.mlp.fc1.weight" not in state:
+            found = sorted(k for k in state if k.startswith(PREFIX))
+            raise ValueError(f"Cannot keep the DiT bridge: its patch embedding or first block is missing (bridge keys "
+                             f"found: {found[:10]}).")
+        return dit_label_rule(num_dit_labels(state), dit_label)
+
+    def bridge_config(self, state, num_heads) -> dict | None:
+        if not has_keys(state, PREFIX):  # folded
+            return None
+        return {**transformer_bridge_shape(state), "num_heads": num_heads, "num_labels": num_dit_labels(state)}
+
+    def infer_config(self, state, sample_size, num_heads, num_scales) -> dict:
+        config = super().infer_config(state, sample_size, num_heads, num_scales)
+        return {**config, "bridge_type": "dit" if has_keys(state, PREFIX) else "none"}
+
+
+def num_dit_labels(state: Mapping[str, torch.Tensor], prefix: str = PREFIX) -> int:
+    """Rows of a (renamed) DiT bridge's label table: 1 for `--is_uncondition`."""
+    table = state.get(f"{prefix}label_embed.weight")
+    return 1 if table is None else table.shape[0]
+
+
+def dit_label_rule(num_labels: int, label: int | None) -> tuple[int, str]:
+    """The label a DiT bridge's codebook is taken at, and why: the caller's, else 0 with one label row
+    (`--is_uncondition`), else the null class, as the authors' `convert_fullvq2vq.py` folds it."""
+    if label is not None:
+        if not 0 <= label < num_labels:
+            raise ValueError(f"dit_label {label} is outside the DiT bridge's label table of {num_labels} row(s).")
+        return label, "given by the caller"
+    if num_labels == 1:
+        return 0, "the only label (--is_uncondition)"
+    logger.warning("This DiT bridge is class-conditional: the original gives one codebook per class. The codebook "
+                   "is taken at the null class (%d); pass dit_label= for another class.", num_labels - 1)
+    return num_labels - 1, "the null class, as the authors' convert_fullvq2vq.py folds it"
 
 
 @torch.no_grad()
 def fold_dit_bridge(state: dict[str, torch.Tensor], num_heads: int, label: int | None) -> tuple[int, str]:
-    """Replace the DiT bridge's weights in `state` (renamed) by the codebook it computes for `label`, in place.
-
-    `label` None takes the label the authors' code uses: 0 with one label row (`--is_uncondition`); for a
-    class-conditional bridge the null class, as their `convert_fullvq2vq.py` does. Returns the label and why.
-    """
-    prefix = "quantizer.bridge."
-    bridge_state = {k[len(prefix):]: state.pop(k).float() for k in list(state) if k.startswith(prefix)}
+    """Replace the DiT bridge's weights in `state` (renamed) by the codebook it computes for `label`, in place
+    (`label` None: `dit_label_rule`). Returns the label and why."""
+    bridge_state = {k[len(PREFIX):]: state.pop(k).float() for k in list(state) if k.startswith(PREFIX)}
     table = state["quantizer.embedding.weight"].float()
     shape = transformer_bridge_shape(bridge_state, prefix="")
-    num_labels = bridge_state["label_embed.weight"].shape[0] if "label_embed.weight" in bridge_state else 1
+    num_labels = num_dit_labels(bridge_state, prefix="")
+    label, why = dit_label_rule(num_labels, label)
     bridge = DiTBridge(table.shape[0], table.shape[1], num_heads=num_heads, num_labels=num_labels, **shape)
     result = bridge.load_state_dict(bridge_state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise ValueError(f"The DiT bridge's weights do not fit the authors' qbridge.py layout (missing: "
                          f"{result.missing_keys[:10]}; unknown: {['quantize.qbridge.' + k for k in result.unexpected_keys][:10]}).")
-    if label is None:
-        label, why = (0, "the only label (--is_uncondition)") if num_labels == 1 else \
-            (num_labels - 1, "the null class, as the authors' convert_fullvq2vq.py folds it")
-        if num_labels > 1:
-            logger.warning("This DiT bridge is class-conditional: the original gives one codebook per class. The "
-                           "conversion folds the null class (%d); pass dit_label= for another class.", label)
-    else:
-        why = "given by the caller"
     state["quantizer.embedding.weight"] = bridge.eval()(table, label)
     return label, why

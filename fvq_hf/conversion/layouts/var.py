@@ -68,10 +68,9 @@ class VARLayout(Layout):
     def rename(self, state: Mapping) -> tuple[dict, list[str]]:
         return super().rename(rename_var_backbone(state))
 
-    def prepare(self, state, num_heads, dit_label):
-        if self.bridge is None:
-            return super().prepare(state, num_heads, dit_label)
-        return self.bridge.prepare(state, num_heads, dit_label)
+    def prepare(self, state, num_heads, dit_label, keep_bridge=False):
+        layout = super() if self.bridge is None else self.bridge
+        return layout.prepare(state, num_heads, dit_label, keep_bridge)
 
     def choose_l2_norm(self, args, code_dim: int, flag: bool | None) -> tuple[bool, str]:
         if flag:
