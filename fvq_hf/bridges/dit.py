@@ -18,11 +18,10 @@ from __future__ import annotations
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
-from einops import rearrange
 from torch import nn
 
 from .base import CodebookBridge
-from .vqbridge import ViTBlock, codebook_grid
+from .vqbridge import ViTBlock, codebook_grid, init_transformer_bridge, patches_to_table, table_to_patches
 
 # The authors' DiT sizes (`qbridge.py`'s `QBridge_models`): every one has 4 heads and an MLP ratio of 2; the hidden
 # size is 4 x their head_hidden_size.
@@ -150,30 +149,20 @@ class DiTBridge(CodebookBridge, ModelMixin, ConfigMixin):
         return self.label_embed.num_embeddings
 
     def reset_parameters(self) -> None:
-        """The authors' `initialize_weights`: xavier Linears with zero biases, the patch embedding as a Linear,
-        label embedding N(0, 0.02), and every adaLN modulation and the output layer at zero."""
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
-        nn.init.xavier_uniform_(self.patch_embed.weight.view(self.patch_embed.weight.shape[0], -1))
-        nn.init.zeros_(self.patch_embed.bias)
+        """The authors' `initialize_weights`: as the VQBridge's, plus the label embedding at N(0, 0.02) and every
+        adaLN modulation at zero (with the output layer)."""
+        zero = (*(block.modulation for block in self.blocks), self.final_modulation, self.proj_out)
+        init_transformer_bridge(self, self.patch_embed, zero)
         nn.init.normal_(self.label_embed.weight, std=0.02)
-        for layer in (*(block.modulation for block in self.blocks), self.final_modulation, self.proj_out):
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
 
     def forward(self, table: torch.Tensor, label: int | None = None) -> torch.Tensor:
         """(K, d) table -> (K, d) codebook at `label` (default: the configured one)."""
         label = self.config.label if label is None else label
         if not 0 <= label < self.num_labels:
             raise ValueError(f"Label {label} is outside the DiT bridge's label table of {self.num_labels} row(s).")
-        (h, w), p = self.grid, self.patch_size
-        x = rearrange(table, "(h w) d -> 1 d h w", h=h, w=w)
-        x = rearrange(self.patch_embed(x), "1 c gh gw -> 1 (gh gw) c") + self.pos_embed
+        x = table_to_patches(table, self.grid, self.patch_embed) + self.pos_embed
         c = self.label_embed.weight[label][None]
         for block in self.blocks:
             x = block(x, c)
         shift, scale = self.final_modulation(nn.functional.silu(c)).chunk(2, dim=1)
-        x = self.proj_out(modulate(self.norm_out(x), shift, scale))
-        return rearrange(x, "1 (gh gw) (p q d) -> (gh p gw q) d", gh=h // p, gw=w // p, p=p, q=p)
+        return patches_to_table(self.proj_out(modulate(self.norm_out(x), shift, scale)), self.grid, self.patch_size)

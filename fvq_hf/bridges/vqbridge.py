@@ -39,6 +39,33 @@ def codebook_grid(codebook_size: int, patch_size: int) -> tuple[int, int]:
     )
 
 
+def table_to_patches(table: torch.Tensor, grid: tuple[int, int], patch_embed: nn.Conv2d) -> torch.Tensor:
+    """Compress: the `(K, d)` table as a d-channel `h x w` image (code k at row k // w, column k % w) ->
+    `(1, T, D)` patch tokens, T = (h / p)(w / p)."""
+    x = rearrange(table, "(h w) d -> 1 d h w", h=grid[0], w=grid[1])
+    return rearrange(patch_embed(x), "1 c gh gw -> 1 (gh gw) c")
+
+
+def patches_to_table(x: torch.Tensor, grid: tuple[int, int], patch_size: int) -> torch.Tensor:
+    """Recover: `(1, T, p * p * d)` tokens -> the `(K, d)` codebook, in the table's order (unpatchify)."""
+    (h, w), p = grid, patch_size
+    return rearrange(x, "1 (gh gw) (p q d) -> (gh p gw q) d", gh=h // p, gw=w // p, p=p, q=p)
+
+
+def init_transformer_bridge(bridge: nn.Module, patch_embed: nn.Conv2d, zero: tuple[nn.Linear, ...]) -> None:
+    """ViT / DiT initialisation, as released: xavier Linears with zero biases, the patch embedding initialised as
+    the Linear it is, and the layers in `zero` (the output layer, adaLN modulations) at zero."""
+    for module in bridge.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            nn.init.zeros_(module.bias)
+    nn.init.xavier_uniform_(patch_embed.weight.view(patch_embed.weight.shape[0], -1))
+    nn.init.zeros_(patch_embed.bias)
+    for layer in zero:
+        nn.init.zeros_(layer.weight)
+        nn.init.zeros_(layer.bias)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with a fused qkv projection (with bias), as in ViT."""
 
@@ -119,23 +146,11 @@ class VQBridge(CodebookBridge, ModelMixin, ConfigMixin):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
-        # The patch embedding is initialised like the Linear it is, and the recover layer at zero (as released).
-        nn.init.xavier_uniform_(self.patch_embed.weight.view(self.patch_embed.weight.shape[0], -1))
-        nn.init.zeros_(self.patch_embed.bias)
-        nn.init.zeros_(self.proj_out.weight)
-        nn.init.zeros_(self.proj_out.bias)
+        init_transformer_bridge(self, self.patch_embed, zero=(self.proj_out,))  # the recover layer at zero
 
     def forward(self, table: torch.Tensor) -> torch.Tensor:
         """(K, d) table -> (K, d) codebook."""
-        h, w = self.grid
-        p = self.config.patch_size
-        x = rearrange(table, "(h w) d -> 1 d h w", h=h, w=w)
-        x = rearrange(self.patch_embed(x), "1 c gh gw -> 1 (gh gw) c")
+        x = table_to_patches(table, self.grid, self.patch_embed)
         for block in self.blocks:
             x = block(x)
-        x = self.proj_out(self.norm_out(x))
-        return rearrange(x, "1 (gh gw) (p q d) -> (gh p gw q) d", gh=h // p, gw=w // p, p=p, q=p)
+        return patches_to_table(self.proj_out(self.norm_out(x)), self.grid, self.config.patch_size)
