@@ -12,7 +12,7 @@ steps). Each row is evaluated on every held-out tile (`builtin:heldout`: overlap
   in, the peer's defaults otherwise (its learnable codebook, rotation trick).
 
     python benchmarks/quantizer_types.py --quick     # 20 steps, 256 evaluation tiles: a smoke test (a few minutes)
-    python benchmarks/quantizer_types.py             # 1,000 steps a row (about 75 min on 2 cores)
+    python benchmarks/quantizer_types.py             # 1,000 steps a row (about 7 min a row on 2 cores)
 """
 
 from __future__ import annotations
