@@ -40,6 +40,12 @@ QBRIDGE_PRESETS: dict[str, dict] = {
 UNCONDITIONAL_LABELS, CLASS_CONDITIONAL_LABELS = 1, 1001
 
 
+def default_label(num_labels: int) -> int:
+    """The label the authors' code takes a codebook at: 0 with one label row (`--is_uncondition`), else the null
+    class (the last row), as their `convert_fullvq2vq.py` folds it."""
+    return 0 if num_labels == 1 else num_labels - 1
+
+
 def qbridge_config(name: str, conditional: bool = False) -> dict:
     """The `bridge_config` of the authors' `QB_type` `name` (e.g. "QBridge-L/4"), unconditional unless asked."""
     if name not in QBRIDGE_PRESETS:
@@ -118,7 +124,7 @@ class DiTBridge(CodebookBridge, ModelMixin, ConfigMixin):
             raise ValueError("The DiT bridge needs positive code_dim, hidden_size, depth, num_heads, num_labels and "
                              f"mlp_ratio, got {code_dim}, {hidden_size}, {depth}, {num_heads}, {num_labels}, "
                              f"{mlp_ratio}.")
-        label = (0 if num_labels == 1 else num_labels - 1) if label is None else label
+        label = default_label(num_labels) if label is None else label
         if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < num_labels:
             raise ValueError(f"The DiT bridge's label {label!r} is outside its label table: it has {num_labels} "
                              f"label row(s), so the label must be an integer in [0, {num_labels - 1}].")
@@ -141,7 +147,7 @@ class DiTBridge(CodebookBridge, ModelMixin, ConfigMixin):
         says the label it was trained at."""
         config = super().resolve_config(config)
         if config["label"] is None and isinstance(config["num_labels"], int):
-            config["label"] = 0 if config["num_labels"] == 1 else config["num_labels"] - 1
+            config["label"] = default_label(config["num_labels"])
         return config
 
     @property

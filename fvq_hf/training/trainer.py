@@ -123,14 +123,14 @@ class TokenizerStep:
                  max_grad_norm: float) -> None:
         self.accelerator, self.model, self.discriminator, self.loss_fn = accelerator, model, discriminator, loss_fn
         self.optimizer, self.optimizer_d, self.max_grad_norm = optimizer, optimizer_d, max_grad_norm
+        self.discriminator_module = accelerator.unwrap_model(discriminator)  # the generator's GAN term reads it
 
     def generator_loss(self, images: torch.Tensor, step_index: int):
         """`(B, C, H, W)` images -> (loss, logs, model output) of the generator at `step_index` (0-based)."""
         output = self.model(images)
         gan = self.loss_fn.gan_active(step_index)
-        discriminator = self.accelerator.unwrap_model(self.discriminator) if gan else None
         loss, logs = self.loss_fn.generator_loss(images, output.sample, output.codebook_loss, output.commitment_loss,
-                                                 step_index, discriminator)
+                                                 step_index, self.discriminator_module if gan else None)
         return loss, logs, output
 
     def __call__(self, images: torch.Tensor, step_index: int) -> tuple[dict, torch.LongTensor]:

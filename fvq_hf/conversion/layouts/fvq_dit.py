@@ -10,6 +10,7 @@ from collections.abc import Mapping
 import torch
 
 from ...bridges import DiTBridge
+from ...bridges.dit import default_label
 from .base import Layout, has_keys, transformer_bridge_shape
 from .fvq import FVQBridgeLayout
 from .fvq_vit import TRANSFORMER_BRIDGE_RENAMES
@@ -65,11 +66,12 @@ def dit_label_rule(num_labels: int, label: int | None) -> tuple[int, str]:
         if not 0 <= label < num_labels:
             raise ValueError(f"dit_label {label} is outside the DiT bridge's label table of {num_labels} row(s).")
         return label, "given by the caller"
+    label = default_label(num_labels)
     if num_labels == 1:
-        return 0, "the only label (--is_uncondition)"
+        return label, "the only label (--is_uncondition)"
     logger.warning("This DiT bridge is class-conditional: the original gives one codebook per class. The codebook "
-                   "is taken at the null class (%d); pass dit_label= for another class.", num_labels - 1)
-    return num_labels - 1, "the null class, as the authors' convert_fullvq2vq.py folds it"
+                   "is taken at the null class (%d); pass dit_label= for another class.", label)
+    return label, "the null class, as the authors' convert_fullvq2vq.py folds it"
 
 
 @torch.no_grad()
