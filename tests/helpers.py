@@ -144,6 +144,27 @@ def write_images(folder: Path, count: int = 6, size: tuple[int, int] = (48, 40),
     return folder
 
 
+def write_shards(folder: Path, shards: int = 4, per_shard: int = 3, size: tuple[int, int] = (48, 40)) -> str:
+    """Webdataset tar shards of the builtin photos, shrunk to `size` (`NNN-MMM.png` files); their brace pattern."""
+    import io
+    import tarfile
+
+    from fvq_hf.data.sources import builtin_photos
+
+    folder.mkdir(parents=True, exist_ok=True)
+    photos = builtin_photos("train")
+    for shard in range(shards):
+        with tarfile.open(folder / f"shard-{shard:03d}.tar", "w") as tar:
+            for i in range(per_shard):
+                buffer = io.BytesIO()
+                photos[(shard * per_shard + i) % len(photos)][1].resize(size).save(buffer, format="PNG")
+                info = tarfile.TarInfo(f"{shard:03d}-{i:03d}.png")
+                info.size = buffer.tell()
+                buffer.seek(0)
+                tar.addfile(info, buffer)
+    return str(folder / f"shard-{{000..{shards - 1:03d}}}.tar")
+
+
 def write_lpips_weights(folder: Path, seed: int = 0) -> tuple[Path, Path]:
     """Random weights in torchvision's VGG16 and lpips' vgg.pth layouts (the real ones cannot be fetched here)."""
     from fvq_hf.losses.lpips import LPIPS

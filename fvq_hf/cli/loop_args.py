@@ -27,6 +27,8 @@ def add_loop_args(p: argparse.ArgumentParser, lr: float, batch_size: int, epochs
     p.add_argument("--max-grad-norm", type=float, default=1.0)
     p.add_argument("--gradient-checkpointing", action="store_true",
                    help="recompute activations in the backward pass: less memory, about a third more compute")
+    p.add_argument("--compile", action="store_true", help="torch.compile the models (the first steps compile: "
+                   "minutes; see benchmarks/RESULTS.md for what it gains)")
     p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"],
                    help="default: bf16 on GPU, no on CPU (fp16 autocast does nothing on CPU)")
     p.add_argument("--num-workers", type=int, default=2)

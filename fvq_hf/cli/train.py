@@ -8,20 +8,37 @@
         --mixed-precision bf16 --lpips-vgg vgg16.pth --lpips-linear vgg.pth --output-dir runs/fvq-262k
     # 2 nodes x 8 GPUs: the same, with --num_machines 2 --machine_rank R --main_process_ip HOST
     # Resume after a crash or preemption: the same command with --resume
+    # Streamed tar shards, EMA weights, an evaluation every 5k steps (README: "Training at scale")
+    fvq-train ... --data 'shards/{0000..1023}.tar' --max-steps 400000 --ema-decay 0.9999 --eval-every 5000 \
+        --eval-data /data/imagenet/val
 
 Checkpoints are atomic (see `fvq_hf.training.runtime`). The final model is written with `save_pretrained`
 to `<output-dir>/model` (as trained) and `<output-dir>/model-folded` (`fold_bridge()`), each with a model
-card holding the evaluation measured at the end of training.
+card holding the evaluation measured at the end of training (by every process, `training.evaluation`). With
+`--ema-decay` those hold the weights' moving average (`training.ema`) and `<output-dir>/model-raw` the raw ones.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 
+from ..bridges import BRIDGES, NO_BRIDGE
+from ..data.streams import is_shard_pattern
 from ..evaluation.evaluate import format_table
 from ..training.trainer import BUILTIN_SAMPLES_PER_EPOCH, train
 from .errors import add_debug_flag, run_command
 from .loop_args import add_loop_args, check_loop_args
+
+
+def json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not JSON ({error}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"not a JSON object of config keys: {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,10 +46,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="model config folder (hub_configs/<variant>) or hub id")
     p.add_argument("--init-weights", action="store_true",
                    help="start from the weights stored with --config (fine-tuning) instead of random ones")
-    p.add_argument("--data", default="builtin", help="builtin, an image folder, a saved dataset, or hf:<name>[:split]")
+    p.add_argument("--add-bridge", choices=sorted(b for b in BRIDGES if b != NO_BRIDGE),
+                   help="with --init-weights of a plain codebook (e.g. one converted by fvq-convert): fine-tune with a "
+                   "fresh bridge of this type over it")
+    p.add_argument("--bridge-config", type=json_object, help="the added bridge's config as JSON, e.g. "
+                   "'{\"depth\": 4}' (default: the bridge's defaults)")
+    p.add_argument("--data", default="builtin", help="builtin, an image folder, a saved dataset, hf:<name>[:split], "
+                   "or webdataset tar shards ('shards/{000..099}.tar', streamed)")
+    p.add_argument("--streaming", action="store_true", help="read hf:<name> as a stream (datasets streaming=True), "
+                   "each process its own shards; needs --max-steps")
     p.add_argument("--image-column", help="image column of a datasets dataset (default: the first Image column)")
-    p.add_argument("--eval-data", nargs="*", help="evaluated at the end (default for builtin: builtin:heldout "
-                   "builtin:unseen; none otherwise)")
+    p.add_argument("--eval-data", nargs="*", help="evaluated at the end and every --eval-every steps (default for "
+                   "builtin: builtin:heldout builtin:unseen; none otherwise)")
+    p.add_argument("--eval-every", type=int, help="also evaluate every N steps, on every process (default: at the end "
+                   "only)")
+    p.add_argument("--ema-decay", type=float, help="keep an exponential moving average of the weights with this decay "
+                   "(e.g. 0.999); the final model and evaluation use it, the raw weights go to model-raw (default: off)")
     add_loop_args(p, lr=1e-4, batch_size=16, epochs=40, schedule="lin", warmup_fraction=0.1,
                   output_dir="outputs/fvq")
     p.add_argument("--resolution", type=int, help="training crop size (default: the config's sample_size)")
@@ -54,6 +83,22 @@ def check_args(args: argparse.Namespace) -> argparse.Namespace:
     check_loop_args(args)
     if args.usage_window < 1:
         raise ValueError("--usage-window must be >= 1.")
+    if (args.add_bridge or args.bridge_config) and not args.init_weights:
+        raise ValueError("--add-bridge puts a bridge on trained weights: it needs --init-weights (to train a bridged "
+                         "model from scratch, set bridge_type in the config).")
+    if args.bridge_config and not args.add_bridge:
+        raise ValueError("--bridge-config configures the bridge of --add-bridge; pass --add-bridge too.")
+    if args.streaming or is_shard_pattern(args.data):
+        if args.max_steps is None:
+            raise ValueError(f"Streamed data ({args.data}) has no known epoch length: pass --max-steps.")
+        for name in ("warmup_epochs", "samples_per_epoch"):
+            if getattr(args, name) is not None:
+                raise ValueError(f"--{name.replace('_', '-')} does not apply to streamed data ({args.data}), whose "
+                                 "epoch length is unknown: use --max-steps and --warmup-fraction.")
+    if args.eval_every is not None and args.eval_every < 1:
+        raise ValueError("--eval-every must be >= 1.")
+    if args.ema_decay is not None and not 0 < args.ema_decay < 1:
+        raise ValueError(f"--ema-decay must lie in (0, 1) (e.g. 0.999), got {args.ema_decay}.")
     return args
 
 
@@ -66,6 +111,8 @@ def main(argv: list[str] | None = None) -> None:
         result = train(check_args(args))
         if result["eval"]:
             print(format_table(result["eval"]))
+        if result["eval_raw"]:
+            print(f"\nRaw weights (model-raw; the table above is their EMA):\n{format_table(result['eval_raw'])}")
 
     run_command(build_parser(), argv, command)
 

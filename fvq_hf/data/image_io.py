@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -49,15 +50,21 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No image file at {path}.")
+    return read_image(path, str(path))
+
+
+def read_image(file: str | os.PathLike | BinaryIO, name: str) -> Image.Image:
+    """An image file or an open binary stream (`name` says which in errors) -> 8-bit RGB, EXIF orientation applied;
+    `ImageReadError` when it is not a readable image."""
     try:
-        with Image.open(path) as image:
+        with Image.open(file) as image:
             if image.width * image.height > MAX_IMAGE_PIXELS:
-                raise ImageReadError(f"{path} is {image.width}x{image.height}, more than {MAX_IMAGE_PIXELS:,} "
+                raise ImageReadError(f"{name} is {image.width}x{image.height}, more than {MAX_IMAGE_PIXELS:,} "
                                      "pixels; downscale it first.")
             image.load()
             return to_rgb(ImageOps.exif_transpose(image))
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as error:
-        raise ImageReadError(f"Cannot read {path} as an image ({error}); is it a corrupt or non-image file?") from error
+        raise ImageReadError(f"Cannot read {name} as an image ({error}); is it a corrupt or non-image file?") from error
 
 
 def resize_center_crop(image: Image.Image, size: int) -> Image.Image:

@@ -216,16 +216,20 @@ class RandomCrops(torch.utils.data.Dataset):
 
     def crop(self, image: Image.Image, index: int) -> torch.Tensor:
         """Item `index`'s random crop (and flip) of `image`, `(3, resolution, resolution)` in [-1, 1]."""
-        rng = np.random.default_rng((self.seed, self.epoch, index))
-        short = min(image.size)
-        side = int(rng.integers(min(self.resolution, short), short + 1))
-        left = int(rng.integers(0, image.width - side + 1))
-        top = int(rng.integers(0, image.height - side + 1))
-        crop = image.crop((left, top, left + side, top + side)).resize(
-            (self.resolution, self.resolution), Image.Resampling.BICUBIC)
-        if rng.random() < 0.5 and self.flip:
-            crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return pil_to_tensor(crop)
+        return random_crop(image, self.resolution, np.random.default_rng((self.seed, self.epoch, index)), self.flip)
+
+
+def random_crop(image: Image.Image, resolution: int, rng: np.random.Generator, flip: bool = True) -> torch.Tensor:
+    """A random square crop of `image` (side uniform between `resolution`, or the shorter side if smaller, and the
+    shorter side), resized to `resolution`, flipped horizontally half the time with `flip`; `(3, R, R)` in [-1, 1]."""
+    short = min(image.size)
+    side = int(rng.integers(min(resolution, short), short + 1))
+    left = int(rng.integers(0, image.width - side + 1))
+    top = int(rng.integers(0, image.height - side + 1))
+    crop = image.crop((left, top, left + side, top + side)).resize((resolution, resolution), Image.Resampling.BICUBIC)
+    if rng.random() < 0.5 and flip:
+        crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return pil_to_tensor(crop)
 
 
 def scaled_copies(image: Image.Image, resolution: int, scales: Sequence[float]) -> list[Image.Image]:

@@ -10,11 +10,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from ..data.sources import EvalImages
 from ..tokenizer import FVQModel
 from .metrics import METRICS, CodebookUsage, ImageQuality, Metric, format_metric
+from .metrics.base import sum_over_processes
 from .usage import CodeCounter
 
 logger = logging.getLogger(__name__)
@@ -46,17 +47,29 @@ def build_metrics(model: FVQModel, options: Mapping | None = None) -> tuple[list
     return metrics, notes
 
 
+def process_shard(count: int) -> range:
+    """The indices of `count` items that this process evaluates: every `world`-th one from its rank, so that the
+    processes of a distributed run cover each item once (all of them without one)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return range(torch.distributed.get_rank(), count, torch.distributed.get_world_size())
+    return range(count)
+
+
 @torch.no_grad()
 def evaluate(model: FVQModel, images: torch.utils.data.Dataset, batch_size: int = 32,
              metrics: list[Metric] | None = None, progress: bool = False) -> tuple[dict, CodeCounter]:
     """Tokenize and reconstruct every image; returns the values of `metrics` (default: usage, PSNR and SSIM) and
-    the per-code counts (over every level of a residual or multi-scale tokenizer)."""
+    the per-code counts (over every level of a residual or multi-scale tokenizer).
+
+    In a distributed run every process must call it: each measures its shard of the images (`process_shard`) and
+    the metrics are combined over all of them (code counts summed), so every process returns the same results.
+    """
     device = model.device
     metrics = metrics if metrics is not None else [CodebookUsage(model, device), ImageQuality(model, device)]
     usage = next((m for m in metrics if isinstance(m, CodebookUsage)), None)
     if usage is None:
         raise ValueError("The metrics must include CodebookUsage: the per-code counts are returned.")
-    loader = DataLoader(images, batch_size=batch_size, shuffle=False)
+    loader = DataLoader(Subset(images, process_shard(len(images))), batch_size=batch_size, shuffle=False)
     if progress:
         from tqdm.auto import tqdm
 
@@ -69,8 +82,9 @@ def evaluate(model: FVQModel, images: torch.utils.data.Dataset, batch_size: int 
         for metric in metrics:
             metric.update(batch, reconstruction, encoded.indices)
         seen += batch.shape[0]
-    results: dict = {"num_images": seen}
+    results: dict = {"num_images": int(sum_over_processes(torch.tensor(seen, device=device)))}
     for metric in metrics:
+        metric.sync()
         results.update(metric.compute())
     return results, usage.counter
 

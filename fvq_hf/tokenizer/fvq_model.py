@@ -327,6 +327,21 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         folded.load_state_dict(state, strict=True)
         return folded.to(device=self.device).train(self.training)
 
+    def add_bridge(self, bridge_type: str, bridge_config: dict | None = None) -> FVQModel:
+        """This plain-VQ model with a fresh `bridge_type` bridge over its codebook, for fine-tuning with one (the
+        inverse of `fold_bridge`): the encoder, decoder and quantizer weights are kept, the codebook becomes the
+        bridge's input table. A VQBridge starts its output at zero, as in training from scratch, so the codes
+        are learnt again from that table; SimVQ's linear bridge starts at a random map of it and keeps it frozen."""
+        if self.config.bridge_type != NO_BRIDGE:
+            raise ValueError(f"This model already has a bridge ({self.config.bridge_type}); fold it first "
+                             "(fold_bridge) to put another one on its codebook.")
+        bridged = type(self).from_config({**self.config, "bridge_type": bridge_type, "bridge_config": bridge_config})
+        missing, unexpected = bridged.load_state_dict(self.state_dict(), strict=False)
+        if unexpected or any(not key.startswith("quantizer.bridge.") for key in missing):
+            raise ValueError(f"Cannot carry the weights over to a {bridge_type} bridge: missing {missing}, "
+                             f"unexpected {unexpected}.")
+        return bridged.to(device=self.device).train(self.training)
+
     def model_card(self, repo_id: str | None = None, evaluations: dict | None = None, training: str | None = None,
                    pipeline: bool = False):
         """A `huggingface_hub.ModelCard` (of the model, or of an `FVQPipeline` around it with `pipeline`): the

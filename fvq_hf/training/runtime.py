@@ -61,6 +61,21 @@ def make_accelerator(args: argparse.Namespace, out: Path) -> tuple[Accelerator, 
     return accelerator, mixed_precision
 
 
+def compile_modules(device: torch.device, *modules: torch.nn.Module | None) -> None:
+    """`--compile`: `torch.compile` each module in place (`nn.Module.compile`: its state-dict keys, hence checkpoints
+    and saved models, stay as they are). A probe compiles first, so that a machine where compiling cannot work
+    (no C++ compiler for inductor on CPU, no Triton on GPU) says so before training starts."""
+    try:
+        torch.compile(lambda x: torch.sin(x) * 2 + 1)(torch.ones(8, device=device))
+    except Exception as error:  # inductor fails in many ways (missing compiler, headers, Triton)
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[-1][:300]
+        raise ValueError(f"--compile: torch.compile does not work on this machine ({reason}). On CPU it needs a C++ "
+                         "compiler (g++) and Python headers; on GPU, Triton. Run without --compile.") from error
+    for module in modules:
+        if module is not None:
+            module.compile()
+
+
 @dataclass
 class TrainState:
     """Progress that checkpoints carry besides weights and optimizer states."""
@@ -85,7 +100,8 @@ def training_batches(accelerator: Accelerator, loader, dataset, state: TrainStat
     """
     while state.step < stop_at:
         dataset.set_epoch(state.epoch)
-        loader.set_epoch(state.epoch)
+        if hasattr(loader, "set_epoch"):  # a prepared loader's sampler (a stream's own loader has none)
+            loader.set_epoch(state.epoch)
         batches = accelerator.skip_first_batches(loader, state.batches_in_epoch) if state.batches_in_epoch else loader
         for batch in batches:
             state.batches_in_epoch += 1
@@ -126,7 +142,30 @@ def latest_checkpoint(root: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def save_checkpoint(accelerator: Accelerator, root: Path, step: int, keep: int) -> Path:
+def data_position_file(checkpoint: Path, rank: int) -> Path:
+    return checkpoint / f"data_position_{rank}.json"
+
+
+def save_data_position(accelerator: Accelerator, checkpoint: Path, state: TrainState) -> None:
+    """Each process's place in its data (epoch, batches taken in it) beside the checkpoint: accelerate saves the
+    registered `TrainState` of the main process only, and with streamed data each process reads its own shards,
+    whose epochs end at different steps."""
+    data_position_file(checkpoint, accelerator.process_index).write_text(
+        json.dumps({"epoch": state.epoch, "batches_in_epoch": state.batches_in_epoch}))
+
+
+def load_data_position(accelerator: Accelerator, checkpoint: Path, state: TrainState) -> None:
+    """This process's data position from `checkpoint` (as the main process's when it was saved without one: a run
+    resumed on more processes, or a checkpoint older than these files)."""
+    path = data_position_file(checkpoint, accelerator.process_index)
+    if path.is_file():
+        state.load_state_dict(json.loads(path.read_text()))
+    elif accelerator.process_index:
+        logger.warning("--resume: %s holds no data position of process %d; it continues from the main process's.",
+                       checkpoint, accelerator.process_index)
+
+
+def save_checkpoint(accelerator: Accelerator, root: Path, step: int, keep: int, state: TrainState) -> Path:
     """accelerate `save_state` into a temporary folder, renamed when every process has written its part."""
     final, tmp = root / f"step-{step:08d}", root / f".tmp-step-{step:08d}"
     if accelerator.is_main_process:
@@ -134,6 +173,7 @@ def save_checkpoint(accelerator: Accelerator, root: Path, step: int, keep: int) 
         root.mkdir(parents=True, exist_ok=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
+    save_data_position(accelerator, tmp, state)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         shutil.rmtree(final, ignore_errors=True)
@@ -157,6 +197,7 @@ def resume_latest(accelerator: Accelerator, root: Path, state: TrainState) -> No
     for checkpoint in reversed(checkpoints):
         try:
             accelerator.load_state(str(checkpoint))
+            load_data_position(accelerator, checkpoint, state)
         except Exception as error:  # a damaged file fails in many ways (safetensors, pickle, zip, shapes)
             reason = (str(error).splitlines() or [type(error).__name__])[0][:300]
             logger.warning("--resume: skipping %s, which cannot be loaded (%s).", checkpoint, reason)
@@ -281,12 +322,12 @@ class Run:
 
 
 def run_loop(run: Run, models: tuple, step: Callable[[object, int], dict],
-             describe: Callable[[dict], tuple[dict, str]]) -> dict:
+             describe: Callable[[dict], tuple[dict, str]], after_step: Callable[[int], None] | None = None) -> dict:
     """The training loop every command shares, from where `run.state` stands to `--max-steps` / `--stop-after`.
 
     `step(batch, step_index)` runs one micro-batch inside `accelerator.accumulate(*models)` (forward, backward,
     optimizer steps) and returns its logs. An optimizer step is counted when gradients sync; then the learning
-    rate moves on, every `--log-every` steps `describe(logs) -> (metrics, message)` is logged, and every
+    rate moves on, `after_step(steps taken)` runs (on every process: periodic evaluation), every `--log-every` steps `describe(logs) -> (metrics, message)` is logged, and every
     `--checkpoint-every` steps (and at the end) an atomic checkpoint is written. Returns the last step's logs.
     """
     from tqdm.auto import tqdm
@@ -308,6 +349,8 @@ def run_loop(run: Run, models: tuple, step: Callable[[object, int], dict],
             state.step += 1
             lr = schedule.set(state.step)
             bar.update(1)
+            if after_step is not None:
+                after_step(state.step)
             if state.step % args.log_every == 0 or state.step == stop_at:
                 step_time = (time.perf_counter() - tick) / max(1, state.step - start_step)
                 metrics, message = describe(logs)
@@ -315,7 +358,7 @@ def run_loop(run: Run, models: tuple, step: Callable[[object, int], dict],
                 bar.set_postfix_str(message)
                 logger.info("step %d  %s  lr %.2e  %.3f s/step", state.step, message, lr, step_time)
             if state.step % args.checkpoint_every == 0 or state.step == stop_at:
-                save_checkpoint(accelerator, run.checkpoints, state.step, args.checkpoints_total_limit)
+                save_checkpoint(accelerator, run.checkpoints, state.step, args.checkpoints_total_limit, state)
             if state.step >= stop_at:
                 break
     finally:  # the bar's line ends before any error message

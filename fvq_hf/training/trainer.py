@@ -3,7 +3,8 @@
 
 Checkpoints are atomic (see `fvq_hf.training.runtime`). The final model is written with `save_pretrained`
 to `<output-dir>/model` (as trained) and `<output-dir>/model-folded` (`fold_bridge()`), each with a model
-card holding the evaluation measured at the end of training.
+card holding the evaluation measured at the end of training (by every process, `training.evaluation`). With
+`--ema-decay` those hold the weights' moving average (`training.ema`) and `<output-dir>/model-raw` the raw ones.
 """
 
 from __future__ import annotations
@@ -18,21 +19,37 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 
 from ..data.sources import RandomCrops, open_source
-from ..evaluation.evaluate import run_evaluation
+from ..data.streams import StreamedCrops, is_shard_pattern, open_stream
 from ..evaluation.usage import UsageWindow, save_usage_file
 from ..hub.model_card import dataset_id, save_evaluation, tokenizer_card
 from ..losses import LPIPS, PatchGANDiscriminator, TokenizerLoss, find_lpips_weights
 from ..tokenizer import FVQModel
 from . import runtime
+from .ema import averaged_weights, make_ema
+from .evaluation import TrainingEvaluation
 
 logger = logging.getLogger(__name__)
 BUILTIN_SAMPLES_PER_EPOCH = 2048
 
 
-def build_training_data(args, resolution: int) -> RandomCrops:
+def build_training_data(accelerator, args, resolution: int) -> tuple[object, DataLoader, int | None]:
+    """`(dataset, loader, optimizer steps per epoch)` of `--data`. A map-style source (builtin, folder, saved dataset)
+    goes through `accelerator.prepare`; a stream (`--streaming`, tar shards) is read by each process from its own
+    shards, so its loader is not prepared and its epoch length is unknown (None)."""
+    if args.streaming or is_shard_pattern(args.data):
+        stream, column = open_stream(args.data, "train", args.image_column)
+        dataset = StreamedCrops(stream, column, resolution, args.seed, accelerator.process_index,
+                                accelerator.num_processes)
+        loader = DataLoader(dataset, batch_size=args.batch_size, drop_last=True, num_workers=args.num_workers)
+        return dataset, loader, None
     source = open_source(args.data, "train", args.image_column)
     length = args.samples_per_epoch or (BUILTIN_SAMPLES_PER_EPOCH if args.data.startswith("builtin") else len(source))
-    return RandomCrops(source, resolution, length, args.seed)
+    dataset = RandomCrops(source, resolution, length, args.seed)
+    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
+                        num_workers=args.num_workers, persistent_workers=False)
+    if len(loader) == 0:
+        raise ValueError(f"{len(dataset)} training samples make no full batch of {args.batch_size}.")
+    return dataset, accelerator.prepare(loader), max(1, len(loader) // args.gradient_accumulation_steps)
 
 
 def train(args: argparse.Namespace) -> dict:
@@ -44,6 +61,8 @@ def train(args: argparse.Namespace) -> dict:
     # ---- model, losses, data --------------------------------------------------------------------------------
     config = runtime.load_config(args.config, FVQModel, "a tokenizer folder under hub_configs/, e.g. fvq-cpu-4k")
     model = FVQModel.from_pretrained(args.config) if args.init_weights else FVQModel.from_config(config)
+    if args.add_bridge:
+        model = model.add_bridge(args.add_bridge, args.bridge_config)
     if args.gradient_checkpointing:
         model.enable_gradient_checkpointing()
     resolution = args.resolution or model.config.sample_size
@@ -58,33 +77,33 @@ def train(args: argparse.Namespace) -> dict:
     loss_fn = TokenizerLoss(lpips, reconstruction_weight=args.reconstruction_weight,
                             perceptual_weight=args.perceptual_weight, disc_weight=args.disc_weight,
                             disc_start=args.disc_start)
-    dataset = build_training_data(args, resolution)
-    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
-                        num_workers=args.num_workers, persistent_workers=False)
-    if len(loader) == 0:
-        raise ValueError(f"{len(dataset)} training samples make no full batch of {args.batch_size}.")
-
+    if args.compile:
+        runtime.compile_modules(accelerator.device, model, discriminator, lpips)
     optimizer, optimizer_d = build_optimizers(model, discriminator, args.lr, (args.beta1, args.beta2))
-    model, discriminator, optimizer, optimizer_d, loader = accelerator.prepare(
-        model, discriminator, optimizer, optimizer_d, loader)
-
-    steps_per_epoch = max(1, len(loader) // args.gradient_accumulation_steps)
+    model, discriminator, optimizer, optimizer_d = accelerator.prepare(model, discriminator, optimizer, optimizer_d)
+    dataset, loader, steps_per_epoch = build_training_data(accelerator, args, resolution)
     schedule = runtime.LearningRate(args, steps_per_epoch, [optimizer, optimizer_d])
     total_steps, warmup_steps = schedule.total, schedule.warmup
 
     monitor = UsageWindow(config["num_vq_embeddings"], args.usage_window, accelerator.device)
-    state = runtime.start_run(accelerator, args, out, "fvq", monitor)
     unwrapped = accelerator.unwrap_model(model)
+    ema = make_ema(unwrapped, args.ema_decay)
+    state = runtime.start_run(accelerator, args, out, "fvq", monitor, *([ema] if ema else []))
+    if ema:
+        ema.to(accelerator.device)  # a resumed average is loaded onto the CPU
     global_batch = args.batch_size * accelerator.num_processes * args.gradient_accumulation_steps
-    logger.info("%s: %d steps (%d per epoch), global batch %d, %d processes, %s, warmup %d steps, %s schedule",
-                args.config, total_steps, steps_per_epoch, global_batch, accelerator.num_processes,
-                mixed_precision, warmup_steps, args.schedule)
+    logger.info("%s: %d steps (%s per epoch), global batch %d, %d processes, %s, warmup %d steps, %s schedule%s",
+                args.config, total_steps, steps_per_epoch or "streamed: ?", global_batch, accelerator.num_processes,
+                mixed_precision, warmup_steps, args.schedule, f", EMA {args.ema_decay}" if ema else "")
 
     tokenizer_step = TokenizerStep(accelerator, model, discriminator, loss_fn, optimizer, optimizer_d,
                                    args.max_grad_norm)
+    evaluation = TrainingEvaluation(accelerator, args, resolution)
 
     def step(images: torch.Tensor, step_index: int) -> dict:
-        logs, indices = tokenizer_step(images, step_index)
+        logs, indices = tokenizer_step(images.to(accelerator.device), step_index)
+        if ema and accelerator.sync_gradients:
+            ema.step(unwrapped.parameters())
         monitor.update(accelerator.gather(indices), step_index)
         return logs
 
@@ -94,13 +113,21 @@ def train(args: argparse.Namespace) -> dict:
                                                    f"  usage(rolling {args.usage_window}) {usage:.1%} at "
                                                    f"{monitor.tokens_per_code(state.step):.0f} tokens/code")
 
+    def after_step(step_count: int) -> None:
+        if args.eval_every and step_count % args.eval_every == 0 and step_count < total_steps and evaluation.data:
+            with averaged_weights(ema, unwrapped):
+                evaluation(unwrapped, step_count, f"{out / 'model'} at step {step_count}")
+            model.train()
+
     run = runtime.Run(accelerator, args, state, loader, dataset, schedule, out / "checkpoints")
-    runtime.run_loop(run, (model, discriminator), step, describe)
+    runtime.run_loop(run, (model, discriminator), step, describe, after_step)
     results: dict = {}
-    if state.step == total_steps and accelerator.is_main_process:
-        results = evaluate_and_save(args, out, unwrapped, resolution, total_steps, warmup_steps, global_batch)
+    if state.step == total_steps:
+        summary = training_summary(args, total_steps, resolution, global_batch, warmup_steps)
+        results = evaluate_and_save(accelerator, out, unwrapped, ema, evaluation, total_steps, summary, args)
     runtime.end_run(accelerator, out)
-    return {"step": state.step, "eval": results, "usage_rolling": monitor.usage(state.step), "model": unwrapped,
+    return {"step": state.step, "eval": results.get("model", {}), "eval_raw": results.get("model-raw"),
+            "usage_rolling": monitor.usage(state.step), "model": unwrapped, "ema": ema,
             "rank": accelerator.process_index, "world_size": accelerator.num_processes}
 
 
@@ -153,30 +180,56 @@ class TokenizerStep:
         return logs, output.indices
 
 
-def evaluate_and_save(args, out: Path, model: FVQModel, resolution: int, total_steps: int, warmup_steps: int,
-                      global_batch: int) -> dict:
-    """Evaluate the trained model, then save it as trained and folded, with a card holding the results."""
-    model.eval()
-    eval_data = args.eval_data if args.eval_data is not None else (
-        ["builtin:heldout", "builtin:unseen"] if args.data.startswith("builtin") else [])
+def training_summary(args: argparse.Namespace, steps: int, resolution: int, global_batch: int, warmup: int) -> str:
+    """How the model was trained, for its card."""
+    start = "Trained"
+    if args.init_weights:
+        start = f"Fine-tuned from `{args.config}`" + (f" with a fresh {args.add_bridge} bridge" if args.add_bridge else "")
+    return (f"{start} with `fvq-train` for {steps} steps at {resolution} px, global batch {global_batch}, lr {args.lr} "
+            f"({args.schedule} annealing, {warmup} warmup steps), data `{args.data}`.")
+
+
+WEIGHT_NOTES = {
+    "model": "the exponential moving average of the training weights (decay {decay}, diffusers' EMAModel); the raw "
+             "weights of the last step are beside it in `model-raw`",
+    "model-raw": "the raw training weights of the last step, not their average (which is in `model`)",
+}
+
+
+def evaluate_and_save(accelerator, out: Path, model: FVQModel, ema, evaluation: TrainingEvaluation, step: int,
+                      summary: str, args: argparse.Namespace) -> dict:
+    """Evaluate the trained model on every process, then (main process) save it as trained and folded, with a card
+    holding the results. With an EMA, `model` / `model-folded` hold the averaged weights and `model-raw` the last
+    step's own, each evaluated. Returns the results of each saved folder."""
+    folders = {"model": ema, "model-raw": None} if ema else {"model": None}  # folder -> the average it holds
     results = {}
-    for data in eval_data:
-        metrics, counter = run_evaluation(model, data, model_name=str(out / "model"), resolution=resolution,
-                                          batch_size=args.eval_batch_size, image_column=args.image_column,
-                                          lpips_vgg=args.lpips_vgg, lpips_linear=args.lpips_linear, progress=False)
-        results[data] = metrics
-        save_usage_file(out / f"usage-{data.replace(':', '-').replace('/', '_')}.json", counter, str(out / "model"), data)
-    summary = (f"Trained with `fvq-train` for {total_steps} steps at {resolution} px, global batch {global_batch}, "
-               f"lr {args.lr} ({args.schedule} annealing, {warmup_steps} warmup steps), data `{args.data}`.")
+    for folder, average in folders.items():
+        with averaged_weights(average, model):
+            results[folder], counters = evaluation(model, step, str(out / folder), log=folder == "model")
+            if accelerator.is_main_process:
+                note = f" Weights: {WEIGHT_NOTES[folder].format(decay=args.ema_decay)}." if ema else ""
+                save_model(out, folder, model, results[folder], summary + note, args)
+                if folder == "model":
+                    for data, counter in counters.items():
+                        save_usage_file(out / f"usage-{data.replace(':', '-').replace('/', '_')}.json", counter,
+                                        str(out / "model"), data)
+    if accelerator.is_main_process:
+        (out / "eval.json").write_text(json.dumps(results["model"], indent=2))
+        if ema:
+            (out / "eval-raw.json").write_text(json.dumps(results["model-raw"], indent=2))
+        logger.info("Saved %s.", ", ".join(str(out / folder) for folder in (*results, "model-folded")))
+    return results
+
+
+def save_model(out: Path, folder: str, model: FVQModel, results: dict, summary: str, args) -> None:
+    """`model` (and, for `model`, its fold in `model-folded`) saved with a card holding `results`."""
     # Not model.model_card: what was saved next to --init-weights (e.g. a converted original's provenance) is not
     # this model's any more.
     datasets = [dataset_id(args.data)] if args.data.startswith("hf:") else None
     card = tokenizer_card(model.config, model.bridge_name, evaluations=results or None, training=summary,
                           datasets=datasets)
-    for folder, model_out in (("model", model), ("model-folded", model.fold_bridge())):
-        model_out.save_pretrained(out / folder)
-        card.save(out / folder / "README.md")
-        save_evaluation(out / folder, results, summary)
-    (out / "eval.json").write_text(json.dumps(results, indent=2))
-    logger.info("Saved %s and %s.", out / "model", out / "model-folded")
-    return results
+    saved = [(folder, model)] + ([("model-folded", model.fold_bridge())] if folder == "model" else [])
+    for name, model_out in saved:
+        model_out.save_pretrained(out / name)
+        card.save(out / name / "README.md")
+        save_evaluation(out / name, results, summary)

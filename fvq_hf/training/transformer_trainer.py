@@ -99,6 +99,8 @@ def train(args: argparse.Namespace) -> dict:
     if len(loader) == 0:
         raise ValueError(f"{len(data)} training samples make no full batch of {args.batch_size}.")
     optimizer = optimizer_for(model, args)
+    if args.compile:
+        runtime.compile_modules(accelerator.device, model)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     unwrapped = accelerator.unwrap_model(model)
     steps_per_epoch = max(1, len(loader) // args.gradient_accumulation_steps)

@@ -1,10 +1,8 @@
 import json
 import logging
-import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -22,17 +20,10 @@ from ..helpers import (
     make_tiny_model,
     random_images,
     write_config,
-    write_images,
     write_lpips_weights,
+    write_shards,
 )
-
-
-def _args(tmp_path, *extra):
-    config = write_config(tmp_path / "config")
-    data = write_images(tmp_path / "images", count=8)
-    return ["--config", str(config), "--data", str(data), "--resolution", "32", "--batch-size", "4",
-            "--samples-per-epoch", "12", "--lr", "1e-3", "--num-workers", "0", "--report-to", "none",
-            "--log-every", "1", *extra]
+from .runs import run_two_processes, saved_weights, train_args
 
 
 def test_one_training_step_lowers_the_loss_on_a_fixed_batch():
@@ -57,7 +48,7 @@ def test_one_training_step_lowers_the_loss_on_a_fixed_batch():
 
 def test_training_writes_models_cards_and_evaluation(tmp_path):
     out = tmp_path / "run"
-    result = train(parse_args(_args(tmp_path, "--max-steps", "4", "--checkpoint-every", "2", "--output-dir",
+    result = train(parse_args(train_args(tmp_path, "--max-steps", "4", "--checkpoint-every", "2", "--output-dir",
                                      str(out), "--eval-data", str(tmp_path / "images"))))
     assert result["step"] == 4
     model = FVQModel.from_pretrained(out / "model")
@@ -78,7 +69,7 @@ def test_training_writes_models_cards_and_evaluation(tmp_path):
 ])
 def test_residual_and_multiscale_tokenizers_train_and_count_every_level(quantizer, levels, tokens, tmp_path):
     out = tmp_path / "run"
-    args = _args(tmp_path, "--max-steps", "2", "--output-dir", str(out), "--eval-data", str(tmp_path / "images"))
+    args = train_args(tmp_path, "--max-steps", "2", "--output-dir", str(out), "--eval-data", str(tmp_path / "images"))
     write_config(tmp_path / "config", **quantizer)
     train(parse_args(args))
     assert FVQModel.from_pretrained(out / "model-folded").config.quantizer_type == quantizer["quantizer_type"]
@@ -100,7 +91,7 @@ def test_gan_lpips_and_accumulation_paths(tmp_path, caplog):
 
     vgg, linear = write_lpips_weights(tmp_path / "lpips")
     out = tmp_path / "run"
-    result = train(parse_args(_args(tmp_path, "--max-steps", "2", "--disc-start", "1", "--gradient-accumulation-steps",
+    result = train(parse_args(train_args(tmp_path, "--max-steps", "2", "--disc-start", "1", "--gradient-accumulation-steps",
                                     "2", "--lpips-vgg", str(vgg), "--lpips-linear", str(linear), "--eval-data",
                                     "--output-dir", str(out), "--report-to", "tensorboard")))
     assert result["step"] == 2  # 2 optimizer steps of 2 micro-batches each
@@ -110,12 +101,8 @@ def test_gan_lpips_and_accumulation_paths(tmp_path, caplog):
     assert {"loss/perceptual", "loss/generator_gan", "loss/discriminator", "usage_rolling", "lr"} <= set(logged)
 
 
-def _weights(folder: Path) -> dict:
-    return FVQModel.from_pretrained(folder).state_dict()
-
-
-def test_resume_after_a_stop_gives_the_same_weights(tmp_path):
-    base = _args(tmp_path, "--max-steps", "7", "--eval-data", "--checkpoint-every", "100")
+def test_resume_after_a_stop_gives_the_samesaved_weights(tmp_path):
+    base = train_args(tmp_path, "--max-steps", "7", "--eval-data", "--checkpoint-every", "100")
     train(parse_args([*base, "--output-dir", str(tmp_path / "straight")]))
     # Stop mid-epoch (3 batches an epoch), as a crash after the checkpoint at step 4 would, then resume.
     stopped = train(parse_args([*base, "--output-dir", str(tmp_path / "resumed"), "--stop-after", "4"]))
@@ -123,7 +110,7 @@ def test_resume_after_a_stop_gives_the_same_weights(tmp_path):
     assert latest_checkpoint(tmp_path / "resumed" / "checkpoints").name == "step-00000004"
     resumed = train(parse_args([*base, "--output-dir", str(tmp_path / "resumed"), "--resume"]))
     assert resumed["step"] == 7
-    a, b = _weights(tmp_path / "straight" / "model"), _weights(tmp_path / "resumed" / "model")
+    a, b = saved_weights(tmp_path / "straight" / "model"), saved_weights(tmp_path / "resumed" / "model")
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
@@ -139,7 +126,7 @@ def test_interrupted_checkpoint_writes_are_ignored(tmp_path):
 
 def test_a_damaged_latest_checkpoint_is_skipped_for_the_one_before(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="fvq_hf.training.runtime")
-    base = _args(tmp_path, "--max-steps", "6", "--eval-data", "--checkpoint-every", "2")
+    base = train_args(tmp_path, "--max-steps", "6", "--eval-data", "--checkpoint-every", "2")
     train(parse_args([*base, "--output-dir", str(tmp_path / "straight")]))
     train(parse_args([*base, "--output-dir", str(tmp_path / "run"), "--stop-after", "4"]))
     latest = latest_checkpoint(tmp_path / "run" / "checkpoints")
@@ -149,12 +136,12 @@ def test_a_damaged_latest_checkpoint_is_skipped_for_the_one_before(tmp_path, cap
     assert resumed["step"] == 6
     assert "skipping" in caplog.text and "step-00000004" in caplog.text and "Resumed from" in caplog.text
     # From step 2 the run takes the same batches again: the weights of an uninterrupted run.
-    a, b = _weights(tmp_path / "straight" / "model"), _weights(tmp_path / "run" / "model")
+    a, b = saved_weights(tmp_path / "straight" / "model"), saved_weights(tmp_path / "run" / "model")
     assert all(torch.equal(a[key], b[key]) for key in a)
 
 
 def test_no_loadable_checkpoint_is_a_clear_error(tmp_path):
-    base = _args(tmp_path, "--max-steps", "4", "--eval-data", "--output-dir", str(tmp_path / "run"))
+    base = train_args(tmp_path, "--max-steps", "4", "--eval-data", "--output-dir", str(tmp_path / "run"))
     train(parse_args([*base, "--stop-after", "2"]))
     (latest_checkpoint(tmp_path / "run" / "checkpoints") / "model.safetensors").write_bytes(b"broken")
     with pytest.raises(ValueError, match=r"--resume: no checkpoint under .* can be loaded: step-00000002 \("):
@@ -168,7 +155,7 @@ def test_a_second_live_run_on_the_output_dir_is_refused(tmp_path):
     try:
         lock = OutputLock(out)
         lock.path.write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname(), "started": "now"}))
-        args = _args(tmp_path, "--max-steps", "1", "--eval-data", "--output-dir", str(out))
+        args = train_args(tmp_path, "--max-steps", "1", "--eval-data", "--output-dir", str(out))
         with pytest.raises(ValueError, match=rf"--output-dir {out} is in use by another live run \(pid {sleeper.pid}"):
             train(parse_args(args))
         assert lock.holder()["pid"] == sleeper.pid  # the live run's lock is left alone
@@ -193,7 +180,7 @@ def test_a_second_live_run_on_the_output_dir_is_refused(tmp_path):
     ],
 )
 def test_bad_training_input(tmp_path, change, error, match):
-    args = _args(tmp_path, "--max-steps", "1", "--output-dir", str(tmp_path / "run"))
+    args = train_args(tmp_path, "--max-steps", "1", "--output-dir", str(tmp_path / "run"))
     for flag, value in change.items():
         args[args.index(flag) + 1] = value
     with pytest.raises(error, match=match):
@@ -201,7 +188,7 @@ def test_bad_training_input(tmp_path, change, error, match):
 
 
 def test_empty_data_folder(tmp_path):
-    args = _args(tmp_path, "--max-steps", "1", "--output-dir", str(tmp_path / "run"))
+    args = train_args(tmp_path, "--max-steps", "1", "--output-dir", str(tmp_path / "run"))
     (tmp_path / "empty").mkdir()
     args[args.index("--data") + 1] = str(tmp_path / "empty")
     with pytest.raises(ValueError, match="No image files"):
@@ -211,29 +198,17 @@ def test_empty_data_folder(tmp_path):
 @pytest.mark.slow
 def test_two_processes_share_global_usage(tmp_path):
     """Two real processes over gloo: both ranks see the same gathered usage and end with the same weights."""
-    args = _args(tmp_path, "--max-steps", "3", "--eval-data", "--output-dir", str(tmp_path / "ddp"))
-    worker = Path(__file__).with_name("ddp_worker.py")
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
-    with socket.socket() as probe:  # a free port: torch.distributed.run hands --master_port 0 to workers as is
-        probe.bind(("127.0.0.1", 0))
-        port = str(probe.getsockname()[1])
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-         "--master_port", port, str(worker), *args],
-        capture_output=True, text=True, env=env, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    lines = sorted(line.split() for line in proc.stdout.splitlines() if line.startswith("RANK"))
-    assert [line[1] for line in lines] == ["0", "1"] and all(line[3] == "2" for line in lines)
+    lines = run_two_processes(train_args(tmp_path, "--max-steps", "3", "--eval-data", "--output-dir",
+                                         str(tmp_path / "ddp")))
     assert lines[0][5] == lines[1][5] and float(lines[0][5]) > 0  # same global usage on both ranks
     assert lines[0][7] == lines[1][7]  # same weights after DDP steps
 
 
-def test_gradient_checkpointing_flag_trains_the_same_weights(tmp_path):
+def test_gradient_checkpointing_flag_trains_the_samesaved_weights(tmp_path):
     runs = {}
     for flag in ([], ["--gradient-checkpointing"]):
         out = tmp_path / f"run{len(flag)}"
-        runs[bool(flag)] = train(parse_args(_args(tmp_path, "--max-steps", "2", "--eval-data", "--output-dir", str(out),
+        runs[bool(flag)] = train(parse_args(train_args(tmp_path, "--max-steps", "2", "--eval-data", "--output-dir", str(out),
                                                   *flag)))["model"]
     assert runs[True].encoder.gradient_checkpointing and not runs[False].encoder.gradient_checkpointing
     for (name, a), (_, b) in zip(runs[False].state_dict().items(), runs[True].state_dict().items()):
@@ -254,13 +229,13 @@ def test_the_dit_bridge_trains_resumes_in_bf16_with_checkpointing_and_folds(tmp_
     """The authors' DiT QBridge as a training option: through fvq-train with bf16 autocast and gradient
     checkpointing, stopped and resumed to the weights of an uninterrupted run, saved, loaded and folded."""
     config = write_config(tmp_path / "dit", bridge_type="dit", bridge_config=TINY_BRIDGES["dit"])
-    base = [*_args(tmp_path, "--max-steps", "5", "--eval-data", "--checkpoint-every", "100", "--mixed-precision",
+    base = [*train_args(tmp_path, "--max-steps", "5", "--eval-data", "--checkpoint-every", "100", "--mixed-precision",
                    "bf16", "--gradient-checkpointing")]
     base[base.index("--config") + 1] = str(config)
     straight = train(parse_args([*base, "--output-dir", str(tmp_path / "straight")]))
     train(parse_args([*base, "--output-dir", str(tmp_path / "resumed"), "--stop-after", "2"]))
     train(parse_args([*base, "--output-dir", str(tmp_path / "resumed"), "--resume"]))
-    a, b = _weights(tmp_path / "straight" / "model"), _weights(tmp_path / "resumed" / "model")
+    a, b = saved_weights(tmp_path / "straight" / "model"), saved_weights(tmp_path / "resumed" / "model")
     assert all(torch.equal(a[key], b[key]) for key in a)
     trained = straight["model"]
     assert trained.config.bridge_type == "dit" and trained.encoder.gradient_checkpointing
@@ -272,3 +247,78 @@ def test_the_dit_bridge_trains_resumes_in_bf16_with_checkpointing_and_folds(tmp_
     with torch.no_grad():
         assert folded.config.bridge_type == "none"
         assert torch.equal(loaded.tokenize(images), folded.tokenize(images))
+
+
+def _shard_args(tmp_path, *extra):
+    args = train_args(tmp_path, "--max-steps", "5", "--eval-data", "--num-workers", "2", *extra)
+    args[args.index("--data") + 1] = write_shards(tmp_path / "shards", shards=4, per_shard=4)
+    args.remove("--samples-per-epoch")
+    args.remove("12")
+    return args
+
+
+def test_training_on_shards_resumes_exactly(tmp_path):
+    """16 images in 4 shards, 2 workers, batches of 4: 4 steps an epoch; stopped and resumed within epoch 1."""
+    base = _shard_args(tmp_path)
+    train(parse_args([*base, "--output-dir", str(tmp_path / "straight")]))
+    train(parse_args([*base, "--output-dir", str(tmp_path / "resumed"), "--stop-after", "3"]))
+    position = json.loads((tmp_path / "resumed/checkpoints/step-00000003/data_position_0.json").read_text())
+    assert position == {"epoch": 0, "batches_in_epoch": 3}
+    train(parse_args([*base, "--output-dir", str(tmp_path / "resumed"), "--resume"]))
+    a, b = saved_weights(tmp_path / "straight" / "model"), saved_weights(tmp_path / "resumed" / "model")
+    assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+@pytest.mark.parametrize("extra, match", [
+    ([], "pass --max-steps"), (["--max-steps", "2", "--warmup-epochs", "1"], "--warmup-epochs does not apply"),
+])
+def test_streamed_data_needs_steps_not_epochs(extra, match, tmp_path):
+    args = train_args(tmp_path, "--streaming", *extra)
+    with pytest.raises(ValueError, match=match):
+        parse_args(args)
+
+
+@pytest.mark.slow
+def test_two_processes_read_disjoint_shards(tmp_path):
+    """Each rank reads two of the four shards (printed by the worker) and both end with the same weights."""
+    lines = run_two_processes(_shard_args(tmp_path, "--output-dir", str(tmp_path / "ddp")))
+    assert lines[0][7] == lines[1][7]
+    shards = [set(line[line.index("SHARDS") + 1].split(",")) for line in lines]
+    assert not shards[0] & shards[1] and shards[0] | shards[1] == {"000", "001", "002", "003"}
+
+
+def test_compile_where_it_cannot_work_is_a_clear_error(tmp_path, monkeypatch):
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    with pytest.raises(ValueError, match=r"--compile: torch.compile does not work on this machine \(InvalidCxxCompiler"):
+        train(parse_args(train_args(tmp_path, "--max-steps", "1", "--eval-data", "--output-dir", str(tmp_path / "r"),
+                                    "--compile")))
+
+
+@pytest.mark.slow
+def test_compiled_models_give_the_eager_losses_and_gradients_and_save_as_usual(tmp_path):
+    """torch.compile (inductor on CPU; a minute to compile) changes the order of the arithmetic only: fvq-train's
+    loss and its gradients agree. (Weights after a step are not compared: Adam's first step is about
+    lr x sign(gradient), which flips where a gradient is ~0.)"""
+    from fvq_hf.training.runtime import compile_modules
+
+    images = random_images(4, 32)
+    eager, compiled = make_tiny_model(), make_tiny_model()
+    compile_modules(torch.device("cpu"), compiled)
+    losses = []
+    for model in (eager, compiled):
+        out = model(images)
+        loss = TokenizerLoss().generator_loss(images, out.sample, out.codebook_loss, out.commitment_loss, step=0)[0]
+        loss.backward()
+        losses.append(loss.detach())
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-6)
+    # As one vector: a bias ahead of a GroupNorm has a gradient of ~1e-8 (cancelled by the norm), all rounding.
+    grads = [torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+             for model in (eager, compiled)]
+    assert (grads[0] - grads[1]).norm() <= 1e-5 * grads[0].norm()
+    out = tmp_path / "run"
+    result = train(parse_args(train_args(tmp_path, "--max-steps", "1", "--eval-data", "--output-dir", str(out),
+                                         "--compile")))
+    assert saved_weights(out / "model").keys() == result["model"].state_dict().keys()  # no `_orig_mod.` prefix

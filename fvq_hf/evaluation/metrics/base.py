@@ -43,6 +43,18 @@ class Metric:
         """One batch: `(B, 3, H, W)` images and reconstructions in [-1, 1], the ids they were coded with."""
         raise NotImplementedError
 
+    def sync(self) -> None:
+        """Combine the states of every process before `compute` (each has measured its own shard of the images).
+        torchmetrics states combine themselves in `compute`; sums kept here use `sum_over_processes`."""
+
     def compute(self) -> dict:
         """The reported values (keys among `reports`, and any detail keys)."""
         raise NotImplementedError
+
+
+def sum_over_processes(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` summed in place over the processes of a distributed run (as is, in one process)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized() and \
+            torch.distributed.get_world_size() > 1:
+        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.SUM)
+    return tensor

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import torch
+
 from ...losses.lpips import LPIPS, find_lpips_weights
-from .base import Metric, Report
+from .base import Metric, Report, sum_over_processes
 
 
 class PerceptualDistance(Metric):
@@ -22,6 +24,10 @@ class PerceptualDistance(Metric):
     def update(self, images, reconstructions, indices) -> None:
         self.total += float(self.lpips(reconstructions, images).sum())
         self.seen += images.shape[0]
+
+    def sync(self) -> None:
+        totals = sum_over_processes(torch.tensor([self.total, self.seen], dtype=torch.float64, device=self.device))
+        self.total, self.seen = float(totals[0]), int(totals[1])
 
     def compute(self) -> dict:
         return {"lpips": self.total / max(self.seen, 1)}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..usage import CodeCounter
-from .base import Metric, Report
+from .base import Metric, Report, sum_over_processes
 
 
 class CodebookUsage(Metric):
@@ -27,6 +27,10 @@ class CodebookUsage(Metric):
         if self.by_level:
             for counter, (_, ids) in zip(self.by_level, self.quantizer.level_maps(indices)):
                 counter.update(ids)
+
+    def sync(self) -> None:
+        for counter in (self.counter, *self.by_level):  # counts are summed, never averaged
+            sum_over_processes(counter.counts)
 
     def compute(self) -> dict:
         levels = {"usage_by_level": [c.usage for c in self.by_level], "level_name": self.quantizer.level_name} \

@@ -1,0 +1,73 @@
+"""Evaluation while training (`fvq-train --eval-every N`) and at its end: `run_evaluation`, the code of
+`fvq-eval`, on every process (each its shard of the images, the metrics combined: code counts summed), logged to
+the trackers, with a grid of reconstructions for TensorBoard."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import torch
+from einops import rearrange
+
+from ..data.sources import EvalImages
+from ..evaluation.evaluate import run_evaluation
+from ..evaluation.usage import CodeCounter
+from ..tokenizer import FVQModel
+
+logger = logging.getLogger(__name__)
+GRID_IMAGES = 8
+
+
+def eval_data(args: argparse.Namespace) -> list[str]:
+    """The `--eval-data` sets (default for builtin: builtin:heldout builtin:unseen; none otherwise)."""
+    if args.eval_data is not None:
+        return list(args.eval_data)
+    return ["builtin:heldout", "builtin:unseen"] if args.data.startswith("builtin") else []
+
+
+def reconstruction_grid(model: FVQModel, images: torch.Tensor) -> torch.Tensor:
+    """`(N, 3, H, W)` images in [-1, 1] -> `(3, 2H, NW)` in [0, 1]: the images above their reconstructions."""
+    with torch.no_grad():  # encode / decode, as the evaluation: a compiled forward would compile again for eval
+        reconstructions = model.decode(model.encode(images.to(model.device)).latents).sample.float().clamp(-1, 1).cpu()
+    pair = torch.stack([images.float(), reconstructions])
+    return rearrange((pair + 1) / 2, "r n c h w -> c (r h) (n w)")
+
+
+class TrainingEvaluation:
+    """The evaluation of a run on each of its `--eval-data` sets; every process calls it at the same steps."""
+
+    def __init__(self, accelerator, args: argparse.Namespace, resolution: int) -> None:
+        self.accelerator, self.args, self.resolution = accelerator, args, resolution
+        self.data = eval_data(args)
+        self.grid_images = None
+
+    def __call__(self, model: FVQModel, step: int, model_name: str, log: bool = True
+                 ) -> tuple[dict, dict[str, CodeCounter]]:
+        """Measure `model` (in eval mode; the caller restores train mode) on every set; returns the results and the
+        code counts of each set (the same on every process). With `log`, they go to the trackers at `step`."""
+        args, results, counters = self.args, {}, {}
+        model.eval()
+        for data in self.data:
+            results[data], counters[data] = run_evaluation(
+                model, data, model_name=model_name, resolution=self.resolution, batch_size=args.eval_batch_size,
+                image_column=args.image_column, lpips_vgg=args.lpips_vgg, lpips_linear=args.lpips_linear,
+                progress=False)
+            metrics = results[data]
+            logger.info("step %d  eval %s: usage %.2f%% at %.1f tokens/code, PSNR %.3f dB, SSIM %.4f", step, data,
+                        100 * metrics["usage"], metrics["tokens_per_code"], metrics["psnr"], metrics["ssim"])
+        if log and results:
+            self.accelerator.log({f"eval/{data}/{key}": value for data, metrics in results.items()
+                                  for key, value in metrics.items() if isinstance(value, (int, float))}, step=step)
+            self.log_grid(model, step)
+        return results, counters
+
+    def log_grid(self, model: FVQModel, step: int) -> None:
+        """The first images of the first set above their reconstructions, in TensorBoard (main process)."""
+        if not self.accelerator.is_main_process or not any(t.name == "tensorboard" for t in self.accelerator.trackers):
+            return
+        if self.grid_images is None:
+            images = EvalImages(self.data[0], self.resolution, "validation", self.args.image_column, GRID_IMAGES)
+            self.grid_images = torch.stack([images[i] for i in range(len(images))])
+        writer = self.accelerator.get_tracker("tensorboard", unwrap=True)
+        writer.add_image(f"eval/{self.data[0]}/reconstructions", reconstruction_grid(model, self.grid_images), step)
