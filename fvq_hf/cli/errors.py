@@ -23,4 +23,14 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str] | None, command
     except USER_ERRORS as error:
         if getattr(args, "debug", False):
             raise
-        parser.exit(2, f"{parser.prog}: error: {error}\n")
+        parser.exit(2, f"{parser.prog}: error: {user_message(error)}\n")
+
+
+def user_message(error: Exception) -> str:
+    """The error's message; for one raised in a DataLoader worker (re-raised as "Caught ... in DataLoader worker
+    process N. Original Traceback ..."), the original message alone."""
+    message = str(error)
+    if message.startswith("Caught ") and "Original Traceback" in message:
+        last = message.strip().splitlines()[-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return message

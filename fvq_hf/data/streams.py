@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import logging
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,6 +43,18 @@ def expand_shards(pattern: str) -> list[str]:
         raise FileNotFoundError(f"--data {pattern!r}: {len(missing)} of {len(files)} shards do not exist "
                                 f"(first: {missing[0]}).")
     return files
+
+
+def broken_shards(files: list[str]) -> list[str]:
+    """The shards among `files` that tarfile cannot read through, each with the reason."""
+    broken = []
+    for file in files:
+        try:
+            with tarfile.open(file) as tar:
+                tar.getmembers()
+        except (tarfile.TarError, OSError) as error:
+            broken.append(f"{file} ({error})")
+    return broken
 
 
 def open_stream(data: str, split: str = "train", image_column: str | None = None):
@@ -87,10 +100,10 @@ class StreamedCrops(torch.utils.data.IterableDataset):
     a resumed run skips the batches it already took and sees the same ones after them.
     """
 
-    def __init__(self, stream, column: str, resolution: int, seed: int = 0, rank: int = 0,
-                 world_size: int = 1) -> None:
+    def __init__(self, stream, column: str, resolution: int, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 shards: list[str] | None = None) -> None:
         self.stream, self.column, self.resolution, self.seed = stream, column, resolution, seed
-        self.rank, self.world_size, self.epoch = rank, world_size, 0
+        self.rank, self.world_size, self.epoch, self.shards = rank, world_size, 0, shards or []
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -102,8 +115,13 @@ class StreamedCrops(torch.utils.data.IterableDataset):
         stream = split_dataset_by_node(self.stream, rank=self.rank, world_size=self.world_size)
         stream = stream.shuffle(seed=self.seed, buffer_size=SHUFFLE_BUFFER)
         stream.set_epoch(self.epoch)
-        for position, example in enumerate(stream):
-            yield str(example.get("__key__", position)), example
+        try:
+            for position, example in enumerate(stream):
+                yield str(example.get("__key__", position)), example
+        except tarfile.TarError as error:
+            raise ValueError(f"A tar shard of the training data cannot be read ({error}): "
+                             f"{', '.join(broken_shards(self.shards)) or 'see the traceback (--debug)'}. A truncated "
+                             "or corrupt shard: write it again, or leave it out of --data.") from error
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         worker = torch.utils.data.get_worker_info()

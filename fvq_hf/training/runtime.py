@@ -327,7 +327,8 @@ def run_loop(run: Run, models: tuple, step: Callable[[object, int], dict],
 
     `step(batch, step_index)` runs one micro-batch inside `accelerator.accumulate(*models)` (forward, backward,
     optimizer steps) and returns its logs. An optimizer step is counted when gradients sync; then the learning
-    rate moves on, `after_step(steps taken)` runs (on every process: periodic evaluation), every `--log-every` steps `describe(logs) -> (metrics, message)` is logged, and every
+    rate moves on, `after_step(steps taken)` runs on every process (periodic evaluation; its time is left out of
+    the logged s/step), every `--log-every` steps `describe(logs) -> (metrics, message)` is logged, and every
     `--checkpoint-every` steps (and at the end) an atomic checkpoint is written. Returns the last step's logs.
     """
     from tqdm.auto import tqdm
@@ -350,7 +351,9 @@ def run_loop(run: Run, models: tuple, step: Callable[[object, int], dict],
             lr = schedule.set(state.step)
             bar.update(1)
             if after_step is not None:
+                paused = time.perf_counter()
                 after_step(state.step)
+                tick += time.perf_counter() - paused
             if state.step % args.log_every == 0 or state.step == stop_at:
                 step_time = (time.perf_counter() - tick) / max(1, state.step - start_step)
                 metrics, message = describe(logs)

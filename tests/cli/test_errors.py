@@ -12,7 +12,7 @@ from fvq_hf.cli.publish import main as publish
 from fvq_hf.cli.train import main as train
 from fvq_hf.cli.train_transformer import main as train_transformer
 
-from ..helpers import make_tiny_model, original_file, write_config, write_images
+from ..helpers import make_tiny_model, original_file, write_config, write_images, write_shards
 
 COMMANDS = {"fvq-train": train, "fvq-train-transformer": train_transformer, "fvq-eval": evaluate,
             "fvq-extract-codes": extract_codes, "fvq-convert": convert, "fvq-publish": publish}
@@ -49,6 +49,9 @@ def files(tmp_path):
     (tmp_path / "locked").mkdir()
     (tmp_path / "locked" / ".fvq-train.lock").write_text(json.dumps({"pid": 1, "host": "another-host",
                                                                      "started": "2026-12-01 09:00:00"}))
+    write_shards(tmp_path / "shards", shards=2)
+    shard = tmp_path / "shards" / "shard-001.tar"
+    shard.write_bytes(shard.read_bytes()[:3000])  # truncated mid-file
     (tmp_path / "gpt").mkdir()
     (tmp_path / "gpt" / "config.json").write_text(json.dumps({"_class_name": "FVQTransformer"}))
     return tmp_path
@@ -79,6 +82,8 @@ CASES = [
     ("fvq-train", ["--config", "{t}/config", "--data", "{t}/no-shards/{{0..3}}.tar", *TRAIN[:-2]],
      "4 of 4 shards do not exist"),
     ("fvq-train", ["--config", "{t}/config", "--data", "builtin", "--ema-decay", "1", *TRAIN], "--ema-decay must lie"),
+    ("fvq-train", ["--config", "{t}/config", "--data", "{t}/shards/shard-{{000..001}}.tar", *TRAIN[:-2],
+                   "--max-steps", "50", "--num-workers", "1"], "A tar shard of the training data cannot be read"),
     ("fvq-train", ["--config", "{t}/config", "--data", "builtin", "--init-weights", "--add-bridge", "linear",
                    "--bridge-config", "{{depth", *TRAIN], "argument --bridge-config: not JSON"),
     ("fvq-train", ["--config", "{t}/model", "--data", "builtin", "--init-weights", "--add-bridge", "linear", *TRAIN],

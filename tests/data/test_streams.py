@@ -69,3 +69,13 @@ def test_a_datasets_folder_streams_with_hf_prefix(tmp_path):
         open_stream(f"hf:{folder}", image_column="nothing")
     with pytest.raises(ValueError, match="--streaming reads hf:<name> or tar shards"):
         open_stream(str(folder))
+
+
+def test_a_truncated_shard_is_named(tmp_path):
+    pattern = write_shards(tmp_path / "shards", shards=2)
+    shard = tmp_path / "shards" / "shard-001.tar"
+    shard.write_bytes(shard.read_bytes()[:3000])
+    stream, column = open_stream(pattern)
+    with pytest.raises(ValueError, match=r"cannot be read \(.*\): .*shard-001.tar \(") as error:
+        list(StreamedCrops(stream, column, 32, shards=expand_shards(pattern)))
+    assert "shard-000" not in str(error.value)
