@@ -144,8 +144,9 @@ def write_images(folder: Path, count: int = 6, size: tuple[int, int] = (48, 40),
     return folder
 
 
-def write_shards(folder: Path, shards: int = 4, per_shard: int = 3, size: tuple[int, int] = (48, 40)) -> str:
-    """Webdataset tar shards of the builtin photos, shrunk to `size` (`NNN-MMM.png` files); their brace pattern."""
+def write_shards(folder: Path, shards: int = 4, per_shard: int | list[int] = 3, size: tuple[int, int] = (48, 40)) -> str:
+    """Webdataset tar shards of the builtin photos, shrunk to `size` (`NNN-MMM.png` files, `per_shard` in each or
+    the given count in each); their brace pattern."""
     import io
     import tarfile
 
@@ -153,11 +154,12 @@ def write_shards(folder: Path, shards: int = 4, per_shard: int = 3, size: tuple[
 
     folder.mkdir(parents=True, exist_ok=True)
     photos = builtin_photos("train")
-    for shard in range(shards):
+    counts = per_shard if isinstance(per_shard, list) else [per_shard] * shards
+    for shard, count in enumerate(counts):
         with tarfile.open(folder / f"shard-{shard:03d}.tar", "w") as tar:
-            for i in range(per_shard):
+            for i in range(count):
                 buffer = io.BytesIO()
-                photos[(shard * per_shard + i) % len(photos)][1].resize(size).save(buffer, format="PNG")
+                photos[(sum(counts[:shard]) + i) % len(photos)][1].resize(size).save(buffer, format="PNG")
                 info = tarfile.TarInfo(f"{shard:03d}-{i:03d}.png")
                 info.size = buffer.tell()
                 buffer.seek(0)

@@ -249,9 +249,9 @@ def test_the_dit_bridge_trains_resumes_in_bf16_with_checkpointing_and_folds(tmp_
         assert torch.equal(loaded.tokenize(images), folded.tokenize(images))
 
 
-def _shard_args(tmp_path, *extra):
+def _shard_args(tmp_path, *extra, per_shard: int | list[int] = 4):
     args = train_args(tmp_path, "--max-steps", "5", "--eval-data", "--num-workers", "2", *extra)
-    args[args.index("--data") + 1] = write_shards(tmp_path / "shards", shards=4, per_shard=4)
+    args[args.index("--data") + 1] = write_shards(tmp_path / "shards", shards=4, per_shard=per_shard)
     args.remove("--samples-per-epoch")
     args.remove("12")
     return args
@@ -322,3 +322,20 @@ def test_compiled_models_give_the_eager_losses_and_gradients_and_save_as_usual(t
     result = train(parse_args(train_args(tmp_path, "--max-steps", "1", "--eval-data", "--output-dir", str(out),
                                          "--compile")))
     assert saved_weights(out / "model").keys() == result["model"].state_dict().keys()  # no `_orig_mod.` prefix
+
+
+@pytest.mark.slow
+def test_two_processes_on_uneven_shards_resume_exactly(tmp_path):
+    """Shards of 2, 6, 3 and 5 images: the processes' epochs end at different steps (each has its own data
+    position in the checkpoint), and a run stopped at step 4 and resumed ends as one that never stopped."""
+    lines = {}
+    for name, stops in (("straight", [[]]), ("resumed", [["--stop-after", "4"], ["--resume"]])):
+        for stop in stops:
+            args = _shard_args(tmp_path, "--batch-size", "2", "--max-steps", "7", "--output-dir", str(tmp_path / name),
+                               *stop, per_shard=[2, 6, 3, 5])
+            lines[name] = run_two_processes(args)
+    positions = [json.loads((tmp_path / f"resumed/checkpoints/step-00000004/data_position_{r}.json").read_text())
+                 for r in (0, 1)]
+    assert positions[0] != positions[1]
+    assert lines["straight"][0][7] == lines["resumed"][0][7] == lines["resumed"][1][7]
+
