@@ -1,4 +1,4 @@
-"""`fvq-extract-codes`: a data set encoded by a trained FVQModel into a codes folder (read by `TokenDataset`).
+r"""`fvq-extract-codes`: a data set encoded by a trained FVQModel into a codes folder (read by `TokenDataset`).
 
     # CPU: 200 random crops of each builtin photo (each photo is a class), each crop and its mirror image
     fvq-extract-codes --tokenizer outputs/fvq-cpu-4k/model-folded --data builtin --random-crops 200 \

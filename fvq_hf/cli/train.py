@@ -1,4 +1,4 @@
-"""`fvq-train`: train an FVQ tokenizer (or a baseline) with accelerate, from one CPU to many GPUs and nodes.
+r"""`fvq-train`: train an FVQ tokenizer (or a baseline) with accelerate, from one CPU to many GPUs and nodes.
 
     # CPU, minutes: the small config on the photos that ship with scikit-image
     fvq-train --config hub_configs/fvq-cpu-4k --data builtin --output-dir outputs/fvq-cpu-4k --max-steps 1000 --lr 1e-3

@@ -1,4 +1,4 @@
-"""`fvq-train-transformer`: train a class-conditional FVQTransformer on extracted codes, with accelerate.
+r"""`fvq-train-transformer`: train a class-conditional FVQTransformer on extracted codes, with accelerate.
 
     # CPU, minutes: codes of the builtin photos (see fvq-extract-codes), the small preset
     fvq-train-transformer --config hub_configs/fvq-gpt-cpu --codes outputs/codes-cpu-4k \
