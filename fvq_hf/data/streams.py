@@ -101,9 +101,10 @@ class StreamedCrops(torch.utils.data.IterableDataset):
     """
 
     def __init__(self, stream, column: str, resolution: int, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 shards: list[str] | None = None) -> None:
+                 source: str = "") -> None:
         self.stream, self.column, self.resolution, self.seed = stream, column, resolution, seed
-        self.rank, self.world_size, self.epoch, self.shards = rank, world_size, 0, shards or []
+        self.rank, self.world_size, self.epoch = rank, world_size, 0
+        self.source = source  # the --data the stream was opened from: to name a broken shard
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -119,8 +120,9 @@ class StreamedCrops(torch.utils.data.IterableDataset):
             for position, example in enumerate(stream):
                 yield str(example.get("__key__", position)), example
         except tarfile.TarError as error:
+            broken = broken_shards(expand_shards(self.source)) if is_shard_pattern(self.source) else []
             raise ValueError(f"A tar shard of the training data cannot be read ({error}): "
-                             f"{', '.join(broken_shards(self.shards)) or 'see the traceback (--debug)'}. A truncated "
+                             f"{', '.join(broken) or 'see the traceback (--debug)'}. A truncated "
                              "or corrupt shard: write it again, or leave it out of --data.") from error
 
     def __iter__(self) -> Iterator[torch.Tensor]:

@@ -102,11 +102,13 @@ def format_table(rows: dict[str, dict]) -> str:
 def run_evaluation(model: FVQModel, data: str, *, model_name: str, resolution: int | None = None,
                    batch_size: int = 32, split: str = "validation", image_column: str | None = None,
                    limit: int | None = None, lpips_vgg: str | None = None, lpips_linear: str | None = None,
-                   inception_weights: str | None = None, progress: bool = True) -> tuple[dict, CodeCounter]:
+                   inception_weights: str | None = None, progress: bool = True,
+                   images: EvalImages | None = None) -> tuple[dict, CodeCounter]:
     """Evaluate `model` on a `--data` source with every registered metric, with a note on each that could not be
-    measured."""
+    measured. `images`: that source's `EvalImages`, when they are already built (a run evaluating it again)."""
     notes = []
-    images = EvalImages(data, resolution or model.config.sample_size, split, image_column, limit)
+    if images is None:
+        images = EvalImages(data, resolution or model.config.sample_size, split, image_column, limit)
     if images.skipped:
         notes.append(f"skipped {len(images.skipped)} unreadable files: {images.skipped}")
     metrics, missing = build_metrics(model, dict(lpips_vgg=lpips_vgg, lpips_linear=lpips_linear,

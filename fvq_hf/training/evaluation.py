@@ -40,7 +40,7 @@ class TrainingEvaluation:
     def __init__(self, accelerator, args: argparse.Namespace, resolution: int) -> None:
         self.accelerator, self.args, self.resolution = accelerator, args, resolution
         self.data = eval_data(args)
-        self.grid_images = None
+        self.images: dict[str, EvalImages] = {}  # each set read once (folders: every file opened and verified)
 
     def __call__(self, model: FVQModel, step: int, model_name: str, log: bool = True
                  ) -> tuple[dict, dict[str, CodeCounter]]:
@@ -49,10 +49,11 @@ class TrainingEvaluation:
         args, results, counters = self.args, {}, {}
         model.eval()
         for data in self.data:
+            if data not in self.images:
+                self.images[data] = EvalImages(data, self.resolution, "validation", args.image_column)
             results[data], counters[data] = run_evaluation(
-                model, data, model_name=model_name, resolution=self.resolution, batch_size=args.eval_batch_size,
-                image_column=args.image_column, lpips_vgg=args.lpips_vgg, lpips_linear=args.lpips_linear,
-                progress=False)
+                model, data, model_name=model_name, batch_size=args.eval_batch_size, lpips_vgg=args.lpips_vgg,
+                lpips_linear=args.lpips_linear, progress=False, images=self.images[data])
             metrics = results[data]
             logger.info("step %d  eval %s: usage %.2f%% at %.1f tokens/code, PSNR %.3f dB, SSIM %.4f", step, data,
                         100 * metrics["usage"], metrics["tokens_per_code"], metrics["psnr"], metrics["ssim"])
@@ -66,8 +67,7 @@ class TrainingEvaluation:
         """The first images of the first set above their reconstructions, in TensorBoard (main process)."""
         if not self.accelerator.is_main_process or not any(t.name == "tensorboard" for t in self.accelerator.trackers):
             return
-        if self.grid_images is None:
-            images = EvalImages(self.data[0], self.resolution, "validation", self.args.image_column, GRID_IMAGES)
-            self.grid_images = torch.stack([images[i] for i in range(len(images))])
+        images = self.images[self.data[0]]
+        first = torch.stack([images[i] for i in range(min(GRID_IMAGES, len(images)))])
         writer = self.accelerator.get_tracker("tensorboard", unwrap=True)
-        writer.add_image(f"eval/{self.data[0]}/reconstructions", reconstruction_grid(model, self.grid_images), step)
+        writer.add_image(f"eval/{self.data[0]}/reconstructions", reconstruction_grid(model, first), step)

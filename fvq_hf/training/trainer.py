@@ -19,7 +19,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 
 from ..data.sources import RandomCrops, open_source
-from ..data.streams import StreamedCrops, expand_shards, is_shard_pattern, open_stream
+from ..data.streams import StreamedCrops, is_shard_pattern, open_stream
 from ..evaluation.usage import UsageWindow, save_usage_file
 from ..hub.model_card import dataset_id, save_evaluation, tokenizer_card
 from ..losses import LPIPS, PatchGANDiscriminator, TokenizerLoss, find_lpips_weights
@@ -39,7 +39,7 @@ def build_training_data(accelerator, args, resolution: int) -> tuple[object, Dat
     if args.streaming or is_shard_pattern(args.data):
         stream, column = open_stream(args.data, "train", args.image_column)
         dataset = StreamedCrops(stream, column, resolution, args.seed, accelerator.process_index,
-                                accelerator.num_processes, expand_shards(args.data) if is_shard_pattern(args.data) else [])
+                                accelerator.num_processes, source=args.data)
         loader = DataLoader(dataset, batch_size=args.batch_size, drop_last=True, num_workers=args.num_workers)
         return dataset, loader, None
     source = open_source(args.data, "train", args.image_column)

@@ -77,5 +77,5 @@ def test_a_truncated_shard_is_named(tmp_path):
     shard.write_bytes(shard.read_bytes()[:3000])
     stream, column = open_stream(pattern)
     with pytest.raises(ValueError, match=r"cannot be read \(.*\): .*shard-001.tar \(") as error:
-        list(StreamedCrops(stream, column, 32, shards=expand_shards(pattern)))
+        list(StreamedCrops(stream, column, 32, source=pattern))
     assert "shard-000" not in str(error.value)
