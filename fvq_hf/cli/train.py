@@ -24,7 +24,7 @@ import argparse
 import json
 
 from ..bridges import BRIDGES, NO_BRIDGE
-from ..data.streams import is_shard_pattern
+from ..data.spec import DataSpec
 from ..evaluation.evaluate import format_table
 from ..training.trainer import BUILTIN_SAMPLES_PER_EPOCH, train
 from .errors import add_debug_flag, run_command
@@ -88,7 +88,7 @@ def check_args(args: argparse.Namespace) -> argparse.Namespace:
                          "model from scratch, set bridge_type in the config).")
     if args.bridge_config and not args.add_bridge:
         raise ValueError("--bridge-config configures the bridge of --add-bridge; pass --add-bridge too.")
-    if args.streaming or is_shard_pattern(args.data):
+    if DataSpec.parse(args.data, args.streaming).streaming:
         if args.max_steps is None:
             raise ValueError(f"Streamed data ({args.data}) has no known epoch length: pass --max-steps.")
         for name in ("warmup_epochs", "samples_per_epoch"):

@@ -1,6 +1,4 @@
-"""Image sources for training and evaluation: the builtin photos, image folders and Hugging Face datasets.
-
-`--data` takes one of:
+"""Map-style image sources for training and evaluation, the reader of a parsed `--data` (`spec.DataSpec`):
 - `builtin` / `builtin:train`: the natural photos that ship inside scikit-image (no download), without
   their held-out bottom strips;
 - `builtin:heldout`: the bottom `HELDOUT_FRACTION` of those same photos, never trained on (the training
@@ -9,6 +7,7 @@
 - a folder of image files (searched recursively);
 - a `datasets` dataset: a folder written by `Dataset.save_to_disk`, or `hf:<name>[:<split>]` from the Hub
   or its local cache.
+Streamed data (`--streaming`, tar shards) is read by `streams`.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ import torch
 from PIL import Image
 
 from .image_io import IMAGE_EXTENSIONS, ImageReadError, load_image, pil_to_tensor, resize_center_crop, to_rgb
+from .spec import DataSpec
 
 logger = logging.getLogger(__name__)
 
@@ -122,18 +122,22 @@ class PhotoList:
         return self.images[index]
 
 
-def open_source(data: str, split: str = "train", image_column: str | None = None):
-    """Resolve a `--data` value to an indexable source of RGB PIL images (see module docstring)."""
-    if data == "builtin" or data.startswith("builtin:"):
-        return PhotoList(builtin_photos(data.partition(":")[2] or "train"))
-    if data.startswith("hf:"):
-        name, _, hf_split = data[3:].partition(":")
-        return HFImageDataset(name, hf_split or split, image_column)
-    path = Path(data)
+def open_source(data: str | DataSpec, split: str = "train", image_column: str | None = None):
+    """A `--data` value (text or parsed) -> an indexable source of RGB PIL images (see the module docstring);
+    `split` is the split of a `datasets` dataset whose `hf:NAME[:SPLIT]` names none."""
+    spec = DataSpec.parse(data)
+    if spec.streaming:
+        raise ValueError(f"--data {spec} is streamed (tar shards or --streaming): it has no random access; read it "
+                         "with fvq_hf.data.streams.open_stream.")
+    if spec.kind == "builtin":
+        return PhotoList(builtin_photos(spec.split))
+    if spec.kind == "hub":
+        return HFImageDataset(spec.name, spec.split or split, image_column)
+    path = Path(spec.name)
     if path.is_dir() and ((path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()):
         return HFImageDataset(str(path), split, image_column)
     if not path.exists():
-        raise FileNotFoundError(f"--data {data!r} is neither 'builtin[:train|heldout|unseen]', 'hf:<name>', nor an "
+        raise FileNotFoundError(f"--data {spec.text!r} is neither 'builtin[:train|heldout|unseen]', 'hf:<name>', nor an "
                                 "existing folder.")
     return ImageFolder(path)
 
@@ -264,12 +268,13 @@ class EvalImages(torch.utils.data.Dataset):
     Unreadable files are reported by name and skipped.
     """
 
-    def __init__(self, data: str, resolution: int, split: str = "train", image_column: str | None = None,
+    def __init__(self, data: str | DataSpec, resolution: int, split: str = "train", image_column: str | None = None,
                  limit: int | None = None) -> None:
+        data = DataSpec.parse(data)
         source = open_source(data, split, image_column)
         self.skipped: list[str] = []
         if isinstance(source, PhotoList):
-            stride = max(1, round(resolution * BUILTIN_EVAL_STRIDE[data.partition(":")[2] or "train"]))
+            stride = max(1, round(resolution * BUILTIN_EVAL_STRIDE[data.split]))
             self.scaled = [copy for image in source.images for copy in scaled_copies(image, resolution,
                                                                                       BUILTIN_EVAL_SCALES)]
             self.tiles = [(i, box, mirror) for i, copy in enumerate(self.scaled)
@@ -293,7 +298,7 @@ class EvalImages(torch.utils.data.Dataset):
                     logger.warning("Skipping unreadable image %s (%s)", source.paths[i], error)
             self.indices = readable
         if not self.indices:
-            raise ValueError(f"No readable images in --data {data!r}: every file is corrupt, truncated or not an "
+            raise ValueError(f"No readable images in --data {data.text!r}: every file is corrupt, truncated or not an "
                              "image (see the warnings above).")
 
     def _tile(self, index: int) -> Image.Image:

@@ -23,14 +23,10 @@ from PIL import Image
 
 from .image_io import ImageReadError, read_image, to_rgb
 from .sources import random_crop
+from .spec import DataSpec
 
 logger = logging.getLogger(__name__)
 SHUFFLE_BUFFER = 1000  # examples; datasets' default
-
-
-def is_shard_pattern(data: str) -> bool:
-    """Whether `--data` names tar shards (a path or brace pattern ending in `.tar`)."""
-    return data.endswith(".tar")
 
 
 def expand_shards(pattern: str) -> list[str]:
@@ -57,19 +53,17 @@ def broken_shards(files: list[str]) -> list[str]:
     return broken
 
 
-def open_stream(data: str, split: str = "train", image_column: str | None = None):
-    """`--data` (shards, or `hf:NAME[:split]` read with streaming) -> `(datasets.IterableDataset, image column)`,
-    the column's images left as bytes (decoded per example, so that a broken one is skipped by name)."""
+def open_stream(data: str | DataSpec, split: str = "train", image_column: str | None = None):
+    """Streamed `--data` (tar shards, or `hf:NAME[:split]` read with streaming) -> `(datasets.IterableDataset, image
+    column)`, the column's images left as bytes (decoded per example, so that a broken one is skipped by name)."""
     import datasets
 
-    if is_shard_pattern(data):
-        stream = datasets.load_dataset("webdataset", data_files={"train": expand_shards(data)}, split="train",
+    spec = DataSpec.parse(data, streaming=True)  # a text that cannot be streamed is refused here
+    if spec.kind == "shards":
+        stream = datasets.load_dataset("webdataset", data_files={"train": expand_shards(spec.name)}, split="train",
                                        streaming=True)
-    elif data.startswith("hf:"):
-        name, _, hf_split = data[3:].partition(":")
-        stream = datasets.load_dataset(name, split=hf_split or split, streaming=True)
     else:
-        raise ValueError(f"--streaming reads hf:<name> or tar shards ('shards/{{000..099}}.tar'), not {data!r}.")
+        stream = datasets.load_dataset(spec.name, split=spec.split or split, streaming=True)
     if stream.features is None:  # some streams do not declare their columns: take --image-column on trust
         if not image_column:
             raise ValueError(f"--data {data} does not declare its columns; pass --image-column.")
@@ -101,10 +95,11 @@ class StreamedCrops(torch.utils.data.IterableDataset):
     """
 
     def __init__(self, stream, column: str, resolution: int, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 source: str = "") -> None:
+                 source: str | DataSpec | None = None) -> None:
         self.stream, self.column, self.resolution, self.seed = stream, column, resolution, seed
         self.rank, self.world_size, self.epoch = rank, world_size, 0
-        self.source = source  # the --data the stream was opened from: to name a broken shard
+        # The --data the stream was opened from: to name a broken shard
+        self.source = DataSpec.parse(source, streaming=True) if source is not None else None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -120,7 +115,8 @@ class StreamedCrops(torch.utils.data.IterableDataset):
             for position, example in enumerate(stream):
                 yield str(example.get("__key__", position)), example
         except tarfile.TarError as error:
-            broken = broken_shards(expand_shards(self.source)) if is_shard_pattern(self.source) else []
+            shards = self.source is not None and self.source.kind == "shards"
+            broken = broken_shards(expand_shards(self.source.name)) if shards else []
             raise ValueError(f"A tar shard of the training data cannot be read ({error}): "
                              f"{', '.join(broken) or 'see the traceback (--debug)'}. A truncated "
                              "or corrupt shard: write it again, or leave it out of --data.") from error

@@ -19,7 +19,8 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 
 from ..data.sources import RandomCrops, open_source
-from ..data.streams import StreamedCrops, is_shard_pattern, open_stream
+from ..data.spec import DataSpec
+from ..data.streams import StreamedCrops, open_stream
 from ..evaluation.usage import UsageWindow, save_usage_file
 from ..hub.model_card import dataset_id, save_evaluation, tokenizer_card
 from ..losses import LPIPS, PatchGANDiscriminator, TokenizerLoss, find_lpips_weights
@@ -36,7 +37,7 @@ def build_training_data(accelerator, args, resolution: int) -> tuple[object, Dat
     """`(dataset, loader, optimizer steps per epoch)` of `--data`. A map-style source (builtin, folder, saved dataset)
     goes through `accelerator.prepare`; a stream (`--streaming`, tar shards) is read by each process from its own
     shards, so its loader is not prepared and its epoch length is unknown (None)."""
-    if args.streaming or is_shard_pattern(args.data):
+    if DataSpec.parse(args.data, args.streaming).streaming:
         stream, column = open_stream(args.data, "train", args.image_column)
         dataset = StreamedCrops(stream, column, resolution, args.seed, accelerator.process_index,
                                 accelerator.num_processes, source=args.data)

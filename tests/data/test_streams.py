@@ -6,7 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from fvq_hf.data.streams import StreamedCrops, expand_shards, is_shard_pattern, open_stream
+from fvq_hf.data.spec import DataSpec
+from fvq_hf.data.streams import StreamedCrops, expand_shards, open_stream
 
 from ..helpers import write_shards
 
@@ -17,7 +18,7 @@ def _keys(crops: StreamedCrops) -> list[str]:
 
 def test_brace_patterns_expand_to_the_shards_and_a_missing_one_is_named(tmp_path):
     pattern = write_shards(tmp_path / "shards", shards=3)
-    assert is_shard_pattern(pattern) and not is_shard_pattern(str(tmp_path))
+    assert DataSpec.parse(pattern).kind == "shards" and DataSpec.parse(str(tmp_path)).kind == "path"
     assert [p.rsplit("/", 1)[1] for p in expand_shards(pattern)] == ["shard-000.tar", "shard-001.tar", "shard-002.tar"]
     with pytest.raises(FileNotFoundError, match=r"1 of 4 shards do not exist \(first: .*shard-003.tar\)"):
         expand_shards(pattern.replace("002", "003"))

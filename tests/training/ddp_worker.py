@@ -6,7 +6,8 @@ import sys
 import torch
 
 from fvq_hf.cli.train import parse_args
-from fvq_hf.data.streams import StreamedCrops, is_shard_pattern, open_stream
+from fvq_hf.data.spec import DataSpec
+from fvq_hf.data.streams import StreamedCrops, open_stream
 from fvq_hf.training.trainer import train
 
 
@@ -16,7 +17,7 @@ def tensors_digest(tensors) -> str:
 
 def shards_read(args, rank: int, world_size: int) -> str:
     """With tar shards: " SHARDS 000,001", the shards this rank's stream reads (keys are NNN-MMM)."""
-    if not is_shard_pattern(args.data):
+    if not DataSpec.parse(args.data).streaming:
         return ""
     stream, column = open_stream(args.data)
     keys = [key for key, _ in StreamedCrops(stream, column, 8, rank=rank, world_size=world_size).examples()]
