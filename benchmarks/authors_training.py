@@ -279,6 +279,7 @@ def multiscale(code, args) -> dict:
     from fvq_hf.data.sources import EvalImages, RandomCrops, open_source
     from fvq_hf.evaluation.evaluate import evaluate
     from fvq_hf.losses import PatchGANDiscriminator, TokenizerLoss
+    from fvq_hf.training import LoopConfig
     from fvq_hf.training.runtime import LearningRate
     from fvq_hf.training.trainer import TokenizerStep, build_optimizers
 
@@ -346,8 +347,8 @@ def multiscale(code, args) -> dict:
                 loss_fn = TokenizerLoss(None, perceptual_weight=0.0, disc_start=20000)
                 step_fn = TokenizerStep(Accelerator(cpu=True), model, discriminator, loss_fn, optimizer, optimizer_d,
                                         1.0)
-                lr = LearningRate(argparse.Namespace(lr=args.lr, schedule="lin", constant_fraction=0.3, max_steps=None,
-                                                     epochs=1, warmup_epochs=args.warmup_epochs, warmup_fraction=0.0),
+                lr = LearningRate(LoopConfig(lr=args.lr, schedule="lin", constant_fraction=0.3, max_steps=None,
+                                             epochs=1, warmup_epochs=args.warmup_epochs, warmup_fraction=0.0),
                                   args.steps, [optimizer, optimizer_d])
                 for step, images in enumerate(batches(seed)):
                     lr.set(step)

@@ -24,9 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 WARM = 5  # steps left out of the steady-state figure (compilation, recompilation, allocator warm-up)
 
 
-def _run(compile: bool, steps: int, extra: list[str]) -> dict:
-    from fvq_hf.cli.train import parse_args
-    from fvq_hf.training.trainer import train
+def _run(compile: bool, steps: int, batch_size: int) -> dict:
+    from fvq_hf.training import LoopConfig, TrainConfig, train
 
     ends: list[float] = []
 
@@ -38,9 +37,9 @@ def _run(compile: bool, steps: int, extra: list[str]) -> dict:
     logging.getLogger("fvq_hf.training.runtime").addHandler(StepTimes())
     with tempfile.TemporaryDirectory() as out:
         start = time.time()
-        train(parse_args(["--config", str(ROOT / "hub_configs" / "fvq-cpu-4k"), "--data", "builtin", "--lr", "3e-4",
-                          "--max-steps", str(steps), "--log-every", "1", "--eval-data", "--report-to", "none",
-                          "--output-dir", out, *(["--compile"] if compile else []), *extra]))
+        loop = LoopConfig(output_dir=out, lr=3e-4, max_steps=steps, log_every=1, report_to="none", compile=compile,
+                          batch_size=batch_size)
+        train(TrainConfig(config=str(ROOT / "hub_configs" / "fvq-cpu-4k"), data="builtin", eval_data=[], loop=loop))
     times = [b - a for a, b in zip([start, *ends], ends)]
     return {"compile": compile, "steps": steps, "first_steps_s": [round(t, 3) for t in times[:3]],
             "steady_s_per_step": statistics.median(times[WARM:]), "total_s": round(ends[-1] - start, 2)}
@@ -54,8 +53,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.steps <= WARM:
         parser.error(f"--steps must exceed {WARM}")
-    extra = ["--batch-size", "4"] if args.quick else []
-    rows = [in_fresh_process(_run, compile, args.steps, extra) for compile in (False, True)]
+    batch_size = 4 if args.quick else 16
+    rows = [in_fresh_process(_run, compile, args.steps, batch_size) for compile in (False, True)]
     eager, compiled = rows
     compiled["compile_time_s"] = round(compiled["total_s"] - eager["total_s"]
                                        - (compiled["steady_s_per_step"] - eager["steady_s_per_step"]) * args.steps, 1)

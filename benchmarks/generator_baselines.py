@@ -36,7 +36,7 @@ def frequencies(tokens: np.ndarray, size: int) -> np.ndarray:
 def baselines(codes: str, eval_codes: str) -> dict:
     train, tokens, labels = samples(codes)
     held, held_tokens, held_labels = samples(eval_codes)
-    if (train.codebook_size, train.meta["class_names"]) != (held.codebook_size, held.meta["class_names"]):
+    if (train.codebook_size, train.meta.class_names) != (held.codebook_size, held.meta.class_names):
         raise ValueError(f"{codes} and {eval_codes} come from different tokenizers or classes.")
     size = train.codebook_size
     per_class = np.concatenate([

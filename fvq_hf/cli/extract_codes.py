@@ -45,8 +45,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def command(args: argparse.Namespace) -> None:
-    if args.random_crops is not None and args.random_crops < 1:
-        raise ValueError("--random-crops must be >= 1.")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     extract_codes(args.tokenizer, args.data, args.output_dir, split=args.split, resolution=args.resolution,
                   random_crops=args.random_crops, flip=not args.no_flip, batch_size=args.batch_size,

@@ -12,7 +12,8 @@ r"""`fvq-train`: train an FVQ tokenizer (or a baseline) with accelerate, from on
     fvq-train ... --data 'shards/{0000..1023}.tar' --max-steps 400000 --ema-decay 0.9999 --eval-every 5000 \
         --eval-data /data/imagenet/val
 
-Checkpoints are atomic (see `fvq_hf.training.runtime`). The final model is written with `save_pretrained`
+The flags build a `fvq_hf.training.TrainConfig` (one field per flag), which `fvq_hf.training.train` runs: the same run
+from Python or a notebook is `train(TrainConfig(...))`. Checkpoints are atomic (see `fvq_hf.training.runtime`). The final model is written with `save_pretrained`
 to `<output-dir>/model` (as trained) and `<output-dir>/model-folded` (`fold_bridge()`), each with a model
 card holding the evaluation measured at the end of training (by every process, `training.evaluation`). With
 `--ema-decay` those hold the weights' moving average (`training.ema`) and `<output-dir>/model-raw` the raw ones.
@@ -24,11 +25,17 @@ import argparse
 import json
 
 from ..bridges import BRIDGES, NO_BRIDGE
-from ..data.spec import DataSpec
-from ..evaluation.evaluate import format_table
-from ..training.trainer import BUILTIN_SAMPLES_PER_EPOCH, train
+from ..evaluation.options import EvaluationOptions
+from ..training.config import BUILTIN_SAMPLES_PER_EPOCH, LoopConfig, LossConfig, TrainConfig
+from ..training.trainer import train
 from .errors import add_debug_flag, run_command
-from .loop_args import add_loop_args, check_loop_args
+from .loop_args import add_loop_args, loop_config
+
+WEIGHT_FLAGS = {  # metric weight files (the LPIPS ones also give the perceptual loss)
+    "lpips_vgg": "torchvision vgg16 weights file (or env FVQ_LPIPS_VGG)",
+    "lpips_linear": "LPIPS v0.1 vgg.pth heads (or env FVQ_LPIPS_LINEAR)",
+    "inception_weights": "FID Inception weights, for rFID in the evaluation",
+}
 
 
 def json_object(text: str) -> dict:
@@ -62,57 +69,46 @@ def build_parser() -> argparse.ArgumentParser:
                    "only)")
     p.add_argument("--ema-decay", type=float, help="keep an exponential moving average of the weights with this decay "
                    "(e.g. 0.999); the final model and evaluation use it, the raw weights go to model-raw (default: off)")
-    add_loop_args(p, lr=1e-4, batch_size=16, epochs=40, schedule="lin", warmup_fraction=0.1,
-                  output_dir="outputs/fvq")
+    add_loop_args(p, LoopConfig())
     p.add_argument("--resolution", type=int, help="training crop size (default: the config's sample_size)")
     p.add_argument("--samples-per-epoch", type=int, help=f"crops per epoch (default: one per image; "
                    f"{BUILTIN_SAMPLES_PER_EPOCH} for builtin)")
-    p.add_argument("--reconstruction-weight", type=float, default=1.0)
-    p.add_argument("--perceptual-weight", type=float, default=1.0, help="LPIPS weight, when its weights are given")
-    p.add_argument("--lpips-vgg", help="torchvision vgg16 weights file (or env FVQ_LPIPS_VGG)")
-    p.add_argument("--lpips-linear", help="LPIPS v0.1 vgg.pth heads (or env FVQ_LPIPS_LINEAR)")
-    p.add_argument("--disc-weight", type=float, default=0.5)
-    p.add_argument("--disc-start", type=int, default=20000, help="step at which the PatchGAN loss starts")
+    loss = LossConfig()
+    p.add_argument("--reconstruction-weight", type=float, default=loss.reconstruction_weight)
+    p.add_argument("--perceptual-weight", type=float, default=loss.perceptual_weight,
+                   help="LPIPS weight, when its weights are given")
+    p.add_argument("--disc-weight", type=float, default=loss.disc_weight)
+    p.add_argument("--disc-start", type=int, default=loss.disc_start, help="step at which the PatchGAN loss starts")
+    for option, text in WEIGHT_FLAGS.items():
+        p.add_argument(f"--{option.replace('_', '-')}", dest=option, help=text)
     p.add_argument("--usage-window", type=int, default=100, help="steps in the rolling training-usage indicator")
-    p.add_argument("--eval-batch-size", type=int, default=32)
+    p.add_argument("--eval-batch-size", type=int, default=EvaluationOptions().batch_size)
     add_debug_flag(p)
     return p
 
 
-def check_args(args: argparse.Namespace) -> argparse.Namespace:
-    check_loop_args(args)
-    if args.usage_window < 1:
-        raise ValueError("--usage-window must be >= 1.")
-    if (args.add_bridge or args.bridge_config) and not args.init_weights:
-        raise ValueError("--add-bridge puts a bridge on trained weights: it needs --init-weights (to train a bridged "
-                         "model from scratch, set bridge_type in the config).")
-    if args.bridge_config and not args.add_bridge:
-        raise ValueError("--bridge-config configures the bridge of --add-bridge; pass --add-bridge too.")
-    if DataSpec.parse(args.data, args.streaming).streaming:
-        if args.max_steps is None:
-            raise ValueError(f"Streamed data ({args.data}) has no known epoch length: pass --max-steps.")
-        for name in ("warmup_epochs", "samples_per_epoch"):
-            if getattr(args, name) is not None:
-                raise ValueError(f"--{name.replace('_', '-')} does not apply to streamed data ({args.data}), whose "
-                                 "epoch length is unknown: use --max-steps and --warmup-fraction.")
-    if args.eval_every is not None and args.eval_every < 1:
-        raise ValueError("--eval-every must be >= 1.")
-    if args.ema_decay is not None and not 0 < args.ema_decay < 1:
-        raise ValueError(f"--ema-decay must lie in (0, 1) (e.g. 0.999), got {args.ema_decay}.")
-    return args
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The `TrainConfig` of parsed `fvq-train` flags (its checks name the flag of a bad value)."""
+    return TrainConfig(
+        config=args.config, data=args.data, streaming=args.streaming, image_column=args.image_column,
+        init_weights=args.init_weights, add_bridge=args.add_bridge, bridge_config=args.bridge_config,
+        resolution=args.resolution, samples_per_epoch=args.samples_per_epoch, loop=loop_config(args),
+        loss=LossConfig(args.reconstruction_weight, args.perceptual_weight, args.disc_weight, args.disc_start),
+        ema_decay=args.ema_decay, usage_window=args.usage_window, eval_data=args.eval_data, eval_every=args.eval_every,
+        evaluation=EvaluationOptions(batch_size=args.eval_batch_size, image_column=args.image_column,
+                                     weights={option: getattr(args, option) for option in WEIGHT_FLAGS}))
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    return check_args(build_parser().parse_args(argv))
+def build_config(argv: list[str] | None = None) -> TrainConfig:
+    """`fvq-train`'s command line -> its `TrainConfig`."""
+    return train_config(build_parser().parse_args(argv))
 
 
 def main(argv: list[str] | None = None) -> None:
     def command(args: argparse.Namespace) -> None:
-        result = train(check_args(args))
-        if result["eval"]:
-            print(format_table(result["eval"]))
-        if result["eval_raw"]:
-            print(f"\nRaw weights (model-raw; the table above is their EMA):\n{format_table(result['eval_raw'])}")
+        result = train(train_config(args))
+        if result.eval:
+            print(result.table())
 
     run_command(build_parser(), argv, command)
 

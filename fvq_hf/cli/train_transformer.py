@@ -19,10 +19,12 @@ extracted with, and `<output-dir>/samples.png` one sample per class.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
+from ..training.config import TransformerTrainConfig, transformer_loop
 from ..training.transformer_trainer import train
 from .errors import add_debug_flag, run_command
-from .loop_args import add_loop_args, check_loop_args
+from .loop_args import add_loop_args, loop_config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,29 +36,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--codes", required=True, help="training codes folder written by fvq-extract-codes")
     p.add_argument("--eval-codes", help="held-out codes folder: its next-token loss is measured at the end")
     p.add_argument("--tokenizer", help="tokenizer for the saved pipeline and samples (default: the codes' tokenizer)")
-    add_loop_args(p, lr=1e-4, batch_size=32, epochs=300, schedule="const", warmup_fraction=0.0,
-                  output_dir="outputs/fvq-gpt")
-    p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW decay of matrices and embeddings")
-    p.add_argument("--class-dropout", type=float, default=0.1, help="probability of training a label as null")
-    p.add_argument("--sample-guidance", type=float, default=4.0, help="guidance scale of samples.png")
-    p.add_argument("--eval-batch-size", type=int, default=64)
+    add_loop_args(p, transformer_loop())
+    defaults = {f.name: f.default for f in dataclasses.fields(TransformerTrainConfig)}
+    p.add_argument("--weight-decay", type=float, default=defaults["weight_decay"],
+                   help="AdamW decay of matrices and embeddings")
+    p.add_argument("--class-dropout", type=float, default=defaults["class_dropout"],
+                   help="probability of training a label as null")
+    p.add_argument("--sample-guidance", type=float, default=defaults["sample_guidance"],
+                   help="guidance scale of samples.png")
+    p.add_argument("--eval-batch-size", type=int, default=defaults["eval_batch_size"])
     add_debug_flag(p)
     return p
 
 
-def check_args(args: argparse.Namespace) -> argparse.Namespace:
-    check_loop_args(args)
-    if not 0 <= args.class_dropout < 1:
-        raise ValueError(f"--class-dropout must lie in [0, 1), got {args.class_dropout}.")
-    return args
+def train_config(args: argparse.Namespace) -> TransformerTrainConfig:
+    """The `TransformerTrainConfig` of parsed flags (its checks name the flag of a bad value)."""
+    return TransformerTrainConfig(
+        config=args.config, codes=args.codes, eval_codes=args.eval_codes, tokenizer=args.tokenizer,
+        init_weights=args.init_weights, loop=loop_config(args), weight_decay=args.weight_decay,
+        class_dropout=args.class_dropout, sample_guidance=args.sample_guidance, eval_batch_size=args.eval_batch_size)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    return check_args(build_parser().parse_args(argv))
+def build_config(argv: list[str] | None = None) -> TransformerTrainConfig:
+    """`fvq-train-transformer`'s command line -> its `TransformerTrainConfig`."""
+    return train_config(build_parser().parse_args(argv))
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_command(build_parser(), argv, lambda args: train(check_args(args)))
+    run_command(build_parser(), argv, lambda args: train(train_config(args)))
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ class DataSpec:
         """`data` as a `DataSpec` (one already parsed is returned as is, streamed if either says so); a ValueError
         names what does not parse."""
         if isinstance(data, DataSpec):
-            return data if data.streaming or not streaming else cls(data.text, data.kind, data.name, data.split, True)
+            return data if data.streaming or not streaming else cls.parse(data.text, streaming=True)
         if not isinstance(data, str) or not data.strip():
             raise ValueError(f"--data must name a data source, got {data!r}.")
         if data == "builtin" or data.startswith("builtin:"):

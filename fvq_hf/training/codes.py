@@ -3,9 +3,7 @@ command is `fvq-extract-codes` (`fvq_hf.cli.extract_codes`)."""
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import shutil
 from pathlib import Path
 
@@ -13,18 +11,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..data.codes_folder import CodesMeta, is_codes_folder, read_meta, shard_name, write_meta, write_shard
 from ..data.image_io import pil_to_tensor, resize_center_crop
 from ..data.sources import RandomCrops, class_labels, open_source, readable
-from ..data.tokens import META_FILE
+from ..data.spec import DataSpec
 from ..tokenizer import FVQModel
 
 logger = logging.getLogger(__name__)
-def atomic_save(path: Path, array: np.ndarray) -> None:
-    """`np.save` under a temporary name, renamed when complete."""
-    tmp = path.with_name(f".tmp-{path.name}")
-    with open(tmp, "wb") as file:
-        np.save(file, array)
-    os.replace(tmp, path)
 
 
 class ExtractionImages(Dataset):
@@ -59,17 +52,19 @@ def collate_readable(items):
 
 
 @torch.no_grad()
-def extract_codes(tokenizer: str, data: str, output_dir: str | Path, *, split: str = "train", resolution: int | None = None,
-                  random_crops: int | None = None, flip: bool = True, batch_size: int = 64, num_workers: int = 2,
-                  seed: int = 0, image_column: str | None = None, label_column: str | None = None,
-                  overwrite: bool = False) -> dict:
-    """Encode `data` with the tokenizer into a codes folder (see module docstring); returns its meta."""
+def extract_codes(tokenizer: str, data: str | DataSpec, output_dir: str | Path, *, split: str = "train",
+                  resolution: int | None = None, random_crops: int | None = None, flip: bool = True,
+                  batch_size: int = 64, num_workers: int = 2, seed: int = 0, image_column: str | None = None,
+                  label_column: str | None = None, overwrite: bool = False) -> CodesMeta:
+    """Encode `data` with the tokenizer into a codes folder (`data.codes_folder`); returns its meta."""
     from accelerate import Accelerator
 
     accelerator = Accelerator()
     out = Path(output_dir)
-    if (out / META_FILE).exists() and not overwrite:
+    if is_codes_folder(out) and not overwrite:
         raise FileExistsError(f"{out} already holds extracted codes; choose another --output-dir or pass --overwrite.")
+    if random_crops is not None and random_crops < 1:
+        raise ValueError("--random-crops must be >= 1.")
     model = FVQModel.from_pretrained(tokenizer)
     model.require_one_code_per_position("code files and the generator")
     if model.quantizer.bridge is not None:
@@ -78,6 +73,7 @@ def extract_codes(tokenizer: str, data: str, output_dir: str | Path, *, split: s
     resolution = resolution or model.config.sample_size
     if resolution % model.downsample_factor:
         raise ValueError(f"--resolution {resolution} is not a multiple of the downsample factor {model.downsample_factor}.")
+    data = DataSpec.parse(data)
     source = open_source(data, split, image_column)
     labels, class_names = class_labels(source, label_column)
     images = ExtractionImages(source, labels, resolution, random_crops, seed)
@@ -89,7 +85,13 @@ def extract_codes(tokenizer: str, data: str, output_dir: str | Path, *, split: s
         out.mkdir(parents=True, exist_ok=True)
     accelerator.wait_for_everyone()
 
-    dtype = np.uint16 if model.codebook_size <= 2**16 else np.int32
+    h, w = model.token_grid_size(resolution, resolution)
+    meta = CodesMeta(
+        tokenizer=str(Path(tokenizer).resolve()) if Path(tokenizer).is_dir() else str(tokenizer),
+        codebook_size=model.codebook_size, token_grid_size=[h, w], resolution=resolution,
+        num_classes=len(class_names), class_names=class_names, views=["image", "hflip"] if flip else ["image"],
+        data=str(data), split=split, random_crops=random_crops, seed=seed,
+        shards=[shard_name(i) for i in range(accelerator.num_processes)])
     codes, sample_labels = [], []
     from tqdm.auto import tqdm
 
@@ -99,27 +101,15 @@ def extract_codes(tokenizer: str, data: str, output_dir: str | Path, *, split: s
         pixels, batch_labels = batch
         pixels = pixels.to(accelerator.device)
         views = [pixels, pixels.flip(-1)] if flip else [pixels]
-        codes.append(torch.stack([model.tokenize(v) for v in views], dim=1).cpu().numpy().astype(dtype))
-        sample_labels.append(batch_labels.numpy().astype(np.int64))
-    h, w = model.token_grid_size(resolution, resolution)
-    rank = f"{accelerator.process_index:05d}"
-    atomic_save(out / f"codes-{rank}.npy", np.concatenate(codes) if codes else np.zeros((0, 1 + flip, h, w), dtype))
-    atomic_save(out / f"labels-{rank}.npy", np.concatenate(sample_labels) if sample_labels else np.zeros(0, np.int64))
+        codes.append(torch.stack([model.tokenize(v) for v in views], dim=1).cpu().numpy().astype(meta.id_dtype))
+        sample_labels.append(batch_labels.numpy())
+    write_shard(out, accelerator.process_index,
+                np.concatenate(codes) if codes else np.zeros((0, len(meta.views), h, w), meta.id_dtype),
+                np.concatenate(sample_labels) if sample_labels else np.zeros(0, np.int64))
     accelerator.wait_for_everyone()
-    meta = {
-        "tokenizer": str(Path(tokenizer).resolve()) if Path(tokenizer).is_dir() else str(tokenizer),
-        "codebook_size": model.codebook_size, "token_grid_size": [h, w], "resolution": resolution,
-        "num_classes": len(class_names), "class_names": class_names,
-        "views": ["image", "hflip"] if flip else ["image"], "data": data, "split": split,
-        "random_crops": random_crops, "seed": seed,
-        "shards": [f"{i:05d}" for i in range(accelerator.num_processes)],
-    }
     if accelerator.is_main_process:
-        meta["num_samples"] = sum(len(np.load(out / f"labels-{r}.npy", mmap_mode="r")) for r in meta["shards"])
-        tmp = out / f".tmp-{META_FILE}"
-        tmp.write_text(json.dumps(meta, indent=2))
-        os.replace(tmp, out / META_FILE)
-        logger.info("Wrote %d samples x %d views of %dx%d tokens (%d classes) to %s.", meta["num_samples"],
-                    len(meta["views"]), h, w, len(class_names), out)
+        write_meta(out, meta)
+        logger.info("Wrote %d samples x %d views of %dx%d tokens (%d classes) to %s.", meta.num_samples,
+                    len(meta.views), h, w, len(class_names), out)
     accelerator.wait_for_everyone()
-    return meta
+    return read_meta(out)

@@ -4,7 +4,6 @@ the trackers, with a grid of reconstructions for TensorBoard."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 
 import torch
@@ -12,18 +11,12 @@ from einops import rearrange
 
 from ..data.sources import EvalImages
 from ..evaluation.evaluate import run_evaluation
+from ..evaluation.options import EvaluationOptions
 from ..evaluation.usage import CodeCounter
 from ..tokenizer import FVQModel
 
 logger = logging.getLogger(__name__)
 GRID_IMAGES = 8
-
-
-def eval_data(args: argparse.Namespace) -> list[str]:
-    """The `--eval-data` sets (default for builtin: builtin:heldout builtin:unseen; none otherwise)."""
-    if args.eval_data is not None:
-        return list(args.eval_data)
-    return ["builtin:heldout", "builtin:unseen"] if args.data.startswith("builtin") else []
 
 
 def reconstruction_grid(model: FVQModel, images: torch.Tensor) -> torch.Tensor:
@@ -35,25 +28,28 @@ def reconstruction_grid(model: FVQModel, images: torch.Tensor) -> torch.Tensor:
 
 
 class TrainingEvaluation:
-    """The evaluation of a run on each of its `--eval-data` sets; every process calls it at the same steps."""
+    """The evaluation of a run on each of its `--eval-data` sets with `options` (every metric `fvq-eval` measures,
+    given its weight files; at `options.resolution`, else at `resolution`, the training crop); every process calls
+    it at the same steps."""
 
-    def __init__(self, accelerator, args: argparse.Namespace, resolution: int) -> None:
-        self.accelerator, self.args, self.resolution = accelerator, args, resolution
-        self.data = eval_data(args)
+    def __init__(self, accelerator, data: list[str], options: EvaluationOptions, resolution: int) -> None:
+        self.accelerator, self.data, self.options = accelerator, list(data), options
+        self.resolution = options.resolution or resolution  # default: the training resolution
         self.images: dict[str, EvalImages] = {}  # each set read once (folders: every file opened and verified)
 
     def __call__(self, model: FVQModel, step: int, model_name: str, log: bool = True
                  ) -> tuple[dict, dict[str, CodeCounter]]:
         """Measure `model` (in eval mode; the caller restores train mode) on every set; returns the results and the
         code counts of each set (the same on every process). With `log`, they go to the trackers at `step`."""
-        args, results, counters = self.args, {}, {}
+        options, results, counters = self.options, {}, {}
         model.eval()
         for data in self.data:
             if data not in self.images:
-                self.images[data] = EvalImages(data, self.resolution, "validation", args.image_column)
+                self.images[data] = EvalImages(data, self.resolution, options.split, options.image_column, options.limit)
             results[data], counters[data] = run_evaluation(
-                model, data, model_name=model_name, batch_size=args.eval_batch_size, lpips_vgg=args.lpips_vgg,
-                lpips_linear=args.lpips_linear, progress=False, images=self.images[data])
+                model, data, model_name=model_name, batch_size=options.batch_size,
+                lpips_vgg=options.weights.get("lpips_vgg"), lpips_linear=options.weights.get("lpips_linear"),
+                inception_weights=options.weights.get("inception_weights"), progress=False, images=self.images[data])
             metrics = results[data]
             logger.info("step %d  eval %s: usage %.2f%% at %.1f tokens/code, PSNR %.3f dB, SSIM %.4f", step, data,
                         100 * metrics["usage"], metrics["tokens_per_code"], metrics["psnr"], metrics["ssim"])

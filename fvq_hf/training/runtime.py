@@ -1,4 +1,10 @@
-"""What every training loop shares: the accelerator, learning annealing, atomic checkpoints, resume.
+"""What every training loop shares: the accelerator, learning annealing, atomic checkpoints, resume, and the steps
+of a run (`Run.steps`), which each trainer's loop body consumes:
+
+    for step, logs in run.steps(step_fn):       # step_fn(batch, step_index) -> logs, inside accelerate's accumulate
+        ...                                     # periodic evaluation (inside `run.paused()`), then
+        if run.due(loop.log_every): run.log(metrics, message)
+        if run.due(loop.checkpoint_every): run.checkpoint()
 
 Checkpoints (accelerate `save_state`) are written to `<output-dir>/checkpoints/.tmp-step-N` and renamed to
 `step-N` only when every process has written its part, so a crash mid-write never leaves a corrupt latest
@@ -7,8 +13,8 @@ checkpoint; `--resume` continues from the newest one that loads. One live run pe
 
 from __future__ import annotations
 
-import argparse
 import atexit
+import contextlib
 import json
 import logging
 import os
@@ -24,6 +30,7 @@ from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import ProjectConfiguration, broadcast_object_list
 
 from ..hub.paths import refuse_missing_folder
+from .config import LoopConfig, flat_scalars
 from .schedule import annealing_factor
 
 logger = logging.getLogger(__name__)
@@ -46,13 +53,14 @@ def load_config(name: str, cls, choose: str) -> dict:
     return config
 
 
-def make_accelerator(args: argparse.Namespace, out: Path) -> tuple[Accelerator, str]:
+def make_accelerator(loop: LoopConfig) -> tuple[Accelerator, str]:
     """The accelerator of a run (seedable sampler: resumed runs see the same batches) and its precision."""
-    mixed_precision = args.mixed_precision or ("bf16" if torch.cuda.is_available() else "no")
+    out = Path(loop.output_dir)
+    mixed_precision = loop.mixed_precision or ("bf16" if torch.cuda.is_available() else "no")
     accelerator = Accelerator(
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        gradient_accumulation_steps=loop.gradient_accumulation_steps,
         mixed_precision=mixed_precision,
-        log_with=None if args.report_to == "none" else args.report_to,
+        log_with=None if loop.report_to == "none" else loop.report_to,
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
@@ -111,13 +119,14 @@ def training_batches(accelerator: Accelerator, loader, dataset, state: TrainStat
 
 
 class LearningRate:
-    """Learning annealing over a run: warmup, constant, then the `--schedule` decay (see `annealing_factor`)."""
+    """Learning annealing over a run: warmup, constant, then the `schedule` decay (see `annealing_factor`).
+    `steps_per_epoch` is None for streamed data (then the loop gives `max_steps` and no warmup in epochs)."""
 
-    def __init__(self, args: argparse.Namespace, steps_per_epoch: int, optimizers: list) -> None:
-        self.peak, self.schedule, self.constant_fraction = args.lr, args.schedule, args.constant_fraction
-        self.total = args.max_steps or args.epochs * steps_per_epoch
-        self.warmup = min(self.total, round(args.warmup_epochs * steps_per_epoch) if args.warmup_epochs is not None
-                          else round(args.warmup_fraction * self.total))
+    def __init__(self, loop: LoopConfig, steps_per_epoch: int | None, optimizers: list) -> None:
+        self.peak, self.schedule, self.constant_fraction = loop.lr, loop.schedule, loop.constant_fraction
+        self.total = loop.max_steps or loop.epochs * steps_per_epoch
+        self.warmup = min(self.total, round(loop.warmup_epochs * steps_per_epoch) if loop.warmup_epochs is not None
+                          else round(loop.warmup_fraction * self.total))
         self.optimizers = optimizers
 
     def set(self, step: int) -> float:
@@ -293,80 +302,105 @@ def end_run(accelerator: Accelerator, out: Path) -> None:
         OutputLock(out).release()
 
 
-def start_run(accelerator: Accelerator, args: argparse.Namespace, out: Path, project: str, *states) -> TrainState:
+def start_run(accelerator: Accelerator, loop: LoopConfig, project: str, record: dict, *states) -> TrainState:
     """Take the output folder, register the run's progress (and `states`, e.g. a usage monitor) for checkpoints,
-    resume if asked, record the arguments and start the trackers; returns the progress."""
+    resume if asked, write `record` (the run's config) to `train_config.json` and start the trackers; returns the
+    progress."""
+    out = Path(loop.output_dir)
     lock_output_dir(accelerator, out)
     state = TrainState()
     accelerator.register_for_checkpointing(state, *states)
-    if args.resume:
+    if loop.resume:
         resume_latest(accelerator, out / "checkpoints", state)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "train_args.json").write_text(json.dumps(vars(args), indent=2))
-    accelerator.init_trackers(project, config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str))})
+        (out / "train_config.json").write_text(json.dumps(record, indent=2))
+    accelerator.init_trackers(project, config=flat_scalars(record))
     return state
 
 
 @dataclass
 class Run:
-    """What the loop needs besides the per-model step: the accelerator, the flags, progress, data and schedule."""
+    """A run in progress: the accelerator, the loop's config, progress, data, schedule and the models trained
+    together (`accelerate.accumulate` takes them). `steps` is the loop; the trainer's loop body logs, evaluates and
+    checkpoints with `due`, `log`, `paused` and `checkpoint`."""
 
     accelerator: Accelerator
-    args: argparse.Namespace
+    loop: LoopConfig
     state: TrainState
     loader: torch.utils.data.DataLoader
     dataset: object  # has set_epoch(epoch)
     schedule: LearningRate
-    checkpoints: Path
+    models: tuple
 
+    def __post_init__(self) -> None:
+        self.checkpoints = Path(self.loop.output_dir) / "checkpoints"
+        self.start_step = self.state.step
+        stop_after = self.loop.stop_after
+        self.stop_at = self.schedule.total if stop_after is None else min(self.schedule.total, self.start_step + stop_after)
+        self.lr = self.schedule.set(self.state.step)
+        self._tick = time.perf_counter()
+        self._bar = None
 
-def run_loop(run: Run, models: tuple, step: Callable[[object, int], dict],
-             describe: Callable[[dict], tuple[dict, str]], after_step: Callable[[int], None] | None = None) -> dict:
-    """The training loop every command shares, from where `run.state` stands to `--max-steps` / `--stop-after`.
+    @property
+    def total(self) -> int:
+        """Optimizer steps of the whole run (`max_steps`, or the epochs')."""
+        return self.schedule.total
 
-    `step(batch, step_index)` runs one micro-batch inside `accelerator.accumulate(*models)` (forward, backward,
-    optimizer steps) and returns its logs. An optimizer step is counted when gradients sync; then the learning
-    rate moves on, `after_step(steps taken)` runs on every process (periodic evaluation; its time is left out of
-    the logged s/step), every `--log-every` steps `describe(logs) -> (metrics, message)` is logged, and every
-    `--checkpoint-every` steps (and at the end) an atomic checkpoint is written. Returns the last step's logs.
-    """
-    from tqdm.auto import tqdm
+    def steps(self, step: Callable[[object, int], dict]) -> Iterator[tuple[int, dict]]:
+        """The run's optimizer steps, from where `state` stands to `max_steps` / `stop_after`: runs
+        `step(batch, step_index)` on each micro-batch inside `accelerator.accumulate(*models)` (forward, backward,
+        optimizer steps; it returns its logs) and, once gradients sync, counts the step, moves the learning rate on
+        and yields `(steps taken, logs)`. After the last step every process waits for the others."""
+        from tqdm.auto import tqdm
 
-    accelerator, args, state, schedule = run.accelerator, run.args, run.state, run.schedule
-    bar = tqdm(total=schedule.total, initial=state.step, disable=not accelerator.is_main_process, desc="training")
-    start_step, tick = state.step, time.perf_counter()
-    stop_at = schedule.total if args.stop_after is None else min(schedule.total, start_step + args.stop_after)
-    for model in models:
-        model.train()
-    lr = schedule.set(state.step)
-    logs: dict = {}
-    try:
-        for batch in training_batches(accelerator, run.loader, run.dataset, state, stop_at):
-            with accelerator.accumulate(*models):
-                logs = step(batch, state.step)
-            if not accelerator.sync_gradients:
-                continue
-            state.step += 1
-            lr = schedule.set(state.step)
-            bar.update(1)
-            if after_step is not None:
-                paused = time.perf_counter()
-                after_step(state.step)
-                tick += time.perf_counter() - paused
-            if state.step % args.log_every == 0 or state.step == stop_at:
-                step_time = (time.perf_counter() - tick) / max(1, state.step - start_step)
-                metrics, message = describe(logs)
-                accelerator.log({**metrics, "lr": lr, "step_time": step_time, "epoch": state.epoch}, step=state.step)
-                bar.set_postfix_str(message)
-                logger.info("step %d  %s  lr %.2e  %.3f s/step", state.step, message, lr, step_time)
-            if state.step % args.checkpoint_every == 0 or state.step == stop_at:
-                save_checkpoint(accelerator, run.checkpoints, state.step, args.checkpoints_total_limit, state)
-            if state.step >= stop_at:
-                break
-    finally:  # the bar's line ends before any error message
-        bar.close()
-    accelerator.wait_for_everyone()
-    if state.step < schedule.total:
-        logger.info("Stopped at step %d of %d; continue with --resume.", state.step, schedule.total)
-    return logs
+        accelerator, state = self.accelerator, self.state
+        self._bar = tqdm(total=self.total, initial=state.step, disable=not accelerator.is_main_process, desc="training")
+        self._tick = time.perf_counter()
+        for model in self.models:
+            model.train()
+        try:
+            for batch in training_batches(accelerator, self.loader, self.dataset, state, self.stop_at):
+                with accelerator.accumulate(*self.models):
+                    logs = step(batch, state.step)
+                if not accelerator.sync_gradients:
+                    continue
+                state.step += 1
+                self.lr = self.schedule.set(state.step)
+                self._bar.update(1)
+                yield state.step, logs
+                if state.step >= self.stop_at:
+                    break
+        finally:  # the bar's line ends before any error message
+            self._bar.close()
+        accelerator.wait_for_everyone()
+        if state.step < self.total:
+            logger.info("Stopped at step %d of %d; continue with --resume.", state.step, self.total)
+
+    def due(self, every: int) -> bool:
+        """Whether the step just taken is a multiple of `every` or the last of this run (log, checkpoint)."""
+        return self.state.step % every == 0 or self.state.step == self.stop_at
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Leave the time of the block (an evaluation) out of the logged s/step."""
+        paused = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._tick += time.perf_counter() - paused
+
+    def log(self, metrics: dict, message: str) -> None:
+        """Log `metrics` (with the learning rate, s/step and epoch) to the trackers, and `message` to the bar and
+        the log."""
+        step_time = (time.perf_counter() - self._tick) / max(1, self.state.step - self.start_step)
+        self.accelerator.log({**metrics, "lr": self.lr, "step_time": step_time, "epoch": self.state.epoch},
+                             step=self.state.step)
+        if self._bar is not None:
+            self._bar.set_postfix_str(message)
+        logger.info("step %d  %s  lr %.2e  %.3f s/step", self.state.step, message, self.lr, step_time)
+
+    def checkpoint(self) -> Path:
+        """An atomic checkpoint of everything registered with the accelerator, at the current step."""
+        return save_checkpoint(self.accelerator, self.checkpoints, self.state.step, self.loop.checkpoints_total_limit,
+                               self.state)

@@ -1,17 +1,18 @@
-"""Training an FVQ tokenizer (or a baseline) with accelerate: `train(args)` runs the loop that `fvq-train`
-(`fvq_hf.cli.train`) starts, from one CPU to many GPUs and nodes.
+"""Training an FVQ tokenizer (or a baseline) with accelerate: `train(TrainConfig(...))` runs the loop that `fvq-train`
+(`fvq_hf.cli.train`) starts, from one CPU to many GPUs and nodes; it reads top to bottom: set-up, the loop (step,
+periodic evaluation, log, checkpoint), then the final evaluation and the saved models.
 
 Checkpoints are atomic (see `fvq_hf.training.runtime`). The final model is written with `save_pretrained`
 to `<output-dir>/model` (as trained) and `<output-dir>/model-folded` (`fold_bridge()`), each with a model
 card holding the evaluation measured at the end of training (by every process, `training.evaluation`). With
-`--ema-decay` those hold the weights' moving average (`training.ema`) and `<output-dir>/model-raw` the raw ones.
+`ema_decay` those hold the weights' moving average (`training.ema`) and `<output-dir>/model-raw` the raw ones.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -19,87 +20,110 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 
 from ..data.sources import RandomCrops, open_source
-from ..data.spec import DataSpec
 from ..data.streams import StreamedCrops, open_stream
+from ..evaluation.evaluate import format_table
 from ..evaluation.usage import UsageWindow, save_usage_file
-from ..hub.model_card import dataset_id, save_evaluation, tokenizer_card
+from ..hub.model_card import save_evaluation, tokenizer_card
 from ..losses import LPIPS, PatchGANDiscriminator, TokenizerLoss, find_lpips_weights
 from ..tokenizer import FVQModel
 from . import runtime
+from .config import BUILTIN_SAMPLES_PER_EPOCH, TrainConfig
 from .ema import averaged_weights, make_ema
 from .evaluation import TrainingEvaluation
 
 logger = logging.getLogger(__name__)
-BUILTIN_SAMPLES_PER_EPOCH = 2048
 
 
-def build_training_data(accelerator, args, resolution: int) -> tuple[object, DataLoader, int | None]:
-    """`(dataset, loader, optimizer steps per epoch)` of `--data`. A map-style source (builtin, folder, saved dataset)
-    goes through `accelerator.prepare`; a stream (`--streaming`, tar shards) is read by each process from its own
-    shards, so its loader is not prepared and its epoch length is unknown (None)."""
-    if DataSpec.parse(args.data, args.streaming).streaming:
-        stream, column = open_stream(args.data, "train", args.image_column)
-        dataset = StreamedCrops(stream, column, resolution, args.seed, accelerator.process_index,
-                                accelerator.num_processes, source=args.data)
-        loader = DataLoader(dataset, batch_size=args.batch_size, drop_last=True, num_workers=args.num_workers)
-        return dataset, loader, None
-    source = open_source(args.data, "train", args.image_column)
-    length = args.samples_per_epoch or (BUILTIN_SAMPLES_PER_EPOCH if args.data.startswith("builtin") else len(source))
-    dataset = RandomCrops(source, resolution, length, args.seed)
-    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
-                        num_workers=args.num_workers, persistent_workers=False)
+@dataclass
+class TrainResult:
+    """What a run returns on every process: the steps taken, the final evaluation of `model/` (`eval`, empty when the
+    run stopped early) and of `model-raw/` (`eval_raw`, with an EMA), the rolling usage, the trained model (EMA
+    weights not swapped in) and its EMA, and this process's rank of `world_size`."""
+
+    step: int
+    eval: dict = field(default_factory=dict)
+    eval_raw: dict | None = None
+    usage_rolling: float = 0.0
+    model: FVQModel | None = None
+    ema: object | None = None
+    rank: int = 0
+    world_size: int = 1
+
+    def table(self) -> str:
+        """The printed result of `fvq-train`: the evaluation table (and the raw weights' beside an EMA)."""
+        lines = [format_table(self.eval)] if self.eval else []
+        if self.eval_raw:
+            lines.append(f"\nRaw weights (model-raw; the table above is their EMA):\n{format_table(self.eval_raw)}")
+        return "\n".join(lines)
+
+
+def build_training_data(accelerator, config: TrainConfig, resolution: int) -> tuple[object, DataLoader, int | None]:
+    """`(dataset, loader, optimizer steps per epoch)` of the run's data. A map-style source (builtin, folder, saved
+    dataset) goes through `accelerator.prepare`; a stream (`streaming`, tar shards) is read by each process from its
+    own shards, so its loader is not prepared and its epoch length is unknown (None)."""
+    data, batch_size, workers = config.data, config.loop.batch_size, config.loop.num_workers
+    if data.streaming:
+        stream, column = open_stream(data, "train", config.image_column)
+        dataset = StreamedCrops(stream, column, resolution, config.loop.seed, accelerator.process_index,
+                                accelerator.num_processes, source=data)
+        return dataset, DataLoader(dataset, batch_size=batch_size, drop_last=True, num_workers=workers), None
+    source = open_source(data, "train", config.image_column)
+    length = config.samples_per_epoch or (BUILTIN_SAMPLES_PER_EPOCH if data.is_builtin else len(source))
+    dataset = RandomCrops(source, resolution, length, config.loop.seed)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=workers,
+                        persistent_workers=False)
     if len(loader) == 0:
-        raise ValueError(f"{len(dataset)} training samples make no full batch of {args.batch_size}.")
-    return dataset, accelerator.prepare(loader), max(1, len(loader) // args.gradient_accumulation_steps)
+        raise ValueError(f"{len(dataset)} training samples make no full batch of {batch_size}.")
+    return dataset, accelerator.prepare(loader), max(1, len(loader) // config.loop.gradient_accumulation_steps)
 
 
-def train(args: argparse.Namespace) -> dict:
-    """Run training (and the final evaluation) as `args` say; returns the last step and the evaluation."""
-    out = Path(args.output_dir)
-    accelerator, mixed_precision = runtime.make_accelerator(args, out)
-    set_seed(args.seed)
+def train(config: TrainConfig) -> TrainResult:
+    """Run training (and the final evaluation) as `config` says; returns the last step and the evaluation."""
+    loop, out = config.loop, Path(config.loop.output_dir)
+    accelerator, mixed_precision = runtime.make_accelerator(loop)
+    set_seed(loop.seed)
 
     # ---- model, losses, data --------------------------------------------------------------------------------
-    config = runtime.load_config(args.config, FVQModel, "a tokenizer folder under hub_configs/, e.g. fvq-cpu-4k")
-    model = FVQModel.from_pretrained(args.config) if args.init_weights else FVQModel.from_config(config)
-    if args.add_bridge:
-        model = model.add_bridge(args.add_bridge, args.bridge_config)
-    if args.gradient_checkpointing:
+    model_config = runtime.load_config(config.config, FVQModel, "a tokenizer folder under hub_configs/, e.g. fvq-cpu-4k")
+    model = FVQModel.from_pretrained(config.config) if config.init_weights else FVQModel.from_config(model_config)
+    if config.add_bridge:
+        model = model.add_bridge(config.add_bridge, config.bridge_config)
+    if loop.gradient_checkpointing:
         model.enable_gradient_checkpointing()
-    resolution = args.resolution or model.config.sample_size
+    resolution = config.resolution or model.config.sample_size
     if resolution % model.downsample_factor:
         raise ValueError(f"--resolution {resolution} is not a multiple of the downsample factor "
                          f"{model.downsample_factor}.")
     discriminator = PatchGANDiscriminator()
-    vgg, linear, lpips_note = find_lpips_weights(args.lpips_vgg, args.lpips_linear)
-    if lpips_note and args.perceptual_weight > 0:
+    weights = config.evaluation.weights  # the LPIPS files serve the perceptual loss and the LPIPS metric
+    vgg, linear, lpips_note = find_lpips_weights(weights.get("lpips_vgg"), weights.get("lpips_linear"))
+    if lpips_note and config.loss.perceptual_weight > 0:
         logger.warning("%s. Training without the perceptual loss.", lpips_note)
     lpips = LPIPS.from_files(vgg, linear).to(accelerator.device) if vgg else None
-    loss_fn = TokenizerLoss(lpips, reconstruction_weight=args.reconstruction_weight,
-                            perceptual_weight=args.perceptual_weight, disc_weight=args.disc_weight,
-                            disc_start=args.disc_start)
-    if args.compile:
+    loss_fn = TokenizerLoss(lpips, reconstruction_weight=config.loss.reconstruction_weight,
+                            perceptual_weight=config.loss.perceptual_weight, disc_weight=config.loss.disc_weight,
+                            disc_start=config.loss.disc_start)
+    if loop.compile:
         runtime.compile_modules(accelerator.device, model, discriminator, lpips)
-    optimizer, optimizer_d = build_optimizers(model, discriminator, args.lr, (args.beta1, args.beta2))
+    optimizer, optimizer_d = build_optimizers(model, discriminator, loop.lr, (loop.beta1, loop.beta2))
     model, discriminator, optimizer, optimizer_d = accelerator.prepare(model, discriminator, optimizer, optimizer_d)
-    dataset, loader, steps_per_epoch = build_training_data(accelerator, args, resolution)
-    schedule = runtime.LearningRate(args, steps_per_epoch, [optimizer, optimizer_d])
-    total_steps, warmup_steps = schedule.total, schedule.warmup
+    dataset, loader, steps_per_epoch = build_training_data(accelerator, config, resolution)
+    schedule = runtime.LearningRate(loop, steps_per_epoch, [optimizer, optimizer_d])
 
-    monitor = UsageWindow(config["num_vq_embeddings"], args.usage_window, accelerator.device)
+    monitor = UsageWindow(model_config["num_vq_embeddings"], config.usage_window, accelerator.device)
     unwrapped = accelerator.unwrap_model(model)
-    ema = make_ema(unwrapped, args.ema_decay)
-    state = runtime.start_run(accelerator, args, out, "fvq", monitor, *([ema] if ema else []))
+    ema = make_ema(unwrapped, config.ema_decay)
+    state = runtime.start_run(accelerator, loop, "fvq", config.to_dict(), monitor, *([ema] if ema else []))
     if ema:
         ema.to(accelerator.device)  # a resumed average is loaded onto the CPU
-    global_batch = args.batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+    global_batch = loop.batch_size * accelerator.num_processes * loop.gradient_accumulation_steps
     logger.info("%s: %d steps (%s per epoch), global batch %d, %d processes, %s, warmup %d steps, %s schedule%s",
-                args.config, total_steps, steps_per_epoch or "streamed: ?", global_batch, accelerator.num_processes,
-                mixed_precision, warmup_steps, args.schedule, f", EMA {args.ema_decay}" if ema else "")
+                config.config, schedule.total, steps_per_epoch or "streamed: ?", global_batch, accelerator.num_processes,
+                mixed_precision, schedule.warmup, loop.schedule, f", EMA {config.ema_decay}" if ema else "")
 
     tokenizer_step = TokenizerStep(accelerator, model, discriminator, loss_fn, optimizer, optimizer_d,
-                                   args.max_grad_norm)
-    evaluation = TrainingEvaluation(accelerator, args, resolution)
+                                   loop.max_grad_norm)
+    evaluation = TrainingEvaluation(accelerator, config.eval_data, config.evaluation, resolution)
 
     def step(images: torch.Tensor, step_index: int) -> dict:
         logs, indices = tokenizer_step(images.to(accelerator.device), step_index)
@@ -108,28 +132,29 @@ def train(args: argparse.Namespace) -> dict:
         monitor.update(accelerator.gather(indices), step_index)
         return logs
 
-    def describe(logs: dict) -> tuple[dict, str]:
-        usage = monitor.usage(state.step)
-        return {**logs, "usage_rolling": usage}, (f"loss {logs['loss/total']:.4f}  rec {logs['loss/reconstruction']:.4f}"
-                                                   f"  usage(rolling {args.usage_window}) {usage:.1%} at "
-                                                   f"{monitor.tokens_per_code(state.step):.0f} tokens/code")
-
-    def after_step(step_count: int) -> None:
-        if args.eval_every and step_count % args.eval_every == 0 and step_count < total_steps and evaluation.data:
-            with averaged_weights(ema, unwrapped):
+    # ---- the loop ---------------------------------------------------------------------------------------------
+    run = runtime.Run(accelerator, loop, state, loader, dataset, schedule, (model, discriminator))
+    for step_count, logs in run.steps(step):
+        if config.eval_every and step_count % config.eval_every == 0 and step_count < run.total and evaluation.data:
+            with run.paused(), averaged_weights(ema, unwrapped):  # on every process; not counted in s/step
                 evaluation(unwrapped, step_count, f"{out / 'model'} at step {step_count}")
             model.train()
+        if run.due(loop.log_every):
+            usage, tokens = monitor.usage(step_count), monitor.tokens_per_code(step_count)
+            run.log({**logs, "usage_rolling": usage}, f"loss {logs['loss/total']:.4f}  rec "
+                    f"{logs['loss/reconstruction']:.4f}  usage(rolling {config.usage_window}) {usage:.1%} at "
+                    f"{tokens:.0f} tokens/code")
+        if run.due(loop.checkpoint_every):
+            run.checkpoint()
 
-    run = runtime.Run(accelerator, args, state, loader, dataset, schedule, out / "checkpoints")
-    runtime.run_loop(run, (model, discriminator), step, describe, after_step)
+    # ---- the final evaluation and the saved models ------------------------------------------------------------
     results: dict = {}
-    if state.step == total_steps:
-        summary = training_summary(args, total_steps, resolution, global_batch, warmup_steps)
-        results = evaluate_and_save(accelerator, out, unwrapped, ema, evaluation, total_steps, summary, args)
+    if state.step == schedule.total:
+        summary = training_summary(config, schedule.total, resolution, global_batch, schedule.warmup)
+        results = evaluate_and_save(accelerator, out, unwrapped, ema, evaluation, schedule.total, summary, config)
     runtime.end_run(accelerator, out)
-    return {"step": state.step, "eval": results.get("model", {}), "eval_raw": results.get("model-raw"),
-            "usage_rolling": monitor.usage(state.step), "model": unwrapped, "ema": ema,
-            "rank": accelerator.process_index, "world_size": accelerator.num_processes}
+    return TrainResult(state.step, results.get("model", {}), results.get("model-raw"), monitor.usage(state.step),
+                       unwrapped, ema, accelerator.process_index, accelerator.num_processes)
 
 
 def build_optimizers(model: torch.nn.Module, discriminator: torch.nn.Module, lr: float,
@@ -181,13 +206,14 @@ class TokenizerStep:
         return logs, output.indices
 
 
-def training_summary(args: argparse.Namespace, steps: int, resolution: int, global_batch: int, warmup: int) -> str:
+def training_summary(config: TrainConfig, steps: int, resolution: int, global_batch: int, warmup: int) -> str:
     """How the model was trained, for its card."""
     start = "Trained"
-    if args.init_weights:
-        start = f"Fine-tuned from `{args.config}`" + (f" with a fresh {args.add_bridge} bridge" if args.add_bridge else "")
-    return (f"{start} with `fvq-train` for {steps} steps at {resolution} px, global batch {global_batch}, lr {args.lr} "
-            f"({args.schedule} annealing, {warmup} warmup steps), data `{args.data}`.")
+    if config.init_weights:
+        bridge = f" with a fresh {config.add_bridge} bridge" if config.add_bridge else ""
+        start = f"Fine-tuned from `{config.config}`{bridge}"
+    return (f"{start} with `fvq-train` for {steps} steps at {resolution} px, global batch {global_batch}, lr "
+            f"{config.loop.lr} ({config.loop.schedule} annealing, {warmup} warmup steps), data `{config.data}`.")
 
 
 WEIGHT_NOTES = {
@@ -198,7 +224,7 @@ WEIGHT_NOTES = {
 
 
 def evaluate_and_save(accelerator, out: Path, model: FVQModel, ema, evaluation: TrainingEvaluation, step: int,
-                      summary: str, args: argparse.Namespace) -> dict:
+                      summary: str, config: TrainConfig) -> dict:
     """Evaluate the trained model on every process, then (main process) save it as trained and folded, with a card
     holding the results. With an EMA, `model` / `model-folded` hold the averaged weights and `model-raw` the last
     step's own, each evaluated. Returns the results of each saved folder."""
@@ -208,8 +234,8 @@ def evaluate_and_save(accelerator, out: Path, model: FVQModel, ema, evaluation: 
         with averaged_weights(average, model):
             results[folder], counters = evaluation(model, step, str(out / folder), log=folder == "model")
             if accelerator.is_main_process:
-                note = f" Weights: {WEIGHT_NOTES[folder].format(decay=args.ema_decay)}." if ema else ""
-                save_model(out, folder, model, results[folder], summary + note, args)
+                note = f" Weights: {WEIGHT_NOTES[folder].format(decay=config.ema_decay)}." if ema else ""
+                save_model(out, folder, model, results[folder], summary + note, config)
                 if folder == "model":
                     for data, counter in counters.items():
                         save_usage_file(out / f"usage-{data.replace(':', '-').replace('/', '_')}.json", counter,
@@ -222,11 +248,11 @@ def evaluate_and_save(accelerator, out: Path, model: FVQModel, ema, evaluation: 
     return results
 
 
-def save_model(out: Path, folder: str, model: FVQModel, results: dict, summary: str, args) -> None:
+def save_model(out: Path, folder: str, model: FVQModel, results: dict, summary: str, config: TrainConfig) -> None:
     """`model` (and, for `model`, its fold in `model-folded`) saved with a card holding `results`."""
     # Not model.model_card: what was saved next to --init-weights (e.g. a converted original's provenance) is not
     # this model's any more.
-    datasets = [dataset_id(args.data)] if args.data.startswith("hf:") else None
+    datasets = [config.data.hub_dataset] if config.data.hub_dataset else None
     card = tokenizer_card(model.config, model.bridge_name, evaluations=results or None, training=summary,
                           datasets=datasets)
     saved = [(folder, model)] + ([("model-folded", model.fold_bridge())] if folder == "model" else [])

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -31,8 +32,8 @@ def classes(tmp_path):
 def test_codes_of_centre_crops_and_their_flips(tokenizer, classes, tmp_path):
     model, path = tokenizer
     meta = extract_codes(path, str(classes), tmp_path / "codes", num_workers=0)
-    assert meta["num_classes"] == 2 and meta["class_names"] == ["a", "b"] and meta["num_samples"] == 5
-    assert meta["codebook_size"] == 256 and meta["token_grid_size"] == [8, 8] and meta["views"] == ["image", "hflip"]
+    assert meta.num_classes == 2 and meta.class_names == ["a", "b"] and meta.num_samples == 5
+    assert meta.codebook_size == 256 and meta.token_grid_size == [8, 8] and meta.views == ["image", "hflip"]
     codes = np.load(tmp_path / "codes" / "codes-00000.npy")
     assert codes.shape == (5, 2, 8, 8) and codes.dtype == np.uint16 and len(np.unique(codes)) > 10
     assert np.load(tmp_path / "codes" / "labels-00000.npy").tolist() == [0, 0, 0, 1, 1]
@@ -40,7 +41,7 @@ def test_codes_of_centre_crops_and_their_flips(tokenizer, classes, tmp_path):
     with torch.no_grad():
         assert np.array_equal(codes[4, 0], model.tokenize(image)[0].numpy())
         assert np.array_equal(codes[4, 1], model.tokenize(image.flip(-1))[0].numpy())
-    assert json.loads((tmp_path / "codes" / "meta.json").read_text()) == meta
+    assert json.loads((tmp_path / "codes" / "meta.json").read_text()) == dataclasses.asdict(meta)
 
 
 @pytest.mark.parametrize("quantizer, said", [
@@ -59,7 +60,7 @@ def test_random_crops_of_the_builtin_photos_without_flip(tokenizer, tmp_path):
     main(["--tokenizer", path, "--data", "builtin", "--random-crops", "2", "--no-flip", "--output-dir",
           str(tmp_path / "codes"), "--num-workers", "0"])
     data = TokenDataset(tmp_path / "codes")
-    assert len(data) == 28 and data.num_classes == 14 and data.meta["views"] == ["image"]
+    assert len(data) == 28 and data.num_classes == 14 and data.meta.views == ["image"]
     assert [int(data[i][1]) for i in range(16)] == list(range(14)) + [0, 1]  # crop i is of photo i % 14
 
 
@@ -76,7 +77,7 @@ def test_unreadable_images_are_skipped_without_shifting_labels(tokenizer, classe
     _, path = tokenizer
     (classes / "a" / "broken.png").write_bytes(b"not a png")
     meta = extract_codes(path, str(classes), tmp_path / "codes", num_workers=0)
-    assert meta["num_samples"] == 5
+    assert meta.num_samples == 5
     assert np.load(tmp_path / "codes" / "labels-00000.npy").tolist() == [0, 0, 0, 1, 1]
 
 

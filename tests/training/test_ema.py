@@ -4,12 +4,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fvq_hf.cli.train import parse_args
 from fvq_hf.training.ema import averaged_weights, make_ema
 from fvq_hf.training.trainer import train
 
 from ..helpers import make_tiny_model
-from .runs import saved_weights, train_args
+from .runs import saved_weights, tiny_config, with_changes
 
 DECAY = 0.6
 
@@ -31,10 +30,10 @@ def test_averaged_weights_swap_in_and_out():
 
 def test_the_final_model_is_the_average_of_each_steps_weights_and_the_raw_ones_are_beside_it(tmp_path):
     """The EMA, recomputed here from the weights checkpointed after each step (diffusers' decay rule)."""
-    base = train_args(tmp_path, "--max-steps", "3", "--eval-data", str(tmp_path / "images"), "--checkpoint-every",
-                      "1", "--checkpoints-total-limit", "5")
+    base = tiny_config(tmp_path, max_steps=3, eval_data=[str(tmp_path / "images")], checkpoint_every=1,
+                       checkpoints_total_limit=5)
     plain = tmp_path / "plain"
-    train(parse_args([*base, "--output-dir", str(plain)]))
+    train(with_changes(base, output_dir=str(plain)))
     steps = [load_file(p / "model.safetensors") for p in sorted((plain / "checkpoints").iterdir())]
     expected = dict(steps[0])
     for t, weights in enumerate(steps[1:], start=2):
@@ -42,9 +41,9 @@ def test_the_final_model_is_the_average_of_each_steps_weights_and_the_raw_ones_a
         expected = {k: decay * expected[k] + (1 - decay) * weights[k] for k in weights}
 
     out = tmp_path / "ema"
-    result = train(parse_args([*base, "--output-dir", str(out), "--ema-decay", str(DECAY)]))
+    result = train(with_changes(base, output_dir=str(out), ema_decay=DECAY))
     averaged, raw = saved_weights(out / "model"), saved_weights(out / "model-raw")
-    trainable = [k for k, v in result["model"].named_parameters() if v.requires_grad]
+    trainable = [k for k, v in result.model.named_parameters() if v.requires_grad]
     for key in trainable:
         torch.testing.assert_close(averaged[key], expected[key], rtol=1e-5, atol=1e-6)
         assert torch.equal(raw[key], steps[-1][key])  # EMA does not change training
@@ -54,25 +53,23 @@ def test_the_final_model_is_the_average_of_each_steps_weights_and_the_raw_ones_a
     assert (out / "model-folded" / "config.json").exists()
     ema_eval = json.loads((out / "eval.json").read_text())
     raw_eval = json.loads((out / "eval-raw.json").read_text())
-    assert ema_eval.keys() == raw_eval.keys() and result["eval_raw"] == raw_eval
+    assert ema_eval.keys() == raw_eval.keys() and result.eval_raw == raw_eval
     plain_eval = json.loads((plain / "eval.json").read_text())
     data = str(tmp_path / "images")
     assert raw_eval[data]["psnr"] == pytest.approx(plain_eval[data]["psnr"], rel=1e-9)
 
 
 def test_a_resumed_run_continues_the_average_exactly(tmp_path):
-    base = train_args(tmp_path, "--max-steps", "5", "--eval-data", "--ema-decay", str(DECAY))
-    train(parse_args([*base, "--output-dir", str(tmp_path / "straight")]))
-    train(parse_args([*base, "--output-dir", str(tmp_path / "resumed"), "--stop-after", "2"]))
-    train(parse_args([*base, "--output-dir", str(tmp_path / "resumed"), "--resume"]))
+    base = tiny_config(tmp_path, max_steps=5, ema_decay=DECAY)
+    train(with_changes(base, output_dir=str(tmp_path / "straight")))
+    train(with_changes(base, output_dir=str(tmp_path / "resumed"), stop_after=2))
+    train(with_changes(base, output_dir=str(tmp_path / "resumed"), resume=True))
     for folder in ("model", "model-raw"):
         a, b = saved_weights(tmp_path / "straight" / folder), saved_weights(tmp_path / "resumed" / folder)
         assert all(torch.equal(a[key], b[key]) for key in a), folder
 
 
-@pytest.mark.parametrize("value", ["0", "1", "1.5", "-0.1"])
+@pytest.mark.parametrize("value", [0.0, 1.0, 1.5, -0.1])
 def test_an_ema_decay_outside_0_1_is_refused(value, tmp_path):
-    from fvq_hf.cli.train import build_parser, check_args
-
     with pytest.raises(ValueError, match="--ema-decay must lie in"):
-        check_args(build_parser().parse_args(train_args(tmp_path, "--ema-decay", value)))
+        tiny_config(tmp_path, ema_decay=value)

@@ -4,13 +4,12 @@ import pytest
 import torch
 
 from fvq_hf import FVQModel
-from fvq_hf.cli.train import parse_args
 from fvq_hf.evaluation.evaluate import run_evaluation
 from fvq_hf.training.evaluation import reconstruction_grid
 from fvq_hf.training.trainer import train
 
 from ..helpers import make_tiny_model, random_images
-from .runs import run_two_processes, train_args
+from .runs import run_two_processes, tiny_config, train_args
 
 
 def test_reconstruction_grid_puts_images_above_their_reconstructions():
@@ -25,10 +24,8 @@ def test_periodic_evaluation_is_logged_with_a_grid_and_the_final_one_matches_fvq
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out, data = tmp_path / "run", str(tmp_path / "images")
-    args = train_args(tmp_path, "--max-steps", "4", "--eval-every", "2", "--eval-data", data, "--output-dir",
-                      str(out))
-    args[args.index("--report-to") + 1] = "tensorboard"
-    result = train(parse_args(args))
+    result = train(tiny_config(tmp_path, max_steps=4, eval_every=2, eval_data=[data], output_dir=str(out),
+                               report_to="tensorboard"))
     events = EventAccumulator(str(next((out / "logs").rglob("events.out.*")).parent), size_guidance={"images": 0})
     events.Reload()
     usage = events.Scalars(f"eval/{data}/usage")
@@ -38,7 +35,7 @@ def test_periodic_evaluation_is_logged_with_a_grid_and_the_final_one_matches_fvq
     again, _ = run_evaluation(FVQModel.from_pretrained(out / "model"), data, model_name="again", progress=False)
     saved = json.loads((out / "eval.json").read_text())[data]
     for key in ("num_tokens", "usage", "perplexity", "psnr", "ssim"):
-        assert saved[key] == pytest.approx(again[key], rel=1e-6) == pytest.approx(result["eval"][data][key], rel=1e-6)
+        assert saved[key] == pytest.approx(again[key], rel=1e-6) == pytest.approx(result.eval[data][key], rel=1e-6)
     assert usage[-1].value == pytest.approx(saved["usage"])
 
 

@@ -7,11 +7,10 @@ import torch
 
 from fvq_hf import FVQModel
 from fvq_hf.cli.convert import main as convert
-from fvq_hf.cli.train import parse_args
-from fvq_hf.training.trainer import train
+from fvq_hf.training.trainer import TrainResult, train
 
 from ..helpers import make_tiny_model, original_file
-from .runs import saved_weights, train_args
+from .runs import saved_weights, tiny_config
 
 LAYOUTS = {"llamagen_vq16": True, "fvq_fold_vqgan": False}  # codebook l2-normalised?
 
@@ -22,11 +21,8 @@ def _converted(name: str, tmp_path) -> str:
     return str(folder)
 
 
-def _fine_tune(tmp_path, folder: str, *extra: str) -> dict:
-    args = train_args(tmp_path, "--max-steps", "2", "--eval-data", "--output-dir", str(tmp_path / "run"),
-                      "--init-weights", *extra)
-    args[args.index("--config") + 1] = folder
-    return train(parse_args(args))
+def _fine_tune(tmp_path, folder: str, **changes) -> TrainResult:
+    return train(tiny_config(tmp_path, max_steps=2, init_weights=True, config=folder, **changes))
 
 
 @pytest.mark.parametrize("name", LAYOUTS)
@@ -34,7 +30,7 @@ def test_converted_weights_fine_tune_from_where_they_are(name, tmp_path):
     folder = _converted(name, tmp_path)
     converted = saved_weights(folder)
     assert FVQModel.from_pretrained(folder).config.codebook_l2_norm == LAYOUTS[name]
-    _fine_tune(tmp_path, folder, "--lr", "1e-9")  # two steps of at most 1e-9 each: the weights barely move
+    _fine_tune(tmp_path, folder, lr=1e-9)  # two steps of at most 1e-9 each: the weights barely move
     tuned = saved_weights(tmp_path / "run" / "model")
     assert tuned.keys() == converted.keys()
     for key in converted:
@@ -46,9 +42,8 @@ def test_converted_weights_fine_tune_from_where_they_are(name, tmp_path):
 def test_a_fresh_bridge_over_a_converted_codebook_trains(name, bridge, tmp_path):
     folder = _converted(name, tmp_path)
     converted = saved_weights(folder)
-    result = _fine_tune(tmp_path, folder, "--add-bridge", bridge, "--bridge-config",
-                        '{"depth": 1}' if bridge == "vqbridge" else "{}")
-    model = result["model"]
+    model = _fine_tune(tmp_path, folder, add_bridge=bridge, bridge_config={"depth": 1} if bridge == "vqbridge" else {}
+                       ).model
     assert model.config.bridge_type == bridge and model.config.codebook_l2_norm == LAYOUTS[name]
     if bridge == "vqbridge":
         assert model.config.bridge_config["depth"] == 1
@@ -62,11 +57,11 @@ def test_a_fresh_bridge_over_a_converted_codebook_trains(name, bridge, tmp_path)
 
 def test_a_vqbridge_over_an_l2_normalised_codebook_is_refused_with_the_reason(tmp_path):
     with pytest.raises(ValueError, match="codebook_l2_norm=True cannot be combined with the VQBridge"):
-        _fine_tune(tmp_path, _converted("llamagen_vq16", tmp_path), "--add-bridge", "vqbridge")
+        _fine_tune(tmp_path, _converted("llamagen_vq16", tmp_path), add_bridge="vqbridge")
 
 
 def test_add_bridge_needs_a_plain_trained_model(tmp_path):
     with pytest.raises(ValueError, match="--add-bridge puts a bridge on trained weights: it needs --init-weights"):
-        parse_args(train_args(tmp_path, "--add-bridge", "vqbridge"))
+        tiny_config(tmp_path, add_bridge="vqbridge")
     with pytest.raises(ValueError, match="already has a bridge"):
         make_tiny_model().add_bridge("vqbridge")

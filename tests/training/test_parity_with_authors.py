@@ -16,7 +16,6 @@ Here the same weights are converted with the bridge kept (`keep_bridge=True`), a
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
@@ -27,6 +26,7 @@ from safetensors import safe_open
 from fvq_hf import FVQModel
 from fvq_hf.conversion.layouts import detect_layout
 from fvq_hf.losses import PatchGANDiscriminator, TokenizerLoss
+from fvq_hf.training import LoopConfig
 from fvq_hf.training.runtime import LearningRate
 from fvq_hf.training.trainer import TokenizerStep, build_optimizers
 
@@ -109,7 +109,7 @@ def test_twenty_steps_follow_their_trajectory(kind, tmp_path):
     model = converted(kind, tensors, tmp_path)
     schedule_args = meta["schedule"]
     step = package_step(model, schedule_args["tlr"])
-    schedule = LearningRate(argparse.Namespace(
+    schedule = LearningRate(LoopConfig(
         lr=schedule_args["tlr"], schedule=schedule_args["sche_type"], constant_fraction=schedule_args["lrT"],
         max_steps=None, epochs=schedule_args["epochs"], warmup_epochs=schedule_args["warmup_ep"],
         warmup_fraction=0.0), schedule_args["steps_per_epoch"], [step.optimizer, step.optimizer_d])
@@ -147,7 +147,7 @@ def test_learning_annealing_is_their_lambda_lr():
         args, steps_per_epoch = case["args"], case["steps_per_epoch"]
         peak = args["lr"] * args["global_batch_size"] / 128  # their tlr
         optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=peak)
-        schedule = LearningRate(argparse.Namespace(
+        schedule = LearningRate(LoopConfig(
             lr=peak, schedule=args["sche_type"], constant_fraction=args["lrT"], max_steps=None, epochs=args["epochs"],
             warmup_epochs=args["warmup_ep"], warmup_fraction=0.0), steps_per_epoch, [optimizer])
         ours = [schedule.set(step) for step in range(len(case["lr"]))]

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from fvq_hf import FVQModel
-from fvq_hf.cli.train import parse_args
 from fvq_hf.evaluation.usage import UsageWindow
 from fvq_hf.losses import TokenizerLoss
 from fvq_hf.training.runtime import OutputLock, latest_checkpoint
@@ -23,7 +22,7 @@ from ..helpers import (
     write_lpips_weights,
     write_shards,
 )
-from .runs import run_two_processes, saved_weights, train_args
+from .runs import run_two_processes, saved_weights, tiny_config, train_args, with_changes
 
 
 def test_one_training_step_lowers_the_loss_on_a_fixed_batch():
@@ -48,9 +47,9 @@ def test_one_training_step_lowers_the_loss_on_a_fixed_batch():
 
 def test_training_writes_models_cards_and_evaluation(tmp_path):
     out = tmp_path / "run"
-    result = train(parse_args(train_args(tmp_path, "--max-steps", "4", "--checkpoint-every", "2", "--output-dir",
-                                     str(out), "--eval-data", str(tmp_path / "images"))))
-    assert result["step"] == 4
+    result = train(tiny_config(tmp_path, max_steps=4, checkpoint_every=2, output_dir=str(out),
+                               eval_data=[str(tmp_path / "images")]))
+    assert result.step == 4
     model = FVQModel.from_pretrained(out / "model")
     folded = FVQModel.from_pretrained(out / "model-folded")
     assert model.config.bridge_type == "vqbridge" and folded.config.bridge_type == "none"
@@ -69,9 +68,9 @@ def test_training_writes_models_cards_and_evaluation(tmp_path):
 ])
 def test_residual_and_multiscale_tokenizers_train_and_count_every_level(quantizer, levels, tokens, tmp_path):
     out = tmp_path / "run"
-    args = train_args(tmp_path, "--max-steps", "2", "--output-dir", str(out), "--eval-data", str(tmp_path / "images"))
+    config = tiny_config(tmp_path, max_steps=2, output_dir=str(out), eval_data=[str(tmp_path / "images")])
     write_config(tmp_path / "config", **quantizer)
-    train(parse_args(args))
+    train(config)
     assert FVQModel.from_pretrained(out / "model-folded").config.quantizer_type == quantizer["quantizer_type"]
     evaluation = json.loads((out / "eval.json").read_text())[str(tmp_path / "images")]
     (name, count) = levels
@@ -91,25 +90,26 @@ def test_gan_lpips_and_accumulation_paths(tmp_path, caplog):
 
     vgg, linear = write_lpips_weights(tmp_path / "lpips")
     out = tmp_path / "run"
-    result = train(parse_args(train_args(tmp_path, "--max-steps", "2", "--disc-start", "1", "--gradient-accumulation-steps",
-                                    "2", "--lpips-vgg", str(vgg), "--lpips-linear", str(linear), "--eval-data",
-                                    "--output-dir", str(out), "--report-to", "tensorboard")))
-    assert result["step"] == 2  # 2 optimizer steps of 2 micro-batches each
+    config = tiny_config(tmp_path, max_steps=2, disc_start=1, gradient_accumulation_steps=2, output_dir=str(out),
+                         report_to="tensorboard")
+    config.evaluation.weights = {"lpips_vgg": str(vgg), "lpips_linear": str(linear)}
+    result = train(config)
+    assert result.step == 2  # 2 optimizer steps of 2 micro-batches each
     assert "LPIPS unavailable" not in caplog.text
     folders = {p.parent for p in (out / "logs").rglob("events.out.tfevents.*")}  # accelerate adds an hparams run
     logged = {tag for f in folders for tag in EventAccumulator(str(f)).Reload().Tags()["scalars"]}
     assert {"loss/perceptual", "loss/generator_gan", "loss/discriminator", "usage_rolling", "lr"} <= set(logged)
 
 
-def test_resume_after_a_stop_gives_the_samesaved_weights(tmp_path):
-    base = train_args(tmp_path, "--max-steps", "7", "--eval-data", "--checkpoint-every", "100")
-    train(parse_args([*base, "--output-dir", str(tmp_path / "straight")]))
+def test_resume_after_a_stop_gives_the_same_saved_weights(tmp_path):
+    base = tiny_config(tmp_path, max_steps=7, checkpoint_every=100)
+    train(with_changes(base, output_dir=str(tmp_path / "straight")))
     # Stop mid-epoch (3 batches an epoch), as a crash after the checkpoint at step 4 would, then resume.
-    stopped = train(parse_args([*base, "--output-dir", str(tmp_path / "resumed"), "--stop-after", "4"]))
-    assert stopped["step"] == 4 and not (tmp_path / "resumed" / "model").exists()
+    stopped = train(with_changes(base, output_dir=str(tmp_path / "resumed"), stop_after=4))
+    assert stopped.step == 4 and not (tmp_path / "resumed" / "model").exists()
     assert latest_checkpoint(tmp_path / "resumed" / "checkpoints").name == "step-00000004"
-    resumed = train(parse_args([*base, "--output-dir", str(tmp_path / "resumed"), "--resume"]))
-    assert resumed["step"] == 7
+    resumed = train(with_changes(base, output_dir=str(tmp_path / "resumed"), resume=True))
+    assert resumed.step == 7
     a, b = saved_weights(tmp_path / "straight" / "model"), saved_weights(tmp_path / "resumed" / "model")
     assert a.keys() == b.keys()
     for key in a:
@@ -126,14 +126,14 @@ def test_interrupted_checkpoint_writes_are_ignored(tmp_path):
 
 def test_a_damaged_latest_checkpoint_is_skipped_for_the_one_before(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="fvq_hf.training.runtime")
-    base = train_args(tmp_path, "--max-steps", "6", "--eval-data", "--checkpoint-every", "2")
-    train(parse_args([*base, "--output-dir", str(tmp_path / "straight")]))
-    train(parse_args([*base, "--output-dir", str(tmp_path / "run"), "--stop-after", "4"]))
+    base = tiny_config(tmp_path, max_steps=6, checkpoint_every=2)
+    train(with_changes(base, output_dir=str(tmp_path / "straight")))
+    train(with_changes(base, stop_after=4))
     latest = latest_checkpoint(tmp_path / "run" / "checkpoints")
     assert latest.name == "step-00000004"
     (latest / "model.safetensors").write_bytes(b"broken")
-    resumed = train(parse_args([*base, "--output-dir", str(tmp_path / "run"), "--resume"]))
-    assert resumed["step"] == 6
+    resumed = train(with_changes(base, resume=True))
+    assert resumed.step == 6
     assert "skipping" in caplog.text and "step-00000004" in caplog.text and "Resumed from" in caplog.text
     # From step 2 the run takes the same batches again: the weights of an uninterrupted run.
     a, b = saved_weights(tmp_path / "straight" / "model"), saved_weights(tmp_path / "run" / "model")
@@ -141,11 +141,11 @@ def test_a_damaged_latest_checkpoint_is_skipped_for_the_one_before(tmp_path, cap
 
 
 def test_no_loadable_checkpoint_is_a_clear_error(tmp_path):
-    base = train_args(tmp_path, "--max-steps", "4", "--eval-data", "--output-dir", str(tmp_path / "run"))
-    train(parse_args([*base, "--stop-after", "2"]))
+    base = tiny_config(tmp_path, max_steps=4)
+    train(with_changes(base, stop_after=2))
     (latest_checkpoint(tmp_path / "run" / "checkpoints") / "model.safetensors").write_bytes(b"broken")
     with pytest.raises(ValueError, match=r"--resume: no checkpoint under .* can be loaded: step-00000002 \("):
-        train(parse_args([*base, "--resume"]))
+        train(with_changes(base, resume=True))
 
 
 def test_a_second_live_run_on_the_output_dir_is_refused(tmp_path):
@@ -155,44 +155,39 @@ def test_a_second_live_run_on_the_output_dir_is_refused(tmp_path):
     try:
         lock = OutputLock(out)
         lock.path.write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname(), "started": "now"}))
-        args = train_args(tmp_path, "--max-steps", "1", "--eval-data", "--output-dir", str(out))
+        config = tiny_config(tmp_path, max_steps=1, output_dir=str(out))
         with pytest.raises(ValueError, match=rf"--output-dir {out} is in use by another live run \(pid {sleeper.pid}"):
-            train(parse_args(args))
+            train(config)
         assert lock.holder()["pid"] == sleeper.pid  # the live run's lock is left alone
     finally:
         sleeper.kill()
         sleeper.wait()
     # The same lock once its process is gone (a run killed with kill -9) is stale: the next run takes it over.
-    assert train(parse_args(args))["step"] == 1
+    assert train(config).step == 1
     assert not lock.path.exists()  # released at the end
 
 
 @pytest.mark.parametrize(
     ("change", "error", "match"),
     [
-        ({"--config": "does/not-exist"}, FileNotFoundError, "--config"),
+        ({"config": "does/not-exist"}, FileNotFoundError, "--config"),
         # a transformer preset is not a tokenizer config (diffusers alone would build a default tokenizer)
-        ({"--config": str(ROOT / "hub_configs" / "fvq-gpt-cpu")}, ValueError,
+        ({"config": str(ROOT / "hub_configs" / "fvq-gpt-cpu")}, ValueError,
          "is an FVQTransformer config, not an FVQModel one"),
-        ({"--data": "/no/such/folder"}, FileNotFoundError, "neither"),
-        ({"--resolution": "30"}, ValueError, "multiple of the downsample factor"),
-        ({"--batch-size": "0"}, ValueError, "--batch-size"),
+        ({"data": "/no/such/folder"}, FileNotFoundError, "neither"),
+        ({"resolution": 30}, ValueError, "multiple of the downsample factor"),
+        ({"batch_size": 0}, ValueError, "--batch-size"),
     ],
 )
-def test_bad_training_input(tmp_path, change, error, match):
-    args = train_args(tmp_path, "--max-steps", "1", "--output-dir", str(tmp_path / "run"))
-    for flag, value in change.items():
-        args[args.index(flag) + 1] = value
+def test_bad_training_input_is_refused_with_the_flag_named(tmp_path, change, error, match):
     with pytest.raises(error, match=match):
-        train(parse_args(args))
+        train(tiny_config(tmp_path, max_steps=1, **change))
 
 
-def test_empty_data_folder(tmp_path):
-    args = train_args(tmp_path, "--max-steps", "1", "--output-dir", str(tmp_path / "run"))
+def test_an_empty_data_folder_is_refused(tmp_path):
     (tmp_path / "empty").mkdir()
-    args[args.index("--data") + 1] = str(tmp_path / "empty")
     with pytest.raises(ValueError, match="No image files"):
-        train(parse_args(args))
+        train(tiny_config(tmp_path, max_steps=1, data=str(tmp_path / "empty")))
 
 
 @pytest.mark.slow
@@ -204,12 +199,11 @@ def test_two_processes_share_global_usage(tmp_path):
     assert lines[0][7] == lines[1][7]  # same weights after DDP steps
 
 
-def test_gradient_checkpointing_flag_trains_the_samesaved_weights(tmp_path):
+def test_gradient_checkpointing_trains_the_same_saved_weights(tmp_path):
     runs = {}
-    for flag in ([], ["--gradient-checkpointing"]):
-        out = tmp_path / f"run{len(flag)}"
-        runs[bool(flag)] = train(parse_args(train_args(tmp_path, "--max-steps", "2", "--eval-data", "--output-dir", str(out),
-                                                  *flag)))["model"]
+    for flag in (False, True):
+        out = tmp_path / f"run{int(flag)}"
+        runs[flag] = train(tiny_config(tmp_path, max_steps=2, output_dir=str(out), gradient_checkpointing=flag)).model
     assert runs[True].encoder.gradient_checkpointing and not runs[False].encoder.gradient_checkpointing
     for (name, a), (_, b) in zip(runs[False].state_dict().items(), runs[True].state_dict().items()):
         assert torch.equal(a, b), name
@@ -229,15 +223,14 @@ def test_the_dit_bridge_trains_resumes_in_bf16_with_checkpointing_and_folds(tmp_
     """The authors' DiT QBridge as a training option: through fvq-train with bf16 autocast and gradient
     checkpointing, stopped and resumed to the weights of an uninterrupted run, saved, loaded and folded."""
     config = write_config(tmp_path / "dit", bridge_type="dit", bridge_config=TINY_BRIDGES["dit"])
-    base = [*train_args(tmp_path, "--max-steps", "5", "--eval-data", "--checkpoint-every", "100", "--mixed-precision",
-                   "bf16", "--gradient-checkpointing")]
-    base[base.index("--config") + 1] = str(config)
-    straight = train(parse_args([*base, "--output-dir", str(tmp_path / "straight")]))
-    train(parse_args([*base, "--output-dir", str(tmp_path / "resumed"), "--stop-after", "2"]))
-    train(parse_args([*base, "--output-dir", str(tmp_path / "resumed"), "--resume"]))
+    base = tiny_config(tmp_path, max_steps=5, checkpoint_every=100, mixed_precision="bf16",
+                       gradient_checkpointing=True, config=str(config))
+    straight = train(with_changes(base, output_dir=str(tmp_path / "straight")))
+    train(with_changes(base, output_dir=str(tmp_path / "resumed"), stop_after=2))
+    train(with_changes(base, output_dir=str(tmp_path / "resumed"), resume=True))
     a, b = saved_weights(tmp_path / "straight" / "model"), saved_weights(tmp_path / "resumed" / "model")
     assert all(torch.equal(a[key], b[key]) for key in a)
-    trained = straight["model"]
+    trained = straight.model
     assert trained.config.bridge_type == "dit" and trained.encoder.gradient_checkpointing
     # The bridge trained: its zero-initialised output layer moved, so the codebook is no longer all zero.
     assert a["quantizer.bridge.proj_out.weight"].abs().sum() > 0
@@ -259,23 +252,24 @@ def _shard_args(tmp_path, *extra, per_shard: int | list[int] = 4):
 
 def test_training_on_shards_resumes_exactly(tmp_path):
     """16 images in 4 shards, 2 workers, batches of 4: 4 steps an epoch; stopped and resumed within epoch 1."""
-    base = _shard_args(tmp_path)
-    train(parse_args([*base, "--output-dir", str(tmp_path / "straight")]))
-    train(parse_args([*base, "--output-dir", str(tmp_path / "resumed"), "--stop-after", "3"]))
+    shards = write_shards(tmp_path / "shards", shards=4, per_shard=4)
+    base = tiny_config(tmp_path, max_steps=5, num_workers=2, data=shards, samples_per_epoch=None)
+    train(with_changes(base, output_dir=str(tmp_path / "straight")))
+    train(with_changes(base, output_dir=str(tmp_path / "resumed"), stop_after=3))
     position = json.loads((tmp_path / "resumed/checkpoints/step-00000003/data_position_0.json").read_text())
     assert position == {"epoch": 0, "batches_in_epoch": 3}
-    train(parse_args([*base, "--output-dir", str(tmp_path / "resumed"), "--resume"]))
+    train(with_changes(base, output_dir=str(tmp_path / "resumed"), resume=True))
     a, b = saved_weights(tmp_path / "straight" / "model"), saved_weights(tmp_path / "resumed" / "model")
     assert all(torch.equal(a[key], b[key]) for key in a)
 
 
-@pytest.mark.parametrize("extra, match", [
-    ([], "pass --max-steps"), (["--max-steps", "2", "--warmup-epochs", "1"], "--warmup-epochs does not apply"),
+@pytest.mark.parametrize("change, match", [
+    ({}, "pass --max-steps"), ({"max_steps": 2, "warmup_epochs": 1.0}, "--warmup-epochs does not apply"),
 ])
-def test_streamed_data_needs_steps_not_epochs(extra, match, tmp_path):
-    args = train_args(tmp_path, "--streaming", *extra)
+def test_streamed_data_needs_steps_not_epochs(change, match, tmp_path):
+    shards = write_shards(tmp_path / "shards", shards=1, per_shard=4)
     with pytest.raises(ValueError, match=match):
-        parse_args(args)
+        tiny_config(tmp_path, data=shards, samples_per_epoch=None, **change)
 
 
 @pytest.mark.slow
@@ -293,8 +287,7 @@ def test_compile_where_it_cannot_work_is_a_clear_error(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "compile", no_compiler)
     with pytest.raises(ValueError, match=r"--compile: torch.compile does not work on this machine \(InvalidCxxCompiler"):
-        train(parse_args(train_args(tmp_path, "--max-steps", "1", "--eval-data", "--output-dir", str(tmp_path / "r"),
-                                    "--compile")))
+        train(tiny_config(tmp_path, max_steps=1, compile=True))
 
 
 @pytest.mark.slow
@@ -319,9 +312,8 @@ def test_compiled_models_give_the_eager_losses_and_gradients_and_save_as_usual(t
              for model in (eager, compiled)]
     assert (grads[0] - grads[1]).norm() <= 1e-5 * grads[0].norm()
     out = tmp_path / "run"
-    result = train(parse_args(train_args(tmp_path, "--max-steps", "1", "--eval-data", "--output-dir", str(out),
-                                         "--compile")))
-    assert saved_weights(out / "model").keys() == result["model"].state_dict().keys()  # no `_orig_mod.` prefix
+    result = train(tiny_config(tmp_path, max_steps=1, output_dir=str(out), compile=True))
+    assert saved_weights(out / "model").keys() == result.model.state_dict().keys()  # no `_orig_mod.` prefix
 
 
 @pytest.mark.slow

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from fvq_hf import FVQGenerationPipeline, FVQTransformer
-from fvq_hf.cli.train_transformer import main, parse_args
+from fvq_hf.cli.train_transformer import build_config, main
+from fvq_hf.training import TransformerTrainConfig, transformer_loop
 from fvq_hf.training.codes import extract_codes
 from fvq_hf.training.transformer_trainer import train
 
@@ -28,16 +29,18 @@ def codes(tmp_path):
     return tmp_path
 
 
-def args_for(root, out="run", *extra):
-    return ["--config", str(root / "preset"), "--codes", str(root / "codes"), "--output-dir", str(root / out),
-            "--batch-size", "4", "--lr", "3e-3", "--report-to", "none", "--num-workers", "0", "--log-every", "2",
-            *extra]
+def config_for(root, out="run", *, eval_codes=None, class_dropout=0.1, **loop) -> TransformerTrainConfig:
+    """A seconds-long run on the fixture's codes; `loop` changes its LoopConfig."""
+    loop = transformer_loop(output_dir=str(root / out), batch_size=4, lr=3e-3, report_to="none", num_workers=0,
+                            log_every=2, **loop)
+    return TransformerTrainConfig(config=str(root / "preset"), codes=str(root / "codes"), eval_codes=eval_codes,
+                                  class_dropout=class_dropout, loop=loop)
 
 
 def test_train_then_generate(codes):
-    result = train(parse_args(args_for(codes, "run", "--max-steps", "6", "--eval-codes", str(codes / "codes-heldout"))))
+    result = train(config_for(codes, "run", max_steps=6, eval_codes=str(codes / "codes-heldout")))
     out = codes / "run"
-    assert result["step"] == 6 and (out / "samples.png").is_file()
+    assert result.step == 6 and (out / "samples.png").is_file()
     model = FVQTransformer.from_pretrained(out / "transformer")
     # vocabulary, classes and grid come from the codes, not from the preset
     assert model.config.vocab_size == 256 and model.config.num_classes == 2 and model.config.class_names == ["a", "b"]
@@ -52,18 +55,18 @@ def test_train_then_generate(codes):
 
 
 def test_training_lowers_the_loss(codes):
-    first = train(parse_args(args_for(codes, "short", "--max-steps", "1")))["loss"]
-    last = train(parse_args(args_for(codes, "long", "--max-steps", "30", "--class-dropout", "0")))["loss"]
+    first = train(config_for(codes, "short", max_steps=1)).loss
+    last = train(config_for(codes, "long", max_steps=30, class_dropout=0.0)).loss
     assert last < first - 1.0
 
 
-@pytest.mark.parametrize("stop_after", ["3", "4"])  # 3 batches per epoch: at an epoch's end, and mid-epoch
+@pytest.mark.parametrize("stop_after", [3, 4])  # 3 batches per epoch: at an epoch's end, and mid-epoch
 def test_resume_is_exact(codes, stop_after):
-    straight = train(parse_args(args_for(codes, "straight", "--max-steps", "6")))["model"]
-    train(parse_args(args_for(codes, "resumed", "--max-steps", "6", "--stop-after", stop_after)))
-    resumed = train(parse_args(args_for(codes, "resumed", "--max-steps", "6", "--resume")))
-    assert resumed["step"] == 6
-    for a, b in zip(straight.state_dict().values(), resumed["model"].state_dict().values()):
+    straight = train(config_for(codes, "straight", max_steps=6)).model
+    train(config_for(codes, "resumed", max_steps=6, stop_after=stop_after))
+    resumed = train(config_for(codes, "resumed", max_steps=6, resume=True))
+    assert resumed.step == 6
+    for a, b in zip(straight.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
 
 
@@ -83,9 +86,9 @@ def test_init_weights_must_fit_the_codes(codes, tmp_path):
 
 @pytest.mark.parametrize("flags, message", [(["--class-dropout", "1.0"], "class-dropout"),
                                             (["--batch-size", "0"], "batch-size")])
-def test_bad_flags(flags, message):
+def test_bad_flags_are_refused_with_the_flag_named(flags, message):
     with pytest.raises(ValueError, match=message):
-        parse_args(["--config", "c", "--codes", "d", *flags])
+        build_config(["--config", "c", "--codes", "d", *flags])
 
 
 def test_eval_codes_of_another_tokenizer_are_refused(codes, tmp_path):
@@ -93,4 +96,4 @@ def test_eval_codes_of_another_tokenizer_are_refused(codes, tmp_path):
     other.save_pretrained(tmp_path / "other-tok")
     extract_codes(str(tmp_path / "other-tok"), str(codes / "heldout"), tmp_path / "other-codes", num_workers=0)
     with pytest.raises(ValueError, match="extracted with another tokenizer"):
-        train(parse_args(args_for(codes, "mixed", "--max-steps", "1", "--eval-codes", str(tmp_path / "other-codes"))))
+        train(config_for(codes, "mixed", max_steps=1, eval_codes=str(tmp_path / "other-codes")))
