@@ -96,7 +96,8 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         loss=LossConfig(args.reconstruction_weight, args.perceptual_weight, args.disc_weight, args.disc_start),
         ema_decay=args.ema_decay, usage_window=args.usage_window, eval_data=args.eval_data, eval_every=args.eval_every,
         evaluation=EvaluationOptions(batch_size=args.eval_batch_size, image_column=args.image_column,
-                                     weights={option: getattr(args, option) for option in WEIGHT_FLAGS}))
+                                     weights={option: getattr(args, option) for option in WEIGHT_FLAGS
+                                              if getattr(args, option)}))
 
 
 def build_config(argv: list[str] | None = None) -> TrainConfig:

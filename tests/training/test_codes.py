@@ -81,7 +81,7 @@ def test_unreadable_images_are_skipped_without_shifting_labels(tokenizer, classe
     assert np.load(tmp_path / "codes" / "labels-00000.npy").tolist() == [0, 0, 0, 1, 1]
 
 
-def test_token_dataset_views_and_epochs(tokenizer, classes, tmp_path):
+def test_a_token_dataset_draws_one_view_per_epoch_or_gives_every_view(tokenizer, classes, tmp_path):
     _, path = tokenizer
     extract_codes(path, str(classes), tmp_path / "codes", num_workers=0)
     codes = np.load(tmp_path / "codes" / "codes-00000.npy")

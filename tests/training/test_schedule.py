@@ -20,7 +20,7 @@ def test_lin_schedule_as_released():
     assert all(a >= b for a, b in zip(values, values[1:]))
 
 
-def test_const_and_cos():
+def test_const_stays_at_peak_and_cos_decays_on_a_half_cosine():
     assert annealing_factor(999, 1000, 10, "const") == 1.0
     assert annealing_factor(999, 1000, 10, "cos") == pytest.approx(0.01)
     progress = 0.3 + 0.7 * 0.5  # halfway through the cosine part
@@ -37,7 +37,7 @@ def test_no_warmup_starts_at_peak():
     "kwargs",
     [dict(schedule="step"), dict(total_steps=0), dict(warmup_steps=20), dict(constant_fraction=1.0)],
 )
-def test_bad_schedule_arguments(kwargs):
+def test_bad_schedule_arguments_are_refused(kwargs):
     args = {**dict(step=0, total_steps=10, warmup_steps=2), **kwargs}
     with pytest.raises(ValueError):
         annealing_factor(**args)
