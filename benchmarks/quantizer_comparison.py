@@ -31,35 +31,31 @@ from fvq_hf import FVQModel
 from fvq_hf.data.sources import EvalImages, RandomCrops, open_source
 from fvq_hf.evaluation.evaluate import evaluate
 from fvq_hf.losses import TokenizerLoss
-from fvq_hf.quantizers import QuantizerOutput, ResidualQuantizer
+from fvq_hf.quantizers import IdsSpec, Quantizer, QuantizerOutput, ResidualQuantizer, VectorQuantizer
 from fvq_hf.training.schedule import annealing_factor
 
 ROOT = Path(__file__).resolve().parents[1]
 QUANTIZERS = ("none", "linear", "mlp", "vqbridge", "vqtorch-ema")
 
 
-class PeerQuantizer(nn.Module):
-    """A vector-quantize-pytorch quantizer (`accept_image_fmap=True`) behind this package's quantizer interface."""
+class PeerQuantizer(Quantizer):
+    """A vector-quantize-pytorch quantizer (`accept_image_fmap=True`) behind this package's quantizer protocol: its
+    ids are those of plain VQ, or of residual quantization at `depth` codes per position (a residual peer)."""
 
-    def __init__(self, peer: nn.Module, depth: int | None = None) -> None:
-        super().__init__()
+    display_name = "vector-quantize-pytorch"
+
+    def __init__(self, peer: nn.Module, codebook_size: int, code_dim: int, depth: int | None = None) -> None:
+        super().__init__(codebook_size, code_dim, {"depth": depth})
         self.peer = peer
-        self.depth = depth  # codes per position of a residual peer (ids (B, h, w, D)); None: one
+        self.depth = depth
 
-    @property
-    def num_levels(self) -> int:
-        return self.depth or 1
+    @classmethod
+    def ids_spec(cls, config) -> IdsSpec:
+        """The ids of the registered type the peer stands in for: residual at `depth`, else plain VQ."""
+        return ResidualQuantizer.ids_spec(config) if config["depth"] else VectorQuantizer.ids_spec({})
 
-    @property
-    def level_name(self) -> str | None:
-        return ResidualQuantizer.level_name if self.depth else None
-
-    @property
-    def one_code_per_position(self) -> bool:
-        return self.depth is None
-
-    def level_maps(self, indices: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
-        return ResidualQuantizer.level_maps(self, indices) if self.depth else [("", indices)]
+    def split_levels(self, indices: torch.Tensor) -> list[torch.Tensor]:
+        return list(indices.unbind(dim=-1)) if self.depth else [indices]
 
     def forward(self, latents: torch.Tensor) -> QuantizerOutput:
         quantized, indices, commitment = self.peer(latents)
@@ -89,7 +85,7 @@ def build_model(quantizer: str, codebook_size: int, seed: int) -> FVQModel:
 
         model.quantizer = PeerQuantizer(VectorQuantize(  # EMA codebook, dead-code replacement
             dim=config["vq_embed_dim"], codebook_size=codebook_size, decay=0.8, commitment_weight=0.25,
-            threshold_ema_dead_code=2, accept_image_fmap=True))
+            threshold_ema_dead_code=2, accept_image_fmap=True), codebook_size, config["vq_embed_dim"])
     return model
 
 

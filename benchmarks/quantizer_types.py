@@ -71,11 +71,11 @@ def build_model(row: str, seed: int, phi_ratio: float = 0.5, table_init: str | N
         if row == "vqtorch-residual":
             model.quantizer = PeerQuantizer(ResidualVQ(
                 dim=dim, num_quantizers=4, codebook_size=K, shared_codebook=True, decay=0.8, commitment_weight=0.25,
-                threshold_ema_dead_code=2, accept_image_fmap=True), depth=4)
+                threshold_ema_dead_code=2, accept_image_fmap=True), K, dim, depth=4)
         else:
             bridge = TableBridge(build_bridge("vqbridge", K, dim, config["bridge_config"]))
             model.quantizer = PeerQuantizer(VectorQuantize(dim=dim, codebook_size=K, commitment_weight=0.25,
-                                                           vq_bridge=bridge, accept_image_fmap=True))
+                                                           vq_bridge=bridge, accept_image_fmap=True), K, dim)
     return model
 
 

@@ -14,8 +14,9 @@ from collections.abc import Mapping, Sequence
 
 
 def init_keywords(cls: type, exclude: tuple[str, ...] = ()) -> dict:
-    """The keyword parameters of `cls.__init__` after its first two (bridges: codebook_size, code_dim; quantizer
-    types: the table and the bridge), with their defaults, less `exclude`: the config keys that class owns."""
+    """The keyword parameters of `cls.__init__` after its first two (bridges and quantizer types without a table:
+    codebook_size, code_dim; table quantizer types: the table and the bridge), with their defaults, less `exclude`:
+    the config keys that class owns."""
     parameters = list(inspect.signature(cls.__init__).parameters.values())[3:]
     return {p.name: p.default for p in parameters
             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in exclude}

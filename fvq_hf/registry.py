@@ -1,6 +1,8 @@
 """One registration idiom for every kind of variant (quantizer types, bridges, original layouts, metrics), as timm's
 `register_model`: a class declares its own name, `@REGISTRY.register` adds it, `REGISTRY.get(name)` finds it (an
 unknown name is a ValueError that lists the names), and `REGISTRY.names(filter)` lists them in registration order.
+A name may be reserved for a variant that is no class (bridges: "none", plain VQ): no class can take it, and it is
+listed among the names an error offers.
 
     QUANTIZERS = Registry("quantizer_type", Quantizer)
 
@@ -22,12 +24,14 @@ class Registry(Generic[T]):
     """Classes of one kind, by the name each declares in its class attribute `attribute`.
 
     `kind` names the registry in errors (the config key it serves, e.g. "bridge_type"); `base` is the class every
-    entry must derive from. Registering the same class again is a no-op; another class under a taken name is an
-    error, so that a variant is never replaced by accident.
+    entry must derive from; `reserved` maps names no class may take to what they mean. Registering the same class
+    again is a no-op; another class under a taken name is an error, so that a variant is never replaced by accident.
     """
 
-    def __init__(self, kind: str, base: type, attribute: str = "name") -> None:
+    def __init__(self, kind: str, base: type, attribute: str = "name",
+                 reserved: dict[str, str] | None = None) -> None:
         self.kind, self.base, self.attribute = kind, base, attribute
+        self.reserved = dict(reserved or {})
         self._entries: dict[str, T] = {}
 
     def register(self, cls: T) -> T:
@@ -38,6 +42,9 @@ class Registry(Generic[T]):
         if not isinstance(name, str) or not name:
             raise TypeError(f"{cls.__name__} declares no {self.attribute!r} of its own: a {self.kind} needs its "
                             "name on the class.")
+        if name in self.reserved:
+            raise ValueError(f"The {self.kind} {name!r} is reserved for {self.reserved[name]}: {cls.__name__} needs "
+                             "another name.")
         taken = self._entries.get(name)
         if taken is not None and taken is not cls:
             raise ValueError(f"The {self.kind} {name!r} is taken by {taken.__module__}.{taken.__qualname__}.")
@@ -45,9 +52,12 @@ class Registry(Generic[T]):
         return cls
 
     def get(self, name: str) -> T:
-        """The class registered as `name`; a ValueError lists the names there are."""
+        """The class registered as `name`; a ValueError lists the names there are (a reserved name has no class)."""
+        if name in self.reserved:
+            raise ValueError(f"The {self.kind} {name!r} is reserved for {self.reserved[name]}: it names no class.")
         if name not in self._entries:
-            raise ValueError(f"Unknown {self.kind} {name!r}; expected one of {', '.join(self._entries) or 'none'}.")
+            names = [*self._entries, *self.reserved]
+            raise ValueError(f"Unknown {self.kind} {name!r}; expected one of {', '.join(names) or 'none'}.")
         return self._entries[name]
 
     def names(self, filter: str | Callable[[T], bool] | None = None) -> list[str]:

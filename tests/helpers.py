@@ -72,10 +72,10 @@ def typed_model(quantizer_type: str, bridge_type: str = "vqbridge", seed: int = 
 
     cls = quantizer_class(quantizer_type)
     config = cls.resolve_config(TINY_QUANTIZERS.get(quantizer_type))
-    side = cls.fixed_latent_size(config)
+    side = cls.ids_spec(config).fixed_latent_side
     model = make_tiny_model(seed, bridge_type=bridge_type, quantizer_type=quantizer_type, quantizer_config=config,
                             **{"sample_size": 4 * side if side else 32, **overrides})
-    if model.quantizer.bridge is not None:
+    if model.config.bridge_type != "none":
         perturb_bridge(model)
     return model
 

@@ -16,7 +16,7 @@ from .helpers import TINY_CONFIG, TINY_TRANSFORMER
     ((1, 2), Sequence[int], True), ({"a": 1}, dict | None, True), ([1], dict | None, False), (False, bool, True),
     (0, bool, False), ([1, 2], list[int], True),
 ])
-def test_fits(value, hint, ok):
+def test_json_values_fit_their_annotation_as_config_files_write_them(value, hint, ok):
     assert fits(value, hint) is ok
 
 

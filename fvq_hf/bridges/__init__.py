@@ -1,41 +1,22 @@
 """Codebook bridges, found by name: the registry maps a config's `bridge_type` to the class that owns its keys.
 
-Adding a bridge is one module (a `CodebookBridge` nn.Module) plus its entry in `BRIDGES` (or a call to
-`register_bridge` from outside the package). `bridge_type="none"` is plain VQ: the table is the codebook.
+Adding a bridge is one module: a `CodebookBridge` that declares its `name` and is decorated with
+`@BRIDGES.register`. `bridge_type="none"` is plain VQ (the table is the codebook): a reserved name, not a class.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from torch import nn
-
-from .base import CodebookBridge
+from .base import BRIDGES, NO_BRIDGE, CodebookBridge
 from .dit import QBRIDGE_PRESETS, DiTBridge, qbridge_config
 from .projectors import LinearBridge, MLPBridge
 from .vqbridge import VQBridge, codebook_grid
 
-BRIDGES: dict[str, type[CodebookBridge]] = {"vqbridge": VQBridge, "dit": DiTBridge, "linear": LinearBridge,
-                                            "mlp": MLPBridge}
-NO_BRIDGE = "none"
-
-
-def register_bridge(name: str, cls: type[CodebookBridge]) -> None:
-    """Make `bridge_type=name` build `cls` (a `CodebookBridge` nn.Module)."""
-    if not (isinstance(cls, type) and issubclass(cls, CodebookBridge) and issubclass(cls, nn.Module)):
-        raise TypeError(f"{cls!r} is not a CodebookBridge nn.Module.")
-    if name == NO_BRIDGE:
-        raise ValueError(f"{NO_BRIDGE!r} is reserved for plain VQ.")
-    BRIDGES[name] = cls
-
 
 def bridge_class(bridge_type: str) -> type[CodebookBridge] | None:
     """The class registered for `bridge_type` (None for plain VQ); a ValueError lists the names."""
-    if bridge_type == NO_BRIDGE:
-        return None
-    if bridge_type not in BRIDGES:
-        raise ValueError(f"Unknown bridge_type {bridge_type!r}; choose one of {[*BRIDGES, NO_BRIDGE]}.")
-    return BRIDGES[bridge_type]
+    return None if bridge_type == NO_BRIDGE else BRIDGES.get(bridge_type)
 
 
 def resolve_bridge_config(bridge_type: str, config: Mapping | None) -> dict:
@@ -48,12 +29,12 @@ def resolve_bridge_config(bridge_type: str, config: Mapping | None) -> dict:
     return cls.resolve_config(config)
 
 
-def build_bridge(bridge_type: str, codebook_size: int, code_dim: int, config: Mapping | None = None) -> nn.Module | None:
+def build_bridge(bridge_type: str, codebook_size: int, code_dim: int,
+                 config: Mapping | None = None) -> CodebookBridge | None:
     """The bridge module for `bridge_type`, or None for plain VQ."""
     cls = bridge_class(bridge_type)
     return None if cls is None else cls(codebook_size, code_dim, **resolve_bridge_config(bridge_type, config))
 
 
 __all__ = ["BRIDGES", "NO_BRIDGE", "QBRIDGE_PRESETS", "CodebookBridge", "DiTBridge", "LinearBridge", "MLPBridge",
-           "VQBridge", "bridge_class", "build_bridge", "codebook_grid", "qbridge_config", "register_bridge",
-           "resolve_bridge_config"]
+           "VQBridge", "bridge_class", "build_bridge", "codebook_grid", "qbridge_config", "resolve_bridge_config"]

@@ -1,8 +1,10 @@
-"""What every codebook bridge declares: a module mapping the learnable `(K, d)` table to the codebook used.
+"""What every codebook bridge declares: a module mapping the learnable `(K, d)` table to the codebook used, and the
+`BRIDGES` registry.
 
-A bridge is an `nn.Module` built as `cls(codebook_size, code_dim, **config)` whose `forward((K, d) table)`
-returns the `(K, d)` codebook. Its config keys are the keyword parameters of its `__init__` after those two, so
-the class is the one place that knows them; what else the quantizer needs to know is declared here.
+A bridge is a `CodebookBridge` (an `nn.Module`) built as `cls(codebook_size, code_dim, **config)` whose
+`forward((K, d) table)` returns the `(K, d)` codebook. Its config keys are the keyword parameters of its `__init__`
+after those two, so the class is the one place that knows them; what else the quantizer needs to know is declared
+here. `bridge_type="none"` is plain VQ (the table is the codebook): a reserved name, not a class.
 """
 
 from __future__ import annotations
@@ -14,11 +16,16 @@ import torch
 from torch import nn
 
 from ..config_keys import check_config_types, init_keywords
+from ..registry import Registry
+
+NO_BRIDGE = "none"
 
 
-class CodebookBridge:
-    """Mixin for bridge modules (put it first among the bases)."""
+class CodebookBridge(nn.Module):
+    """Base of the bridge modules (put it first among the bases, before diffusers' `ModelMixin`)."""
 
+    # The registry name (`bridge_type`) and what the bridge is, in words.
+    name: ClassVar[str] = ""
     display_name: ClassVar[str]
     # Train only the bridge and keep the table as initialised (SimVQ, VQGAN-LC).
     freezes_table: ClassVar[bool] = False
@@ -45,3 +52,7 @@ class CodebookBridge:
     def init_table(self, weight: torch.Tensor) -> None:
         """Initialise the `(K, d)` table this bridge reads: uniform(-1/K, 1/K), as LlamaGen and FVQ release."""
         nn.init.uniform_(weight, -1.0 / weight.shape[0], 1.0 / weight.shape[0])
+
+
+BRIDGES: Registry[type[CodebookBridge]] = Registry("bridge_type", CodebookBridge,
+                                                  reserved={NO_BRIDGE: "plain VQ (the table is the codebook)"})

@@ -20,7 +20,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from .base import CodebookBridge
+from .base import BRIDGES, CodebookBridge
 from .vqbridge import ViTBlock, codebook_grid, init_transformer_bridge, patches_to_table, table_to_patches
 
 # The authors' DiT sizes (`qbridge.py`'s `QBridge_models`): every one has 4 heads and an MLP ratio of 2; the hidden
@@ -90,6 +90,7 @@ class DiTBridgeBlock(ViTBlock):
         return x + gate2.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift2, scale2))
 
 
+@BRIDGES.register
 class DiTBridge(CodebookBridge, ModelMixin, ConfigMixin):
     """`(K, d)` table -> `(K, d)` codebook, computed as the authors' DiT QBridge computes it at label `label`.
 
@@ -103,6 +104,7 @@ class DiTBridge(CodebookBridge, ModelMixin, ConfigMixin):
     (None: 0 with one row, else the null class, the last row).
     """
 
+    name = "dit"
     display_name = "DiT QBridge (FVQ qbridge.py)"
     starts_at_zero = True
 

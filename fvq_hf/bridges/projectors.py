@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import CodebookBridge
+from .base import BRIDGES, CodebookBridge
 
 
 class FrozenTableBridge(CodebookBridge):
@@ -17,9 +17,11 @@ class FrozenTableBridge(CodebookBridge):
         nn.init.normal_(weight, std=weight.shape[1] ** -0.5)
 
 
-class LinearBridge(FrozenTableBridge, nn.Module):
+@BRIDGES.register
+class LinearBridge(FrozenTableBridge):
     """SimVQ's re-parameterisation (arXiv 2411.02038): one Linear(d, d) applied to every code of a frozen table."""
 
+    name = "linear"
     display_name = "linear projector (SimVQ)"
 
     def __init__(self, codebook_size: int, code_dim: int) -> None:
@@ -31,10 +33,12 @@ class LinearBridge(FrozenTableBridge, nn.Module):
         return self.linear(table)
 
 
-class MLPBridge(FrozenTableBridge, nn.Module):
+@BRIDGES.register
+class MLPBridge(FrozenTableBridge):
     """A VQGAN-LC-style projector (arXiv 2406.11837): `depth` hidden Linear+ReLU layers of width `hidden_size`,
     then Linear(., d). The released FVQ baseline ("lin/5") is depth 4 with hidden_size = d."""
 
+    name = "mlp"
     display_name = "MLP projector (VQGAN-LC-style)"
 
     def __init__(self, codebook_size: int, code_dim: int, hidden_size: int = 256, depth: int = 2) -> None:

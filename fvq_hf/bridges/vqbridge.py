@@ -16,7 +16,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from einops import rearrange
 from torch import nn
 
-from .base import CodebookBridge
+from .base import BRIDGES, CodebookBridge
 
 
 def codebook_grid(codebook_size: int, patch_size: int) -> tuple[int, int]:
@@ -110,6 +110,7 @@ class ViTBlock(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+@BRIDGES.register
 class VQBridge(CodebookBridge, ModelMixin, ConfigMixin):
     """The paper's VQBridge: maps the whole (K, d) table to the (K, d) codebook in one pass.
 
@@ -118,6 +119,7 @@ class VQBridge(CodebookBridge, ModelMixin, ConfigMixin):
     Linear(D, p*p*d) and unpatchify. Code k sits at row k // w, column k % w of the grid.
     """
 
+    name = "vqbridge"
     display_name = "VQBridge (FVQ)"
     starts_at_zero = True
 

@@ -9,8 +9,11 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from ..bridges import CodebookBridge
 from ..search import nearest_code
-from .base import Quantizer, is_int
+from .base import TableQuantizer
+from .ids import IdsSpec
+from .protocol import QUANTIZERS, is_int
 
 
 class Phi(nn.Conv2d):
@@ -35,7 +38,8 @@ def phi_for_scale(index: int, num_scales: int, num_phi: int) -> int:
     return int(np.argmin(np.abs(np.linspace(margin, 1 - margin, num_phi) - at)))
 
 
-class MultiScaleQuantizer(Quantizer):
+@QUANTIZERS.register
+class MultiScaleQuantizer(TableQuantizer):
     """Quantizes `(B, d, S, S)` latents (S = the last scale) scale by scale, coarse to fine, with one codebook.
 
     At scale s the residual is area-downsampled to `s x s`, each position takes its nearest code, and the code
@@ -51,27 +55,20 @@ class MultiScaleQuantizer(Quantizer):
         MultiScaleQuantizer(nn.Embedding(4096, 32), VQBridge(4096, 32), scales=[1, 2, 4, 8, 16])
     """
 
-    level_name = "scale"
+    name = "multiscale"
     display_name = "multi-scale"
     supports_l2_norm = False
 
-    def __init__(self, embedding: nn.Embedding, bridge: nn.Module | None = None, *,
+    def __init__(self, embedding: nn.Embedding, bridge: CodebookBridge | None = None, *,
                  scales: list[int] = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16), num_phi: int = 4, phi_ratio: float = 0.5,
                  **options) -> None:
-        config = self.validate_config(dict(scales=scales, num_phi=num_phi, phi_ratio=phi_ratio))
-        super().__init__(embedding, bridge, **options)
-        self.scales = config["scales"]
-        dim = embedding.weight.shape[1]
-        self.phi = nn.ModuleList(Phi(dim, phi_ratio) for _ in range(num_phi if phi_ratio > 0 else 0))
+        super().__init__(embedding, bridge, dict(scales=scales, num_phi=num_phi, phi_ratio=phi_ratio), **options)
+        self.scales = list(scales)
+        self.phi = nn.ModuleList(Phi(self.code_dim, phi_ratio) for _ in range(num_phi if phi_ratio > 0 else 0))
         self.phi_index = [phi_for_scale(k, len(self.scales), num_phi) for k in range(len(self.scales))]
 
     @classmethod
-    def config_defaults(cls) -> dict:
-        defaults = super().config_defaults()
-        return {**defaults, "scales": list(defaults["scales"])}
-
-    @classmethod
-    def validate_config(cls, config: dict) -> dict:
+    def validate_config(cls, config: dict) -> None:
         scales = config["scales"]
         if not isinstance(scales, list | tuple) or not scales or not all(is_int(s) and s >= 1 for s in scales) \
                 or any(a >= b for a, b in zip(scales[:-1], scales[1:])):
@@ -81,57 +78,40 @@ class MultiScaleQuantizer(Quantizer):
             raise ValueError(f"num_phi (shared phi convs) must be an integer >= 1, got {config['num_phi']!r}.")
         if not isinstance(config["phi_ratio"], int | float) or not 0 <= config["phi_ratio"] <= 1:
             raise ValueError(f"phi_ratio must lie in [0, 1] (0: no phi conv), got {config['phi_ratio']!r}.")
-        return {**config, "scales": list(scales)}
 
     @classmethod
-    def fixed_latent_size(cls, config) -> int:
-        """The last scale: the latent grid is exactly that."""
-        return config["scales"][-1]
-
-    @classmethod
-    def check_latent_grid(cls, config, side: int, where: str) -> None:
-        if config["scales"][-1] != side:
-            raise ValueError(f"The last multi-scale scale must be the latent grid, {where} = {side}; got scales "
-                             f"{config['scales']}.")
-
-    @classmethod
-    def describe_ids(cls, config, side: int, size: int) -> tuple[str, str]:
-        length = sum(s * s for s in config["scales"])
-        return f"{length}", (f"{length} per {size} px image: multi-scale (VAR), scales {config['scales']}, coarsest "
-                             "first, each in raster order")
+    def ids_spec(cls, config) -> IdsSpec:
+        """One flat sequence of every scale's map; the latent grid is the last scale."""
+        scales = list(config["scales"])
+        length = sum(s * s for s in scales)
+        return IdsSpec(dims=("B", str(length)), order=f" (scales {scales}, coarsest first)", level_name="scale",
+                       level_labels=tuple(f"scale {s}x{s}" for s in scales), one_code_per_position=len(scales) == 1,
+                       tokens_described=f"{len(scales)} scales, {length} tokens per image",
+                       fixed_latent_side=scales[-1], per_image=str(length),
+                       note=f": multi-scale (VAR), scales {scales}, coarsest first, each in raster order")
 
     @property
     def latent_size(self) -> int:
         """The side of the latent grid: the last scale."""
-        return self.scales[-1]
-
-    @property
-    def num_levels(self) -> int:
-        return len(self.scales)
+        return self.ids.fixed_latent_side
 
     @property
     def num_tokens(self) -> int:
-        return sum(s * s for s in self.scales)
+        """Ids per image: the sum of s^2 over the scales."""
+        return self.ids.tokens_per_image(self.latent_size)
 
-    @property
-    def index_dims(self) -> tuple[str, ...]:
-        return ("B", str(self.num_tokens))
-
-    @property
-    def indices_order(self) -> str:
-        return f" (scales {self.scales}, coarsest first)"
-
-    @property
-    def tokens_described(self) -> str:
-        return f"{len(self.scales)} scales, {self.num_tokens} tokens per image"
+    def check_latent_side(self, side: int, where: str) -> None:
+        if self.latent_size != side:
+            raise ValueError(f"The last multi-scale scale must be the latent grid, {where} = {side}; got scales "
+                             f"{self.scales}.")
 
     def split_scales(self, indices: torch.LongTensor) -> list[torch.LongTensor]:
         """`(B, L)` ids -> one `(B, s, s)` map per scale, coarsest first."""
         maps = torch.split(indices, [s * s for s in self.scales], dim=1)
         return [m.reshape(-1, s, s) for m, s in zip(maps, self.scales)]
 
-    def level_maps(self, indices: torch.LongTensor) -> list[tuple[str, torch.LongTensor]]:
-        return [(f"scale {s}x{s}", m) for s, m in zip(self.scales, self.split_scales(indices))]
+    def split_levels(self, indices: torch.LongTensor) -> list[torch.LongTensor]:
+        return self.split_scales(indices)
 
     def _upsampled(self, index: int, codes: torch.Tensor) -> torch.Tensor:
         """A `(B, d, s, s)` code map of scale `index` -> its `(B, d, S, S)` contribution to the latent."""

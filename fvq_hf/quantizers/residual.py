@@ -6,10 +6,12 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 
-from .base import is_int
+from .ids import IdsSpec
+from .protocol import QUANTIZERS, is_int
 from .vq import VectorQuantizer
 
 
+@QUANTIZERS.register
 class ResidualQuantizer(VectorQuantizer):
     """Quantizes `(B, d, h, w)` latents `depth` times: ids `(B, h, w, D)`, a latent is the sum of its D codes. The
     bridge sees the gradients of every depth.
@@ -17,39 +19,29 @@ class ResidualQuantizer(VectorQuantizer):
         ResidualQuantizer(nn.Embedding(16384, 256), VQBridge(16384, 256), depth=4)
     """
 
-    level_name = "depth"
+    name = "residual"
     display_name = "residual"
     supports_l2_norm = False
 
     def __init__(self, embedding, bridge=None, *, depth: int = 4, **options) -> None:
-        self.depth = self.validate_config({"depth": depth})["depth"]
-        super().__init__(embedding, bridge, **options)
+        super().__init__(embedding, bridge, {"depth": depth}, **options)
+        self.depth = depth
 
     @classmethod
-    def validate_config(cls, config: dict) -> dict:
+    def validate_config(cls, config: dict) -> None:
         if not is_int(config["depth"]) or config["depth"] < 1:
             raise ValueError(f"The residual depth must be an integer >= 1, got {config['depth']!r}.")
-        return config
 
     @classmethod
-    def describe_ids(cls, config, side: int, size: int) -> tuple[str, str]:
+    def ids_spec(cls, config) -> IdsSpec:
         depth = config["depth"]
-        return f"{side}, {side}, {depth}", f"{side} x {side} positions x {depth} residual codes per {size} px image"
+        return IdsSpec(dims=("B", "h", "w", str(depth)), level_name="depth",
+                       level_labels=tuple(f"depth {k + 1}" for k in range(depth)), one_code_per_position=depth == 1,
+                       tokens_described=f"{depth} codes per position",
+                       per_image=f"{{h}} x {{w}} positions x {depth} residual codes")
 
-    @property
-    def num_levels(self) -> int:
-        return self.depth
-
-    @property
-    def index_dims(self) -> tuple[str, ...]:
-        return ("B", "h", "w", str(self.depth))
-
-    @property
-    def tokens_described(self) -> str:
-        return f"{self.depth} codes per position"
-
-    def level_maps(self, indices: torch.LongTensor) -> list[tuple[str, torch.LongTensor]]:
-        return [(f"depth {k + 1}", indices[..., k]) for k in range(self.depth)]
+    def split_levels(self, indices: torch.LongTensor) -> list[torch.LongTensor]:
+        return list(indices.unbind(dim=-1))
 
     def join_levels(self, ids: list[torch.LongTensor], latents: torch.Tensor) -> torch.LongTensor:
         batch, _, height, width = latents.shape

@@ -6,15 +6,20 @@ import torch
 from einops import rearrange
 
 from ..search import nearest_code
-from .base import Quantizer
+from .base import TableQuantizer
+from .protocol import QUANTIZERS
 
 
-class VectorQuantizer(Quantizer):
+@QUANTIZERS.register
+class VectorQuantizer(TableQuantizer):
     """Quantizes `(B, d, h, w)` latents to the nearest of K codes: ids `(B, h, w)`.
 
         VectorQuantizer(nn.Embedding(16384, 256), VQBridge(16384, 256))     # FVQ
         VectorQuantizer(nn.Embedding(16384, 8), codebook_l2_norm=True)      # LlamaGen VQ-16
     """
+
+    name = "vq"
+    display_name = "vector"
 
     def flatten(self, latents: torch.Tensor) -> torch.Tensor:
         return rearrange(latents, "b d h w -> (b h w) d")
@@ -32,10 +37,6 @@ class VectorQuantizer(Quantizer):
     def join_levels(self, ids: list[torch.LongTensor], latents: torch.Tensor) -> torch.LongTensor:
         batch, _, height, width = latents.shape
         return ids[0].view(batch, height, width)
-
-    def codes_of(self, indices: torch.LongTensor) -> torch.Tensor:
-        """Checked ids of any shape `S` -> `(*S, d)` codes of the (bridged) codebook."""
-        return self.codebook()[indices.long()]
 
     def lookup(self, indices: torch.LongTensor) -> torch.Tensor:
         self.check_indices(indices, True)

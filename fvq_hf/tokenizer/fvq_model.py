@@ -13,7 +13,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.accelerate_utils import apply_forward_hook
 from torch import nn
 
-from ..bridges import BRIDGES, NO_BRIDGE, build_bridge, codebook_grid, resolve_bridge_config
+from ..bridges import BRIDGES, NO_BRIDGE, codebook_grid, resolve_bridge_config
 from ..conversion.loader import load_original_checkpoint
 from ..hub.mixin import StrictHubMixin
 from ..hub.model_card import saved_card_inputs, tokenizer_card
@@ -107,7 +107,7 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
             with a VQBridge, whose all-zero initial codebook has no direction to normalise).
         quantizer_type: a name in `fvq_hf.quantizers.QUANTIZERS`: "vq" (one code per position), "residual" (D codes
             per position from the one codebook) or "multiscale" (VAR: a token map per scale, coarse to fine). Every
-            bridge type works with each.
+            bridge type works with each; a registered type without a table (`has_table` False) takes "none".
         quantizer_config: that type's keys (missing ones take its defaults), e.g. `{"depth": 4}` for "residual",
             `{"scales": [...], "num_phi": 4, "phi_ratio": 0.5}` for "multiscale" (whose last scale must be the
             latent grid, sample_size / f); none for "vq".
@@ -160,7 +160,7 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         block_out_channels = tuple(block_out_channels)
         bridge_config = resolve_bridge_config(bridge_type, bridge_config)
         quantizer_cls = quantizer_class(quantizer_type)
-        quantizer_config = quantizer_cls.resolve_config(quantizer_config)
+        quantizer_config = quantizer_cls.complete_config(quantizer_config)  # its values: checked once, when built
         # JSON gives a list back; the saved bridge and quantizer configs are complete, so defaults changing later
         # cannot change them.
         self.register_to_config(block_out_channels=block_out_channels, bridge_config=bridge_config,
@@ -174,13 +174,11 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         self.encoder = Encoder(in_channels=in_channels, **backbone)
         kernel = dict(kernel_size=quant_conv_kernel_size, padding=quant_conv_kernel_size // 2)
         self.quant_conv = nn.Conv2d(latent_channels, vq_embed_dim, **kernel)
-        # Built in this order (table, bridge) so that a seed gives the same initial weights as fvq-hf 0.1.
-        table = nn.Embedding(num_vq_embeddings, vq_embed_dim)
-        bridge = build_bridge(bridge_type, num_vq_embeddings, vq_embed_dim, bridge_config)
-        options = dict(codebook_l2_norm=codebook_l2_norm, codebook_weight=codebook_weight,
-                       commitment_weight=commitment_weight, search_chunk_size=search_chunk_size, table_init=table_init)
-        quantizer_cls.check_latent_grid(quantizer_config, sample_size // factor, f"sample_size / {factor}")
-        self.quantizer = quantizer_cls(table, bridge, **quantizer_config, **options)
+        self.quantizer = quantizer_cls.build(
+            num_vq_embeddings, vq_embed_dim, quantizer_config, bridge_type=bridge_type, bridge_config=bridge_config,
+            codebook_l2_norm=codebook_l2_norm, codebook_weight=codebook_weight, commitment_weight=commitment_weight,
+            search_chunk_size=search_chunk_size, table_init=table_init)
+        self.quantizer.check_latent_side(sample_size // factor, f"sample_size / {factor}")
         self.post_quant_conv = nn.Conv2d(vq_embed_dim, latent_channels, **kernel)
         self.decoder = Decoder(out_channels=out_channels, **backbone)
 
@@ -193,13 +191,17 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
     @property
     def bridge_name(self) -> str:
         """What the codebook bridge is, in words (for cards and logs)."""
+        if not self.quantizer.has_table:
+            return f"none (the {self.quantizer.display_name} quantizer has no codebook table)"
         bridge = self.quantizer.bridge
         return "none (plain VQ codebook)" if bridge is None else bridge.display_name
 
     @property
     def codebook_grid(self) -> tuple[int, int]:
-        """`(h, w)` with h * w = K: the codebook laid out as an image (the VQBridge's grid, else the squarest)."""
-        return getattr(self.quantizer.bridge, "grid", None) or codebook_grid(self.config.num_vq_embeddings, 1)
+        """`(h, w)` with h * w = K: the codebook laid out as an image (a transformer bridge's grid, else the
+        squarest)."""
+        bridge = self.quantizer.bridge if self.quantizer.has_table else None
+        return getattr(bridge, "grid", None) or codebook_grid(self.config.num_vq_embeddings, 1)
 
     @property
     def downsample_factor(self) -> int:
@@ -214,8 +216,8 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
     def fixed_image_size(self) -> int | None:
         """The one image size the quantizer takes (a multi-scale one: its last scale times f); None when any
         multiple of f works."""
-        size = quantizer_class(self.config.quantizer_type).fixed_latent_size(self.config.quantizer_config)
-        return None if size is None else size * self.downsample_factor
+        side = self.quantizer.ids.fixed_latent_side
+        return None if side is None else side * self.downsample_factor
 
     def require_one_code_per_position(self, user: str) -> None:
         """Raise a ValueError naming `user` (code files, the generator) unless each position gets one code."""
@@ -223,6 +225,12 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
             name = self.config.get("_name_or_path") or "This tokenizer"
             raise ValueError(f"{name} is a {self.config.quantizer_type} tokenizer ({self.quantizer.tokens_described}), "
                              f"and {user} take one code per position: use a quantizer_type 'vq' tokenizer.")
+
+    def token_description(self) -> tuple[str, str]:
+        """`(shape, words)` of the ids of one `sample_size` image, for model cards: `("16, 16", "16 x 16 per 256 px
+        image")` for plain VQ (`quantizer.ids.describe`)."""
+        size = self.config.sample_size
+        return self.quantizer.ids.describe(size // self.downsample_factor, size)
 
     def token_grid_size(self, height: int | None = None, width: int | None = None) -> tuple[int, int]:
         """`(h, w)` of the token grid of an `H x W` image (default: `sample_size` square), the transformer's
@@ -318,8 +326,12 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         """An equivalent plain-VQ model: the bridged codebook written into its table, no bridge weights.
 
         It gives the same indices and reconstructions as this model, at the inference cost of plain VQ
-        (the release's convert_fullvq2vq step).
+        (the release's convert_fullvq2vq step). A quantizer without a table has no bridge to fold: a ValueError.
         """
+        if not self.quantizer.has_table:
+            raise ValueError(f"This {self.config.quantizer_type} tokenizer has no codebook table (its "
+                             f"{self.quantizer.display_name} quantizer's codes are implicit), so there is no bridge "
+                             "to fold: use it as it is.")
         folded = type(self).from_config({**self.config, "bridge_type": NO_BRIDGE, "bridge_config": None})
         state = {k: v for k, v in self.state_dict().items()
                  if not k.startswith(("quantizer.embedding.", "quantizer.bridge."))}

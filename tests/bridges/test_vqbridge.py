@@ -13,7 +13,7 @@ from fvq_hf.bridges import VQBridge, codebook_grid
         (8, 262144, (512, 512), 4096, 9_457_408),
     ],
 )
-def test_published_sizes(patch, codebook_size, grid, tokens, params):
+def test_the_published_bridges_have_their_released_sizes(patch, codebook_size, grid, tokens, params):
     with torch.device("meta"):
         bridge = VQBridge(codebook_size, 256, patch_size=patch, hidden_size=256, depth=2, num_heads=4)
     assert bridge.grid == grid
@@ -21,7 +21,7 @@ def test_published_sizes(patch, codebook_size, grid, tokens, params):
     assert sum(t.numel() for t in bridge.parameters()) == params
 
 
-def test_shapes_and_zero_init():
+def test_the_codebook_has_the_tables_shape_and_starts_at_zero():
     bridge = VQBridge(codebook_size=1024, code_dim=8, patch_size=4, hidden_size=32, num_heads=2)
     table = torch.randn(1024, 8)
     out = bridge(table)
@@ -70,7 +70,7 @@ def test_impossible_grid_is_a_clear_error():
 
 
 @pytest.mark.parametrize("kwargs", [dict(hidden_size=30, num_heads=4), dict(depth=0), dict(mlp_ratio=0.0)])
-def test_bad_bridge_config(kwargs):
+def test_bad_bridge_configs_are_refused(kwargs):
     with pytest.raises(ValueError):
         VQBridge(codebook_size=256, code_dim=4, patch_size=4, **{"hidden_size": 32, **kwargs})
 
@@ -85,7 +85,7 @@ def test_gradient_reaches_every_code():
     assert (table.grad.abs().sum(dim=1) > 0).all()
 
 
-def test_save_and_load_round_trip(tmp_path):
+def test_a_saved_bridge_loads_exactly(tmp_path):
     torch.manual_seed(0)
     bridge = VQBridge(codebook_size=256, code_dim=8, patch_size=4, hidden_size=32, num_heads=2)
     with torch.no_grad():

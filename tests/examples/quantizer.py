@@ -10,6 +10,7 @@ from fvq_hf.quantizers import ResidualQuantizer
 
 
 class ScaledResidualQuantizer(ResidualQuantizer):
+    name = "scaled-residual"
     display_name = "scaled residual"
 
     def __init__(self, embedding, bridge=None, *, depth: int = 2, **options) -> None:

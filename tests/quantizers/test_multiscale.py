@@ -84,12 +84,12 @@ def test_the_phi_convs_learn():
      ({"phi_ratio": 1.5}, r"phi_ratio must lie in \[0, 1\]"),
      ({"depth": 2}, r"\['depth'\] do not apply to quantizer_type 'multiscale'")],
 )
-def test_bad_multiscale_configs(quantizer_config, match):
+def test_bad_multiscale_configs_are_refused_naming_the_value(quantizer_config, match):
     with pytest.raises(ValueError, match=match):
         make_tiny_model(quantizer_type="multiscale", quantizer_config={"scales": SCALES, **quantizer_config})
 
 
-def test_l2_norm_is_refused():
+def test_l2_norm_is_refused_for_multiscale():
     with pytest.raises(ValueError, match="multi-scale quantization"):
         multiscale_model("mlp", codebook_l2_norm=True)
 

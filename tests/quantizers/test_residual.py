@@ -58,7 +58,7 @@ def test_ids_of_the_wrong_shape_name_the_expected_one(indices, match):
      ("vq", {"depth": 2}, r"\['depth'\] do not apply to quantizer_type 'vq', which takes none"),
      ("lfq", None, "Unknown quantizer_type 'lfq'; expected one of vq, residual")],
 )
-def test_bad_quantizer_configs(quantizer_type, quantizer_config, match):
+def test_bad_quantizer_configs_are_refused_naming_the_key_or_value(quantizer_type, quantizer_config, match):
     with pytest.raises(ValueError, match=match):
         make_tiny_model(quantizer_type=quantizer_type, quantizer_config=quantizer_config)
 

@@ -112,12 +112,12 @@ def test_lookup_rejects_bad_ids(indices, match):
 
 
 @pytest.mark.parametrize("kwargs", [dict(commitment_weight=-1.0), dict(codebook_weight=-1.0), dict(search_chunk_size=0)])
-def test_bad_quantizer_config(kwargs):
+def test_negative_loss_weights_and_a_zero_chunk_size_are_refused(kwargs):
     with pytest.raises(ValueError, match=">= 0 and search_chunk_size >= 1"):
         VectorQuantizer(nn.Embedding(256, 8), **kwargs)
 
 
-def test_wrong_latent_shape():
+def test_latents_of_another_width_are_refused_naming_the_expected_shape():
     with pytest.raises(ValueError, match=r"\(B, 8, h, w\)"):
         _quantizer("none")(torch.randn(2, 7, 3, 3))
 
@@ -140,12 +140,13 @@ def test_one_token_id_check_for_every_caller():
         check_token_ids(torch.tensor([-1, 8]), 8, " hint")
 
 
-def test_table_init_choices():
+def test_table_init_picks_how_the_table_starts():
     normal = make_tiny_model(bridge_type="dit", table_init="normal").quantizer.embedding.weight
     assert 0.9 < normal.std() < 1.1  # nn.Embedding's N(0, 1): what the authors' VAR variant keeps
     for table_init in ("auto", "uniform"):
         table = make_tiny_model(bridge_type="dit", table_init=table_init).quantizer.embedding.weight
-        assert table.abs().max() <= 1 / 256 and table.std() > 0
+        # uniform(-1/K, 1/K), K = 256: within the bound, with the standard deviation (1/K) / sqrt(3) of that law
+        assert table.abs().max() <= 1 / 256 and table.std().item() == pytest.approx(1 / 256 / 3**0.5, rel=0.1)
     frozen = make_tiny_model(bridge_type="linear").quantizer.embedding.weight  # "auto": the bridge's own rule
     assert frozen.std() == pytest.approx(8 ** -0.5, rel=0.1)
     with pytest.raises(ValueError, match=r"table_init='zeros': choose one of \('auto', 'uniform', 'normal'\)"):

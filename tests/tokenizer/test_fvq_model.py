@@ -9,7 +9,7 @@ from ..helpers import TINY_CONFIG, make_tiny_model, perturb_bridge, random_image
 from ..testing_utils import ModelHubTests
 
 
-def test_shapes(tiny_model):
+def test_ids_and_latents_follow_the_token_grid_of_any_image_size(tiny_model):
     x = random_images()
     out = tiny_model(x)
     assert out.sample.shape == x.shape
@@ -64,15 +64,18 @@ def test_fold_bridge_with_l2_normalised_codes_is_equivalent():
     torch.testing.assert_close(b.sample, a.sample, rtol=1e-5, atol=1e-5)
 
 
+def test_the_token_description_states_one_images_ids_of_each_type():
+    assert make_tiny_model().token_description() == ("8, 8", "8 x 8 per 32 px image")
+    residual = make_tiny_model(quantizer_type="residual", quantizer_config={"depth": 3})
+    assert residual.token_description() == ("8, 8, 3", "8 x 8 positions x 3 residual codes per 32 px image")
+    multiscale = make_tiny_model(quantizer_type="multiscale", quantizer_config={"scales": [1, 3, 8]})
+    assert multiscale.token_description() == (
+        "74", "74 per 32 px image: multi-scale (VAR), scales [1, 3, 8], coarsest first, each in raster order")
 
 
 def test_frozen_table_stays_frozen_after_loading(tmp_path):
     make_tiny_model(bridge_type="linear").save_pretrained(tmp_path)
     assert not FVQModel.from_pretrained(tmp_path).quantizer.embedding.weight.requires_grad
-
-
-
-
 
 
 # ---- bad input -------------------------------------------------------------------------------------------
@@ -83,17 +86,17 @@ def test_frozen_table_stays_frozen_after_loading(tmp_path):
     [((1, 3, 30, 32), "not divisible by the downsample factor 4"), ((1, 1, 32, 32), r"\(B, 3, H, W\)"),
      ((3, 32, 32), r"\(B, 3, H, W\)")],
 )
-def test_bad_image_shapes(tiny_model, shape, match):
+def test_images_of_a_bad_shape_are_refused_naming_the_expected_one(tiny_model, shape, match):
     with pytest.raises(ValueError, match=match):
         tiny_model.encode(torch.zeros(shape))
 
 
-def test_non_tensor_input(tiny_model):
+def test_a_non_tensor_input_is_a_type_error_that_names_the_pipeline(tiny_model):
     with pytest.raises(TypeError, match="torch.Tensor"):
         tiny_model.tokenize([[0.0]])
 
 
-def test_out_of_range_token_ids(tiny_model):
+def test_token_ids_outside_the_codebook_are_refused(tiny_model):
     with pytest.raises(ValueError, match=r"\[0, 256\)"):
         tiny_model.detokenize(torch.full((1, 8, 8), 256))
 
@@ -115,11 +118,9 @@ def test_decode_rejects_indices_with_a_hint(tiny_model):
         (dict(latent_channels=0), ">= 1"),
     ],
 )
-def test_impossible_configs(override, match):
+def test_impossible_configs_are_refused_naming_the_problem(override, match):
     with pytest.raises(ValueError, match=match):
         FVQModel(**{**TINY_CONFIG, **override})
-
-
 
 
 def test_missing_weights_are_an_error(tiny_model, tmp_path):

@@ -1,4 +1,5 @@
-"""The bridge registry: a new bridge is one class plus its entry, and every model path works with it."""
+"""A bridge is one class that owns its config keys, registered by the name it declares; every model path works
+with a new one (`tests/examples/bridge.py`, which the matrices of tests/quantizers/test_every_type.py also run)."""
 
 import json
 
@@ -7,35 +8,17 @@ import torch
 from torch import nn
 
 from fvq_hf import FVQModel
-from fvq_hf.bridges import BRIDGES, CodebookBridge, register_bridge, resolve_bridge_config
+from fvq_hf.bridges import BRIDGES, CodebookBridge, bridge_class, resolve_bridge_config
 
-from ..helpers import make_tiny_model
-
-
-class ScaleBridge(CodebookBridge, nn.Module):
-    """An example bridge: a learnable per-dimension scale and shift of the table (the whole module)."""
-
-    display_name = "per-dimension affine map (example)"
-
-    def __init__(self, codebook_size: int, code_dim: int, init_scale: float = 1.0) -> None:
-        super().__init__()
-        self.scale = nn.Parameter(torch.full((code_dim,), init_scale))
-        self.shift = nn.Parameter(torch.zeros(code_dim))
-
-    def forward(self, table: torch.Tensor) -> torch.Tensor:
-        return table * self.scale + self.shift
+from ..examples.bridge import ScaleBridge
+from ..helpers import make_tiny_model, random_images
 
 
-@pytest.fixture
-def scale_bridge(monkeypatch):
-    monkeypatch.setitem(BRIDGES, "scale", ScaleBridge)  # what register_bridge("scale", ScaleBridge) does
-    return make_tiny_model(bridge_type="scale", bridge_config={"init_scale": 3.0}).eval()
-
-
-def test_an_example_bridge_works_end_to_end(scale_bridge, tmp_path):
-    model = scale_bridge
-    assert model.config.bridge_config == {"init_scale": 3.0} and model.bridge_name.startswith("per-dimension")
-    images = torch.rand(2, 3, 32, 32) * 2 - 1
+def test_an_example_bridge_works_end_to_end(tmp_path):
+    model = make_tiny_model(bridge_type="scale", bridge_config={"init_scale": 3.0}).eval()
+    assert model.config.bridge_config == {"init_scale": 3.0}
+    assert model.bridge_name == "per-dimension affine map (example)"
+    images = random_images()
     with torch.no_grad():
         ids = model.tokenize(images)
         torch.testing.assert_close(model.quantizer.codebook(), model.quantizer.embedding.weight * 3.0)
@@ -44,7 +27,8 @@ def test_an_example_bridge_works_end_to_end(scale_bridge, tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["bridge_config"] == {"init_scale": 3.0}
     with torch.no_grad():
         assert torch.equal(FVQModel.from_pretrained(tmp_path).tokenize(images), ids)
-    # gradient reaches every code through the bridge? No: an affine map per code only reaches hit codes.
+    # The bridge trains: the gradient of the codebook loss reaches its scale (an affine map per dimension reaches
+    # the hit codes only, unlike the VQBridge).
     model.train()
     model(images).codebook_loss.backward()
     assert model.quantizer.bridge.scale.grad.abs().sum() > 0
@@ -55,17 +39,36 @@ def test_config_keys_belong_to_the_bridge():
         make_tiny_model(bridge_type="linear", bridge_config={"hidden_size": 8})
     with pytest.raises(ValueError, match="plain VQ.*takes no bridge_config"):
         make_tiny_model(bridge_type="none", bridge_config={"depth": 2})
-    with pytest.raises(ValueError, match=r"Unknown bridge_type 'vq'; choose one of \['vqbridge', 'dit', 'linear'"):
+    with pytest.raises(ValueError, match=r"Unknown bridge_type 'vq'; expected one of vqbridge, dit, linear, mlp, "
+                                         r"(.*, )?none\."):
         make_tiny_model(bridge_type="vq")
     assert resolve_bridge_config("mlp", {"depth": 4}) == {"hidden_size": 256, "depth": 4}
 
 
-def test_register_bridge_checks_the_class(monkeypatch):
-    monkeypatch.setattr("fvq_hf.bridges.BRIDGES", dict(BRIDGES))
-    with pytest.raises(TypeError, match="not a CodebookBridge"):
-        register_bridge("linear2", nn.Linear)
-    with pytest.raises(ValueError, match="reserved"):
-        register_bridge("none", ScaleBridge)
+def test_the_registry_takes_bridges_by_their_declared_name_and_keeps_none_for_plain_vq():
+    assert BRIDGES.names()[:4] == ["vqbridge", "dit", "linear", "mlp"] and "scale" in BRIDGES
+    assert bridge_class("scale") is ScaleBridge and bridge_class("none") is None
+    with pytest.raises(TypeError, match="not a CodebookBridge subclass"):
+        BRIDGES.register(nn.Linear)
+
+    class Unnamed(CodebookBridge):
+        display_name = "no name"
+
+    class NamedNone(CodebookBridge):
+        name = "none"
+
+    class AnotherScale(CodebookBridge):
+        name = "scale"
+
+    with pytest.raises(TypeError, match="Unnamed declares no 'name' of its own"):
+        BRIDGES.register(Unnamed)
+    with pytest.raises(ValueError, match=r"'none' is reserved for plain VQ \(the table is the codebook\)"):
+        BRIDGES.register(NamedNone)
+    with pytest.raises(ValueError, match="'scale' is taken by tests.examples.bridge.ScaleBridge"):
+        BRIDGES.register(AnotherScale)
+    with pytest.raises(ValueError, match="'none' is reserved for plain VQ"):
+        BRIDGES.get("none")
+    assert BRIDGES.register(ScaleBridge) is ScaleBridge and BRIDGES.names().count("scale") == 1  # again: a no-op
 
 
 @pytest.mark.parametrize("bridge_type, expected", [
