@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..bridges import BRIDGES, NO_BRIDGE
+from ..bridges import BRIDGES
 from ..evaluation.options import EvaluationOptions
 from ..training.config import BUILTIN_SAMPLES_PER_EPOCH, LoopConfig, LossConfig, TrainConfig
 from ..training.trainer import train
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="model config folder (hub_configs/<variant>) or hub id")
     p.add_argument("--init-weights", action="store_true",
                    help="start from the weights stored with --config (fine-tuning) instead of random ones")
-    p.add_argument("--add-bridge", choices=sorted(b for b in BRIDGES if b != NO_BRIDGE),
+    p.add_argument("--add-bridge", choices=sorted(BRIDGES.names()),
                    help="with --init-weights of a plain codebook (e.g. one converted by fvq-convert): fine-tune with a "
                    "fresh bridge of this type over it")
     p.add_argument("--bridge-config", type=json_object, help="the added bridge's config as JSON, e.g. "

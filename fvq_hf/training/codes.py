@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..bridges import NO_BRIDGE
 from ..data.codes_folder import CodesMeta, is_codes_folder, read_meta, shard_name, write_meta, write_shard
 from ..data.image_io import pil_to_tensor, resize_center_crop
 from ..data.sources import RandomCrops, class_labels, open_source, readable
@@ -67,7 +68,7 @@ def extract_codes(tokenizer: str, data: str | DataSpec, output_dir: str | Path, 
         raise ValueError("--random-crops must be >= 1.")
     model = FVQModel.from_pretrained(tokenizer)
     model.require_one_code_per_position("code files and the generator")
-    if model.quantizer.bridge is not None:
+    if model.config.bridge_type != NO_BRIDGE:
         model = model.fold_bridge()  # the same indices, without the bridge's cost
     model = model.eval().to(accelerator.device)
     resolution = resolution or model.config.sample_size

@@ -244,7 +244,8 @@ def evaluate_and_save(accelerator, out: Path, model: FVQModel, ema, evaluation: 
         (out / "eval.json").write_text(json.dumps(results["model"], indent=2))
         if ema:
             (out / "eval-raw.json").write_text(json.dumps(results["model-raw"], indent=2))
-        logger.info("Saved %s.", ", ".join(str(out / folder) for folder in (*results, "model-folded")))
+        folded = ["model-folded"] if model.quantizer.has_table else []
+        logger.info("Saved %s.", ", ".join(str(out / folder) for folder in (*results, *folded)))
     return results
 
 
@@ -255,7 +256,9 @@ def save_model(out: Path, folder: str, model: FVQModel, results: dict, summary: 
     datasets = [config.data.hub_dataset] if config.data.hub_dataset else None
     card = tokenizer_card(model.config, model.bridge_name, evaluations=results or None, training=summary,
                           datasets=datasets)
-    saved = [(folder, model)] + ([("model-folded", model.fold_bridge())] if folder == "model" else [])
+    # A quantizer type without a table has no codebook to fold into: its model is saved once.
+    folded = folder == "model" and model.quantizer.has_table
+    saved = [(folder, model)] + ([("model-folded", model.fold_bridge())] if folded else [])
     for name, model_out in saved:
         model_out.save_pretrained(out / name)
         card.save(out / name / "README.md")
