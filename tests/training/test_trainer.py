@@ -331,3 +331,15 @@ def test_two_processes_on_uneven_shards_resume_exactly(tmp_path):
     assert positions[0] != positions[1]
     assert lines["straight"][0][7] == lines["resumed"][0][7] == lines["resumed"][1][7]
 
+
+
+def test_a_quantizer_type_without_a_table_trains_and_is_saved_without_a_folded_copy(tmp_path):
+    """The example scalar (FSQ-style) type of tests/examples: no table, no bridge, nothing to fold."""
+    config = tiny_config(tmp_path, max_steps=2, eval_data=[str(tmp_path / "images")])
+    write_config(tmp_path / "config", quantizer_type="scalar", quantizer_config={"levels": 2}, bridge_type="none",
+                 bridge_config=None, num_vq_embeddings=2**8, vq_embed_dim=8)
+    result = train(config)
+    out = tmp_path / "run"
+    assert result.step == 2 and not (out / "model-folded").exists()
+    assert FVQModel.from_pretrained(out / "model").config.quantizer_type == "scalar"
+    assert json.loads((out / "eval.json").read_text())[str(tmp_path / "images")]["num_tokens"] == 8 * 8 * 8
