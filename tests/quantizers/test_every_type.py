@@ -125,3 +125,15 @@ def test_the_registries_refuse_what_is_not_their_kind():
         register_metric(int)
     with pytest.raises(ValueError, match=r"Unknown quantizer_type 'bad'; expected one of vq, residual, multiscale"):
         typed_model("bad")
+
+
+@pytest.mark.parametrize("quantizer_type", quantizer_types())
+def test_compile_traces_the_search_without_a_graph_break(quantizer_type):
+    # The search is the custom op fvq_hf::nearest_code: Dynamo keeps it in the graph (the kernel alone, a pybind
+    # function, broke it). The eager backend: this tests tracing, not inductor's C++ compile.
+    model = typed_model(quantizer_type)
+    side = model.config.sample_size // 4  # the tiny model's downsampling
+    quantizer, latents = model.quantizer, torch.randn(2, model.quantizer.code_dim, side, side)
+    torch._dynamo.reset()
+    compiled = torch.compile(quantizer, backend="eager", fullgraph=True)
+    assert torch.equal(compiled(latents).indices, quantizer(latents).indices)

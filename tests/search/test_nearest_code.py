@@ -7,6 +7,7 @@ import warnings
 
 import pytest
 import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils import cpp_extension
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
@@ -102,6 +103,10 @@ class LargestTensor(TorchDispatchMode):
         self.shapes: list[tuple[int, ...]] = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.fvq_hf.nearest_code.default:
+            # The search is one custom op (for torch.compile): look inside it, where the backends allocate.
+            with self:
+                return dispatch.eager_search(*args, **(kwargs or {}))
         out = func(*args, **(kwargs or {}))
         self.shapes += [tuple(t.shape) for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
         return out
@@ -214,3 +219,11 @@ def test_the_search_builds_no_graph():
         found = nearest_code(torch.randn(4, 8, requires_grad=True), codebook)
     assert not found.requires_grad and found.grad_fn is None
 
+
+def test_the_search_is_a_custom_op_that_compiles_without_a_graph_break():
+    vectors, codebook = integer_data(300, 500, 8, seed=6)
+    compiled = torch.compile(nearest_code, backend="eager", fullgraph=True)  # fails at a graph break
+    assert torch.equal(compiled(vectors, codebook), argmin_truth(vectors, codebook))
+    with FakeTensorMode() as mode:  # what the compiler sees: the shape, without running a search
+        found = torch.ops.fvq_hf.nearest_code(mode.from_tensor(vectors), mode.from_tensor(codebook), 64, None)
+    assert found.shape == (300,) and found.dtype == torch.long
