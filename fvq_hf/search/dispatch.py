@@ -2,20 +2,24 @@
 
 Neither backend ever holds an N x K distance matrix, and both return argmin's ids, ties to the lowest index:
 - `kernel` (CPU): `kernel.py`, `csrc/nearest_code.cpp`, built on first use for the widest instruction set the CPU
-  runs (x86-64-v4, x86-64-v3 or portable), reducing each distance where it is computed. Every copy of a code gets
-  the same distance bit for bit, so duplicates resolve to the first copy.
+  runs (x86-64-v4, x86-64-v3 or portable) and cached per machine (`build.py`), reducing each distance where it is
+  computed. Every copy of a code gets the same distance bit for bit, so duplicates resolve to the first copy.
 - `torch` (any device, `tiled.py`): `chunk_size x chunk_size` blocks of `addmm` with a running minimum. BLAS may
   round a dot product differently at another position in a block, so between exact duplicates of non-integer
   codes the copy it returns is not always the first.
 
 `backend="auto"` (the default, or the `FVQ_HF_SEARCH` environment variable) takes the kernel for CPU search and the
-torch tiles on GPU; where the kernel cannot be built (no C++ compiler) it warns once and falls back. The rule is
-the benchmark's (`benchmarks/nearest_code_search.py`, benchmarks/RESULTS.md, issue 22): on the CPU the kernel of
-the widest ISA beat the torch tiles in every row of the grid (K = 16k / 262k, d = 8 / 256, N = 1k-16k), by 12-27x
-at d = 8 and 1.4-2.1x at d = 256; even the AVX2 kernel, on a machine whose BLAS runs AVX-512, gave 0.89-1.25x the
-tiles' speed at d = 256 and 6-13x at d = 8. Within the kernel, the micro-kernel shape follows the code
-dimension (`csrc/nearest_code.cpp`, `kTileFromDim`).
+torch tiles on GPU; where the kernel cannot be had (no C++ compiler, an ISA the CPU cannot run, an unwritable
+cache) it warns once and falls back. The rule is the benchmark's (`benchmarks/nearest_code_search.py`,
+benchmarks/RESULTS.md, issue 22): on the CPU the kernel of the widest ISA beat the torch tiles in every row of the
+grid (K = 16k / 262k, d = 8 / 256, N = 1k-16k), by 12-27x at d = 8 and 1.4-2.1x at d = 256; even the AVX2 kernel,
+on a machine whose BLAS runs AVX-512, gave 0.89-1.25x the tiles' speed at d = 256 and 6-13x at d = 8. Within the
+kernel, the micro-kernel shape follows the code dimension (`csrc/nearest_code.cpp`, `kTileFromDim`).
 Distances are computed in fp32 whatever the input dtype (fp64 inputs: in fp64, by the torch backend).
+
+The search is the torch custom op `fvq_hf::nearest_code` (`eager_search` is its body, with a fake that gives the
+`(N,)` shape), so that `torch.compile` traces through a quantizer without a graph break; the backend is chosen, and
+the kernel built, when the op runs.
 """
 
 from __future__ import annotations
@@ -40,6 +44,37 @@ def _backend(backend: str | None) -> str:
     return backend
 
 
+def eager_search(vectors: torch.Tensor, codebook: torch.Tensor, chunk_size: int, backend: str | None
+                 ) -> torch.Tensor:
+    """The body of the op: checked `(N, d), (K, d)` of one dtype (fp32 or fp64) -> `(N,)` ids, by `backend`."""
+    backend = _backend(backend)
+    if backend != "torch":
+        unsuitable = ("the vectors are not on the CPU" if vectors.device.type != "cpu"
+                      else "fp64 inputs" if vectors.dtype == torch.float64
+                      else "K >= 2**31" if codebook.shape[0] >= 2**31 - 16 else None)
+        kernel = None
+        if unsuitable is None:
+            try:
+                kernel = load_kernel(required=backend == "kernel")
+            except ValueError as error:  # only with backend "kernel": why it cannot be had
+                unsuitable = str(error).rstrip(".")
+        if kernel is not None:
+            return kernel.nearest_code(vectors.contiguous(), codebook.contiguous(), KERNEL_QUERY_BLOCK,
+                                       KERNEL_CHUNK_BYTES)
+        if backend == "kernel":
+            raise ValueError(f"The nearest-code search kernel cannot serve this call: "
+                             f"{unsuitable or 'it could not be built'}. Use backend='torch' or 'auto'.")
+    return tiled_search(vectors, codebook, chunk_size)
+
+
+search_op = torch.library.custom_op("fvq_hf::nearest_code", eager_search, mutates_args=())
+
+
+@search_op.register_fake
+def _(vectors: torch.Tensor, codebook: torch.Tensor, chunk_size: int, backend: str | None) -> torch.Tensor:
+    return vectors.new_empty(vectors.shape[0], dtype=torch.long)
+
+
 @torch.no_grad()
 def nearest_code(
     vectors: torch.Tensor, codebook: torch.Tensor, chunk_size: int = 4096, *, backend: Backend | None = None
@@ -59,18 +94,4 @@ def nearest_code(
     if vectors.device != codebook.device:
         raise ValueError(f"The vectors are on {vectors.device} and the codebook on {codebook.device}.")
     dtype = torch.float64 if torch.float64 in (vectors.dtype, codebook.dtype) else torch.float32
-    vectors, codebook = vectors.to(dtype), codebook.to(dtype)
-    backend = _backend(backend)
-    if backend != "torch":
-        unsuitable = ("the vectors are not on the CPU" if vectors.device.type != "cpu"
-                      else "fp64 inputs" if dtype == torch.float64
-                      else "K >= 2**31" if codebook.shape[0] >= 2**31 - 16 else None)
-        kernel = None if unsuitable else load_kernel()
-        if kernel is not None:
-            return kernel.nearest_code(vectors.contiguous(), codebook.contiguous(), KERNEL_QUERY_BLOCK,
-                                       KERNEL_CHUNK_BYTES)
-        if backend == "kernel":
-            raise ValueError(f"The nearest-code search kernel cannot serve this call: "
-                             f"{unsuitable or 'it could not be built (see the warning above)'}. "
-                             "Use backend='torch' or 'auto'.")
-    return tiled_search(vectors, codebook, chunk_size)
+    return search_op(vectors.to(dtype), codebook.to(dtype), chunk_size, backend)

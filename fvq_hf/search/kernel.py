@@ -1,5 +1,6 @@
-"""The fused C++ nearest-code kernel for the CPU (`csrc/nearest_code.cpp`), built by `torch.utils.cpp_extension` on
-first use (about 30 s per instruction set, once per machine; torch caches it).
+"""The fused C++ nearest-code kernel for the CPU (`csrc/nearest_code.cpp`): which instruction set to build it for,
+and the kernel of that set, built on first use (about half a minute, once per machine and source; `build.py` owns
+the build and its cache, `fvq-build-kernels` builds ahead of time).
 
 The kernel is built for an explicit target, never `-march=native`, and its register blocking is sized for that
 target's vectors and register file (`csrc/nearest_code.cpp`):
@@ -10,20 +11,22 @@ target's vectors and register file (`csrc/nearest_code.cpp`):
 | `x86-64-v3` | `-march=x86-64-v3`     | 8 f32  | AVX2 + FMA                                              |
 | `portable`  | the compiler's default | 4 f32  | any CPU: SSE2 on x86-64, NEON on ARM (128-bit vectors)  |
 
-`FVQ_HF_SEARCH_ISA` picks one (default `auto`: the widest this CPU runs); asking for one the CPU lacks is an error
-that says so, not an illegal-instruction crash.
+`FVQ_HF_SEARCH_ISA` picks one (default `auto`: the widest this CPU runs). Where the kernel cannot be had (an ISA
+this CPU cannot run or an unknown name, no compiler, an unwritable cache, a failed build), `load_kernel` warns once
+with the reason and the search falls back to tiled torch, or with `required` raises a ValueError that says why:
+never an illegal-instruction crash.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import platform
-import shutil
 import warnings
 from pathlib import Path
 from types import ModuleType
+
+from . import build
 
 SEARCH_ENV = "FVQ_HF_SEARCH"
 ISA_ENV = "FVQ_HF_SEARCH_ISA"
@@ -38,8 +41,6 @@ ISAS = {
     "x86-64-v3": (["-march=x86-64-v3"], 8, {"avx2", "fma", "bmi2", "f16c", "movbe"}),
     "portable": ([], 4, set()),
 }
-
-logger = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -76,33 +77,48 @@ def choose_isa(isa: str | None = None) -> str:
     return isa
 
 
-@functools.cache
-def build_kernel(isa: str) -> ModuleType | None:
-    """The kernel compiled for `isa`, built on first use and cached by torch; None (with one warning) if it cannot be."""
-    from torch.utils import cpp_extension
-
-    if shutil.which("ninja") is None:  # torch calls `ninja` by name: the one pip installed, if the venv is not on PATH
-        try:
-            import ninja
-
-            os.environ["PATH"] = os.pathsep.join([ninja.BIN_DIR, os.environ.get("PATH", "")])
-        except ImportError:
-            pass  # then the build fails, and the fallback warning says that ninja is missing
+def kernel_flags(isa: str) -> tuple[list[str], list[str]]:
+    """The compiler and linker flags of the `isa` build."""
     flags, lanes, _ = ISAS[isa]
-    name = f"fvq_hf_nearest_code_{platform.machine().lower()}_{isa.replace('-', '_')}"
-    logger.info("Loading the nearest-code search kernel %s (the first time, it is compiled: about 30 s).", name)
+    return ["-O3", *flags, "-fopenmp", f"-DFVQ_LANES={lanes}", f"-DFVQ_ISA={isa}"], ["-fopenmp"]
+
+
+def kernel_folder(isa: str) -> Path:
+    """Where the `isa` build of the kernel lives (or will live) in the cache."""
+    return build.build_folder(KERNEL_SOURCE, isa, *kernel_flags(isa))
+
+
+@functools.cache
+def _built(isa: str) -> ModuleType | str:
+    """The kernel of `isa`, loaded (or built) once per process; or why it cannot be had."""
     try:
-        return cpp_extension.load(name=name, sources=[str(KERNEL_SOURCE)], extra_ldflags=["-fopenmp"],
-                                  extra_cflags=["-O3", *flags, "-fopenmp", f"-DFVQ_LANES={lanes}", f"-DFVQ_ISA={isa}"])
-    except Exception as error:  # no compiler, no ninja, a failed build: every one of them means "fall back"
-        lines = str(error).strip().splitlines() or [type(error).__name__]
-        reason = next((line.strip() for line in lines if "error:" in line), lines[0])[:300]
-        warnings.warn(f"fvq_hf could not build its nearest-code search kernel ({reason}); searching with tiled "
-                      f"torch instead, which is slower on the CPU. Set {SEARCH_ENV}=torch to skip the build.",
-                      RuntimeWarning, stacklevel=3)
-        return None
+        return build.load_or_build(KERNEL_SOURCE, isa, *kernel_flags(isa))
+    except build.KernelBuildError as error:
+        return str(error)
 
 
-def load_kernel(isa: str | None = None) -> ModuleType | None:
-    """The kernel for `isa` (default: `choose_isa()`), or None (with one warning) if it cannot be built."""
-    return build_kernel(choose_isa(isa))
+_WARNED: set[str] = set()  # the reasons already warned about: a failing kernel warns once, not at every search
+
+
+def load_kernel(isa: str | None = None, *, required: bool = False) -> ModuleType | None:
+    """The kernel for `isa` (default: `choose_isa()`); where it cannot be had, None with one RuntimeWarning that
+    says why, or with `required`, a ValueError that says why."""
+    try:
+        found = _built(choose_isa(isa))
+    except ValueError as error:  # an unknown ISA or one this CPU cannot run
+        found = str(error)
+    if not isinstance(found, str):
+        return found
+    if required:
+        raise ValueError(found)
+    if found not in _WARNED:
+        _WARNED.add(found)
+        warnings.warn(f"{found.rstrip('.')}. Searching with tiled torch instead, which is slower on the CPU; set "
+                      f"{SEARCH_ENV}=torch to skip the kernel.", RuntimeWarning, stacklevel=2)
+    return None
+
+
+def build_kernel(isa: str) -> ModuleType | None:
+    """The kernel built for `isa`, one of `supported_isas()` (the tests and the benchmark build each); None with one
+    warning where it cannot be built."""
+    return load_kernel(isa)

@@ -160,3 +160,15 @@ def test_a_type_without_a_table_refuses_a_bridge_and_folding(quantizer_type):
     # what needs no table still works: the card's bridge line, the usage heatmap's grid of K = 256 codes
     assert model.bridge_name == f"none (the {model.quantizer.display_name} quantizer has no codebook table)"
     assert model.codebook_grid == (16, 16)
+
+
+@pytest.mark.parametrize("quantizer_type", quantizer_types())
+def test_compile_traces_the_search_without_a_graph_break(quantizer_type):
+    # The search is the custom op fvq_hf::nearest_code: Dynamo keeps it in the graph (the kernel alone, a pybind
+    # function, broke it). The eager backend: this tests tracing, not inductor's C++ compile.
+    model = model_of(quantizer_type)
+    side = model.config.sample_size // 4  # the tiny model's downsampling
+    quantizer, latents = model.quantizer, torch.randn(2, model.quantizer.code_dim, side, side)
+    torch._dynamo.reset()
+    compiled = torch.compile(quantizer, backend="eager", fullgraph=True)
+    assert torch.equal(compiled(latents).indices, quantizer(latents).indices)

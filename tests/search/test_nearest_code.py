@@ -1,15 +1,18 @@
 """The nearest-code search: argmin's ids (ties included) from both backends, in bounded memory."""
 
+import functools
 import os
+import shutil
 import warnings
 
 import pytest
 import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils import cpp_extension
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from fvq_hf.search import dispatch, kernel, nearest_code
+from fvq_hf.search import build, dispatch, kernel, nearest_code
 
 from ..helpers import argmin_truth, integer_data
 
@@ -100,6 +103,10 @@ class LargestTensor(TorchDispatchMode):
         self.shapes: list[tuple[int, ...]] = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.fvq_hf.nearest_code.default:
+            # The search is one custom op (for torch.compile): look inside it, where the backends allocate.
+            with self:
+                return dispatch.eager_search(*args, **(kwargs or {}))
         out = func(*args, **(kwargs or {}))
         self.shapes += [tuple(t.shape) for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
         return out
@@ -121,29 +128,56 @@ def test_no_tensor_of_n_by_k_elements(backend):
 
 
 def test_auto_falls_back_to_torch_without_the_kernel(monkeypatch):
+    def no_kernel(isa=None, *, required=False):
+        if required:
+            raise ValueError("fvq_hf could not build its search kernel (no compiler).")
+        return None
+
     vectors, codebook = integer_data(100, 300, 8)
-    monkeypatch.setattr(dispatch, "load_kernel", lambda isa=None: None)
+    monkeypatch.setattr(dispatch, "load_kernel", no_kernel)
     assert torch.equal(nearest_code(vectors, codebook), argmin_truth(vectors, codebook))
-    with pytest.raises(ValueError, match="could not be built.*backend='torch'"):
+    with pytest.raises(ValueError, match=r"could not build its search kernel \(no compiler\).*backend='torch'"):
         nearest_code(vectors, codebook, backend="kernel")
 
 
-def test_a_failed_build_warns_once_with_the_compiler_error(monkeypatch):
+@pytest.fixture
+def unbuilt(monkeypatch, tmp_path):
+    """As in a process that has not loaded the kernel yet, on an empty cache."""
+    monkeypatch.setenv(build.CACHE_ENV, str(tmp_path / "kernels"))
+    monkeypatch.setattr(kernel, "_built", functools.cache(kernel._built.__wrapped__))
+    monkeypatch.setattr(kernel, "_WARNED", set())
+
+
+def test_a_failed_build_warns_once_with_the_compiler_error(monkeypatch, unbuilt, capfd):
     def failing_build(**kwargs):
         raise RuntimeError("Error building extension 'x':\n[1/2] c++ ...\nnearest_code.cpp:3:1: error: boom\n")
 
     monkeypatch.setattr(cpp_extension, "load", failing_build)
     with pytest.warns(RuntimeWarning, match=r"nearest_code.cpp:3:1: error: boom.*FVQ_HF_SEARCH=torch"):
-        assert kernel.build_kernel.__wrapped__("portable") is None  # the uncached builder
+        assert kernel.load_kernel("portable") is None
+    assert "fvq_hf: building the nearest-code search kernel for portable in" in capfd.readouterr().err
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert kernel.load_kernel("portable") is None  # once: not at every search
+    with pytest.raises(ValueError, match="error: boom"):
+        kernel.load_kernel("portable", required=True)
 
 
-def test_the_pip_installed_ninja_is_found_without_an_activated_venv(monkeypatch):
+def test_the_pip_installed_ninja_is_found_without_an_activated_venv(monkeypatch, unbuilt):
     ninja = pytest.importorskip("ninja")
-    monkeypatch.setattr(kernel.shutil, "which", lambda name: None)
-    monkeypatch.setenv("PATH", "/nowhere")
-    monkeypatch.setattr(cpp_extension, "load", lambda **kwargs: "built")
-    assert kernel.build_kernel.__wrapped__("portable") == "built"
-    assert os.environ["PATH"].split(os.pathsep)[0] == ninja.BIN_DIR
+    which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name: None if name == "ninja" else which(name))
+    monkeypatch.setenv("PATH", os.environ["PATH"])  # restored afterwards
+    path = []
+
+    def load(**kwargs):
+        path.append(os.environ["PATH"])
+        raise RuntimeError("stop before building")
+
+    monkeypatch.setattr(cpp_extension, "load", load)
+    with pytest.raises(ValueError, match="stop before building"):
+        kernel.load_kernel("portable", required=True)
+    assert path[0].split(os.pathsep)[0] == ninja.BIN_DIR
 
 
 def test_the_kernel_refuses_what_it_cannot_serve():
@@ -184,3 +218,12 @@ def test_the_search_builds_no_graph():
         warnings.simplefilter("error")
         found = nearest_code(torch.randn(4, 8, requires_grad=True), codebook)
     assert not found.requires_grad and found.grad_fn is None
+
+
+def test_the_search_is_a_custom_op_that_compiles_without_a_graph_break():
+    vectors, codebook = integer_data(300, 500, 8, seed=6)
+    compiled = torch.compile(nearest_code, backend="eager", fullgraph=True)  # fails at a graph break
+    assert torch.equal(compiled(vectors, codebook), argmin_truth(vectors, codebook))
+    with FakeTensorMode() as mode:  # what the compiler sees: the shape, without running a search
+        found = torch.ops.fvq_hf.nearest_code(mode.from_tensor(vectors), mode.from_tensor(codebook), 64, None)
+    assert found.shape == (300,) and found.dtype == torch.long
