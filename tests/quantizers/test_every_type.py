@@ -113,15 +113,15 @@ class TestEveryQuantizerTypeHub(ModelHubTests):
 
 
 def test_the_registries_refuse_what_is_not_their_kind():
-    from fvq_hf.conversion.layouts import register_layout
-    from fvq_hf.evaluation.metrics import register_metric
+    from fvq_hf.conversion.layouts import LAYOUTS
+    from fvq_hf.evaluation.metrics import METRICS
     from fvq_hf.quantizers import register_quantizer
 
     with pytest.raises(TypeError, match="is not a Quantizer subclass"):
         register_quantizer("bad", dict)
-    with pytest.raises(TypeError, match="is not a Layout"):
-        register_layout("vqgan")
-    with pytest.raises(TypeError, match="is not a named Metric subclass"):
-        register_metric(int)
+    with pytest.raises(TypeError, match="is not a Layout subclass"):
+        LAYOUTS.register("vqgan")
+    with pytest.raises(TypeError, match="is not a Metric subclass"):
+        METRICS.register(int)
     with pytest.raises(ValueError, match=r"Unknown quantizer_type 'bad'; expected one of vq, residual, multiscale"):
         typed_model("bad")
