@@ -178,7 +178,7 @@ def test_publish_hub_configs_to_a_loopback_hub(tmp_path):
 
 
 def test_publish_refuses_weights_of_another_variant(tmp_path):
-    from fvq_hf.hub.publish import publish
+    from fvq_hf.publishing import publish
 
     make_tiny_model().save_pretrained(tmp_path / "tiny")
     root = ROOT / "hub_configs"
