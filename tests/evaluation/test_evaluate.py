@@ -4,7 +4,8 @@ import math
 import pytest
 
 from fvq_hf.cli.eval import main
-from fvq_hf.evaluation.evaluate import load_model
+from fvq_hf.evaluation.evaluate import load_model, run_evaluation
+from fvq_hf.evaluation.options import EvaluationOptions
 
 from ..helpers import make_tiny_model, write_images, write_lpips_weights
 
@@ -43,7 +44,10 @@ def test_lpips_is_reported_when_its_weights_are_given(tmp_path, saved_model):
     main(["--model", str(saved_model), "--data", str(data), "--json", str(tmp_path / "eval.json"),
           "--lpips-vgg", str(vgg), "--lpips-linear", str(linear)])
     metrics = json.loads((tmp_path / "eval.json").read_text())
-    assert metrics["lpips"] > 0 and not any("LPIPS" in n for n in metrics["notes"])
+    assert not any("LPIPS" in n for n in metrics["notes"])
+    options = EvaluationOptions(weights={"lpips_vgg": str(vgg), "lpips_linear": str(linear)})
+    expected, _ = run_evaluation(load_model(str(saved_model)), str(data), options, model_name="m", progress=False)
+    assert metrics["lpips"] == expected["lpips"]  # the flags reach the metric
 
 
 def test_a_metrics_own_weight_file_is_its_flag(tmp_path, saved_model):
