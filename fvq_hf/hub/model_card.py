@@ -16,6 +16,8 @@ from ..data.spec import DataSpec
 from .reports import REPORTS, format_metric
 
 TAGS = ["image-tokenization", "image-tokenizer", "vector-quantization", "fvq", "vqbridge", "diffusers"]
+# A DiT bridge's decisions, said in words (files of fvq-hf 0.1 hold them too); any other layout's are listed as saved.
+DIT_DECISIONS = ("folded_label", "folded_label_reason", "kept_bridge")
 
 
 def provenance_section(original: OriginalCheckpointInfo) -> tuple[list[str], dict]:
@@ -33,6 +35,9 @@ def provenance_section(original: OriginalCheckpointInfo) -> tuple[list[str], dic
     if decisions.get("kept_bridge"):
         lines.append("The DiT bridge was kept trainable (`bridge_type: dit`, `fvq-convert --keep-bridge`); "
                      "`fold_bridge()` gives the plain codebook.")
+    others = {k: v for k, v in decisions.items() if k not in DIT_DECISIONS and v is not None}
+    if others:
+        lines.append("What the layout decided: " + "; ".join(f"{k}: {v}" for k, v in others.items()) + ".")
     if origin is None:
         lines += ["", "Origin: not a known release; the publisher should say where it comes from and its licence."]
         return lines + [""], {"license": "unknown"}

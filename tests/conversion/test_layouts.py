@@ -93,6 +93,10 @@ def test_the_option_of_a_registered_layout_is_taken_and_recorded(tmp_path):
     assert torch.equal(model.quantizer.embedding.weight, ema_table)
     assert info.decisions == {"codebook": "the EMA statistics (embed_avg / cluster_size)"}
     assert_matches_original(model, tensors)
+    model.save_pretrained(tmp_path / "converted")
+    info.save(tmp_path / "converted")
+    card = str(FVQModel.from_pretrained(tmp_path / "converted").model_card())
+    assert "What the layout decided: codebook: the EMA statistics (embed_avg / cluster_size)." in card
     with pytest.raises(ValueError, match="codebook_from_ema is an option of the layouts vqgan-ema, not of this "
                                          "file's layout 'fvq-dit', which takes num_heads, dit_label, keep_bridge"):
         layout_options(layout_named("fvq-dit"), {"codebook_from_ema": True})
