@@ -16,8 +16,8 @@ from PIL import Image
 
 from fvq_hf import FVQModel, FVQPipeline
 from fvq_hf.data.image_io import ImageReadError, load_image, prepare_images, tensor_to_pil
-from fvq_hf.evaluation import CodeCounter, ImageQuality
-from fvq_hf.evaluation.usage import UsageFileError
+from fvq_hf.evaluation.metrics import ImageQuality
+from fvq_hf.evaluation.usage import CodeCounter, UsageFileError, find_usage_files
 from fvq_hf.evaluation.usage import load_usage_file as read_usage_file
 
 HERE = Path(__file__).resolve().parent
@@ -142,9 +142,8 @@ def contact_sheet(rows: Sequence[Image.Image], gap: int = 8) -> Image.Image:
 def saved_usage(model_name: str | None, codebook_size: int) -> tuple[CodeCounter | None, str]:
     """The model's saved usage counts (`fvq-eval --save-usage`, or fvq-train's `usage-*.json`) from its folder or the
     training run around it, and a sentence saying where they come from (or that there are none)."""
-    folder = Path(model_name) if model_name else None
-    candidates = [] if folder is None or not folder.is_dir() else \
-        sorted(folder.glob("usage*.json")) + sorted(folder.parent.glob("usage*.json"))
+    folder = Path(model_name) if model_name and Path(model_name).is_dir() else None
+    candidates = find_usage_files(folder) + find_usage_files(folder.parent) if folder else []
     for path in candidates:
         try:
             counter = load_usage_file(path, codebook_size)

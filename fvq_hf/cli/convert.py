@@ -7,13 +7,19 @@
 A thin command line over `FVQModel.from_original_checkpoint` (see `fvq_hf.conversion.layouts` for the
 layouts it reads). It writes `save_pretrained` files plus `original_checkpoint.json` (where the weights came
 from, which entry, the l2-norm rule and why), which `fvq-publish --converted` puts in the model card.
+
+The options of the layouts (a DiT bridge's `--dit-label` and `--keep-bridge`, a transformer bridge's `--num-heads`)
+are flags made from what each layout declares; a layout refuses an option it does not take.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import types
+from typing import Union, get_args, get_origin
 
+from ..conversion.layouts import DeclaredOption, declared_options
 from ..conversion.loader import WEIGHT_ENTRIES
 from ..tokenizer import FVQModel
 from .errors import add_debug_flag, run_command
@@ -31,12 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--codebook-l2-norm", action=argparse.BooleanOptionalAction, default=None,
                         help="whether the original l2-normalised its codes (default: from the file's args, else "
                              "the release rules; asked for when neither tells)")
-    parser.add_argument("--num-heads", type=int, help="VQBridge heads, which shapes cannot tell (releases: 4)")
-    parser.add_argument("--dit-label", type=int, help="label to fold (or keep) a DiT bridge at (default: as the "
-                                                     "authors do)")
-    parser.add_argument("--keep-bridge", action="store_true",
-                        help="keep a DiT bridge trainable (bridge_type dit, to fine-tune with fvq-train "
-                             "--init-weights) instead of folding it into a plain codebook")
+    for name, declared in declared_options().items():
+        add_layout_option(parser, name, declared)
     parser.add_argument("--sample-size", type=int, default=256, help="resolution the model was trained at")
     parser.add_argument("--config", help="config folder or hub id to check the weights against (default: inferred)")
     parser.add_argument("--residual-depth", type=int,
@@ -52,6 +54,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_layout_option(parser: argparse.ArgumentParser, name: str, declared: DeclaredOption) -> None:
+    """A flag for one layout option (not given: None, the layout's default): `--keep-bridge` for a bool that
+    defaults to False, `--x` / `--no-x` for another bool, `--x VALUE` for an int, float or str."""
+    flag, help = f"--{name.replace('_', '-')}", f"{declared.help} (layouts: {', '.join(declared.layouts)})"
+    hint = declared.hint
+    if get_origin(hint) in (Union, types.UnionType):
+        hint = next(arg for arg in get_args(hint) if arg is not type(None))
+    if hint is bool:
+        action = "store_true" if declared.default is False else argparse.BooleanOptionalAction
+        parser.add_argument(flag, action=action, default=None, help=help)
+    elif hint in (int, float, str):
+        parser.add_argument(flag, type=hint, help=help)
+    else:
+        raise TypeError(f"The layout option {name} is a {declared.hint}: fvq-convert makes flags of bool, int, float "
+                        "and str options only.")
+
+
 def convert(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     config = FVQModel.load_config(args.config) if args.config else None
@@ -59,10 +78,11 @@ def convert(args: argparse.Namespace) -> None:
         config = {**(config or {}), "quantizer_type": "residual", "quantizer_config": {"depth": args.residual_depth}}
     if args.scales is not None:
         config = {**(config or {}), "quantizer_type": "multiscale", "quantizer_config": {"scales": args.scales}}
+    options = {name: getattr(args, name) for name in declared_options()}  # None: not given
     model, info = FVQModel.from_original_checkpoint(
         args.checkpoint, args.filename, output_loading_info=True, weights=args.weights, config=config,
-        codebook_l2_norm=args.codebook_l2_norm, num_heads=args.num_heads, sample_size=args.sample_size,
-        dit_label=args.dit_label, keep_bridge=args.keep_bridge, trust_pickle=args.trust_pickle, revision=args.revision)
+        codebook_l2_norm=args.codebook_l2_norm, sample_size=args.sample_size, trust_pickle=args.trust_pickle,
+        revision=args.revision, **options)
     outputs = [(args.output, model)] + ([(f"{args.output}-folded", model.fold_bridge())] if args.fold else [])
     for folder, converted in outputs:
         converted.save_pretrained(folder)

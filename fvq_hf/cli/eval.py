@@ -4,7 +4,8 @@
 
 Reports usage (distinct codes / K over every token), perplexity, num_tokens, PSNR and SSIM, and LPIPS /
 rFID when their weights are available; when they are not, the JSON's `notes` and stderr say what is
-missing, and no value is reported for them.
+missing, and no value is reported for them. Each metric's weight files are its own flags (`--lpips-vgg`,
+`--lpips-linear`, `--inception-weights`: the options the metrics declare).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 import torch
 
 from ..evaluation.evaluate import format_table, load_model, run_evaluation
+from ..evaluation.metrics import metric_weight_options
+from ..evaluation.options import EvaluationOptions
 from ..evaluation.usage import CodeCounter, save_usage_file
 from .errors import add_debug_flag, run_command
 
@@ -34,9 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split", default="validation", help="split of a datasets dataset")
     parser.add_argument("--image-column")
     parser.add_argument("--limit", type=int, help="evaluate at most this many images")
-    parser.add_argument("--lpips-vgg", help="torchvision vgg16 weights (or env FVQ_LPIPS_VGG)")
-    parser.add_argument("--lpips-linear", help="LPIPS v0.1 vgg.pth heads (or env FVQ_LPIPS_LINEAR)")
-    parser.add_argument("--inception-weights", help="FID Inception weights, for rFID")
+    for option, help in metric_weight_options().items():
+        parser.add_argument(f"--{option.replace('_', '-')}", help=help)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     add_debug_flag(parser)
     run_command(parser, argv, command)
@@ -45,13 +47,13 @@ def main(argv: list[str] | None = None) -> None:
 def command(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
+    options = EvaluationOptions(batch_size=args.batch_size, resolution=args.resolution, split=args.split,
+                                image_column=args.image_column, limit=args.limit,
+                                weights={option: getattr(args, option) for option in metric_weight_options()})
     model = load_model(args.model, args.device)
     results, counter = {}, CodeCounter(model.codebook_size, args.device)
     for data in args.data:
-        metrics, counts = run_evaluation(
-            model, data, model_name=args.model, resolution=args.resolution, batch_size=args.batch_size,
-            split=args.split, image_column=args.image_column, limit=args.limit, lpips_vgg=args.lpips_vgg,
-            lpips_linear=args.lpips_linear, inception_weights=args.inception_weights)
+        metrics, counts = run_evaluation(model, data, options, model_name=args.model)
         results[data] = metrics
         counter.merge(counts)
     print(format_table(results))

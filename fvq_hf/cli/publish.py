@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..hub.publish import HUB_CONFIGS, publish, publish_converted
+from ..publishing import HUB_CONFIGS, publish, publish_converted
 from .errors import add_debug_flag, run_command
 
 

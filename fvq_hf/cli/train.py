@@ -25,17 +25,12 @@ import argparse
 import json
 
 from ..bridges import BRIDGES
+from ..evaluation.metrics import metric_weight_options
 from ..evaluation.options import EvaluationOptions
 from ..training.config import BUILTIN_SAMPLES_PER_EPOCH, LoopConfig, LossConfig, TrainConfig
 from ..training.trainer import train
 from .errors import add_debug_flag, run_command
 from .loop_args import add_loop_args, loop_config
-
-WEIGHT_FLAGS = {  # metric weight files (the LPIPS ones also give the perceptual loss)
-    "lpips_vgg": "torchvision vgg16 weights file (or env FVQ_LPIPS_VGG)",
-    "lpips_linear": "LPIPS v0.1 vgg.pth heads (or env FVQ_LPIPS_LINEAR)",
-    "inception_weights": "FID Inception weights, for rFID in the evaluation",
-}
 
 
 def json_object(text: str) -> dict:
@@ -79,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="LPIPS weight, when its weights are given")
     p.add_argument("--disc-weight", type=float, default=loss.disc_weight)
     p.add_argument("--disc-start", type=int, default=loss.disc_start, help="step at which the PatchGAN loss starts")
-    for option, text in WEIGHT_FLAGS.items():
-        p.add_argument(f"--{option.replace('_', '-')}", dest=option, help=text)
+    for option, text in metric_weight_options().items():  # every registered metric's weight files (the LPIPS ones
+        p.add_argument(f"--{option.replace('_', '-')}", dest=option, help=text)  # also give the perceptual loss)
     p.add_argument("--usage-window", type=int, default=100, help="steps in the rolling training-usage indicator")
     p.add_argument("--eval-batch-size", type=int, default=EvaluationOptions().batch_size)
     add_debug_flag(p)
@@ -96,7 +91,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         loss=LossConfig(args.reconstruction_weight, args.perceptual_weight, args.disc_weight, args.disc_start),
         ema_decay=args.ema_decay, usage_window=args.usage_window, eval_data=args.eval_data, eval_every=args.eval_every,
         evaluation=EvaluationOptions(batch_size=args.eval_batch_size, image_column=args.image_column,
-                                     weights={option: getattr(args, option) for option in WEIGHT_FLAGS
+                                     weights={option: getattr(args, option) for option in metric_weight_options()
                                               if getattr(args, option)}))
 
 

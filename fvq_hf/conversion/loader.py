@@ -1,15 +1,14 @@
 """Read a checkpoint of the original tokenizer code (a local file or a file in a Hub repo) into an `FVQModel`.
 
 `FVQModel.from_original_checkpoint` is the way in; `fvq-convert` is its command line. What the conversion
-decided (layout, which weights, the l2-norm rule and why) is returned as an `OriginalCheckpointInfo` and
-saved next to converted weights as `original_checkpoint.json`, where `fvq-publish` reads it for the card.
+decided (layout, which weights, the l2-norm rule and why, and what the layout decided with its options) is returned
+as an `OriginalCheckpointInfo` (`original_info`), which `fvq-convert` saves next to the converted weights for the card.
+The loader is generic: what differs between layouts is theirs (`layouts`), their options included.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import logging
 import os
 import pickle
@@ -23,38 +22,12 @@ from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntr
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from ..hub.model_card import ORIGINAL_FILE
-from .layouts import RELEASE_NUM_HEADS, detect_layout
+from .layouts import detect_layout, layout_options
+from .original_info import OriginalCheckpointInfo
 
 logger = logging.getLogger(__name__)
 
 WEIGHT_ENTRIES = ("ema", "model", "state_dict")  # the authors' eval and convert scripts take them in this order
-
-
-@dataclasses.dataclass
-class OriginalCheckpointInfo:
-    """What a conversion read and decided; saved as `original_checkpoint.json` next to converted weights."""
-
-    source: str
-    layout: str
-    weights: str
-    codebook_l2_norm: bool
-    l2_norm_reason: str
-    dropped_keys: list[str]
-    folded_label: int | None = None
-    folded_label_reason: str | None = None
-    args: dict | None = None
-    # A DiT bridge kept trainable (`keep_bridge`) instead of folded; its label is in the config.
-    kept_bridge: bool = False
-
-    def save(self, folder: str | os.PathLike) -> None:
-        Path(folder, ORIGINAL_FILE).write_text(json.dumps(dataclasses.asdict(self), indent=2))
-
-    @classmethod
-    def load(cls, folder: str | os.PathLike) -> OriginalCheckpointInfo | None:
-        """The info saved in `folder`, or None when the folder holds no converted original."""
-        path = Path(folder, ORIGINAL_FILE)
-        return cls(**json.loads(path.read_text())) if path.is_file() else None
 
 
 def resolve_file(path_or_repo_id: str | os.PathLike, filename: str | None = None, **hub_kwargs) -> tuple[Path, str]:
@@ -155,30 +128,27 @@ def checkpoint_args(checkpoint: Mapping) -> dict | None:
 
 
 def convert_original(checkpoint: Mapping, source: str = "<memory>", *, model_class: type, weights: str = "auto",
-                     config: Mapping | None = None, codebook_l2_norm: bool | None = None, num_heads: int | None = None,
-                     sample_size: int = 256, dit_label: int | None = None, keep_bridge: bool = False):
+                     config: Mapping | None = None, codebook_l2_norm: bool | None = None, sample_size: int = 256,
+                     **options):
     """A `model_class` (`FVQModel`, eval mode) holding the weights of an original checkpoint mapping, and what was
     decided. The file's layout (`layouts`) renames its keys, infers the config and says the l2-norm rule.
 
-    A DiT bridge is folded into a plain codebook at `dit_label` (inference); `keep_bridge=True` keeps it as
-    `bridge_type="dit"` at that label, to train or fine-tune it."""
+    `options` are the layout's own (`Layout.Options`: a DiT bridge's `dit_label`, `keep_bridge`, `num_heads`, ...);
+    one that the file's layout does not take is a ValueError naming the options it takes."""
     raw, taken = select_state(checkpoint, weights)
     args = checkpoint_args(checkpoint) if taken != "bare" else None
     layout = detect_layout(raw)
-    num_scales = layout.num_scales(raw)
+    chosen = layout_options(layout, options)
     state, dropped = layout.rename(raw)
-    heads = num_heads or RELEASE_NUM_HEADS
-    label, label_reason = layout.prepare(state, heads, dit_label, keep_bridge)
+    inferred, decisions = layout.convert(state, sample_size, chosen)
     code_dim = state["quantizer.embedding.weight"].shape[1]
     l2_norm, reason = layout.choose_l2_norm(args, code_dim, codebook_l2_norm)
-    inferred = {**layout.infer_config(state, sample_size, heads, num_scales), "codebook_l2_norm": l2_norm}
-    if keep_bridge and label is not None:
-        inferred["bridge_config"] = {**inferred["bridge_config"], "label": label}
+    inferred["codebook_l2_norm"] = l2_norm
     model_config = {**inferred, **dict(config)} if config is not None else inferred
-    given_quantizer = (config or {}).get("quantizer_config") or {}
     if config is not None and model_config.get("quantizer_type") == inferred.get("quantizer_type"):
-        model_config["quantizer_config"] = {**(inferred.get("quantizer_config") or {}), **given_quantizer}
-    layout.check_config(model_config, num_scales, "scales" in given_quantizer, source)
+        model_config["quantizer_config"] = {**(inferred.get("quantizer_config") or {}),
+                                            **(config.get("quantizer_config") or {})}
+    layout.check_config(model_config, config, source)
     model = model_class.from_config(model_config)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
@@ -189,8 +159,8 @@ def convert_original(checkpoint: Mapping, source: str = "<memory>", *, model_cla
                             (("missing", missing), ("unknown", unknown), ("wrong shape", wrong)) if keys)
         raise ValueError(f"{source} does not fit the {'given' if config else 'inferred'} config ({details}).")
     model.load_state_dict(state, strict=True)
-    folded = (None, None) if keep_bridge else (label, label_reason)
-    info = OriginalCheckpointInfo(source, layout.name, taken, l2_norm, reason, dropped, *folded, args, keep_bridge)
+    info = OriginalCheckpointInfo(source, layout.name, taken, l2_norm, reason, dropped, args, layout.origin or None,
+                                  decisions)
     logger.info("Converted %s: layout %s, weights %r, codebook_l2_norm=%s (%s).", source, layout.name, taken, l2_norm,
                 reason)
     return model.eval(), info
@@ -199,7 +169,8 @@ def convert_original(checkpoint: Mapping, source: str = "<memory>", *, model_cla
 def load_original_checkpoint(path_or_repo_id: str | os.PathLike, filename: str | None = None, *,
                              trust_pickle: bool = False, revision: str | None = None, cache_dir: str | None = None,
                              local_files_only: bool | None = None, token: str | bool | None = None, **kwargs):
-    """Resolve, read and convert one original checkpoint file; `kwargs` go to `convert_original` (with `model_class`)."""
+    """Resolve, read and convert one original checkpoint file; `kwargs` go to `convert_original` (`model_class`, the
+    generic keywords and the layout's options)."""
     hub = {k: v for k, v in dict(revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
                                  token=token).items() if v is not None}
     path, source = resolve_file(path_or_repo_id, filename, **hub)

@@ -1,9 +1,6 @@
-"""Honest tokenizer metrics: a registry of metrics (`metrics`), codebook usage and its file (`usage`), and the
-evaluation loop that measures every registered metric over every token of a data set (`evaluate`).
+"""Honest tokenizer metrics, above the models they measure: a registry of metrics (`metrics`), codebook usage and its
+files (`usage`), the options an evaluation takes (`options`), and the evaluation loop that measures every registered
+metric over every token of a data set (`evaluate`: `fvq-eval`, and `fvq-train`'s evaluation).
 
-Nothing heavier is imported here: `evaluate` loads models, while cards (`hub.model_card`) read `metrics`."""
-
-from .metrics import METRICS, REPORTS, ImageQuality, register_metric
-from .usage import CodeCounter
-
-__all__ = ["METRICS", "REPORTS", "CodeCounter", "ImageQuality", "register_metric"]
+Nothing is imported here: a pipeline reads one image's usage (`usage`) without loading the metrics.
+"""

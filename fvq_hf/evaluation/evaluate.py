@@ -1,21 +1,22 @@
 """Measuring a tokenizer over all tokens of a data set: every registered metric (`metrics.METRICS`: usage,
-perplexity, PSNR, SSIM, and LPIPS / rFID where their weights are given); its command is `fvq-eval`
-(`fvq_hf.cli.eval`)."""
+perplexity, PSNR, SSIM, and LPIPS / rFID where their weights are given), with the options of `options.py`; its
+command is `fvq-eval` (`fvq_hf.cli.eval`), and `fvq-train` evaluates with it too."""
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Subset
 
 from ..data.sources import EvalImages
+from ..data.spec import DataSpec
+from ..hub.reports import format_metric
 from ..tokenizer import FVQModel
-from .metrics import METRICS, CodebookUsage, ImageQuality, Metric, format_metric
-from .metrics.base import sum_over_processes
+from .metrics import METRICS, CodebookUsage, ImageQuality, Metric, sum_over_processes
+from .options import EvaluationOptions
 from .usage import CodeCounter
 
 logger = logging.getLogger(__name__)
@@ -35,11 +36,12 @@ def load_model(name_or_path: str, device: torch.device | str = "cpu") -> FVQMode
                                 f"loaded ({error}).") from error
 
 
-def build_metrics(model: FVQModel, options: Mapping | None = None) -> tuple[list[Metric], list[str]]:
-    """Every registered metric that can be measured with `options` (weight files), and a note for each that cannot."""
+def build_metrics(model: FVQModel, options: EvaluationOptions) -> tuple[list[Metric], list[str]]:
+    """Every registered metric that can be measured with `options` (its weight files), and a note for each that
+    cannot."""
     metrics, notes = [], []
     for cls in METRICS.values():
-        metric, note = cls.create(model, model.device, options or {})
+        metric, note = cls.create(model, model.device, options)
         if metric is not None:
             metrics.append(metric)
         if note:
@@ -99,23 +101,20 @@ def format_table(rows: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def run_evaluation(model: FVQModel, data: str, *, model_name: str, resolution: int | None = None,
-                   batch_size: int = 32, split: str = "validation", image_column: str | None = None,
-                   limit: int | None = None, lpips_vgg: str | None = None, lpips_linear: str | None = None,
-                   inception_weights: str | None = None, progress: bool = True,
-                   images: EvalImages | None = None) -> tuple[dict, CodeCounter]:
+def run_evaluation(model: FVQModel, data: str | DataSpec, options: EvaluationOptions, *, model_name: str,
+                   progress: bool = True, images: EvalImages | None = None) -> tuple[dict, CodeCounter]:
     """Evaluate `model` on a `--data` source with every registered metric, with a note on each that could not be
     measured. `images`: that source's `EvalImages`, when they are already built (a run evaluating it again)."""
     notes = []
     if images is None:
-        images = EvalImages(data, resolution or model.config.sample_size, split, image_column, limit)
+        images = EvalImages(data, options.resolution or model.config.sample_size, options.split, options.image_column,
+                            options.limit)
     if images.skipped:
         notes.append(f"skipped {len(images.skipped)} unreadable files: {images.skipped}")
-    metrics, missing = build_metrics(model, dict(lpips_vgg=lpips_vgg, lpips_linear=lpips_linear,
-                                                 inception_weights=inception_weights))
+    metrics, missing = build_metrics(model, options)
     notes += missing
-    results, counter = evaluate(model, images, batch_size, metrics, progress)
-    results.update(model=model_name, data=data, resolution=images[0].shape[-1], notes=notes)
+    results, counter = evaluate(model, images, options.batch_size, metrics, progress)
+    results.update(model=model_name, data=str(data), resolution=images[0].shape[-1], notes=notes)
     if results["tokens_per_code"] < 10:
         notes.append(f"only {results['tokens_per_code']:.1f} tokens per code: too few to show that every code is "
                      "used (aim for tens per code); usage here is a lower bound.")

@@ -1,8 +1,12 @@
 """Codebook usage, counted in one place: per-code counts over every token (`CodeCounter`), the rolling indicator of
-training (`UsageWindow`), one image's usage (`image_usage`), and the usage file that `fvq-eval --save-usage` and
-`fvq-train` write and the Space reads (`save_usage_file`, `load_usage_file`).
+training (`UsageWindow`), one image's usage (`image_usage`), and the usage files that `fvq-eval --save-usage` and
+`fvq-train` write and the Space reads (`save_usage_file`, `load_usage_file`; their names: `usage_file_name`,
+`find_usage_files`).
 
-A usage file is JSON: `{"model": str, "data": str, "codebook_size": K, "counts": [K ints]}`.
+A usage file is JSON: `{"model": str, "data": str, "codebook_size": K, "counts": [K ints]}`. `fvq-train` writes one
+per evaluated data set next to its output folder's `model/`, named `usage-<data>.json` (`usage_file_name`: the data
+with `:` as `-` and `/` as `_`, e.g. `usage-builtin-heldout.json`); `fvq-eval --save-usage PATH` writes one where told
+(`usage.json` in the model folder, for the Space, which looks in the model's folder, then in the folder around it).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from ..data.spec import DataSpec
 from ..quantizers.ids import check_token_ids
 
 
@@ -114,6 +119,16 @@ def save_usage_file(path: str | Path, counter: CodeCounter, model: str, data: st
     """Write the per-code counts of `counter` as a usage file."""
     Path(path).write_text(json.dumps({"model": model, "data": data, "codebook_size": counter.codebook_size,
                                       "counts": counter.counts.tolist()}))
+
+
+def usage_file_name(data: str | DataSpec) -> str:
+    """The name of the usage file of one evaluated data set (its `--data` text) in a training output folder."""
+    return f"usage-{str(data).replace(':', '-').replace('/', '_')}.json"
+
+
+def find_usage_files(folder: str | Path) -> list[Path]:
+    """The usage files in `folder` (`usage.json`, `usage-<data>.json`), sorted by name; none when it is no folder."""
+    return sorted(Path(folder).glob("usage*.json")) if Path(folder).is_dir() else []
 
 
 def load_usage_file(path: str | Path, codebook_size: int) -> CodeCounter:

@@ -1,8 +1,9 @@
-"""Model cards for trained tokenizers: what the model is, how to load it, and what was measured."""
+"""Model cards for tokenizers and priors: what the model is, how to load it, where converted weights come from, and
+what was measured. The card takes facts only: the config, what the model says of itself (its bridge and its ids),
+the original-checkpoint info (`conversion.original_info`) and the measured values, labelled by `hub.reports`."""
 
 from __future__ import annotations
 
-import json
 import math
 import tempfile
 from collections.abc import Mapping
@@ -10,58 +11,33 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, create_repo, upload_folder
 
-from ..conversion.layouts import layout_named
-from ..evaluation.metrics import REPORTS, format_metric
-from ..quantizers import quantizer_class
-
-EVALUATION_FILE = "evaluation.json"  # written next to trained weights: {"training": str, "evaluations": {...}}
-ORIGINAL_FILE = "original_checkpoint.json"  # written next to converted weights by fvq-convert
+from ..conversion.original_info import OriginalCheckpointInfo
+from ..data.spec import DataSpec
+from .reports import REPORTS, format_metric
 
 TAGS = ["image-tokenization", "image-tokenizer", "vector-quantization", "fvq", "vqbridge", "diffusers"]
+# A DiT bridge's decisions, said in words (files of fvq-hf 0.1 hold them too); any other layout's are listed as saved.
+DIT_DECISIONS = ("folded_label", "folded_label_reason", "kept_bridge")
 
 
-LLAMAGEN = dict(origin="LlamaGen (Sun et al., *Autoregressive Model Beats Diffusion*, arXiv 2406.06525; "
-                "github.com/FoundationVision/LlamaGen)", base_model="FoundationVision/LlamaGen", license="mit",
-                license_note="LlamaGen's repository is MIT-licensed (\"the majority of this project\"); its "
-                "README gives no separate licence for the weights.")
-FVQ = dict(origin="FVQ (Chang et al., *Scalable Training for Vector-Quantized Networks with 100% Codebook "
-           "Utilization*, arXiv 2509.10140; github.com/yfChang-cv/FVQ)", base_model="yfChang/FVQ", license="unknown",
-           license_note="The FVQ repository states no licence: ask the authors before redistributing these weights.")
-# What the original authors reported for their released files (their numbers, ImageNet val; not measured here).
-KNOWN_RELEASES = {
-    "vq_ds16_c2i": (LLAMAGEN, ["rFID 2.19 at 256 px (16 x 16 tokens), 0.94 at 384 px, 0.70 at 512 px "
-                               "(LlamaGen README)"]),
-    "vq_ds8_c2i": (LLAMAGEN, ["rFID 0.59 at 256 px (32 x 32 tokens) (LlamaGen README)"]),
-    "vq_ds16_t2i": (LLAMAGEN, []),
-    "fullvq2vqgan": (FVQ, ["100% codebook usage at codebook sizes up to 262,144 and a headline rFID of 0.88 "
-                           "(arXiv 2509.10140; see the paper for the setting of each figure)"]),
-}
-
-
-def release_of(original: Mapping) -> tuple[dict | None, list[str]]:
-    """`(origin facts, reported numbers)` of a converted original, from its file name, else from its layout."""
-    name = Path(str(original["source"])).name
-    for prefix, (origin, reported) in KNOWN_RELEASES.items():
-        if name.startswith(prefix):
-            return origin, reported
-    layout = layout_named(original["layout"])
-    return (FVQ, []) if layout is not None and layout.origin == "fvq" else (None, [])
-
-
-def provenance_section(original: Mapping) -> tuple[list[str], dict]:
+def provenance_section(original: OriginalCheckpointInfo) -> tuple[list[str], dict]:
     """Card lines saying where converted weights come from, and the card metadata that follows from it."""
-    origin, reported = release_of(original)
+    origin, reported = original.release()
+    decisions = original.decisions
     lines = ["## Where the weights come from", "",
-             f"Converted with `fvq-convert` from `{original['source']}` (layout `{original['layout']}`, "
-             f"`{original['weights']}` weights), without retraining: token ids are those of the original code "
+             f"Converted with `fvq-convert` from `{original.source}` (layout `{original.layout}`, "
+             f"`{original.weights}` weights), without retraining: token ids are those of the original code "
              "(checked on every layout by this package's parity tests).",
-             f"Codes are {'' if original['codebook_l2_norm'] else 'not '}l2-normalised ({original['l2_norm_reason']})."]
-    if original.get("folded_label") is not None:
-        lines.append(f"The DiT bridge was folded into a plain codebook at label {original['folded_label']} "
-                     f"({original['folded_label_reason']}).")
-    if original.get("kept_bridge"):
+             f"Codes are {'' if original.codebook_l2_norm else 'not '}l2-normalised ({original.l2_norm_reason})."]
+    if decisions.get("folded_label") is not None:
+        lines.append(f"The DiT bridge was folded into a plain codebook at label {decisions['folded_label']} "
+                     f"({decisions['folded_label_reason']}).")
+    if decisions.get("kept_bridge"):
         lines.append("The DiT bridge was kept trainable (`bridge_type: dit`, `fvq-convert --keep-bridge`); "
                      "`fold_bridge()` gives the plain codebook.")
+    others = {k: v for k, v in decisions.items() if k not in DIT_DECISIONS and v is not None}
+    if others:
+        lines.append("What the layout decided: " + "; ".join(f"{k}: {v}" for k, v in others.items()) + ".")
     if origin is None:
         lines += ["", "Origin: not a known release; the publisher should say where it comes from and its licence."]
         return lines + [""], {"license": "unknown"}
@@ -72,16 +48,17 @@ def provenance_section(original: Mapping) -> tuple[list[str], dict]:
     return lines + [""], {"license": origin["license"], "base_model": origin["base_model"]}
 
 
-def dataset_id(data: str) -> str:
-    """The data argument of fvq-train / fvq-eval as a dataset name for card metadata."""
-    if data.startswith("builtin"):
-        return "scikit-image-data"  # the sample photos of skimage.data; not a Hub dataset
-    return data[3:].split(":")[0] if data.startswith("hf:") else "imagefolder"
+def dataset_type(data: str) -> str:
+    """An evaluated data set (its `--data` text) as a model-index dataset type (`DataSpec.dataset_type`)."""
+    try:
+        return DataSpec.parse(data).dataset_type
+    except ValueError:  # not a `--data` text (a codes folder's name, say): a folder of files
+        return "imagefolder"
 
 
 def eval_results(evaluations: Mapping[str, Mapping]) -> list[EvalResult]:
     """The measured metrics as the Hub's model-index entries (task: image reconstruction)."""
-    return [EvalResult(task_type="image-to-image", task_name="Image reconstruction", dataset_type=dataset_id(data),
+    return [EvalResult(task_type="image-to-image", task_name="Image reconstruction", dataset_type=dataset_type(data),
                        dataset_name=data, metric_type=report.model_index, metric_name=report.label,
                        metric_value=metrics[key])
             for data, metrics in evaluations.items() for key, report in REPORTS.items()
@@ -117,24 +94,23 @@ def assemble_card(data: ModelCardData, name: str, intro: str, facts: list[str], 
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))
 
 
-def tokenizer_card(config: Mapping, bridge_name: str, repo_id: str | None = None,
+def tokenizer_card(config: Mapping, bridge_name: str, ids: tuple[str, str], repo_id: str | None = None,
                    evaluations: Mapping[str, Mapping] | None = None, training: str | None = None,
-                   license: str = "apache-2.0", pipeline: bool = False, original: Mapping | None = None,
+                   license: str = "apache-2.0", pipeline: bool = False, original: OriginalCheckpointInfo | None = None,
                    datasets: list[str] | None = None) -> ModelCard:
     """A `huggingface_hub.ModelCard` for an FVQModel config (or a pipeline around one), with measured metrics.
-    `bridge_name` says what the codebook bridge is (`FVQModel.bridge_name`).
+    What the model says of itself: `bridge_name` (`FVQModel.bridge_name`), and `ids`, the shape and the words of one
+    `sample_size` image's token ids (`FVQModel.token_description()`, e.g. `("16, 16", "16 x 16 per 256 px image")`).
 
-    `original`: what `fvq-convert` saved (`original_checkpoint.json`) for weights converted from the original code;
-    the card then says where they come from, their licence status and the authors' reported numbers.
+    `original`: what `fvq-convert` decided, for weights converted from the original code; the card then says where
+    they come from, their licence status and the authors' reported numbers.
     `datasets`: Hub ids of the training data, for the metadata. Measured metrics also go into the model-index.
     """
     provenance, meta = provenance_section(original) if original else (None, {"license": license})
     name = repo_id or "path/to/model"
     factor = 2 ** (len(config["block_out_channels"]) - 1)
     size = config["sample_size"]
-    side = size // factor
-    quantizer = quantizer_class(config.get("quantizer_type", "vq"))
-    grid, tokens = quantizer.describe_ids(quantizer.resolve_config(config.get("quantizer_config")), side, size)
+    grid, tokens = ids
     facts = [
         f"| codebook | {config['num_vq_embeddings']:,} codes x {config['vq_embed_dim']} dims"
         f"{', l2-normalised' if config.get('codebook_l2_norm') else ''} |",
@@ -201,28 +177,6 @@ def generator_card(config: Mapping, repo_id: str | None = None, evaluations: Map
         "tokenizer (Chang et al., arXiv 2509.10140), packaged with `fvq-hf`.", facts, usage, training, evaluations,
         "Next-token loss of teacher-forced held-out tokens.",
         "train with `fvq-train-transformer --eval-codes ...` and push again.")
-
-
-def save_evaluation(folder: str | Path, evaluations: Mapping[str, Mapping], training: str | None = None) -> None:
-    """Keep measured metrics next to the weights, so that a later push puts them in the card."""
-    Path(folder, EVALUATION_FILE).write_text(json.dumps({"training": training, "evaluations": evaluations}, indent=2))
-
-
-def load_evaluation(folder: str | Path | None) -> tuple[dict | None, str | None]:
-    """`(evaluations, training summary)` saved by `save_evaluation` in `folder`, or `(None, None)`."""
-    path = Path(folder, EVALUATION_FILE) if folder else None
-    if path is None or not path.is_file():
-        return None, None
-    saved = json.loads(path.read_text())
-    return saved.get("evaluations") or None, saved.get("training")
-
-
-def saved_card_inputs(folder: str | Path | None) -> dict:
-    """What was saved next to a tokenizer's weights for its card: `evaluations`, `training`, `original`."""
-    evaluations, training = load_evaluation(folder)
-    path = Path(folder, ORIGINAL_FILE) if folder else None
-    original = json.loads(path.read_text()) if path is not None and path.is_file() else None
-    return {"evaluations": evaluations, "training": training, "original": original}
 
 
 def push_with_card(obj, repo_id: str, card: ModelCard, commit_message: str | None = None,

@@ -10,7 +10,8 @@ import PIL.Image
 import torch
 from diffusers.utils import BaseOutput
 
-from ..hub.model_card import generator_card, load_evaluation
+from ..hub.evaluation_file import load_evaluation
+from ..hub.model_card import generator_card
 from ..prior.transformer import FVQTransformer
 from ..tokenizer import FVQModel
 from .base import HubPipeline, check_output_type, format_images

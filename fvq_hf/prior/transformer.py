@@ -21,8 +21,9 @@ from diffusers.utils import BaseOutput
 from einops import rearrange
 from torch import nn
 
+from ..hub.evaluation_file import load_evaluation
 from ..hub.mixin import StrictHubMixin
-from ..hub.model_card import generator_card, load_evaluation
+from ..hub.model_card import generator_card
 from ..layers.checkpointing import CheckpointedBlocks
 from ..quantizers.ids import check_token_ids
 

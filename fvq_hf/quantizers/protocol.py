@@ -116,12 +116,6 @@ class Quantizer(nn.Module):
         return IdsSpec()
 
     @classmethod
-    def describe_ids(cls, config: Mapping, side: int, size: int) -> tuple[str, str]:
-        """`cls.ids_spec(config).describe(side, size)`: kept for `hub.model_card.tokenizer_card`, which is to read
-        `FVQModel.token_description()` instead."""
-        return cls.ids_spec(config).describe(side, size)
-
-    @classmethod
     def build(cls, codebook_size: int, code_dim: int, config: Mapping, *, bridge_type: str = NO_BRIDGE,
               bridge_config: Mapping | None = None, **options) -> Quantizer:
         """The quantizer of a model config: `config` is its complete `quantizer_config`, `options` the model

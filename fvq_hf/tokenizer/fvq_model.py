@@ -14,9 +14,10 @@ from diffusers.utils.accelerate_utils import apply_forward_hook
 from torch import nn
 
 from ..bridges import BRIDGES, NO_BRIDGE, codebook_grid, resolve_bridge_config
-from ..conversion.loader import load_original_checkpoint
+from ..conversion.original_info import OriginalCheckpointInfo
+from ..hub.evaluation_file import load_evaluation
 from ..hub.mixin import StrictHubMixin
-from ..hub.model_card import saved_card_inputs, tokenizer_card
+from ..hub.model_card import tokenizer_card
 from ..quantizers import quantizer_class
 from .autoencoder import Decoder, Encoder
 
@@ -310,14 +311,16 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         the release rules (LlamaGen's d = 8: yes; the FVQ code: never), else it asks for `codebook_l2_norm=`.
 
         Keyword arguments: `weights` ("auto": `ema`, then `model`, then `state_dict`, as the authors' scripts),
-        `codebook_l2_norm`, `num_heads` (VQBridge heads; 4 in every release), `sample_size` (256),
-        `dit_label` (label a DiT bridge is folded at), `keep_bridge` (keep a DiT bridge trainable, as
-        `bridge_type="dit"`, instead of folding it: for fine-tuning; folding is the default), `config` (check
-        against this config instead; e.g.
-        `{"quantizer_config": {"scales": [...]}}` for a VAR file whose scales are not VAR's),
-        `trust_pickle`, and the Hub's `revision`, `cache_dir`, `local_files_only`, `token`. With
+        `codebook_l2_norm`, `sample_size` (256), `config` (check against this config instead; e.g.
+        `{"quantizer_config": {"scales": [...]}}` for a VAR file whose scales are not VAR's), `trust_pickle`, the
+        Hub's `revision`, `cache_dir`, `local_files_only`, `token`, and the options of the file's layout
+        (`fvq_hf.conversion.layouts`): for the FVQ authors' ViT and DiT bridges `num_heads` (4 in every release), for
+        a DiT bridge `dit_label` (label it is folded at) and `keep_bridge` (keep it trainable, as
+        `bridge_type="dit"`, instead of folding it: for fine-tuning; folding is the default). With
         `output_loading_info=True` also returns an `OriginalCheckpointInfo` saying what was decided and why.
         """
+        from ..conversion.loader import load_original_checkpoint  # here: importing the model loads no layout
+
         model, info = load_original_checkpoint(path_or_repo_id, filename, model_class=cls, **kwargs)
         return (model, info) if output_loading_info else model
 
@@ -355,14 +358,17 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         return bridged.to(device=self.device).train(self.training)
 
     def model_card(self, repo_id: str | None = None, evaluations: dict | None = None, training: str | None = None,
-                   pipeline: bool = False):
+                   pipeline: bool = False, datasets: list[str] | None = None, saved: bool = True):
         """A `huggingface_hub.ModelCard` (of the model, or of an `FVQPipeline` around it with `pipeline`): the
-        config, a usage snippet, and the measured metrics.
+        config, a usage snippet, and the measured metrics; `datasets`: Hub ids of the training data.
 
-        What is not given is taken from what was saved next to the weights this model was loaded from: the
-        metrics and training summary of `fvq-train` / `fvq-eval`, and for weights converted by `fvq-convert`,
-        where they come from (`original_checkpoint.json`).
+        With `saved`, what is not given is taken from what was saved next to the weights this model was loaded from:
+        the metrics and training summary of `fvq-train` / `fvq-eval` (`evaluation.json`), and for weights converted
+        by `fvq-convert`, where they come from (`original_checkpoint.json`). A model trained from such weights is
+        not them any more: its trainer passes `saved=False`.
         """
-        saved = saved_card_inputs(self.config.get("_name_or_path"))
-        return tokenizer_card(self.config, self.bridge_name, repo_id, evaluations or saved["evaluations"],
-                              training or saved["training"], pipeline=pipeline, original=saved["original"])
+        folder = self.config.get("_name_or_path") if saved else None
+        saved_evaluations, saved_training = load_evaluation(folder)
+        return tokenizer_card(self.config, self.bridge_name, self.token_description(), repo_id,
+                              evaluations or saved_evaluations, training or saved_training, pipeline=pipeline,
+                              original=OriginalCheckpointInfo.load(folder), datasets=datasets)

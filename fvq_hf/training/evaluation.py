@@ -46,10 +46,8 @@ class TrainingEvaluation:
         for data in self.data:
             if data not in self.images:
                 self.images[data] = EvalImages(data, self.resolution, options.split, options.image_column, options.limit)
-            results[data], counters[data] = run_evaluation(
-                model, data, model_name=model_name, batch_size=options.batch_size,
-                lpips_vgg=options.weights.get("lpips_vgg"), lpips_linear=options.weights.get("lpips_linear"),
-                inception_weights=options.weights.get("inception_weights"), progress=False, images=self.images[data])
+            results[data], counters[data] = run_evaluation(model, data, options, model_name=model_name, progress=False,
+                                                           images=self.images[data])
             metrics = results[data]
             logger.info("step %d  eval %s: usage %.2f%% at %.1f tokens/code, PSNR %.3f dB, SSIM %.4f", step, data,
                         100 * metrics["usage"], metrics["tokens_per_code"], metrics["psnr"], metrics["ssim"])

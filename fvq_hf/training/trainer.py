@@ -22,8 +22,8 @@ from torch.utils.data import DataLoader
 from ..data.sources import RandomCrops, open_source
 from ..data.streams import StreamedCrops, open_stream
 from ..evaluation.evaluate import format_table
-from ..evaluation.usage import UsageWindow, save_usage_file
-from ..hub.model_card import save_evaluation, tokenizer_card
+from ..evaluation.usage import UsageWindow, save_usage_file, usage_file_name
+from ..hub.evaluation_file import save_evaluation
 from ..losses import LPIPS, PatchGANDiscriminator, TokenizerLoss, find_lpips_weights
 from ..tokenizer import FVQModel
 from . import runtime
@@ -238,8 +238,7 @@ def evaluate_and_save(accelerator, out: Path, model: FVQModel, ema, evaluation: 
                 save_model(out, folder, model, results[folder], summary + note, config)
                 if folder == "model":
                     for data, counter in counters.items():
-                        save_usage_file(out / f"usage-{data.replace(':', '-').replace('/', '_')}.json", counter,
-                                        str(out / "model"), data)
+                        save_usage_file(out / usage_file_name(data), counter, str(out / "model"), data)
     if accelerator.is_main_process:
         (out / "eval.json").write_text(json.dumps(results["model"], indent=2))
         if ema:
@@ -254,8 +253,7 @@ def save_model(out: Path, folder: str, model: FVQModel, results: dict, summary: 
     # Not model.model_card: what was saved next to --init-weights (e.g. a converted original's provenance) is not
     # this model's any more.
     datasets = [config.data.hub_dataset] if config.data.hub_dataset else None
-    card = tokenizer_card(model.config, model.bridge_name, evaluations=results or None, training=summary,
-                          datasets=datasets)
+    card = model.model_card(evaluations=results or None, training=summary, datasets=datasets, saved=False)
     # A quantizer type without a table has no codebook to fold into: its model is saved once.
     folded = folder == "model" and model.quantizer.has_table
     saved = [(folder, model)] + ([("model-folded", model.fold_bridge())] if folded else [])

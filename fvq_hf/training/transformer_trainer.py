@@ -21,7 +21,8 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 
 from ..data.tokens import TokenDataset
-from ..hub.model_card import generator_card, save_evaluation
+from ..hub.evaluation_file import save_evaluation
+from ..hub.model_card import generator_card
 from ..pipelines import FVQGenerationPipeline
 from ..prior import FVQTransformer
 from ..prior.transformer import DATA_KEYS, next_token_loss

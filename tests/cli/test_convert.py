@@ -7,9 +7,9 @@ import torch
 
 from fvq_hf import FVQModel
 from fvq_hf.cli.convert import main
-from fvq_hf.conversion.loader import OriginalCheckpointInfo
+from fvq_hf.conversion.original_info import OriginalCheckpointInfo
 
-from ..helpers import assert_matches_original, original_file
+from ..helpers import assert_matches_original, load_fixture, original_file
 
 
 def test_cli_writes_model_info_and_fold(tmp_path, capsys):
@@ -33,7 +33,7 @@ def test_cli_flags_reach_the_conversion(tmp_path):
     assert (info.codebook_l2_norm, info.l2_norm_reason, info.weights) == (False, "given by the caller", "model")
 
 
-def test_cli_residual_depth(tmp_path, capsys):
+def test_cli_residual_depth_gives_the_residual_tokenizer(tmp_path, capsys):
     path, tensors = original_file("fvq_dit_uncond", tmp_path)
     main([str(path), "--output", str(tmp_path / "out"), "--residual-depth", "4"])
     assert "bridge none, quantizer residual" in capsys.readouterr().out
@@ -42,7 +42,7 @@ def test_cli_residual_depth(tmp_path, capsys):
     assert "depth must be an integer >= 1, got 0" in err
 
 
-def test_cli_scales_of_a_var_file(tmp_path, capsys):
+def test_cli_scales_of_a_var_file_are_checked_against_its_statistics(tmp_path, capsys):
     path, _ = original_file("var_original", tmp_path)
     main([str(path), "--output", str(tmp_path / "out"), "--scales", "1", "2", "4", "6", "8", "10", "12", "13", "14", "16"])
     assert "layout var, bare weights, bridge none, quantizer multiscale" in capsys.readouterr().out
@@ -113,10 +113,28 @@ def test_publish_converted_refuses_a_folder_that_is_not_a_converted_original(tmp
     assert "--repo-id" in capsys.readouterr().err
 
 
-def test_cli_keep_bridge(tmp_path, capsys):
+def test_cli_keep_bridge_keeps_a_dit_bridge_trainable(tmp_path, capsys):
     path, tensors = original_file("fvq_dit_uncond", tmp_path)
-    main([str(path), "--output", str(tmp_path / "out"), "--keep-bridge", "--fold"])
+    main([str(path), "--output", str(tmp_path / "out"), "--keep-bridge", "--dit-label", "0", "--num-heads", "4",
+          "--fold"])
     assert "bridge dit, quantizer vq" in capsys.readouterr().out
     kept = FVQModel.from_pretrained(tmp_path / "out")
-    assert kept.config.bridge_type == "dit" and OriginalCheckpointInfo.load(tmp_path / "out").kept_bridge
+    assert kept.config.bridge_type == "dit" and kept.config.bridge_config["label"] == 0
+    assert OriginalCheckpointInfo.load(tmp_path / "out").decisions == {"kept_bridge": True}
     assert_matches_original(FVQModel.from_pretrained(tmp_path / "out-folded").eval(), tensors)
+    err = run_error([str(original_file("llamagen_vq8", tmp_path)[0]), "--output", str(tmp_path / "bad"),
+                     "--keep-bridge"], capsys)
+    assert "keep_bridge is an option of the layouts var+fvq-dit, fvq-dit, not of this file's layout 'vqgan'" in err
+
+
+def test_cli_has_a_flag_for_the_option_of_a_registered_layout(tmp_path):
+    """The example layout's option (`codebook_from_ema`, registered by the test suite) is `--codebook-from-ema`."""
+    _, tensors = load_fixture("llamagen_vq16")
+    state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    table = state["quantize.embedding.weight"]
+    state.update({"quantize.cluster_size": torch.full((table.shape[0],), 4.0), "quantize.embed_avg": 8 * table})
+    torch.save(state, tmp_path / "ema.pt")
+    main([str(tmp_path / "ema.pt"), "--output", str(tmp_path / "out"), "--codebook-from-ema", "--codebook-l2-norm"])
+    info = OriginalCheckpointInfo.load(tmp_path / "out")
+    assert info.decisions == {"codebook": "the EMA statistics (embed_avg / cluster_size)"}
+    assert torch.equal(FVQModel.from_pretrained(tmp_path / "out").quantizer.embedding.weight, 2 * table)

@@ -73,18 +73,18 @@ def test_the_authors_residual_variant_converts_with_a_residual_config(tmp_path):
     assert torch.equal(first, expected["expected_indices"][..., 0])
 
 
-@pytest.mark.parametrize("name, layout, bridge, weights", [
-    ("fvq_release_vit", "fvq-vit", "vqbridge", "ema"),
-    ("fvq_dit_uncond", "fvq-dit", "none", "model"),
-    ("fvq_fold_vqgan", "vqgan", "none", "model"),
-    ("llamagen_vq8", "vqgan", "none", "model"),
-    ("fvq_var_dit", "var+fvq-dit", "none", "model"),
-    ("var_original", "var", "none", "bare"),
+@pytest.mark.parametrize("name, layout, bridge, weights, origin", [
+    ("fvq_release_vit", "fvq-vit", "vqbridge", "ema", "fvq"),
+    ("fvq_dit_uncond", "fvq-dit", "none", "model", "fvq"),
+    ("fvq_fold_vqgan", "vqgan", "none", "model", None),
+    ("llamagen_vq8", "vqgan", "none", "model", None),
+    ("fvq_var_dit", "var+fvq-dit", "none", "model", None),
+    ("var_original", "var", "none", "bare", None),
 ])
-def test_layout_and_decisions_are_reported(name, layout, bridge, weights, tmp_path):
+def test_the_info_names_the_layout_its_origin_and_the_weights_taken(name, layout, bridge, weights, origin, tmp_path):
     path, _ = original_file(name, tmp_path)
     model, info = FVQModel.from_original_checkpoint(path, output_loading_info=True)
-    assert (info.layout, model.config.bridge_type, info.weights) == (layout, bridge, weights)
+    assert (info.layout, model.config.bridge_type, info.weights, info.origin) == (layout, bridge, weights, origin)
 
 
 def test_var_files_become_vars_multiscale_tokenizer(tmp_path):
@@ -111,14 +111,14 @@ def test_var_scales_that_the_file_cannot_tell_are_asked_for(tmp_path):
         FVQModel.from_original_checkpoint(path, sample_size=128)
 
 
-def test_llamagen_downsample_factors(tmp_path):
+def test_llamagen_vq16_and_vq8_read_their_downsample_factor_and_depth(tmp_path):
     vq16 = FVQModel.from_original_checkpoint(original_file("llamagen_vq16", tmp_path)[0])
     vq8 = FVQModel.from_original_checkpoint(original_file("llamagen_vq8", tmp_path)[0])
     assert (vq16.downsample_factor, vq8.downsample_factor) == (16, 8)
     assert (vq16.config.layers_per_block, vq8.config.layers_per_block) == (1, 2)
 
 
-def test_l2_norm_rules(tmp_path):
+def test_the_l2_norm_follows_the_release_rule_or_the_files_args_and_never_fits_fvq(tmp_path):
     # A bare LlamaGen release file: d = 8 -> l2-norm by the release rule; wrong flag -> other ids (the rule matters).
     path, tensors = original_file("llamagen_vq16", tmp_path)
     model, info = FVQModel.from_original_checkpoint(path, output_loading_info=True)
@@ -143,7 +143,7 @@ def test_unknown_code_dim_without_args_refuses_and_asks_for_the_flag(tmp_path):
     assert not FVQModel.from_original_checkpoint(tmp_path / "plain-d16.pt", codebook_l2_norm=False).config.codebook_l2_norm
 
 
-def test_weights_entry_choice(tmp_path):
+def test_the_ema_weights_are_taken_first_and_another_entry_on_request(tmp_path):
     path, tensors = original_file("fvq_release_vit", tmp_path)
     ema = FVQModel.from_original_checkpoint(path, weights="ema")
     raw = FVQModel.from_original_checkpoint(path, weights="model")
@@ -156,16 +156,18 @@ def test_weights_entry_choice(tmp_path):
         FVQModel.from_original_checkpoint(tmp_path / "sd.pt", weights="ema")
 
 
-def test_dit_label_choice(tmp_path):
+def test_a_dit_bridge_is_folded_at_the_null_label_or_the_one_given(tmp_path):
     path, tensors = original_file("fvq_dit_cond", tmp_path)
     _, info = FVQModel.from_original_checkpoint(path, output_loading_info=True)
-    assert info.folded_label == 1000
+    assert info.decisions == {"folded_label": 1000,
+                              "folded_label_reason": "the null class, as the authors' convert_fullvq2vq.py folds it"}
     other = FVQModel.from_original_checkpoint(path, dit_label=3)
     with torch.no_grad():
         assert not torch.equal(other.tokenize(tensors["inputs"]), tensors["expected_indices"])
     with pytest.raises(ValueError, match="dit_label 1001 is outside the DiT bridge's label table of 1001 row"):
         FVQModel.from_original_checkpoint(path, dit_label=1001)
-    with pytest.raises(ValueError, match="dit_label is for DiT"):
+    with pytest.raises(ValueError, match=r"dit_label is an option of the layouts var\+fvq-dit, fvq-dit, not of this "
+                                         "file's layout 'vqgan', which takes none"):
         FVQModel.from_original_checkpoint(original_file("llamagen_vq8", tmp_path)[0], dit_label=0)
 
 
@@ -175,7 +177,7 @@ def test_a_dit_bridge_can_stay_trainable(name, tmp_path):
     same ids as the default conversion, which folds at once."""
     path, tensors = original_file(name, tmp_path)
     kept, info = FVQModel.from_original_checkpoint(path, keep_bridge=True, output_loading_info=True)
-    assert kept.config.bridge_type == "dit" and info.kept_bridge and info.folded_label is None
+    assert kept.config.bridge_type == "dit" and info.decisions == {"kept_bridge": True}
     assert kept.quantizer.bridge.config.label == (1000 if name == "fvq_dit_cond" else 0)
     assert any(p.requires_grad for p in kept.quantizer.bridge.parameters())
     with torch.no_grad():
@@ -198,11 +200,12 @@ def test_keeping_a_dit_bridge_with_missing_keys_or_none_to_keep_is_refused(tmp_p
     torch.save(checkpoint, tmp_path / "damaged.pt")
     with pytest.raises(ValueError, match=r"does not fit the inferred config \(missing: \['quantizer.bridge.proj_out"):
         FVQModel.from_original_checkpoint(tmp_path / "damaged.pt", keep_bridge=True)
-    with pytest.raises(ValueError, match="keep_bridge is for checkpoints with a codebook bridge"):
+    with pytest.raises(ValueError, match=r"keep_bridge is an option of the layouts var\+fvq-dit, fvq-dit, not of "
+                                         "this file's layout 'vqgan', which takes none"):
         FVQModel.from_original_checkpoint(original_file("llamagen_vq8", tmp_path)[0], keep_bridge=True)
 
 
-def test_safetensors_and_ddp_prefixes(tmp_path):
+def test_a_safetensors_file_with_ddp_prefixes_gives_the_original_ids(tmp_path):
     from safetensors.torch import save_file
 
     _, tensors = load_fixture("llamagen_vq16")
@@ -211,7 +214,7 @@ def test_safetensors_and_ddp_prefixes(tmp_path):
     assert_matches_original(FVQModel.from_original_checkpoint(tmp_path / "vq.safetensors"), tensors)
 
 
-def test_hub_file_from_the_offline_cache(tmp_path, monkeypatch):
+def test_a_hub_file_converts_from_the_offline_cache(tmp_path, monkeypatch):
     path, tensors = original_file("llamagen_vq8", tmp_path)
     snapshot = tmp_path / "hub" / "models--org--llamagen" / "snapshots" / ("a" * 40)
     snapshot.mkdir(parents=True)

@@ -18,16 +18,4 @@ def register_examples() -> None:
     QUANTIZERS.register(ScalarQuantizer)
     BRIDGES.register(ScaleBridge)
 
-    from fvq_hf.conversion.layouts import layout_named, register_layout
-
-    from .layout import VQGANEMALayout
-
-    if layout_named("vqgan-ema") is None:
-        register_layout(VQGANEMALayout())
-
-    from fvq_hf.evaluation.metrics import METRICS, register_metric
-
-    from .metric import MeanAbsoluteError
-
-    if "l1" not in METRICS:
-        register_metric(MeanAbsoluteError)
+    from . import layout, metric  # noqa: F401  (each registers itself: @LAYOUTS.register, @METRICS.register)

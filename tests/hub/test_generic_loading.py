@@ -43,7 +43,7 @@ def test_saved_folders_name_their_module(saved):
         assert (saved / folder / f"{REMOTE_MODULE}.py").is_file(), folder
 
 
-def test_automodel_and_diffusion_pipeline_from_local_folders(saved):
+def test_automodel_and_diffusion_pipeline_load_local_folders(saved):
     model = AutoModel.from_pretrained(str(saved / "model"), trust_remote_code=True)
     assert type(model) is FVQModel and same_weights(model, tokenizer())
     assert type(AutoModel.from_pretrained(str(saved / "gpt"), trust_remote_code=True)) is FVQTransformer
@@ -65,7 +65,7 @@ def test_generic_loaders_ask_for_trust_remote_code(saved):
         DiffusionPipeline.from_pretrained(str(saved / "pipe"))
 
 
-def test_offline_from_the_cache_through_its_snapshot(saved, tmp_path):
+def test_generic_loaders_work_offline_from_the_cache_snapshot(saved, tmp_path):
     """diffusers' dynamic modules look the commit up online for a hub id, so offline the cached snapshot is given
     as a folder (README shows the line)."""
     cache = tmp_path / "cache"
@@ -97,7 +97,7 @@ GENERIC_SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_by_hub_id_from_a_loopback_hub(tmp_path):
+def test_generic_loaders_load_by_hub_id_from_a_loopback_hub(tmp_path):
     """Pushed with push_to_hub, loaded by hub id through diffusers' generic loaders (a local server speaking the
     Hub's protocol, not the real Hub)."""
     result, files = push_in_a_subprocess(GENERIC_SCRIPT, tmp_path)

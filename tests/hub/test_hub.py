@@ -30,7 +30,7 @@ def cached(tmp_path):
     return model, cache
 
 
-def test_model_by_hub_id_offline(cached):
+def test_a_model_loads_by_hub_id_offline(cached):
     model, cache = cached
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     loaded = FVQModel.from_pretrained("org/fvq-tiny", cache_dir=cache)
@@ -39,7 +39,7 @@ def test_model_by_hub_id_offline(cached):
     assert sub.dtype == torch.bfloat16
 
 
-def test_pipeline_by_hub_id_offline(cached):
+def test_a_pipeline_loads_by_hub_id_offline_at_a_revision(cached):
     model, cache = cached
     pipe = FVQPipeline.from_pretrained("org/fvq-tiny-pipeline", cache_dir=cache)
     images = torch.rand(1, 3, 32, 32) * 2 - 1
@@ -49,7 +49,7 @@ def test_pipeline_by_hub_id_offline(cached):
     assert torch.equal(tagged(images, output_type="pt").indices, model.tokenize(images))
 
 
-def test_hub_id_missing_from_the_cache_offline(cached):
+def test_a_hub_id_missing_from_the_offline_cache_says_so(cached):
     _, cache = cached
     with pytest.raises(OSError, match="HF_HUB_OFFLINE is set, and it is not in the local cache"):
         FVQModel.from_pretrained("org/not-there", cache_dir=cache)
@@ -178,7 +178,7 @@ def test_publish_hub_configs_to_a_loopback_hub(tmp_path):
 
 
 def test_publish_refuses_weights_of_another_variant(tmp_path):
-    from fvq_hf.hub.publish import publish
+    from fvq_hf.publishing import publish
 
     make_tiny_model().save_pretrained(tmp_path / "tiny")
     root = ROOT / "hub_configs"

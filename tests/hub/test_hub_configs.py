@@ -71,7 +71,7 @@ def test_the_authors_recipes_are_their_sizes(name):
 
 
 @pytest.mark.parametrize("name", TRANSFORMERS)
-def test_transformer_presets(name):
+def test_transformer_presets_have_their_width_depth_and_size(name):
     folder = ROOT / "hub_configs" / name
     width, depth = TRANSFORMERS[name]
     with torch.device("meta"):

@@ -13,7 +13,8 @@ EVALUATIONS = {"builtin:heldout": {"usage": 0.7168, "perplexity": 858.9, "psnr":
 
 def test_tokenizer_card_metadata_parses_back(tmp_path):
     model = make_tiny_model()
-    card = tokenizer_card(model.config, model.bridge_name, "org/fvq-tiny", EVALUATIONS, datasets=["imagenet-1k"])
+    card = tokenizer_card(model.config, model.bridge_name, model.token_description(), "org/fvq-tiny", EVALUATIONS,
+                          datasets=["imagenet-1k"])
     card.save(tmp_path / "README.md")
     meta = metadata_load(tmp_path / "README.md")
     assert meta["library_name"] == "fvq-hf" and meta["license"] == "apache-2.0"
@@ -29,12 +30,12 @@ def test_tokenizer_card_metadata_parses_back(tmp_path):
 
 def test_a_card_without_metrics_has_no_model_index():
     model = make_tiny_model()
-    card = tokenizer_card(model.config, model.bridge_name, "org/fvq-tiny")
+    card = tokenizer_card(model.config, model.bridge_name, model.token_description(), "org/fvq-tiny")
     assert "model-index" not in card.data.to_dict() and "Not evaluated yet" in str(card)
 
 
 def test_the_card_states_the_ids_of_each_quantizer_type():
-    cards = {quantizer_type: str(tokenizer_card(model.config, model.bridge_name, "org/x")) for quantizer_type, model in (
+    cards = {quantizer_type: str(model.model_card("org/x")) for quantizer_type, model in (
         ("vq", make_tiny_model()),
         ("residual", make_tiny_model(quantizer_type="residual", quantizer_config={"depth": 3})),
         ("multiscale", make_tiny_model(quantizer_type="multiscale", quantizer_config={"scales": [1, 3, 8]})))}

@@ -30,7 +30,7 @@ def hook_calls(monkeypatch) -> list:
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA accelerator"))])
-def test_tokenizer_pipeline_with_model_cpu_offload(device, hook_calls):
+def test_the_tokenizer_pipeline_runs_with_model_cpu_offload(device, hook_calls):
     images = torch.rand(2, 3, 32, 32) * 2 - 1
     pipe = tokenizer_pipeline()
     expected = pipe(images, output_type="pt")
@@ -48,7 +48,7 @@ def test_tokenizer_pipeline_with_model_cpu_offload(device, hook_calls):
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA accelerator"))])
-def test_generation_pipeline_with_model_cpu_offload(device, hook_calls):
+def test_the_generation_pipeline_runs_with_model_cpu_offload(device, hook_calls):
     pipe = FVQGenerationPipeline(transformer=make_tiny_transformer(), vq=make_tiny_model().eval())
     pipe.set_progress_bar_config(disable=True)
     sample = lambda: pipe([0, 2], temperature=0, output_type="pt").indices.cpu()  # noqa: E731

@@ -28,7 +28,7 @@ def seeded(seed):
     return torch.Generator().manual_seed(seed)
 
 
-def test_images_of_the_right_shape_and_type(pipe):
+def test_images_have_the_shape_and_type_asked_for(pipe):
     out = pipe([0, 2], generator=seeded(0))
     assert out.indices.shape == (2, 8, 8)
     assert all(isinstance(i, PIL.Image.Image) and i.size == (32, 32) for i in out.images)
@@ -45,7 +45,7 @@ def test_the_images_decode_the_sampled_tokens(pipe):
     torch.testing.assert_close(out.images, pipe.vq.detokenize(out.indices).clamp(-1, 1))
 
 
-def test_same_seed_same_images(pipe):
+def test_the_same_seed_gives_the_same_images(pipe):
     a = pipe([0, 1, 2], guidance_scale=3.0, top_k=100, generator=seeded(7), output_type="np")
     b = pipe([0, 1, 2], guidance_scale=3.0, top_k=100, generator=seeded(7), output_type="np")
     c = pipe([0, 1, 2], guidance_scale=3.0, top_k=100, generator=seeded(8), output_type="np")
@@ -53,14 +53,14 @@ def test_same_seed_same_images(pipe):
     assert not torch.equal(a.indices, c.indices)
 
 
-def test_cache_and_guidance_in_the_pipeline(pipe):
+def test_the_cache_changes_no_token_and_guidance_changes_them(pipe):
     greedy = dict(temperature=0, output_type="pt")
     assert torch.equal(pipe([0, 2], use_cache=True, **greedy).indices, pipe([0, 2], use_cache=False, **greedy).indices)
     assert not torch.equal(pipe([0, 2], guidance_scale=1.0, **greedy).indices,
                            pipe([0, 2], guidance_scale=5.0, **greedy).indices)
 
 
-def test_class_names_and_ids(pipe):
+def test_class_names_give_their_ids(pipe):
     assert pipe.labels == {"red": 0, "green": 1, "blue": 2}
     assert pipe.get_label_ids(["blue", 0, "green"]).tolist() == [2, 0, 1]
     assert pipe.get_label_ids(torch.tensor([1, 2])).tolist() == [1, 2]

@@ -70,7 +70,7 @@ def test_sampling_is_reproducible_with_a_generator():
     (dict(guidance_scale=-1.0), "guidance_scale"), (dict(temperature=-0.5), "temperature"),
     (dict(top_k=0), "top_k"), (dict(top_p=0.0), "top_p"), (dict(top_p=1.5), "top_p"),
 ])
-def test_bad_sampling_arguments(kwargs, message):
+def test_bad_sampling_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         generate_tokens(make_tiny_transformer(), torch.tensor([0]), **kwargs)
 

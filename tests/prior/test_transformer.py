@@ -61,7 +61,7 @@ def test_2d_rope_depends_on_row_and_column_offsets_only():
     assert torch.equal(rope_2d_angles(grid, dim, 10000.0, torch.tensor([0])), torch.zeros(1, dim // 2))  # class token
 
 
-def test_llamagen_sizes():
+def test_llamagen_gpt_b_and_l_have_their_parameter_counts():
     # LlamaGen reports 111M (GPT-B) and 343M (GPT-L) parameters with its 16,384-code tokenizer.
     with torch.device("meta"):
         b = FVQTransformer(vocab_size=16384, hidden_size=768, num_layers=12, num_attention_heads=12)
@@ -93,7 +93,7 @@ def test_training_step_lowers_the_loss():
     (dict(token_grid_size=(8,)), "token_grid_size"),
     (dict(dropout=1.0), "dropout"),
 ])
-def test_bad_configs(overrides, message):
+def test_bad_configs_are_named(overrides, message):
     with pytest.raises(ValueError, match=message):
         FVQTransformer(**{**TINY_TRANSFORMER, **overrides})
 

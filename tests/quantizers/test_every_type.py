@@ -134,15 +134,15 @@ for _name in quantizer_types():
 
 
 def test_the_registries_refuse_what_is_not_their_kind():
-    from fvq_hf.conversion.layouts import register_layout
-    from fvq_hf.evaluation.metrics import register_metric
+    from fvq_hf.conversion.layouts import LAYOUTS
+    from fvq_hf.evaluation.metrics import METRICS
 
     with pytest.raises(TypeError, match="is not a Quantizer subclass"):
         QUANTIZERS.register(dict)
-    with pytest.raises(TypeError, match="is not a Layout"):
-        register_layout("vqgan")
-    with pytest.raises(TypeError, match="is not a named Metric subclass"):
-        register_metric(int)
+    with pytest.raises(TypeError, match="is not a Layout subclass"):
+        LAYOUTS.register("vqgan")
+    with pytest.raises(TypeError, match="is not a Metric subclass"):
+        METRICS.register(int)
     with pytest.raises(ValueError, match=r"Unknown quantizer_type 'bad'; expected one of vq, residual, multiscale"):
         typed_model("bad")
 

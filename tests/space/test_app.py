@@ -34,7 +34,7 @@ def photo(tmp_path):
 
 
 @pytest.mark.slow
-def test_reconstruct_through_gradio_client(served, photo):
+def test_reconstruct_works_through_the_gradio_client(served, photo):
     from gradio_client import Client, handle_file
 
     url, model_dir = served
@@ -74,7 +74,7 @@ def _browser():
 
 @pytest.mark.slow
 @pytest.mark.browser
-def test_page_in_headless_chromium(served, photo):
+def test_the_page_works_in_headless_chromium(served, photo):
     playwright, chromium = _browser()
     url, _ = served
     ARTIFACTS.mkdir(exist_ok=True)

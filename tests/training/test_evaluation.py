@@ -5,6 +5,7 @@ import torch
 
 from fvq_hf import FVQModel
 from fvq_hf.evaluation.evaluate import run_evaluation
+from fvq_hf.evaluation.options import EvaluationOptions
 from fvq_hf.training.evaluation import reconstruction_grid
 from fvq_hf.training.trainer import train
 
@@ -35,7 +36,8 @@ def test_periodic_evaluation_is_logged_with_a_grid_and_the_final_one_matches_fvq
     assert [e.step for e in usage] == [2, 4]  # every 2 steps, the last one being the end-of-run evaluation
     assert [e.step for e in events.Scalars(f"eval/{data}/tokens_per_code")] == [2, 4]
     assert [e.step for e in events.Images(f"eval/{data}/reconstructions")] == [2, 4]
-    again, _ = run_evaluation(FVQModel.from_pretrained(out / "model"), data, model_name="again", progress=False)
+    again, _ = run_evaluation(FVQModel.from_pretrained(out / "model"), data, EvaluationOptions(), model_name="again",
+                              progress=False)
     saved = json.loads((out / "eval.json").read_text())[data]
     for key in ("num_tokens", "usage", "perplexity", "psnr", "ssim"):
         assert saved[key] == pytest.approx(again[key], rel=1e-6) == pytest.approx(result.eval[data][key], rel=1e-6)
@@ -50,7 +52,8 @@ def test_two_processes_evaluate_their_shards_and_sum_the_counts(tmp_path):
     lines = run_two_processes(train_args(tmp_path, "--max-steps", "2", "--eval-every", "1", "--eval-data", data,
                                          "--ema-decay", "0.5", "--output-dir", str(out)))
     assert lines[0][7:] == lines[1][7:] and lines[0][-1] != "None"  # weights, evaluation, EMA
-    single, _ = run_evaluation(FVQModel.from_pretrained(out / "model"), data, model_name="one", progress=False)
+    single, _ = run_evaluation(FVQModel.from_pretrained(out / "model"), data, EvaluationOptions(), model_name="one",
+                               progress=False)
     num_tokens, usage, psnr = lines[0][9:12]
     assert int(num_tokens) == single["num_tokens"] == 8 * 8 * 8  # every token of the 8 images, counted once
     assert float(usage) == pytest.approx(single["usage"], abs=1e-12)

@@ -1,5 +1,5 @@
-"""The key layouts of the original tokenizer code (the FVQ authors', LlamaGen's, VAR's), as an ordered table of
-objects that each recognise their own keys (in the spirit of diffusers' `SINGLE_FILE_LOADABLE_CLASSES`).
+"""The key layouts of the original tokenizer code (the FVQ authors', LlamaGen's, VAR's), as a registry of
+classes that each recognise their own keys (in the spirit of diffusers' `SINGLE_FILE_LOADABLE_CLASSES`).
 
 | layout        | written by                                                        | here                               |
 | ------------- | ----------------------------------------------------------------- | ---------------------------------- |
@@ -11,46 +11,62 @@ objects that each recognise their own keys (in the spirit of diffusers' `SINGLE_
 | `var`         | VAR's `vqvae.py` (FVQ's copy: `var/original/`)                    | `quantizer_type="multiscale"`      |
 | `var+fvq-dit` | FVQ `var/model/` (VAR with a DiT QBridge; also `-linear`, `-mlp`) | multi-scale, bridge as above       |
 
-Adding a layout is one module (a `Layout`) plus its place in `LAYOUTS` (or `register_layout` from outside the
-package). Detection asks each layout in order; the first that recognises the keys is the file's layout.
+Adding a layout is one module: a `Layout` class registered with `@LAYOUTS.register`, its options (if any) a frozen
+dataclass, its `Options`. Detection asks each registered layout in registration order, the plain VQGAN layout last
+(`FALLBACK`: it takes any file without bridge keys); the first that recognises the keys is the file's layout. The
+caller's options go to that layout (`layout_options`); `fvq-convert` makes a flag of every declared option
+(`declared_options`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any, NamedTuple, get_type_hints
 
 import torch
 
-from .base import RELEASE_NUM_HEADS, Layout, transformer_bridge_shape
-from .fvq_dit import FVQDiTLayout, fold_dit_bridge
-from .fvq_projectors import FVQLinearLayout, FVQMLPLayout
-from .fvq_vit import FVQViTLayout
+from ...config_keys import check_config_types
+
+# Registered on import, in detection order: VAR first (its backbone's names tell its files, whatever bridge they
+# hold), then the FVQ bridge layouts (DiT before ViT: a DiT bridge has the ViT's keys too); layouts registered from
+# outside the package come after them.
+from .base import LAYOUTS, RELEASE_NUM_HEADS, Layout, NoOptions, option, option_fields
 from .var import VAR_SCALES, VARLayout, rename_var_backbone
+
+# isort: split
+from .fvq_dit import DiTOptions, FVQDiTLayout, fold_dit_bridge
+
+# isort: split
+from .fvq_vit import FVQViTLayout
+
+# isort: split
+from .fvq_projectors import FVQLinearLayout, FVQMLPLayout
 from .vqgan import VQGANLayout
 
-# The FVQ bridge layouts; VAR files may hold any of them. DiT before ViT: a DiT bridge has the ViT's keys too.
-BRIDGE_LAYOUTS: list[Layout] = [FVQDiTLayout(), FVQViTLayout(), FVQLinearLayout(), FVQMLPLayout()]
-# In detection order: VAR (its backbone keys tell it), the bridge layouts, then plain VQGAN (no bridge keys).
-LAYOUTS: list[Layout] = [VARLayout(tuple(BRIDGE_LAYOUTS)), *BRIDGE_LAYOUTS, VQGANLayout()]
+FALLBACK = VQGANLayout
 
 
-def register_layout(layout: Layout, bridge: bool = False) -> None:
-    """Add a layout before the plain-VQGAN fallback; `bridge=True` also lets VAR files hold it."""
-    if not isinstance(layout, Layout):
-        raise TypeError(f"{layout!r} is not a Layout.")
-    LAYOUTS.insert(len(LAYOUTS) - 1, layout)
-    if bridge:
-        BRIDGE_LAYOUTS.append(layout)
-        LAYOUTS[0] = VARLayout(tuple(BRIDGE_LAYOUTS))
+class DeclaredOption(NamedTuple):
+    """An option some layouts declare: its type, default and help, and the layouts that take it."""
+
+    hint: Any
+    default: Any
+    help: str
+    layouts: list[str]
+
+
+def detection_order() -> list[type[Layout]]:
+    """The registered layouts in the order detection asks them: registration order, the fallback last."""
+    return [cls for cls in LAYOUTS.values() if cls is not FALLBACK] + [FALLBACK]
 
 
 def layout_names() -> list[str]:
-    return [name for layout in LAYOUTS for name in layout.names()]
+    return [name for cls in detection_order() for name in cls.names()]
 
 
 def layout_named(name: str) -> Layout | None:
     """The layout object of a name saved in `original_checkpoint.json`, or None for an unknown name."""
-    return next((found for layout in LAYOUTS if (found := layout.named(name))), None)
+    return next((found for cls in detection_order() if (found := cls.named(name))), None)
 
 
 def detect_layout(state: Mapping[str, torch.Tensor]) -> Layout:
@@ -61,12 +77,48 @@ def detect_layout(state: Mapping[str, torch.Tensor]) -> Layout:
     if "quantize.embedding.weight" not in state or "quant_conv.weight" not in state:
         raise ValueError("Not a tokenizer of the FVQ / LlamaGen / VAR code: it has no 'quantize.embedding.weight' and "
                          f"'quant_conv.weight' (first keys: {sorted(state)[:8]}).")
-    found = next((found for layout in LAYOUTS if (found := layout.recognise(state))), None)
+    found = next((found for cls in detection_order() if (found := cls.recognise(state))), None)
     if found is None:
         unknown = sorted(k for k in state if k.startswith("quantize.qbridge."))
         raise ValueError(f"Unknown bridge layout: the keys {unknown[:8]} match none of {layout_names()}.")
     return found
 
 
-__all__ = ["BRIDGE_LAYOUTS", "LAYOUTS", "RELEASE_NUM_HEADS", "VAR_SCALES", "Layout", "detect_layout", "fold_dit_bridge",
-           "layout_named", "layout_names", "register_layout", "rename_var_backbone", "transformer_bridge_shape"]
+def declared_options() -> dict[str, DeclaredOption]:
+    """Every option a registered layout declares, by name (the first declaration's type, default and help)."""
+    declared: dict[str, DeclaredOption] = {}
+    for name in layout_names():
+        options = layout_named(name).Options
+        hints = get_type_hints(options)
+        for key, field in option_fields(options).items():
+            if key not in declared:
+                declared[key] = DeclaredOption(hints[key], field.default, field.metadata.get("help", ""), [])
+            declared[key].layouts.append(name)
+    return declared
+
+
+def layout_options(layout: Layout, given: Mapping[str, Any]) -> Any:
+    """`layout`'s `Options` made of the caller's options: those it declares (None: its default). Another option is
+    an error naming the layout and the options it takes, unless it asks for nothing: its value is the default of every
+    layout that declares it (`keep_bridge=False` for a file without a bridge)."""
+    own = option_fields(layout.Options)
+    given = {key: value for key, value in given.items() if value is not None}
+    declared = declared_options()
+    wrong = [key for key, value in given.items() if key not in own and not (
+        key in declared and all(value == option_fields(layout_named(name).Options)[key].default
+                                for name in declared[key].layouts))]
+    if wrong:
+        takes = ", ".join(own) or "none"
+        raise ValueError("; ".join(
+            f"{key} is an option of the layouts {', '.join(declared[key].layouts)}" if key in declared else
+            f"{key} is no layout's option" for key in wrong) + f", not of this file's layout {layout.name!r}, which "
+            f"takes {takes}.")
+    taken = {key: value for key, value in given.items() if key in own}
+    check_config_types(layout.Options, taken, f"The option of the layout {layout.name!r}")
+    return layout.Options(**taken)
+
+
+__all__ = ["FALLBACK", "LAYOUTS", "RELEASE_NUM_HEADS", "VAR_SCALES", "DeclaredOption", "DiTOptions", "FVQDiTLayout",
+           "FVQLinearLayout", "FVQMLPLayout", "FVQViTLayout", "Layout", "NoOptions", "VARLayout", "VQGANLayout",
+           "declared_options", "detect_layout", "detection_order", "fold_dit_bridge", "layout_named", "layout_names",
+           "layout_options", "option", "rename_var_backbone"]

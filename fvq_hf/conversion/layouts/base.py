@@ -1,6 +1,9 @@
-"""What every original checkpoint layout declares: how it recognises its keys, renames them to `FVQModel`'s, infers
-the config and decides the l2-norm rule. Each layout is one object (a module each); `layouts/__init__.py` holds
-the ordered table that detection walks.
+"""What every original checkpoint layout declares: how it recognises its keys, renames them to `FVQModel`'s, converts
+them (the config read off their shapes, with the options of its own) and decides the l2-norm rule. Each layout is
+one class in a module of its own, registered in `LAYOUTS` (`layouts/__init__.py` says the detection order).
+
+A layout's options are a frozen dataclass, its `Options`: each field is one option (its type, default and help), so
+that the loader can give each layout the caller's options it takes, and `fvq-convert` can make a flag of each.
 
 `encoder.*`, `decoder.*`, `quant_conv.*` and `post_quant_conv.*` keep their names in every layout of the
 LlamaGen / FVQ code; `quantize.*` is renamed (each layout adds its own patterns to the shared ones);
@@ -9,46 +12,61 @@ LlamaGen / FVQ code; `quantize.*` is renamed (each layout adds its own patterns 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
+
+from ...registry import Registry
 
 DROPPED = ("quantize.codebook_used",)
 # Every QBridge size in the authors' qbridge.py / qbridge_ViT.py has 4 heads; heads cannot be read off shapes.
 RELEASE_NUM_HEADS = 4
 SHARED_RENAMES = ((r"^quantize\.embedding\.", "quantizer.embedding."),)
-# Where the weights of each family come from (for model cards).
-ORIGINS = ("fvq", "llamagen", "var")
+
+
+def option(default: Any, help: str) -> Any:
+    """A field of a layout's `Options`: its default and its help (the `fvq-convert` flag's)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+@dataclasses.dataclass(frozen=True)
+class NoOptions:
+    """The options of a layout that has none."""
 
 
 class Layout:
-    """One layout of the original code. Subclasses set `name`, `written_by`, `origin` and `renames`, and say how
-    they recognise a state dict (`recognise`)."""
+    """One layout of the original code. Subclasses set `name`, `written_by`, `origin` (whose code writes it, for
+    model cards: "fvq", "llamagen"; "" when the layout does not tell) and `renames`, say how they recognise a state
+    dict (`recognise`), and declare their `Options` where they take any. A bridge layout that VAR files may hold
+    (layout `var+<name>`) says so with `in_var_files`."""
 
-    name: str = ""
-    written_by: str = ""
-    origin: str = ""
+    name: ClassVar[str] = ""
+    written_by: ClassVar[str] = ""
+    origin: ClassVar[str] = ""
     renames: tuple[tuple[str, str], ...] = ()
-    dropped: tuple[str, ...] = DROPPED
+    dropped: ClassVar[tuple[str, ...]] = DROPPED
+    in_var_files: ClassVar[bool] = False
+    Options: type = NoOptions
 
     def __repr__(self) -> str:
         return f"<layout {self.name}>"
 
-    def recognise(self, state: Mapping[str, torch.Tensor]) -> Layout | None:
-        """This layout (or a composed one) if the original state dict is written in it, else None."""
+    @classmethod
+    def recognise(cls, state: Mapping[str, torch.Tensor]) -> Layout | None:
+        """A layout object (this one, or a composed one) if the original state dict is written in it, else None."""
         raise NotImplementedError
 
-    def names(self) -> list[str]:
-        """The layout names this object stands for (a composed layout has several)."""
-        return [self.name]
+    @classmethod
+    def names(cls) -> list[str]:
+        """The layout names this class stands for (a composed layout has several)."""
+        return [cls.name]
 
-    def named(self, name: str) -> Layout | None:
-        return self if name == self.name else None
-
-    def num_scales(self, state: Mapping[str, torch.Tensor]) -> int | None:
-        """How many scales the file says it was trained with (VAR's hit statistics), if it says so."""
-        return None
+    @classmethod
+    def named(cls, name: str) -> Layout | None:
+        return cls() if name == cls.name else None
 
     def rename(self, state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
         """Original keys -> fvq_hf keys; returns the renamed dict and the keys dropped on purpose."""
@@ -66,28 +84,26 @@ class Layout:
             renamed[key] = value
         return renamed, dropped
 
-    def prepare(self, state: dict[str, torch.Tensor], num_heads: int, dit_label: int | None,
-                keep_bridge: bool = False) -> tuple[int | None, str | None]:
-        """Change the renamed `state` in place where the layout needs it (a DiT bridge is folded, unless
-        `keep_bridge`); returns the DiT bridge's label (folded at, or kept at) and why, or `(None, None)`."""
-        if dit_label is not None:
-            raise ValueError(f"dit_label is for DiT-bridge checkpoints; this one is {self.name!r}.")
-        if keep_bridge:
-            raise ValueError(f"keep_bridge is for checkpoints with a codebook bridge; this one ({self.name!r}) has "
-                             "a plain codebook.")
-        return None, None
+    def convert(self, state: dict[str, torch.Tensor], sample_size: int, options: Any) -> tuple[dict, dict]:
+        """The FVQModel config read off the renamed `state`, and what was decided with `options` (an instance of
+        `Options`), which `OriginalCheckpointInfo.decisions` records as it is. `state` is changed in place where
+        the layout needs it (a DiT bridge is folded)."""
+        return backbone_config(state, sample_size), {}
 
     def choose_l2_norm(self, args: Mapping | None, code_dim: int, flag: bool | None) -> tuple[bool, str]:
         """Whether the original code l2-normalised latents and codes before its search, and why we think so."""
         raise NotImplementedError
 
-    def infer_config(self, state: Mapping[str, torch.Tensor], sample_size: int, num_heads: int,
-                     num_scales: int | None) -> dict:
-        """An FVQModel config read off the (renamed) tensor shapes."""
-        return backbone_config(state, sample_size)
+    def check_config(self, config: Mapping, given: Mapping | None, source: str) -> None:
+        """Refuse a config that cannot be this file's (VAR: its number of scales); `given` is the caller's config."""
 
-    def check_config(self, config: Mapping, num_scales: int | None, given: bool, source: str) -> None:
-        """Refuse a config that cannot be this file's (VAR: its number of scales)."""
+
+LAYOUTS = Registry("original layout", Layout)
+
+
+def option_fields(options_type: type) -> dict[str, dataclasses.Field]:
+    """The options of an `Options` dataclass, by name."""
+    return {field.name: field for field in dataclasses.fields(options_type)}
 
 
 def backbone_config(state: Mapping[str, torch.Tensor], sample_size: int) -> dict:

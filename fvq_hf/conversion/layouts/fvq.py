@@ -1,36 +1,50 @@
-"""What the FVQ authors' bridge layouts share: `quantize.qbridge.*` keys, and a quantizer that never
-l2-normalises in its search."""
+"""What the FVQ authors' bridge layouts share: `quantize.qbridge.*` keys, a quantizer that never l2-normalises in its
+search, and (ViT and DiT bridges) the transformer bridge's names and its one option, `num_heads`."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
-from .base import Layout
+from .base import RELEASE_NUM_HEADS, Layout, backbone_config, option
+
+# The ViT and DiT bridges share these names; the DiT layout adds its own.
+TRANSFORMER_BRIDGE_RENAMES = (
+    (r"^quantize\.qbridge\.x_embedder\.proj\.", "quantizer.bridge.patch_embed."),
+    (r"^quantize\.qbridge\.blocks\.", "quantizer.bridge.blocks."),
+    (r"^quantize\.qbridge\.final_layer\.linear\.", "quantizer.bridge.proj_out."),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerBridgeOptions:
+    """The options of a ViT or DiT bridge's layout: what its shapes cannot tell."""
+
+    num_heads: int = option(RELEASE_NUM_HEADS, "the bridge's attention heads, which shapes cannot tell (releases: "
+                                               f"{RELEASE_NUM_HEADS})")
 
 
 class FVQBridgeLayout(Layout):
-    """A layout of the FVQ code with a bridge under `quantize.qbridge.`; subclasses say which keys tell it."""
+    """A layout of the FVQ code with a bridge under `quantize.qbridge.`; subclasses say which keys tell it (`marker`)
+    and what it becomes here (`bridge_type`, and `bridge_config` read off the shapes)."""
 
     origin = "fvq"
-    # A key (or key prefix) that only this bridge has, and what it becomes here.
+    in_var_files = True
     marker: str = ""
     bridge_type: str = "none"
 
-    def bridge_config(self, state: Mapping, num_heads: int) -> dict | None:
+    @classmethod
+    def recognise(cls, state: Mapping) -> Layout | None:
+        return cls() if any(k.startswith(f"quantize.qbridge.{cls.marker}") for k in state) else None
+
+    def bridge_config(self, state: Mapping, options) -> dict | None:
         """The bridge's keys read off the (renamed) tensor shapes; None: its defaults (it has no shape keys)."""
         return None
 
-    def infer_config(self, state, sample_size, num_heads, num_scales) -> dict:
-        config = {**super().infer_config(state, sample_size, num_heads, num_scales), "bridge_type": self.bridge_type}
-        bridge = self.bridge_config(state, num_heads)
-        return config if bridge is None else {**config, "bridge_config": bridge}
-
-    def prepare(self, state, num_heads, dit_label, keep_bridge=False):
-        # A ViT, linear or MLP bridge is always kept: it is a training option here.
-        return super().prepare(state, num_heads, dit_label)
-
-    def recognise(self, state: Mapping) -> Layout | None:
-        return self if any(k.startswith(f"quantize.qbridge.{self.marker}") for k in state) else None
+    def convert(self, state, sample_size, options) -> tuple[dict, dict]:
+        config = {**backbone_config(state, sample_size), "bridge_type": self.bridge_type}
+        bridge = self.bridge_config(state, options)
+        return (config if bridge is None else {**config, "bridge_config": bridge}), {}
 
     def choose_l2_norm(self, args, code_dim: int, flag: bool | None) -> tuple[bool, str]:
         # The FVQ code's quantizer never normalises in its search; its flag only normalises the initial table.

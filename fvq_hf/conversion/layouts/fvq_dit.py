@@ -1,9 +1,10 @@
 """`fvq-dit`: the FVQ authors' DiT-bridge model (`vq_model_qbridge.py` + `qbridge.py`, which the shipped
 `scripts/recon/FVQ-*.sh` train). By default the bridge is run once for a label and folded into a plain codebook
-(as their `convert_fullvq2vq.py`); with `keep_bridge` it is kept as `bridge_type="dit"`, to train further."""
+(as their `convert_fullvq2vq.py`); with the option `keep_bridge` it is kept as `bridge_type="dit"`, to train further."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 
@@ -11,14 +12,23 @@ import torch
 
 from ...bridges import DiTBridge
 from ...bridges.dit import default_label
-from .base import Layout, has_keys, transformer_bridge_shape
-from .fvq import FVQBridgeLayout
-from .fvq_vit import TRANSFORMER_BRIDGE_RENAMES
+from .base import LAYOUTS, Layout, backbone_config, option, transformer_bridge_shape
+from .fvq import TRANSFORMER_BRIDGE_RENAMES, FVQBridgeLayout, TransformerBridgeOptions
 
 logger = logging.getLogger(__name__)
 PREFIX = "quantizer.bridge."
 
 
+@dataclasses.dataclass(frozen=True)
+class DiTOptions(TransformerBridgeOptions):
+    """The options of a DiT bridge's layout: its heads, and at which label it is folded (or kept)."""
+
+    dit_label: int | None = option(None, "label to fold (or keep) a DiT bridge at (default: as the authors do)")
+    keep_bridge: bool = option(False, "keep a DiT bridge trainable (bridge_type dit, to fine-tune with fvq-train "
+                                      "--init-weights) instead of folding it into a plain codebook")
+
+
+@LAYOUTS.register
 class FVQDiTLayout(FVQBridgeLayout):
     name = "fvq-dit"
     written_by = "FVQ `vq_model_qbridge.py` + `qbridge.py` (shipped scripts)"
@@ -29,28 +39,29 @@ class FVQDiTLayout(FVQBridgeLayout):
         (r"^quantize\.qbridge\.final_layer\.adaLN_modulation\.1\.", "quantizer.bridge.final_modulation."),
         *TRANSFORMER_BRIDGE_RENAMES,
     )
+    Options = DiTOptions
 
-    def recognise(self, state: Mapping) -> Layout | None:
+    @classmethod
+    def recognise(cls, state: Mapping) -> Layout | None:
         dit = any(k.startswith("quantize.qbridge.") and ("adaLN_modulation" in k or "y_embedder" in k) for k in state)
-        return self if dit else None
+        return cls() if dit else None
 
-    def prepare(self, state, num_heads, dit_label, keep_bridge=False):
-        if not keep_bridge:
-            return fold_dit_bridge(state, num_heads, dit_label)
+    def convert(self, state, sample_size, options: DiTOptions) -> tuple[dict, dict]:
+        """Folded (the default): a plain codebook, and the label it was taken at and why. Kept: `bridge_type="dit"`
+        at that label."""
+        if not options.keep_bridge:
+            label, why = fold_dit_bridge(state, options.num_heads, options.dit_label)
+            return backbone_config(state, sample_size), {"folded_label": label, "folded_label_reason": why}
         if f"{PREFIX}patch_embed.weight" not in state or f"{PREFIX}blocks.0.mlp.fc1.weight" not in state:
             found = sorted(k for k in state if k.startswith(PREFIX))
             raise ValueError(f"Cannot keep the DiT bridge: its patch embedding or first block is missing (bridge keys "
                              f"found: {found[:10]}).")
-        return dit_label_rule(num_dit_labels(state), dit_label)
-
-    def bridge_config(self, state, num_heads) -> dict | None:
-        if not has_keys(state, PREFIX):  # folded
-            return None
-        return {**transformer_bridge_shape(state), "num_heads": num_heads, "num_labels": num_dit_labels(state)}
-
-    def infer_config(self, state, sample_size, num_heads, num_scales) -> dict:
-        config = super().infer_config(state, sample_size, num_heads, num_scales)
-        return {**config, "bridge_type": "dit" if has_keys(state, PREFIX) else "none"}
+        labels = num_dit_labels(state)
+        label, _ = dit_label_rule(labels, options.dit_label)
+        bridge = {**transformer_bridge_shape(state), "num_heads": options.num_heads, "num_labels": labels,
+                  "label": label}
+        config = {**backbone_config(state, sample_size), "bridge_type": "dit", "bridge_config": bridge}
+        return config, {"kept_bridge": True}
 
 
 def num_dit_labels(state: Mapping[str, torch.Tensor], prefix: str = PREFIX) -> int:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 import torch
 
-from .base import DROPPED, Layout, backbone_config, has_keys
+from .base import DROPPED, LAYOUTS, Layout, NoOptions, has_keys
 
 # VAR's scales for its 16 x 16 latent grid (`v_patch_nums`): not saved in its checkpoints.
 VAR_SCALES = [1, 2, 3, 4, 5, 6, 8, 10, 13, 16]
@@ -27,50 +27,68 @@ PHI_RENAMES = (
 )
 
 
+@LAYOUTS.register
 class VARLayout(Layout):
-    """VAR's layout, plain or with one of the FVQ bridge layouts (`bridge`) inside."""
+    """VAR's layout, plain or with one of the FVQ bridge layouts (`bridge`: those that declare `in_var_files`)
+    inside; that bridge's options are its options. `saved_scales`: the number of scales the file says it has (the
+    rows of its per-scale hit statistics), when it says so."""
 
+    name = "var"
     written_by = "VAR's `vqvae.py` (FVQ's copy: `var/original/`); FVQ `var/model/` with a QBridge"
     dropped = (*DROPPED, HITS)
 
-    def __init__(self, bridges: tuple[Layout, ...] = (), bridge: Layout | None = None) -> None:
-        self.bridges, self.bridge = bridges, bridge
+    def __init__(self, bridge: Layout | None = None, saved_scales: int | None = None) -> None:
+        self.bridge, self.saved_scales = bridge, saved_scales
         self.name = "var" if bridge is None else f"var+{bridge.name}"
         self.renames = (*PHI_RENAMES, *(bridge.renames if bridge else ()))
+        self.Options = bridge.Options if bridge else NoOptions
 
-    def recognise(self, state: Mapping) -> Layout | None:
+    @staticmethod
+    def bridges() -> list[type[Layout]]:
+        """The bridge layouts VAR files may hold, in detection order."""
+        return [cls for cls in LAYOUTS.values() if cls.in_var_files]
+
+    @classmethod
+    def recognise(cls, state: Mapping) -> Layout | None:
         if not has_keys(state, "encoder.down."):
             return None
+        hits = state.get(HITS)  # VAR's per-scale hit statistics: the only trace of its number of scales
+        saved_scales = None if hits is None else hits.shape[0]
         if not has_keys(state, "quantize.qbridge."):
-            return VARLayout(self.bridges)
+            return cls(None, saved_scales)
         # The keys that tell a bridge layout apart: VAR's backbone and phi left out.
         rest = {k: v for k, v in state.items() if not k.startswith(("encoder.", "decoder.", "quantize.quant_resi."))}
-        bridge = next((found for layout in self.bridges if (found := layout.recognise(rest))), None)
+        bridge = next((found for layout in cls.bridges() if (found := layout.recognise(rest))), None)
         if bridge is None:
             unknown = sorted(k for k in state if k.startswith("quantize.qbridge."))
             raise ValueError(f"Unknown bridge layout in a VAR file: the keys {unknown[:8]} match none of "
-                             f"{[b.name for b in self.bridges]}.")
-        return VARLayout(self.bridges, bridge)
+                             f"{[b.name for b in cls.bridges()]}.")
+        return cls(bridge, saved_scales)
 
-    def names(self) -> list[str]:
-        return ["var", *(f"var+{b.name}" for b in self.bridges)]
+    @classmethod
+    def names(cls) -> list[str]:
+        return ["var", *(f"var+{b.name}" for b in cls.bridges())]
 
-    def named(self, name: str) -> Layout | None:
+    @classmethod
+    def named(cls, name: str) -> Layout | None:
         if name == "var":
-            return VARLayout(self.bridges)
-        bridge = next((b for b in self.bridges if f"var+{b.name}" == name), None)
-        return None if bridge is None else VARLayout(self.bridges, bridge)
-
-    def num_scales(self, state: Mapping) -> int | None:
-        hits = state.get(HITS)  # VAR's per-scale hit statistics: the only trace of its number of scales
-        return None if hits is None else hits.shape[0]
+            return cls()
+        bridge = next((b for b in cls.bridges() if f"var+{b.name}" == name), None)
+        return None if bridge is None else cls(bridge())
 
     def rename(self, state: Mapping) -> tuple[dict, list[str]]:
         return super().rename(rename_var_backbone(state))
 
-    def prepare(self, state, num_heads, dit_label, keep_bridge=False):
-        layout = super() if self.bridge is None else self.bridge
-        return layout.prepare(state, num_heads, dit_label, keep_bridge)
+    def convert(self, state, sample_size, options) -> tuple[dict, dict]:
+        """The bridge's config and decisions (if any) with VAR's multi-scale quantizer: VAR's scales when they fit
+        the latent grid and the file's number of scales."""
+        config, decisions = (self.bridge.convert(state, sample_size, options) if self.bridge
+                             else super().convert(state, sample_size, options))
+        phis = {k.split(".")[2] for k in state if k.startswith("quantizer.phi.")}
+        quantizer = {"num_phi": max(len(phis), 1), "phi_ratio": 0.5 if phis else 0.0}  # VAR's quant_resi, not saved
+        if self.saved_scales in (None, len(VAR_SCALES)) and var_grid(config) == VAR_SCALES[-1]:
+            quantizer["scales"] = VAR_SCALES  # else the caller must say them (the file does not)
+        return {**config, "quantizer_type": "multiscale", "quantizer_config": quantizer}, decisions
 
     def choose_l2_norm(self, args, code_dim: int, flag: bool | None) -> tuple[bool, str]:
         if flag:
@@ -79,31 +97,21 @@ class VARLayout(Layout):
                              "VAR runs use using_znorm=False).")
         return False, "VAR's quantizer as released and in the FVQ authors' VAR runs (using_znorm=False)"
 
-    def infer_config(self, state, sample_size, num_heads, num_scales) -> dict:
-        """The bridge's config (if any) with VAR's multi-scale quantizer: VAR's scales when they fit the latent
-        grid and the file's number of scales."""
-        config = (self.bridge.infer_config(state, sample_size, num_heads, num_scales) if self.bridge
-                  else backbone_config(state, sample_size))
-        phis = {k.split(".")[2] for k in state if k.startswith("quantizer.phi.")}
-        quantizer = {"num_phi": max(len(phis), 1), "phi_ratio": 0.5 if phis else 0.0}  # VAR's quant_resi, not saved
-        if num_scales in (None, len(VAR_SCALES)) and var_grid(config) == VAR_SCALES[-1]:
-            quantizer["scales"] = VAR_SCALES  # else the caller must say them (the file does not)
-        return {**config, "quantizer_type": "multiscale", "quantizer_config": quantizer}
-
-    def check_config(self, config: Mapping, num_scales: int | None, given: bool, source: str) -> None:
+    def check_config(self, config: Mapping, given: Mapping | None, source: str) -> None:
         """The scales of a VAR file are not saved: VAR's own are taken when they fit, else the caller must give
         them; either way there must be as many as the file's per-scale statistics have rows."""
         if config.get("quantizer_type") != "multiscale":
             return
-        scales, grid = config["quantizer_config"].get("scales"), var_grid(config)
-        found = f"{num_scales} scales (rows of {HITS})" if num_scales else "no record of its scales"
+        scales, grid, count = config["quantizer_config"].get("scales"), var_grid(config), self.saved_scales
+        found = f"{count} scales (rows of {HITS})" if count else "no record of its scales"
         if scales is None:
             raise ValueError(f"{source} has {found} at a {grid} x {grid} latent grid, and VAR's scales {VAR_SCALES} do "
                              f"not fit; its scales are not saved. Pass them: config={{'quantizer_config': {{'scales': "
                              f"[..., {grid}]}}}} (fvq-convert --scales ... {grid}).")
-        if num_scales is not None and len(scales) != num_scales:
-            raise ValueError(f"{source} has {found}, but {'the scales given' if given else 'VAR scales'} {scales} "
-                             f"are {len(scales)}.")
+        if count is not None and len(scales) != count:
+            given_scales = "scales" in ((given or {}).get("quantizer_config") or {})
+            raise ValueError(f"{source} has {found}, but {'the scales given' if given_scales else 'VAR scales'} "
+                             f"{scales} are {len(scales)}.")
 
 
 def var_grid(config: Mapping) -> int:

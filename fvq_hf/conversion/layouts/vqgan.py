@@ -1,22 +1,25 @@
 """`vqgan`: a plain VQGAN of the LlamaGen code (`vq_model.py`: VQ-16, VQ-8) and the FVQ authors' fold (their
-released `fullvq2vqgan_*.pt`), kept as `bridge_type="none"`."""
+released `fullvq2vqgan_*.pt`), kept as `bridge_type="none"`. It recognises any file without bridge keys, so detection
+asks it last (`layouts.FALLBACK`)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
 
-from .base import Layout, has_keys
+from .base import LAYOUTS, Layout, has_keys
 
 logger = logging.getLogger(__name__)
 
 
+@LAYOUTS.register
 class VQGANLayout(Layout):
     name = "vqgan"
     written_by = "LlamaGen `vq_model.py` (VQ-16, VQ-8) and FVQ's own fold"
 
-    def recognise(self, state: Mapping) -> Layout | None:
-        return None if has_keys(state, "quantize.qbridge.") else self
+    @classmethod
+    def recognise(cls, state: Mapping) -> Layout | None:
+        return None if has_keys(state, "quantize.qbridge.") else cls()
 
     def choose_l2_norm(self, args: Mapping | None, code_dim: int, flag: bool | None) -> tuple[bool, str]:
         """Shapes cannot tell (a trained LlamaGen table is not unit norm: it is normalised when used). Order: the

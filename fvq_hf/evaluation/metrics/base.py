@@ -1,39 +1,32 @@
-"""What every metric declares: the values it reports (`Report`: key, label, Hub model-index id) and how it is made
-from a model and the user's options, updated batch by batch, and computed."""
+"""What every metric declares: the values it reports (`Report`s, `fvq_hf.hub.reports`), the weight files it needs (its
+weight options), and how it is made from a model and the evaluation's options, updated batch by batch, and computed.
+`METRICS` is the registry (`@METRICS.register`, which also adds the metric's reports to `REPORTS`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 
-
-@dataclass(frozen=True)
-class Report:
-    """One reported value: its key in the results (eval.json, cards), its label in card tables (None: no column of
-    its own), its id in the Hub's model-index (None: not there), whether `fvq-eval`'s table shows it, and how it
-    is written (`percent`: as a percentage)."""
-
-    key: str
-    label: str | None = None
-    model_index: str | None = None
-    table: bool = True
-    percent: bool = False
+from ...hub.reports import Report, register_reports
+from ...registry import Registry
+from ..options import EvaluationOptions
 
 
 class Metric:
-    """A metric over the images of an evaluation: subclasses set `name` and `reports`, and implement `create`,
-    `update` and `compute`. Everything is summed or counted over all images, never averaged over batches."""
+    """A metric over the images of an evaluation: subclasses set `name` and `reports`, declare the weight files they
+    need (`weights`: option -> help; `fvq-eval` and `fvq-train` make a `--<option>` flag of each, and
+    `EvaluationOptions.weights` holds the files given), and implement `create` (when they need weights), `update`
+    and `compute`. Everything is summed or counted over all images, never averaged over batches."""
 
     name: ClassVar[str] = ""
     reports: ClassVar[tuple[Report, ...]] = ()
+    weights: ClassVar[dict[str, str]] = {}
 
     @classmethod
-    def create(cls, model, device: torch.device | str, options: Mapping) -> tuple[Metric | None, str]:
-        """`(metric, "")`, or `(None, why it cannot be measured)` (missing weights, say). `options` are the
-        evaluation's (`lpips_vgg`, `lpips_linear`, `inception_weights`, ...)."""
+    def create(cls, model, device: torch.device | str, options: EvaluationOptions) -> tuple[Metric | None, str]:
+        """`(metric, "")`, or `(None, why it cannot be measured)`: a weight file of its own missing from
+        `options.weights`, say."""
         return cls(model, device), ""
 
     def __init__(self, model, device: torch.device | str) -> None:
@@ -58,3 +51,16 @@ def sum_over_processes(tensor: torch.Tensor) -> torch.Tensor:
             torch.distributed.get_world_size() > 1:
         torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.SUM)
     return tensor
+
+
+class MetricRegistry(Registry):
+    """The `Registry` of metrics: registering one also declares its reports (`hub.reports.REPORTS`)."""
+
+    def register(self, cls):
+        super().register(cls)
+        register_reports(*cls.reports)
+        return cls
+
+
+# In registration order: the order of the measurements, of the results' keys and of fvq-eval's table columns.
+METRICS = MetricRegistry("metric", Metric)

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Metric, Report
+from ...hub.reports import RFID_REPORTS
+from .base import METRICS, Metric
 
 
+@METRICS.register
 class ReconstructionFID(Metric):
     name = "rfid"
-    reports = (Report("rfid", "rFID", "rfid"),)
+    reports = RFID_REPORTS
+    weights = {"inception_weights": "FID Inception weights (pt_inception-2015-12-05-6726825d.pth), for rFID"}
 
     @classmethod
     def create(cls, model, device, options):
-        weights = options.get("inception_weights")
+        weights = options.weights.get("inception_weights")
         if not weights or not Path(weights).is_file():
             return None, ("rFID unavailable: pass --inception-weights PATH to the FID Inception weights "
                           "(pt_inception-2015-12-05-6726825d.pth); they cannot be downloaded here.")

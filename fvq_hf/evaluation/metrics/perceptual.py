@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import torch
 
+from ...hub.reports import LPIPS_REPORTS
 from ...losses.lpips import LPIPS, find_lpips_weights
-from .base import Metric, Report, sum_over_processes
+from .base import METRICS, Metric, sum_over_processes
 
 
+@METRICS.register
 class PerceptualDistance(Metric):
     name = "lpips"
-    reports = (Report("lpips", "LPIPS", "lpips"),)
+    reports = LPIPS_REPORTS
+    weights = {"lpips_vgg": "torchvision vgg16 weights (or env FVQ_LPIPS_VGG)",
+               "lpips_linear": "LPIPS v0.1 vgg.pth heads (or env FVQ_LPIPS_LINEAR)"}
 
     @classmethod
     def create(cls, model, device, options):
-        vgg, linear, note = find_lpips_weights(options.get("lpips_vgg"), options.get("lpips_linear"))
+        vgg, linear, note = find_lpips_weights(options.weights.get("lpips_vgg"), options.weights.get("lpips_linear"))
         return (cls(LPIPS.from_files(vgg, linear).to(device), device), note) if vgg else (None, note)
 
     def __init__(self, lpips: LPIPS, device) -> None:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import torch
 
-from .base import Metric, Report
+from ...hub.reports import QUALITY_REPORTS
+from .base import METRICS, Metric
 
 
+@METRICS.register
 class ImageQuality(Metric):
     """PSNR and SSIM (torchmetrics) over batches of `(B, 3, H, W)` images in [-1, 1], averaged over images."""
 
     name = "quality"
-    reports = (Report("psnr", "PSNR (dB)", "psnr"), Report("ssim", "SSIM", "ssim"))
+    reports = QUALITY_REPORTS
 
     def __init__(self, model=None, device: torch.device | str = "cpu") -> None:
         from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure

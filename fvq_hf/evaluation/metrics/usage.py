@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+from ...hub.reports import USAGE_REPORTS
 from ..usage import CodeCounter
-from .base import Metric, Report, sum_over_processes
+from .base import METRICS, Metric, sum_over_processes
 
 
+@METRICS.register
 class CodebookUsage(Metric):
     """Usage (distinct codes / K), perplexity, tokens and tokens per code; with several levels, `usage_by_level`
     (a list in the quantizer's level order) and `level_name` ("depth", "scale")."""
 
     name = "usage"
-    reports = (Report("usage", "codebook usage", "codebook-usage", percent=True),
-               Report("perplexity", "code perplexity", "code-perplexity"),
-               Report("num_tokens"), Report("tokens_per_code"))
+    reports = USAGE_REPORTS
 
     def __init__(self, model, device) -> None:
         super().__init__(model, device)

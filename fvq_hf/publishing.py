@@ -1,5 +1,8 @@
 """Pushing the `hub_configs/` variants (with trained weights where given), or one converted original tokenizer,
-to the Hub; its command is `fvq-publish` (`fvq_hf.cli.publish`)."""
+to the Hub; its command is `fvq-publish` (`fvq_hf.cli.publish`).
+
+One module above the models and pipelines it pushes (it loads `FVQModel` and `FVQTransformer` and wraps a tokenizer
+in an `FVQPipeline`); the Hub support the models themselves use stays below them, in `hub/`."""
 
 from __future__ import annotations
 
@@ -7,15 +10,15 @@ from pathlib import Path
 
 from huggingface_hub import create_repo, upload_folder
 
-from ..conversion.loader import OriginalCheckpointInfo
-from ..pipelines import FVQPipeline
-from ..prior import FVQTransformer
-from ..prior.transformer import DATA_KEYS
-from ..tokenizer import FVQModel
+from .conversion.original_info import OriginalCheckpointInfo
+from .pipelines import FVQPipeline
+from .prior import FVQTransformer
+from .prior.transformer import DATA_KEYS
+from .tokenizer import FVQModel
 
 MODEL_CLASSES = {"FVQModel": FVQModel, "FVQTransformer": FVQTransformer}
 
-HUB_CONFIGS = Path(__file__).resolve().parents[1] / "hub_configs"  # package data; hub_configs/ at the root links here
+HUB_CONFIGS = Path(__file__).resolve().parent / "hub_configs"  # package data; hub_configs/ at the root links here
 # Keys that may differ between a hub config and a trained model of the same variant: runtime settings, and
 # what a transformer takes from the codes it was trained on.
 RUNTIME_KEYS = {"search_chunk_size", "sample_size", "_name_or_path", "_diffusers_version", "_class_name",
