@@ -69,8 +69,6 @@ def test_detokenize_matches_the_reconstruction(pipe):
     assert pipe.detokenize(out.indices[0]).__len__() == 1  # (h, w) ids work too
 
 
-
-
 def test_torch_dtype_loads_in_it_with_the_quantizer_in_fp32(pipe, tmp_path):
     pipe.save_pretrained(tmp_path)
     loaded = FVQPipeline.from_pretrained(tmp_path, torch_dtype=torch.bfloat16)

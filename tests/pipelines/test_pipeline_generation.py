@@ -68,8 +68,6 @@ def test_class_names_give_their_ids(pipe):
     assert torch.equal(named, pipe([2], temperature=0, output_type="pt").indices)
 
 
-
-
 @pytest.mark.parametrize("labels, message", [
     ([0, 3], r"Class label\(s\) \[3\] out of range: this model has 3 classes, ids 0..2\."),
     ([-1], "out of range"),

@@ -83,10 +83,6 @@ def test_training_step_lowers_the_loss():
     assert next_token_loss(model, tokens, labels).item() < first.item() - 0.5
 
 
-
-
-
-
 @pytest.mark.parametrize("overrides, message", [
     (dict(hidden_size=36, num_attention_heads=2), "multiple of 4"),
     (dict(class_names=["a"]), "class_names has 1 names"),

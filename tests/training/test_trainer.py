@@ -332,7 +332,6 @@ def test_two_processes_on_uneven_shards_resume_exactly(tmp_path):
     assert lines["straight"][0][7] == lines["resumed"][0][7] == lines["resumed"][1][7]
 
 
-
 def test_a_quantizer_type_without_a_table_trains_and_is_saved_without_a_folded_copy(tmp_path):
     """The example scalar (FSQ-style) type of tests/examples: no table, no bridge, nothing to fold."""
     config = tiny_config(tmp_path, max_steps=2, eval_data=[str(tmp_path / "images")])
