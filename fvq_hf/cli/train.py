@@ -88,9 +88,10 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         config=args.config, data=args.data, streaming=args.streaming, image_column=args.image_column,
         init_weights=args.init_weights, add_bridge=args.add_bridge, bridge_config=args.bridge_config,
         resolution=args.resolution, samples_per_epoch=args.samples_per_epoch, loop=loop_config(args),
-        loss=LossConfig(args.reconstruction_weight, args.perceptual_weight, args.disc_weight, args.disc_start),
+        loss=LossConfig(reconstruction_weight=args.reconstruction_weight, perceptual_weight=args.perceptual_weight,
+                        disc_weight=args.disc_weight, disc_start=args.disc_start),
         ema_decay=args.ema_decay, usage_window=args.usage_window, eval_data=args.eval_data, eval_every=args.eval_every,
-        evaluation=EvaluationOptions(batch_size=args.eval_batch_size, image_column=args.image_column,
+        evaluation=EvaluationOptions(batch_size=args.eval_batch_size,
                                      weights={option: getattr(args, option) for option in metric_weight_options()
                                               if getattr(args, option)}))
 

@@ -26,7 +26,8 @@ class EvaluationOptions:
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
-            raise ValueError(f"The evaluation batch size must be >= 1, got {self.batch_size}.")
+            raise ValueError(f"The evaluation batch size (fvq-eval --batch-size, fvq-train --eval-batch-size) must be "
+                             f">= 1, got {self.batch_size}.")
         if self.limit is not None and self.limit < 1:
-            raise ValueError(f"The evaluation limit must be >= 1 image, got {self.limit}.")
+            raise ValueError(f"--limit must be >= 1 image, got {self.limit}.")
         self.weights = dict(self.weights)

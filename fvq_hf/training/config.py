@@ -112,8 +112,8 @@ class TrainConfig:
     `resolution` is the training crop (default: the config's sample_size); `samples_per_epoch` the crops per epoch
     (default: one per image, `BUILTIN_SAMPLES_PER_EPOCH` for the builtin photos). `eval_data` are evaluated at the
     end and, with `eval_every`, every that many steps (default: builtin:heldout and builtin:unseen for builtin data,
-    none otherwise), with `evaluation`'s options; its `weights` (metric weight files) also give the perceptual loss
-    its LPIPS files. `ema_decay` keeps diffusers' EMA of the weights; `usage_window` is the rolling usage indicator's
+    none otherwise), with `evaluation`'s options (whose `image_column` defaults to `image_column`); its `weights`
+    (metric weight files) also give the perceptual loss its LPIPS files. `ema_decay` keeps diffusers' EMA of the weights; `usage_window` is the rolling usage indicator's
     length in steps.
     """
 
@@ -137,9 +137,16 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.data = DataSpec.parse(self.data, self.streaming)
         self.streaming = self.data.streaming
+        if self.evaluation.image_column is None and self.image_column is not None:  # the evaluation data's too
+            self.evaluation = dataclasses.replace(self.evaluation, image_column=self.image_column)
         if self.eval_data is None:
             self.eval_data = ["builtin:heldout", "builtin:unseen"] if self.data.is_builtin else []
-        self.eval_data = [str(DataSpec.parse(data)) for data in self.eval_data]  # each parses
+        for data in self.eval_data:
+            try:
+                DataSpec.parse(data)
+            except ValueError as error:
+                raise ValueError(f"--eval-data: {error}") from None
+        self.eval_data = list(self.eval_data)
         _at_least_one(self, "usage_window", "eval_every", "resolution", "samples_per_epoch")
         if (self.add_bridge or self.bridge_config) and not self.init_weights:
             raise ValueError("--add-bridge puts a bridge on trained weights: it needs --init-weights (to train a "

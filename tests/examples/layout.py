@@ -39,5 +39,5 @@ class VQGANEMALayout(Layout):
         codebook = "the EMA statistics (embed_avg / cluster_size)" if options.codebook_from_ema else "the saved table"
         return backbone_config(state, sample_size), {"codebook": codebook}
 
-    def choose_l2_norm(self, args, code_dim, flag):
+    def choose_l2_norm(self, saved_args, code_dim, flag):
         return (False, "EMA codebooks are not l2-normalised") if flag is None else (flag, "given by the caller")

@@ -9,7 +9,15 @@ import pytest
 from fvq_hf.cli import train as train_command
 from fvq_hf.cli import train_transformer as transformer_command
 from fvq_hf.data.spec import DataSpec
-from fvq_hf.training import LoopConfig, TrainConfig, TransformerTrainConfig, train, transformer_loop
+from fvq_hf.evaluation.options import EvaluationOptions
+from fvq_hf.training import (
+    LoopConfig,
+    LossConfig,
+    TrainConfig,
+    TransformerTrainConfig,
+    train,
+    transformer_loop,
+)
 
 from ..helpers import ROOT
 from .runs import tiny_config, train_args
@@ -25,15 +33,32 @@ def test_the_commands_defaults_are_the_configs_defaults():
 def test_each_flag_sets_its_field():
     config = train_command.build_config([
         "--config", "c", "--data", "hf:photos:test", "--streaming", "--max-steps", "5", "--lr", "0.1",
-        "--disc-start", "3", "--lpips-vgg", "v.pth", "--inception-weights", "i.pth", "--eval-batch-size", "4",
+        "--disc-start", "3", "--disc-weight", "0.25", "--reconstruction-weight", "2", "--perceptual-weight", "0.5",
+        "--lpips-vgg", "v.pth", "--inception-weights", "i.pth", "--eval-batch-size", "4",
         "--eval-data", "builtin:unseen", "--eval-every", "2", "--ema-decay", "0.9", "--batch-size", "2",
         "--output-dir", "o", "--image-column", "picture"])
     assert config.data == DataSpec("hf:photos:test", "hub", "photos", "test", True) and config.streaming
     assert (config.loop.max_steps, config.loop.lr, config.loop.batch_size, config.loop.output_dir) == (5, 0.1, 2, "o")
-    assert config.loss.disc_start == 3 and config.ema_decay == 0.9
+    assert config.loss == LossConfig(reconstruction_weight=2.0, perceptual_weight=0.5, disc_weight=0.25, disc_start=3)
+    assert config.ema_decay == 0.9
     assert config.eval_data == ["builtin:unseen"] and config.eval_every == 2
     assert config.evaluation.weights == {"lpips_vgg": "v.pth", "inception_weights": "i.pth"}
     assert (config.evaluation.batch_size, config.evaluation.image_column) == (4, "picture")
+    assert config == TrainConfig(  # the same run written in Python: the image column serves the evaluation too
+        config="c", data="hf:photos:test", streaming=True, image_column="picture", eval_data=["builtin:unseen"],
+        eval_every=2, ema_decay=0.9, loop=LoopConfig(max_steps=5, lr=0.1, batch_size=2, output_dir="o"),
+        loss=LossConfig(reconstruction_weight=2.0, perceptual_weight=0.5, disc_weight=0.25, disc_start=3),
+        evaluation=EvaluationOptions(batch_size=4, weights={"lpips_vgg": "v.pth", "inception_weights": "i.pth"}))
+
+
+def test_each_flag_of_the_transformer_command_sets_its_field():
+    config = transformer_command.build_config([
+        "--config", "c", "--codes", "d", "--eval-codes", "e", "--tokenizer", "t", "--init-weights",
+        "--weight-decay", "0.1", "--class-dropout", "0.2", "--sample-guidance", "2", "--eval-batch-size", "8",
+        "--max-steps", "3"])
+    assert config == TransformerTrainConfig(config="c", codes="d", eval_codes="e", tokenizer="t", init_weights=True,
+                                            weight_decay=0.1, class_dropout=0.2, sample_guidance=2.0,
+                                            eval_batch_size=8, loop=transformer_loop(max_steps=3))
 
 
 def test_every_loop_field_has_its_flag_in_both_commands():
@@ -73,8 +98,9 @@ def test_train_from_python_prints_the_table_of_fvq_train(tmp_path, capsys):
 
 
 def test_no_library_function_takes_an_argparse_namespace():
-    """Only the command line (fvq_hf/cli) parses arguments; the conversion reads the `args` Namespace that the
-    original training scripts pickled into their checkpoints, as data."""
+    """Only the command line (fvq_hf/cli) parses arguments: below it no parameter is a Namespace or named `args`,
+    and only the conversion imports argparse, to read the `args` Namespace that the original training scripts
+    pickled into their checkpoints, as data."""
     readers = {"fvq_hf/conversion/loader.py"}
     for path in sorted((ROOT / "fvq_hf").rglob("*.py")):
         name = str(path.relative_to(ROOT))
@@ -85,6 +111,7 @@ def test_no_library_function_takes_an_argparse_namespace():
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 for arg in [*node.args.args, *node.args.kwonlyargs, *node.args.posonlyargs]:
                     assert "Namespace" not in ast.unparse(arg.annotation or ast.Constant("")), (name, node.name)
+                    assert arg.arg != "args", (name, node.name)
             if isinstance(node, ast.Import | ast.ImportFrom) and name not in readers:
                 modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
                 assert "argparse" not in modules, name

@@ -90,7 +90,7 @@ class Layout:
         the layout needs it (a DiT bridge is folded)."""
         return backbone_config(state, sample_size), {}
 
-    def choose_l2_norm(self, args: Mapping | None, code_dim: int, flag: bool | None) -> tuple[bool, str]:
+    def choose_l2_norm(self, saved_args: Mapping | None, code_dim: int, flag: bool | None) -> tuple[bool, str]:
         """Whether the original code l2-normalised latents and codes before its search, and why we think so."""
         raise NotImplementedError
 

@@ -46,7 +46,7 @@ class FVQBridgeLayout(Layout):
         bridge = self.bridge_config(state, options)
         return (config if bridge is None else {**config, "bridge_config": bridge}), {}
 
-    def choose_l2_norm(self, args, code_dim: int, flag: bool | None) -> tuple[bool, str]:
+    def choose_l2_norm(self, saved_args, code_dim: int, flag: bool | None) -> tuple[bool, str]:
         # The FVQ code's quantizer never normalises in its search; its flag only normalises the initial table.
         if flag:
             raise ValueError("codebook_l2_norm=True does not fit a checkpoint of the FVQ code: its quantizer never "

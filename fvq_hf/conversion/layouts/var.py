@@ -90,7 +90,7 @@ class VARLayout(Layout):
             quantizer["scales"] = VAR_SCALES  # else the caller must say them (the file does not)
         return {**config, "quantizer_type": "multiscale", "quantizer_config": quantizer}, decisions
 
-    def choose_l2_norm(self, args, code_dim: int, flag: bool | None) -> tuple[bool, str]:
+    def choose_l2_norm(self, saved_args, code_dim: int, flag: bool | None) -> tuple[bool, str]:
         if flag:
             raise ValueError("codebook_l2_norm=True does not fit a VAR checkpoint here: the multi-scale quantizer "
                              "has no l2-normalised search (VAR's using_znorm; its release and the FVQ authors' "

@@ -21,10 +21,10 @@ class VQGANLayout(Layout):
     def recognise(cls, state: Mapping) -> Layout | None:
         return None if has_keys(state, "quantize.qbridge.") else cls()
 
-    def choose_l2_norm(self, args: Mapping | None, code_dim: int, flag: bool | None) -> tuple[bool, str]:
+    def choose_l2_norm(self, saved_args: Mapping | None, code_dim: int, flag: bool | None) -> tuple[bool, str]:
         """Shapes cannot tell (a trained LlamaGen table is not unit norm: it is normalised when used). Order: the
         caller's `flag`, the file's own `args`, the known release rules; otherwise a ValueError asks for the flag."""
-        from_args = args.get("codebook_l2_norm") if args else None
+        from_args = saved_args.get("codebook_l2_norm") if saved_args else None
         if flag is not None:
             if from_args is not None and bool(from_args) != flag:
                 logger.warning("codebook_l2_norm=%s overrides the checkpoint's own args (codebook_l2_norm=%s).",
