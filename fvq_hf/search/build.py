@@ -43,6 +43,7 @@ TIMEOUT_ENV = "FVQ_HF_KERNEL_BUILD_TIMEOUT"
 DEFAULT_TIMEOUT_S = 600.0
 MANIFEST = "manifest.json"
 BUILDER = "builder.json"  # who builds now: for the message of a process that waits
+FAILED = "failed.json"  # why the last build failed: the processes that waited for it give up with that reason
 
 
 class KernelBuildError(RuntimeError):
@@ -78,15 +79,24 @@ def load_or_build(source: Path, isa: str, cflags: Sequence[str], ldflags: Sequen
     tried = _finished_build(folder)  # the common case: no lock, no write
     if tried is not None and (module := _import(tried)) is not None:
         return module
+    asked = time.time()
     try:
         with _build_lock(folder):
             build = _finished_build(folder)
             # built meanwhile by the process this one waited for; one that did not import here is rebuilt, once
             if build is not None and build != tried and (module := _import(build)) is not None:
                 return module
+            if build is None and (failed := _failed_since(folder, asked)):
+                # The build this process waited for failed: the N processes of a launch fail once, not N times
+                # in a row. A later process tries again (a compiler may have been installed since).
+                raise KernelBuildError(failed)
             if build is None and (folder / MANIFEST).exists():
                 say(f"the cached kernel in {folder} is damaged (its .so does not match {MANIFEST}); rebuilding it")
-            return _build(folder, source, isa, cflags, ldflags)
+            try:
+                return _build(folder, source, isa, cflags, ldflags)
+            except KernelBuildError as error:
+                _publish_text(folder, FAILED, json.dumps({"error": str(error), "time": time.time()}))
+                raise
     except OSError as error:
         raise KernelBuildError(f"fvq_hf cannot write its kernel cache {folder} ({error}); point ${CACHE_ENV} at a "
                                "writable folder") from error
@@ -154,9 +164,21 @@ def _build_lock(folder: Path) -> Iterator[None]:
 def _timeout() -> float:
     value = os.environ.get(TIMEOUT_ENV) or str(DEFAULT_TIMEOUT_S)
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
-        raise KernelBuildError(f"${TIMEOUT_ENV}={value!r} is not a number of seconds") from None
+        seconds = -1.0
+    if not seconds >= 0:  # a negative timeout would make filelock wait forever
+        raise KernelBuildError(f"${TIMEOUT_ENV}={value!r} is not a number of seconds >= 0")
+    return seconds
+
+
+def _failed_since(folder: Path, since: float) -> str | None:
+    """The reason of a build that failed in `folder` after `since` (while this process waited), else None."""
+    try:
+        failed = json.loads((folder / FAILED).read_text())
+        return str(failed["error"]) if failed["time"] >= since else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _builder(folder: Path) -> str:
@@ -188,7 +210,7 @@ def _build(folder: Path, source: Path, isa: str, cflags: Sequence[str], ldflags:
                                                   "started": time.time()}))
         _publish(scratch / BUILDER, folder / BUILDER)
         say(f"building the nearest-code search kernel for {isa} in {folder} (about half a minute, once per machine "
-            "and kernel source; fvq-build-kernels builds it ahead of time)")
+            "and kernel source; fvq-build-kernels, or python -m fvq_hf.cli.build_kernels, builds it ahead of time)")
         name = f"fvq_hf_{source.stem}_{platform.machine().lower()}_{isa.replace('-', '_')}"
         try:
             module = cpp_extension.load(name=name, sources=[str(source)], extra_cflags=list(cflags),
@@ -207,11 +229,19 @@ def _build(folder: Path, source: Path, isa: str, cflags: Sequence[str], ldflags:
             "seconds": round(time.perf_counter() - start, 1)}, indent=1))
         _publish(library, folder / library.name)
         _publish(scratch / MANIFEST, folder / MANIFEST)  # last: it says the build is done
+        (folder / FAILED).unlink(missing_ok=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         (folder / BUILDER).unlink(missing_ok=True)
     say(f"built the search kernel in {time.perf_counter() - start:.0f} s: {folder}")
     return module
+
+
+def _publish_text(folder: Path, name: str, text: str) -> None:
+    """`folder/name` written whole or not at all (a temporary name in the same folder, then renamed)."""
+    temporary = folder / f".{name}.{os.getpid()}-{secrets.token_hex(4)}"
+    temporary.write_text(text)
+    _publish(temporary, folder / name)
 
 
 def _publish(temporary: Path, path: Path) -> None:
