@@ -31,6 +31,17 @@ NOT_FOR_MODELS = ("fvq_hf.losses", "fvq_hf.conversion.layouts", "fvq_hf.evaluati
 MODELS = ("fvq_hf.tokenizer", "fvq_hf.prior")
 
 
+def root_names() -> dict[str, str]:
+    """The lazy package root's public names -> the module that defines each (its `_MODULES` table, read as text)."""
+    tree = ast.parse((PACKAGE / "__init__.py").read_text())
+    table = next(node.value for node in tree.body if isinstance(node, ast.AnnAssign | ast.Assign)
+                 and "_MODULES" in ast.unparse(node.targets[0] if isinstance(node, ast.Assign) else node.target))
+    return {name: module for module, names in ast.literal_eval(table).items() for name in names}
+
+
+ROOT_NAMES = root_names()
+
+
 def module_name(path) -> str:
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -52,7 +63,10 @@ def import_graph(module_level_only: bool = False) -> dict[str, set[str]]:
                 if node.level:
                     parent = package.split(".")[: len(package.split(".")) - node.level + 1]
                     base = ".".join(parent + ([base] if base else []))
-                # `from pkg import module` imports the module; `from module import name` the module itself
+                # `from pkg import module` imports the module; `from module import name` the module itself; a name of
+                # the lazy package root (`from fvq_hf import FVQPipeline`) imports the module that defines it
+                if base == "fvq_hf":
+                    targets.update(ROOT_NAMES[a.name] for a in node.names if a.name in ROOT_NAMES)
                 candidates = [f"{base}.{alias.name}" for alias in node.names] + [base]
                 targets.update(c for c in candidates if c in modules and (c != base or not any(
                     f"{base}.{a.name}" in modules for a in node.names)))
@@ -115,6 +129,10 @@ def test_the_graph_sees_the_imports_it_should():
     assert "fvq_hf.conversion.loader" not in MODULE_LEVEL["fvq_hf.tokenizer.fvq_model"]
     assert "fvq_hf.losses.lpips" in reach(MODULE_LEVEL, "fvq_hf.evaluation.evaluate")
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    # `from fvq_hf import FVQPipeline` in a lower module would go up through the lazy root: the graph maps the name
+    import fvq_hf
+
+    assert ROOT_NAMES["FVQPipeline"] == "fvq_hf.pipelines" and set(ROOT_NAMES) == set(fvq_hf.__all__)
 
 
 def test_every_room_has_a_tier():
