@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..bridges import NO_BRIDGE, CodebookBridge, bridge_class
+from ..bridges import NO_BRIDGE, CodebookBridge, build_bridge
 from .protocol import Quantizer, QuantizerOutput
 
 # How the learnable table starts: "auto" (the bridge's rule; uniform(-1/K, 1/K) without one, as LlamaGen and the
@@ -88,8 +88,7 @@ class TableQuantizer(Quantizer):
         """The table, then the bridge (`bridge_config` complete), then the quantizer: in this order, so that a
         seed gives the same initial weights as fvq-hf 0.1."""
         table = nn.Embedding(codebook_size, code_dim)  # the table is as wide as the codes (see the docstring)
-        bridge_cls = None if bridge_type == NO_BRIDGE else bridge_class(bridge_type)
-        bridge = None if bridge_cls is None else bridge_cls(codebook_size, code_dim, **(bridge_config or {}))
+        bridge = build_bridge(bridge_type, codebook_size, code_dim, bridge_config)
         return cls(table, bridge, **config, **options)
 
     # --- the codebook ------------------------------------------------------------------------------------------

@@ -139,11 +139,6 @@ class Quantizer(nn.Module):
         return self.ids.level_name
 
     @property
-    def index_dims(self) -> tuple[str, ...]:
-        """The dimensions of a batch of ids, by name or size: `("B", "h", "w")` for plain VQ."""
-        return self.ids.dims
-
-    @property
     def indices_shape(self) -> str:
         """The shape of a batch of ids, in words, e.g. `(B, h, w)`."""
         return self.ids.shape
