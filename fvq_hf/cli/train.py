@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "only)")
     p.add_argument("--ema-decay", type=float, help="keep an exponential moving average of the weights with this decay "
                    "(e.g. 0.999); the final model and evaluation use it, the raw weights go to model-raw (default: off)")
+    p.add_argument("--ema-warmup", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --ema-decay: diffusers' warmup min(decay, (1 + t) / (10 + t)) (default); "
+                   "--no-ema-warmup: the decay from the first step, as the FVQ authors' utils/ema.py")
     add_loop_args(p, LoopConfig())
     p.add_argument("--resolution", type=int, help="training crop size (default: the config's sample_size)")
     p.add_argument("--samples-per-epoch", type=int, help=f"crops per epoch (default: one per image; "
@@ -90,7 +93,8 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         resolution=args.resolution, samples_per_epoch=args.samples_per_epoch, loop=loop_config(args),
         loss=LossConfig(reconstruction_weight=args.reconstruction_weight, perceptual_weight=args.perceptual_weight,
                         disc_weight=args.disc_weight, disc_start=args.disc_start),
-        ema_decay=args.ema_decay, usage_window=args.usage_window, eval_data=args.eval_data, eval_every=args.eval_every,
+        ema_decay=args.ema_decay, ema_warmup=args.ema_warmup, usage_window=args.usage_window, eval_data=args.eval_data,
+        eval_every=args.eval_every,
         evaluation=EvaluationOptions(batch_size=args.eval_batch_size,
                                      weights={option: getattr(args, option) for option in metric_weight_options()
                                               if getattr(args, option)}))

@@ -113,8 +113,9 @@ class TrainConfig:
     (default: one per image, `BUILTIN_SAMPLES_PER_EPOCH` for the builtin photos). `eval_data` are evaluated at the
     end and, with `eval_every`, every that many steps (default: builtin:heldout and builtin:unseen for builtin data,
     none otherwise), with `evaluation`'s options (whose `image_column` defaults to `image_column`); its `weights`
-    (metric weight files) also give the perceptual loss its LPIPS files. `ema_decay` keeps diffusers' EMA of the weights; `usage_window` is the rolling usage indicator's
-    length in steps.
+    (metric weight files) also give the perceptual loss its LPIPS files. `ema_decay` keeps diffusers' EMA of the
+    weights, with its warmup or (`ema_warmup` False) at a constant decay from the first step, as the FVQ authors'
+    code; `usage_window` is the rolling usage indicator's length in steps.
     """
 
     config: str
@@ -129,6 +130,7 @@ class TrainConfig:
     loop: LoopConfig = field(default_factory=LoopConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     ema_decay: float | None = None
+    ema_warmup: bool = True
     usage_window: int = 100
     eval_data: list[str] | None = None
     eval_every: int | None = None

@@ -112,14 +112,15 @@ def train(config: TrainConfig) -> TrainResult:
 
     monitor = UsageWindow(model_config["num_vq_embeddings"], config.usage_window, accelerator.device)
     unwrapped = accelerator.unwrap_model(model)
-    ema = make_ema(unwrapped, config.ema_decay)
+    ema = make_ema(unwrapped, config.ema_decay, config.ema_warmup)
     state = runtime.start_run(accelerator, loop, "fvq", config.to_dict(), monitor, *([ema] if ema else []))
     if ema:
         ema.to(accelerator.device)  # a resumed average is loaded onto the CPU
     global_batch = loop.batch_size * accelerator.num_processes * loop.gradient_accumulation_steps
     logger.info("%s: %d steps (%s per epoch), global batch %d, %d processes, %s, warmup %d steps, %s schedule%s",
                 config.config, schedule.total, steps_per_epoch or "streamed: ?", global_batch, accelerator.num_processes,
-                mixed_precision, schedule.warmup, loop.schedule, f", EMA {config.ema_decay}" if ema else "")
+                mixed_precision, schedule.warmup, loop.schedule,
+                f", EMA {config.ema_decay}{'' if config.ema_warmup else ' (constant)'}" if ema else "")
 
     tokenizer_step = TokenizerStep(accelerator, model, discriminator, loss_fn, optimizer, optimizer_d,
                                    loop.max_grad_norm)
@@ -217,8 +218,8 @@ def training_summary(config: TrainConfig, steps: int, resolution: int, global_ba
 
 
 WEIGHT_NOTES = {
-    "model": "the exponential moving average of the training weights (decay {decay}, diffusers' EMAModel); the raw "
-             "weights of the last step are beside it in `model-raw`",
+    "model": "the exponential moving average of the training weights (decay {decay}{schedule}, diffusers' EMAModel); "
+             "the raw weights of the last step are beside it in `model-raw`",
     "model-raw": "the raw training weights of the last step, not their average (which is in `model`)",
 }
 
@@ -234,7 +235,9 @@ def evaluate_and_save(accelerator, out: Path, model: FVQModel, ema, evaluation: 
         with averaged_weights(average, model):
             results[folder], counters = evaluation(model, step, str(out / folder), log=folder == "model")
             if accelerator.is_main_process:
-                note = f" Weights: {WEIGHT_NOTES[folder].format(decay=config.ema_decay)}." if ema else ""
+                schedule = " with its warmup" if config.ema_warmup else " from the first step, without warmup"
+                note = f" Weights: {WEIGHT_NOTES[folder].format(decay=config.ema_decay, schedule=schedule)}." \
+                    if ema else ""
                 save_model(out, folder, model, results[folder], summary + note, config)
                 if folder == "model":
                     for data, counter in counters.items():

@@ -10,7 +10,9 @@ from fvq_hf.training.trainer import train
 from ..helpers import make_tiny_model
 from .runs import saved_weights, tiny_config, with_changes
 
-DECAY = 0.6
+# diffusers' warmup decay (1 + t) / (10 + t) passes 0.2 at t = 2: from the third update on, the decay given is the one
+# used (a decay that the warmup never reaches, as 0.6 in 3 steps, cannot tell a wrong --ema-decay from the right one).
+DECAY = 0.2
 
 
 def test_averaged_weights_swap_in_and_out():
@@ -29,19 +31,23 @@ def test_averaged_weights_swap_in_and_out():
 
 
 def test_the_final_model_is_the_average_of_each_steps_weights_and_the_raw_ones_are_beside_it(tmp_path):
-    """The EMA, recomputed here from the weights checkpointed after each step (diffusers' decay rule)."""
-    base = tiny_config(tmp_path, max_steps=3, eval_data=[str(tmp_path / "images")], checkpoint_every=1,
+    """The EMA, recomputed here from the weights checkpointed after each step (diffusers' decay rule); the decay
+    given binds at steps 3 and 4."""
+    base = tiny_config(tmp_path, max_steps=4, eval_data=[str(tmp_path / "images")], checkpoint_every=1,
                        checkpoints_total_limit=5)
     plain = tmp_path / "plain"
     train(with_changes(base, output_dir=str(plain)))
     steps = [load_file(p / "model.safetensors") for p in sorted((plain / "checkpoints").iterdir())]
     expected = dict(steps[0])
+    decays = []
     for t, weights in enumerate(steps[1:], start=2):
-        decay = min(DECAY, t / (9 + t))  # EMAModel.get_decay(t): (1 + (t - 1)) / (10 + (t - 1))
-        expected = {k: decay * expected[k] + (1 - decay) * weights[k] for k in weights}
+        decays.append(min(DECAY, t / (9 + t)))  # EMAModel.get_decay(t): (1 + (t - 1)) / (10 + (t - 1))
+        expected = {k: decays[-1] * expected[k] + (1 - decays[-1]) * weights[k] for k in weights}
+    assert decays[-2:] == [DECAY, DECAY]  # the cap binds
 
     out = tmp_path / "ema"
     result = train(with_changes(base, output_dir=str(out), ema_decay=DECAY))
+    assert result.ema.cur_decay_value == DECAY
     averaged, raw = saved_weights(out / "model"), saved_weights(out / "model-raw")
     trainable = [k for k, v in result.model.named_parameters() if v.requires_grad]
     for key in trainable:
@@ -59,10 +65,12 @@ def test_the_final_model_is_the_average_of_each_steps_weights_and_the_raw_ones_a
     assert raw_eval[data]["psnr"] == pytest.approx(plain_eval[data]["psnr"], rel=1e-9)
 
 
-def test_a_resumed_run_continues_the_average_exactly(tmp_path):
-    base = tiny_config(tmp_path, max_steps=5, ema_decay=DECAY)
+@pytest.mark.parametrize("warmup", [True, False])
+def test_a_resumed_run_continues_the_average_exactly(warmup, tmp_path):
+    # Stopped after the cap has bound (step 3) and resumed: the saved state carries the step count of the decay.
+    base = tiny_config(tmp_path, max_steps=5, ema_decay=DECAY, ema_warmup=warmup)
     train(with_changes(base, output_dir=str(tmp_path / "straight")))
-    train(with_changes(base, output_dir=str(tmp_path / "resumed"), stop_after=2))
+    train(with_changes(base, output_dir=str(tmp_path / "resumed"), stop_after=3))
     train(with_changes(base, output_dir=str(tmp_path / "resumed"), resume=True))
     for folder in ("model", "model-raw"):
         a, b = saved_weights(tmp_path / "straight" / folder), saved_weights(tmp_path / "resumed" / folder)
@@ -73,3 +81,31 @@ def test_a_resumed_run_continues_the_average_exactly(tmp_path):
 def test_an_ema_decay_outside_0_1_is_refused(value, tmp_path):
     with pytest.raises(ValueError, match="--ema-decay must lie in"):
         tiny_config(tmp_path, ema_decay=value)
+
+
+def test_no_ema_warmup_is_the_authors_average_from_the_first_step(tmp_path):
+    """`--ema-decay 0.9999 --no-ema-warmup`: their utils/ema.py, `ema.mul_(d).add_(param, alpha=1 - d)` after every
+    step on an average that starts as the initial weights, recomputed here from each step's checkpointed weights."""
+    from accelerate.utils import set_seed
+
+    from fvq_hf import FVQModel
+
+    decay = 0.9999
+    base = tiny_config(tmp_path, max_steps=3, checkpoint_every=1, checkpoints_total_limit=5)
+    train(with_changes(base, output_dir=str(tmp_path / "plain")))
+    steps = [load_file(p / "model.safetensors") for p in sorted((tmp_path / "plain" / "checkpoints").iterdir())]
+    set_seed(base.loop.seed)  # the trainer's initial weights: seeded, then built from the config
+    theirs = {k: v.clone() for k, v in FVQModel.from_config(FVQModel.load_config(base.config)).state_dict().items()}
+    for weights in steps:
+        for key, average in theirs.items():
+            average.mul_(decay).add_(weights[key], alpha=1 - decay)
+    result = train(with_changes(base, output_dir=str(tmp_path / "ema"), ema_decay=decay, ema_warmup=False))
+    assert result.ema.cur_decay_value == decay
+    averaged = saved_weights(tmp_path / "ema" / "model")
+    trainable = [k for k, v in result.model.named_parameters() if v.requires_grad]
+    moved = 0
+    for key in trainable:
+        torch.testing.assert_close(averaged[key], theirs[key], rtol=0, atol=1e-6)
+        moved += not torch.equal(steps[-1][key], steps[0][key])
+    assert moved  # training moved the weights: diffusers' warmup (the first step copies them) would be far off
+    assert "from the first step, without warmup" in (tmp_path / "ema" / "model" / "README.md").read_text()
