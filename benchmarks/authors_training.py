@@ -302,7 +302,7 @@ def multiscale(code, args) -> dict:
         metrics, _ = evaluate(model.eval(), heldout, batch_size=64)
         row = {"steps": args.steps, "lr": args.lr, "batch_size": args.batch_size, "seconds_per_step": seconds,
                "history": history, **{k: metrics[k] for k in ("usage", "perplexity", "num_tokens", "tokens_per_code",
-                                                               "psnr", "ssim", "usage_by_level")}}
+                                                               "psnr", "ssim", "level_name", "levels")}}
         print(f"{name}: usage {row['usage']:.2%} at {row['tokens_per_code']:.0f} tokens/code, perplexity "
               f"{row['perplexity']:.1f}, PSNR {row['psnr']:.2f} dB, {seconds:.2f} s/step", flush=True)
         return row
@@ -373,7 +373,7 @@ def table(paths: list[str]) -> str:
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for variant, seeds in runs.items():
         for seed, r in sorted(seeds.items()):
-            levels = r["usage_by_level"]
+            levels = [level["usage"] for level in r["levels"]]
             lines.append(f"| {variant} | {seed} | {r['usage']:.2%} | {r['tokens_per_code']:.0f} | {r['perplexity']:.1f} | "
                          f"{r['psnr']:.2f} | {r['ssim']:.3f} | {levels[0]:.2%} / {levels[-1]:.2%} |")
         if len(seeds) > 1:

@@ -87,7 +87,7 @@ def run_row(row: str, args, heldout, probe=None) -> dict:
     result = {"row": row, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "history": timing["history"],
               "seconds_per_step": timing["seconds_per_step"], "tokens_per_image": metrics["num_tokens"] // len(heldout),
               **{k: metrics[k] for k in ("usage", "perplexity", "num_tokens", "tokens_per_code", "psnr", "ssim")},
-              **{k: metrics[k] for k in ("usage_by_level", "level_name") if k in metrics}}
+              **{k: metrics[k] for k in ("level_name", "levels") if k in metrics}}
     print(f"{row}: usage {result['usage']:.2%} at {result['tokens_per_code']:.0f} tokens/code, PSNR "
           f"{result['psnr']:.2f} dB, {result['seconds_per_step']:.2f} s/step", flush=True)
     return result

@@ -1,5 +1,5 @@
 """What the Space computes, as plain functions (tested without a browser): reconstructions, token maps,
-codebook-usage heatmaps and histograms. `app.py` only lays them out."""
+codebook-usage heatmaps, histograms and per-level usage tables. `app.py` only lays them out."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from PIL import Image
 
 from fvq_hf import FVQModel, FVQPipeline
 from fvq_hf.data.image_io import ImageReadError, load_image, prepare_images, tensor_to_pil
+from fvq_hf.evaluation.evaluate import format_level_table
 from fvq_hf.evaluation.metrics import ImageQuality
 from fvq_hf.evaluation.usage import CodeCounter, UsageFileError, find_usage_files
 from fvq_hf.evaluation.usage import load_usage_file as read_usage_file
@@ -212,13 +213,16 @@ def load_usage_file(path: str | Path, codebook_size: int) -> CodeCounter:
 
 
 def count_codes(pipe: FVQPipeline, images: Iterable[Image.Image], progress=None) -> CodeCounter:
-    """Encode images one by one (with a progress callback) and count every token."""
-    counter = CodeCounter(pipe.vq.codebook_size)
+    """Encode images one by one (with a progress callback) and count every token (and each level's, for a residual
+    or multi-scale tokenizer)."""
+    quantizer = pipe.vq.quantizer
+    counter = CodeCounter.for_ids(quantizer.ids, pipe.vq.codebook_size)
     images = list(images)
     iterator = progress.tqdm(images, desc="encoding") if progress is not None else images
     for image in iterator:
         with torch.no_grad():
-            counter.update(pipe(image, output_type="pt").indices)
+            indices = pipe(image, output_type="pt").indices
+        counter.update(indices, quantizer.split_levels(indices))
     return counter
 
 
@@ -256,7 +260,9 @@ def frequency_histogram(counter: CodeCounter) -> Image.Image:
 
 def codebook_usage(source: str, paths: Sequence[str | Path] | None, usage_file: str | Path | None,
                    model_name: str | None, progress=None):
-    """(heatmap, histogram, summary) for the uploaded images, the bundled examples, or a usage file."""
+    """(heatmap, histogram, summary) for the uploaded images, the bundled examples, or a usage file. The heatmap and
+    histogram are of the pooled counts; where there are counts per level (a residual or multi-scale tokenizer, or a
+    usage file that holds them), the summary adds a table of each level's usage, perplexity and tokens per code."""
     pipe = get_pipeline(model_name)
     problems: list[str] = []
     if source == "usage file":
@@ -273,6 +279,9 @@ def codebook_usage(source: str, paths: Sequence[str | Path] | None, usage_file: 
                f"perplexity {counter.perplexity:,.1f}, {counter.num_tokens:,} tokens "
                f"({counter.num_tokens / counter.codebook_size:.2f} per code"
                f"{': too few to judge dead codes' if counter.num_tokens < 10 * counter.codebook_size else ''}).")
+    levels = format_level_table({source: counter.summary()})  # "" without levels
+    if levels:
+        summary += f"\n\nPer {counter.level_name or 'level'}:\n\n{levels}"
     if problems:
         summary += "\n\nSkipped: " + "; ".join(problems)
     return usage_heatmap(counter, pipe.vq.codebook_grid), frequency_histogram(counter), summary

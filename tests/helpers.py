@@ -1,11 +1,14 @@
 """Helpers shared by every test module: tiny models and config folders, images, LPIPS weight files, the parity
-fixtures of the original code, and a Hub cache or loopback Hub. Test modules import helpers from here only."""
+fixtures of the original code, a Hub cache or loopback Hub, and a two-process launch. Test modules import helpers
+from here only."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -249,3 +252,27 @@ def push_in_a_subprocess(script: str, tmp_path: Path) -> tuple[dict, dict]:
                                str(ROOT)], env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         return json.loads(proc.stdout.strip().splitlines()[-1]), {repo: hub.files(repo) for repo in hub.repos}
+
+
+def run_in_two_processes(worker: Path, args: list[str]) -> list[list[str]]:
+    """The script `worker` with `args` in two real processes over gloo (`torch.distributed.run`); the lines it prints
+    that start `RANK <rank> WORLD 2`, split, by rank."""
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    with socket.socket() as probe:  # a free port: torch.distributed.run hands --master_port 0 to workers as is
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+         "--master_port", port, str(worker), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the workers too, not torchrun alone
+        stdout, stderr = proc.communicate()
+        raise AssertionError(f"two-process run timed out; stdout: {stdout[-2000:]}\nstderr: {stderr[-4000:]}") from None
+    assert proc.returncode == 0, stderr[-4000:]
+    lines = sorted(line.split() for line in stdout.splitlines() if line.startswith("RANK"))
+    assert [line[1] for line in lines] == ["0", "1"] and all(line[3] == "2" for line in lines), stdout
+    return lines

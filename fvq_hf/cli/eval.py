@@ -4,8 +4,10 @@
 
 Reports usage (distinct codes / K over every token), perplexity, num_tokens, PSNR and SSIM, and LPIPS /
 rFID when their weights are available; when they are not, the JSON's `notes` and stderr say what is
-missing, and no value is reported for them. Each metric's weight files are its own flags (`--lpips-vgg`,
-`--lpips-linear`, `--inception-weights`: the options the metrics declare).
+missing, and no value is reported for them. For a residual or multi-scale tokenizer, a second table (and the
+JSON's `levels`) gives usage, perplexity and tokens per code of each depth or scale, and the usage file holds
+each level's counts. Each metric's weight files are its own flags (`--lpips-vgg`, `--lpips-linear`,
+`--inception-weights`: the options the metrics declare).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..evaluation.evaluate import format_table, load_model, run_evaluation
+from ..evaluation.evaluate import format_level_table, format_table, load_model, run_evaluation
 from ..evaluation.metrics import metric_weight_options
 from ..evaluation.options import EvaluationOptions
 from ..evaluation.usage import CodeCounter, save_usage_file
@@ -31,7 +33,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", required=True, nargs="+",
                         help="builtin[:train|heldout|unseen], an image folder, a saved dataset, or hf:<name>")
     parser.add_argument("--json", help="write the metrics here")
-    parser.add_argument("--save-usage", help="write per-code counts (JSON) here, for the Space's heatmap")
+    parser.add_argument("--save-usage", help="write per-code counts (JSON; per level too, for a residual or "
+                        "multi-scale tokenizer) here, for the Space's heatmap")
     parser.add_argument("--resolution", type=int, help="default: the model's sample_size")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--split", default="validation", help="split of a datasets dataset")
@@ -51,12 +54,15 @@ def command(args: argparse.Namespace) -> None:
                                 image_column=args.image_column, limit=args.limit,
                                 weights={option: getattr(args, option) for option in metric_weight_options()})
     model = load_model(args.model, args.device)
-    results, counter = {}, CodeCounter(model.codebook_size, args.device)
+    results, counter = {}, CodeCounter.for_ids(model.quantizer.ids, model.codebook_size, args.device)
     for data in args.data:
         metrics, counts = run_evaluation(model, data, options, model_name=args.model)
         results[data] = metrics
         counter.merge(counts)
     print(format_table(results))
+    levels = format_level_table(results)  # "" for ids without levels
+    if levels:
+        print(f"\n{levels}")
     if args.json:
         Path(args.json).write_text(json.dumps(results if len(results) > 1 else results[args.data[0]], indent=2))
     if args.save_usage:

@@ -61,7 +61,8 @@ def process_shard(count: int) -> range:
 def evaluate(model: FVQModel, images: torch.utils.data.Dataset, batch_size: int = 32,
              metrics: list[Metric] | None = None, progress: bool = False) -> tuple[dict, CodeCounter]:
     """Tokenize and reconstruct every image; returns the values of `metrics` (default: usage, PSNR and SSIM) and
-    the per-code counts (over every level of a residual or multi-scale tokenizer).
+    the per-code counts: pooled over every token and, for a residual or multi-scale tokenizer, per level
+    (`CodeCounter.levels`), as the usage file holds them.
 
     In a distributed run every process must call it: each measures its shard of the images (`process_shard`) and
     the metrics are combined over all of them (code counts summed), so every process returns the same results.
@@ -94,11 +95,31 @@ def evaluate(model: FVQModel, images: torch.utils.data.Dataset, batch_size: int 
 def format_table(rows: dict[str, dict]) -> str:
     """A markdown table of metrics, one row per evaluated data set (the columns: every report shown in tables)."""
     columns = [report.key for cls in METRICS.values() for report in cls.reports if report.table]
-    lines = ["| data | " + " | ".join(columns) + " |", "| --- |" + " --- |" * len(columns)]
-    for name, metrics in rows.items():
-        cells = ["n/a" if metrics.get(c) is None else format_metric(c, metrics[c]) for c in columns]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return markdown_table(["data", *columns], [[name, *(_cell(metrics, c) for c in columns)]
+                                               for name, metrics in rows.items()])
+
+
+def format_level_table(rows: dict[str, dict]) -> str:
+    """The usage figures per level (residual depth, scale) as a markdown table: one row per level of each evaluated
+    data set whose results have `levels`; "" when none has."""
+    rows = {name: metrics for name, metrics in rows.items() if metrics.get("levels")}
+    if not rows:
+        return ""
+    columns = [report.key for report in CodebookUsage.reports if report.table]
+    level_name = next(iter(rows.values())).get("level_name") or "level"
+    return markdown_table(["data", level_name, *columns], [[name, level["label"], *(_cell(level, c) for c in columns)]
+                                                           for name, metrics in rows.items()
+                                                           for level in metrics["levels"]])
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """Cells as a markdown table under `header`."""
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def _cell(metrics: dict, key: str) -> str:
+    return "n/a" if metrics.get(key) is None else format_metric(key, metrics[key])
 
 
 def run_evaluation(model: FVQModel, data: str | DataSpec, options: EvaluationOptions, *, model_name: str,

@@ -65,8 +65,9 @@ def test_quantizer_types(tmp_path):
     results = json.loads((tmp_path / "t.json").read_text())
     assert list(results) == rows and (tmp_path / "t.png").exists()
     assert [results[r]["tokens_per_image"] for r in rows] == [64, *[1 + 4 + 9 + 16 + 25 + 36 + 64] * 2, 256, 64]
-    assert len(results["multiscale+vqbridge"]["usage_by_level"]) == 7
-    assert len(results["vqtorch-residual"]["usage_by_level"]) == 4
+    assert [level["label"] for level in results["multiscale+vqbridge"]["levels"]] == \
+        [f"scale {s}x{s}" for s in (1, 2, 3, 4, 5, 6, 8)]
+    assert [level["num_tokens"] for level in results["vqtorch-residual"]["levels"]] == [32 * 64] * 4
     assert "| multiscale | VQBridge | 155 |" in out and "| vqtorch | VQBridge | 64 |" in out
     assert "| multiscale | DiT QBridge-S/4 | 155 |" in out
 

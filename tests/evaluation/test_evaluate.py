@@ -6,8 +6,9 @@ import pytest
 from fvq_hf.cli.eval import main
 from fvq_hf.evaluation.evaluate import load_model, run_evaluation
 from fvq_hf.evaluation.options import EvaluationOptions
+from fvq_hf.evaluation.usage import load_usage_file
 
-from ..helpers import make_tiny_model, write_images, write_lpips_weights
+from ..helpers import make_tiny_model, typed_model, write_images, write_lpips_weights
 
 
 @pytest.fixture
@@ -35,7 +36,30 @@ def test_cli_reports_every_metric_and_what_is_missing(tmp_path, saved_model, cap
     assert metrics["usage"] == sum(c > 0 for c in counts) / 256
     entropy = -sum(c / sum(counts) * math.log(c / sum(counts)) for c in counts if c)
     assert metrics["perplexity"] == pytest.approx(math.exp(entropy), rel=1e-9)
-    assert "| usage |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| usage |" in out and out.count("| data |") == 1  # plain VQ: no table per level
+    assert "levels" not in metrics and "levels" not in json.loads((tmp_path / "usage.json").read_text())
+
+
+def test_cli_reports_each_scale_of_a_multiscale_tokenizer(tmp_path, capsys):
+    """A second table, one row per scale of each data set, as in the JSON; the usage file sums each scale's counts
+    over the data sets."""
+    typed_model("multiscale").save_pretrained(tmp_path / "ms")  # scales 1, 3, 5, 8
+    first, second = write_images(tmp_path / "a", count=3), write_images(tmp_path / "b", count=2, seed=1)
+    main(["--model", str(tmp_path / "ms"), "--data", str(first), str(second), "--json", str(tmp_path / "eval.json"),
+          "--save-usage", str(tmp_path / "usage.json"), "--batch-size", "2"])
+    out = capsys.readouterr().out
+    results = json.loads((tmp_path / "eval.json").read_text())
+    assert "| data | scale | usage | perplexity | num_tokens | tokens_per_code |" in out
+    for data, images in ((first, 3), (second, 2)):
+        levels = results[str(data)]["levels"]
+        assert [level["num_tokens"] for level in levels] == [images * s * s for s in (1, 3, 5, 8)]
+        for level in levels:
+            assert (f"| {data} | {level['label']} | {level['usage']:.2%} | {level['perplexity']:.4f} | "
+                    f"{level['num_tokens']} | {level['tokens_per_code']:.4f} |") in out
+    saved = load_usage_file(tmp_path / "usage.json", 256)
+    assert list(saved.levels) == ["scale 1x1", "scale 3x3", "scale 5x5", "scale 8x8"]
+    assert [level.num_tokens for level in saved.levels.values()] == [5 * s * s for s in (1, 3, 5, 8)]
 
 
 def test_lpips_is_reported_when_its_weights_are_given(tmp_path, saved_model):

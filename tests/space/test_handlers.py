@@ -11,7 +11,7 @@ from fvq_hf.data.image_io import load_image, prepare_images
 from fvq_hf.evaluation.metrics import ImageQuality
 from fvq_hf.evaluation.usage import CodeCounter, save_usage_file, usage_file_name
 
-from ..helpers import ROOT, make_tiny_model, perturb_bridge
+from ..helpers import ROOT, make_tiny_model, perturb_bridge, typed_model
 
 
 def _write(tmp_path, name, image):
@@ -153,6 +153,39 @@ def test_a_usage_file_gives_the_heatmap_of_its_counts(tmp_path, model_dir):
     path.write_text("not json")
     with pytest.raises(handlers.SpaceError, match="not a usage file"):
         handlers.codebook_usage("usage file", None, str(path), model_dir)
+
+
+def test_a_usage_file_with_levels_gives_a_table_per_level(tmp_path):
+    """A multi-scale model's usage file (2 images): the heatmap and summary of the pooled counts as before, and one
+    row per scale with that scale's figures; the file written before levels were counted has no such table."""
+    model = typed_model("multiscale")  # scales 1, 3, 5, 8
+    model.save_pretrained(tmp_path / "ms")
+    counter = CodeCounter.for_ids(model.quantizer.ids, 256)
+    ids = torch.cat([torch.full((2, 1), 7), torch.arange(9).repeat(2, 1), torch.zeros(2, 25 + 64, dtype=torch.long)],
+                    dim=1)  # (2, 99): code 7 at 1x1, codes 0-8 once each at 3x3 in each image, code 0 elsewhere
+    counter.update(ids, model.quantizer.split_levels(ids))
+    save_usage_file(tmp_path / "usage.json", counter, str(tmp_path / "ms"), "two images")
+    heatmap, _, summary = handlers.codebook_usage("usage file", None, str(tmp_path / "usage.json"), str(tmp_path / "ms"))
+    assert "3.52% of 256 codes used (9)" in summary and "198 tokens" in summary  # pooled: codes 0-8 (and 7)
+    assert (np.asarray(heatmap) == [220, 30, 30]).all(axis=-1).mean() == pytest.approx(247 / 256)
+    assert "Per scale:" in summary and "| data | scale | usage | perplexity | num_tokens | tokens_per_code |" in summary
+    assert "| usage file | scale 1x1 | 0.39% | 1.0000 | 2 | 0.0078 |" in summary
+    assert "| usage file | scale 3x3 | 3.52% | 9.0000 | 18 | 0.0703 |" in summary
+    assert "| usage file | scale 8x8 | 0.39% | 1.0000 | 128 | 0.5000 |" in summary
+    pooled = {"codebook_size": 256, "counts": counter.counts.tolist()}  # the schema before levels
+    (tmp_path / "usage.json").write_text(json.dumps(pooled))
+    _, _, summary = handlers.codebook_usage("usage file", None, str(tmp_path / "usage.json"), str(tmp_path / "ms"))
+    assert "3.52% of 256 codes used (9)" in summary and "Per scale" not in summary
+
+
+def test_codes_counted_on_images_are_shown_per_depth(photos, tmp_path):
+    model = typed_model("residual")  # depth 3
+    model.save_pretrained(tmp_path / "rq")
+    _, _, summary = handlers.codebook_usage("uploaded images", photos[:2], None, str(tmp_path / "rq"))
+    assert "384 tokens" in summary and "Per depth:" in summary  # 2 images x 8 x 8 positions x 3 depths
+    rows = [line for line in summary.splitlines() if line.startswith("| uploaded images | depth")]
+    assert [row.split(" | ")[1] for row in rows] == ["depth 1", "depth 2", "depth 3"]
+    assert all(row.split(" | ")[4] == "128" for row in rows)
 
 
 def test_code_colors_are_fixed_per_id():

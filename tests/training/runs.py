@@ -2,17 +2,12 @@
 processes), a saved model's weights, and a two-process launch."""
 
 import dataclasses
-import os
-import signal
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 from fvq_hf import FVQModel
 from fvq_hf.training import LoopConfig, LossConfig, TrainConfig
 
-from ..helpers import write_config, write_images
+from ..helpers import run_in_two_processes, write_config, write_images
 
 
 def tiny_config(tmp_path: Path, **changes) -> TrainConfig:
@@ -49,23 +44,4 @@ def saved_weights(folder: Path) -> dict:
 
 def run_two_processes(args: list[str]) -> list[list[str]]:
     """`ddp_worker.py` with `args` in two real processes over gloo; its `RANK ...` lines, split, by rank."""
-    worker = Path(__file__).with_name("ddp_worker.py")
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
-    with socket.socket() as probe:  # a free port: torch.distributed.run hands --master_port 0 to workers as is
-        probe.bind(("127.0.0.1", 0))
-        port = str(probe.getsockname()[1])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-         "--master_port", port, str(worker), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
-    )
-    try:
-        stdout, stderr = proc.communicate(timeout=600)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the workers too, not torchrun alone
-        stdout, stderr = proc.communicate()
-        raise AssertionError(f"two-process run timed out; stdout: {stdout[-2000:]}\nstderr: {stderr[-4000:]}") from None
-    assert proc.returncode == 0, stderr[-4000:]
-    lines = sorted(line.split() for line in stdout.splitlines() if line.startswith("RANK"))
-    assert [line[1] for line in lines] == ["0", "1"] and all(line[3] == "2" for line in lines), stdout
-    return lines
+    return run_in_two_processes(Path(__file__).with_name("ddp_worker.py"), args)

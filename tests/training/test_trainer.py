@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fvq_hf import FVQModel
-from fvq_hf.evaluation.usage import UsageWindow
+from fvq_hf.evaluation.usage import UsageWindow, load_usage_file, usage_file_name
 from fvq_hf.losses import TokenizerLoss
 from fvq_hf.training.runtime import OutputLock, latest_checkpoint
 from fvq_hf.training.trainer import train
@@ -62,20 +62,24 @@ def test_training_writes_models_cards_and_evaluation(tmp_path):
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000002", "step-00000004"]
 
 
-@pytest.mark.parametrize("quantizer, levels, tokens", [
-    ({"quantizer_type": "residual", "quantizer_config": {"depth": 2}}, ["depth", 2], 8 * 8 * 2),
-    ({"quantizer_type": "multiscale", "quantizer_config": {"scales": [1, 4, 8]}}, ["scale", 3], 1 + 16 + 64),
+@pytest.mark.parametrize("quantizer, name, tokens", [
+    ({"quantizer_type": "residual", "quantizer_config": {"depth": 2}}, "depth", [8 * 8] * 2),
+    ({"quantizer_type": "multiscale", "quantizer_config": {"scales": [1, 4, 8]}}, "scale", [1, 16, 64]),
 ])
-def test_residual_and_multiscale_tokenizers_train_and_count_every_level(quantizer, levels, tokens, tmp_path):
+def test_residual_and_multiscale_tokenizers_train_and_count_every_level(quantizer, name, tokens, tmp_path):
+    """The evaluation reports each level (8 images: 8 x its tokens), and the usage file beside the model holds each
+    level's counts, the figures of which are those reported."""
     out = tmp_path / "run"
     config = tiny_config(tmp_path, max_steps=2, output_dir=str(out), eval_data=[str(tmp_path / "images")])
     write_config(tmp_path / "config", **quantizer)
     train(config)
     assert FVQModel.from_pretrained(out / "model-folded").config.quantizer_type == quantizer["quantizer_type"]
     evaluation = json.loads((out / "eval.json").read_text())[str(tmp_path / "images")]
-    (name, count) = levels
-    assert evaluation["level_name"] == name and evaluation["num_tokens"] == 8 * tokens  # 8 images
-    assert len(evaluation["usage_by_level"]) == count and max(evaluation["usage_by_level"]) <= evaluation["usage"]
+    assert evaluation["level_name"] == name and evaluation["num_tokens"] == 8 * sum(tokens)
+    assert [level["num_tokens"] for level in evaluation["levels"]] == [8 * n for n in tokens]
+    assert max(level["usage"] for level in evaluation["levels"]) <= evaluation["usage"]
+    saved = load_usage_file(out / usage_file_name(str(tmp_path / "images")), 256)
+    assert saved.summary()["levels"] == evaluation["levels"]
 
 
 def test_rolling_usage_says_how_many_tokens_per_code_it_saw():
