@@ -384,6 +384,58 @@ def write_init_fixtures(code) -> None:
     print("init:", ", ".join(meta["bridges"]), "|", ", ".join(meta["quantizers"]))
 
 
+# ---- bf16: their step and their quantizer under autocast (issue 34) ------------------------------------------------
+# Their plain, residual and release models run the bridge and the distance under their loop's autocast; their VAR
+# quantizer turns it off (`torch.cuda.amp.autocast(enabled=False)`, which would not turn off a CPU's autocast here).
+BF16_KINDS = ("plain_dit", "residual_dit", "release_vit")
+
+
+def bf16_fixture(kind: str, code) -> tuple[dict, dict]:
+    """From the weights and first batch of `train_<kind>.safetensors`, under `torch.autocast("cpu", bfloat16)` (their
+    loop's `torch.cuda.amp.autocast(dtype=bfloat16)` does nothing on a CPU): their generator loss terms of one step,
+    and their quantizer alone on the latents that step gave it: ids, quantized latents, its two losses and the
+    gradients (of the table, the bridge and the latents) of `codebook + commitment + mean(z_q^2)` (the last term
+    standing in for the decoder: it passes gradient through their straight-through estimator)."""
+    from safetensors import safe_open
+
+    with safe_open(FIXTURES / f"train_{kind}.safetensors", "pt") as f:
+        weights = {k[len("model."):]: f.get_tensor(k).float() for k in f.keys() if k.startswith("model.")}
+        images = f.get_tensor("batches")[0].float()
+    model, forward = their_fixture_model(kind, code)
+    model.load_state_dict({**weights, "quantize.codebook_used": model.quantize.codebook_used})
+    plain_ring_buffer(model)
+    loop = TheirLoop(code, model, forward, SCRIPTS[kind], SCHEDULE, SCHEDULE["steps_per_epoch"], SCHEDULE["lr"], SIZE)
+    latents = []
+    hook = model.quantize.register_forward_pre_hook(lambda module, args: latents.append(args[0].detach()))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # their generator step, as their loop writes it
+        reconstructions, codebook_loss = forward(model, images)
+        loss, (rec, _, _) = loop.loss_fn(codebook_loss, images, reconstructions, optimizer_idx=0, global_step=1,
+                                         last_layer=model.decoder.last_layer, logger=loop.quiet, log_every=10 ** 9)
+    hook.remove()
+    z = latents[0].clone().requires_grad_(True)
+    model.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        z_q, (vq_loss, commit_loss, _, _), (_, _, ids) = model.quantize(*([z] if kind == "release_vit" else [z, None]))
+    (vq_loss.float() + commit_loss.float() + z_q.float().square().mean()).backward()
+    tensors = {"latents": latents[0], "ids": ids.reshape(-1), "quantized": z_q.detach(), "grad.latents": z.grad,
+               **{f"grad.quantize.{k}": p.grad for k, p in model.quantize.named_parameters() if p.grad is not None},
+               "step_losses": torch.tensor([loss.item(), rec.item(), codebook_loss[0].item(), codebook_loss[1].item()],
+                                           dtype=torch.float64),
+               "quantizer_losses": torch.tensor([vq_loss.item(), commit_loss.item()], dtype=torch.float64)}
+    return {f"{kind}/{k}": v.contiguous() for k, v in tensors.items()}, {"dtype": "bfloat16", "device": "cpu"}
+
+
+def write_bf16_fixtures(code) -> None:
+    tensors = {}
+    for kind in BF16_KINDS:
+        found, meta = bf16_fixture(kind, code)
+        tensors.update(found)
+        print(kind, "bf16 step losses", [round(v, 6) for v in found[f"{kind}/step_losses"].tolist()])
+    save_file(tensors, FIXTURES / "train_bf16.safetensors",
+              metadata={"kinds": json.dumps(BF16_KINDS), "autocast": json.dumps(meta), "torch": torch.__version__,
+                        "cpu_capability": torch.backends.cpu.get_cpu_capability()})
+
+
 # ---- multi-scale: theirs and ours side by side ---------------------------------------------------------------------
 def multiscale(code, args) -> dict:
     """Their VAR + QBridge and this package's step from the same weights, on the same batches; evaluated alike."""
@@ -499,7 +551,7 @@ def table(paths: list[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("fixtures", "init", "multiscale", "table"))
+    parser.add_argument("command", choices=("fixtures", "init", "bf16", "multiscale", "table"))
     parser.add_argument("checkout", nargs="?", help="a checkout of yfChang-cv/FVQ (577b848c); not for `table`")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=["theirs-dit", "ours-dit", "ours-plain"],
@@ -525,6 +577,8 @@ def main() -> None:
         write_fixtures(code)
     elif args.command == "init":
         write_init_fixtures(code)
+    elif args.command == "bf16":
+        write_bf16_fixtures(code)
     else:
         multiscale(code, args)
 
