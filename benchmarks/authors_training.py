@@ -10,6 +10,7 @@ cannot be downloaded: their perceptual loss is replaced by 0 (perceptual weight 
     pip install --no-deps --target /tmp/origlib timm==1.0.31
     cd benchmarks
     PYTHONPATH=/tmp/origlib python authors_training.py fixtures /tmp/fvq_orig     # the training-parity fixtures
+    PYTHONPATH=/tmp/origlib python authors_training.py init /tmp/fvq_orig         # their initial weights, seed 0
     PYTHONPATH=/tmp/origlib python authors_training.py multiscale /tmp/fvq_orig   # VAR + QBridge, theirs vs ours
     python authors_training.py table --tables authors_multiscale.json             # the runs as a markdown table
 
@@ -19,6 +20,12 @@ small model built by their classes (seeded; zero-initialised layers perturbed N(
 every weight rounded to fp16, so the fp32 values rebuilt from the file are exactly the ones their code ran), 20
 seeded batches (fp16 values), and what their loop gave: every step's loss terms, the first step's gradients
 before clipping, every step's learning rate from their `LambdaLR`, and their optimizer's set-up.
+
+`init` writes `tests/fixtures/original/init_bridges.json` (and `.safetensors`): at seed 0 and K = 256, the initial
+state dict of every bridge kind of theirs built alone (DiT QBridge S/4 and L/8, unconditional and conditional; the
+release ViT bridge S/4 and L/8; `Qbridge-lin/1`, `Qbridge-lin/5`) and of their quantizers (plain and residual DiT
+paths, the release ViT path) as sha256 digests of each tensor's bytes, the two small S/4 bridges also as tensors,
+and, for the quantizers, digests of the generator state after their table's `nn.Embedding` and before their bridge.
 
 `multiscale` trains their VAR tokenizer with a DiT QBridge (`var/model/vqvae.py`, their backbone classes rebuilt
 at the fvq-cpu-4k size) with their loop, and this package's `fvq-train` step (`TokenizerStep`) on the same
@@ -32,6 +39,7 @@ import argparse
 import ast
 import json
 import math
+import re
 import sys
 import time
 import types
@@ -270,6 +278,164 @@ def write_fixtures(code) -> None:
         {"script": SCRIPTS["plain_dit"], "cases": lr_cases(code.code_dir / SCRIPTS["plain_dit"])}, indent=1))
 
 
+# ---- initialisation: their bridges and quantizers at a fixed seed (issue 34) ------------------------------------------
+INIT_SEED, INIT_K, INIT_D = 0, 256, 8  # K = 256: a 16 x 16 code image, which patches of 2, 4 and 8 divide
+# Every bridge kind of theirs, built alone as their VectorQuantizer builds it (`input_size` sqrt(K), `in_channels` d):
+# name -> (their module, QB_type, keyword arguments).
+INIT_BRIDGES = {
+    "dit-S/4": ("qbridge", "QBridge-S/4", {"is_uncondition": True}),
+    "dit-S/4-conditional": ("qbridge", "QBridge-S/4", {"is_uncondition": False}),
+    "dit-L/8": ("qbridge", "QBridge-L/8", {"is_uncondition": True}),
+    "dit-L/8-conditional": ("qbridge", "QBridge-L/8", {"is_uncondition": False}),
+    "vit-S/4": ("qbridge_ViT", "QBridge-S/4", {}),
+    "vit-L/8": ("qbridge_ViT", "QBridge-L/8", {}),
+    "linear": ("qbridge", "Qbridge-lin/1", {}),
+    "mlp": ("qbridge", "Qbridge-lin/5", {}),
+}
+# Their quantizers (the table, its uniform init, then the bridge) as their training scripts build them, at K = 256:
+# name -> (their model module, VectorQuantizer keyword arguments beyond the shared ones).
+INIT_QUANTIZERS = {
+    "plain-dit-L/4": ("plain_dit", {"e_dim": 256, "QB_type": "QBridge-L/4", "is_uncondition": True}),
+    "plain-dit-L/8": ("plain_dit", {"e_dim": 256, "QB_type": "QBridge-L/8", "is_uncondition": True}),
+    "plain-dit-S/4-conditional": ("plain_dit", {"e_dim": INIT_D, "QB_type": "QBridge-S/4", "is_uncondition": False}),
+    "residual-dit-S/4": ("residual_dit", {"e_dim": INIT_D, "QB_type": "QBridge-S/4", "is_uncondition": True}),
+    "release-vit-L/4": ("release_vit", {"e_dim": 256, "QB_type": "QBridge-L/4"}),
+}
+INIT_STORED = ("dit-S/4", "vit-S/4")  # the bridges whose tensors are stored (under 600 KB each); the rest as digests
+
+
+def digest(tensor: torch.Tensor) -> str:
+    """sha256 of a tensor's bytes (C order, its own dtype, little-endian as written by this machine)."""
+    import hashlib
+    return hashlib.sha256(tensor.detach().contiguous().numpy().tobytes()).hexdigest()
+
+
+def described(state: dict) -> dict:
+    """Per tensor: shape, dtype, sha256 of the exact bytes, and mean / std (for a readable failure message)."""
+    return {k: {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch."), "sha256": digest(v),
+                "mean": v.double().mean().item(), "std": v.double().std().item() if v.numel() > 1 else 0.0}
+            for k, v in state.items()}
+
+
+def init_fixtures(code) -> tuple[dict, dict]:
+    """Their initial state dicts at `INIT_SEED`: every bridge kind alone, and their quantizers with the RNG state at
+    the two points where their construction order differs from this package's (after the table's `nn.Embedding`,
+    before the bridge)."""
+    import qbridge
+    import qbridge_ViT
+
+    modules = {"qbridge": qbridge, "qbridge_ViT": qbridge_ViT}
+    side = math.isqrt(INIT_K)
+    meta = {"seed": INIT_SEED, "codebook_size": INIT_K, "torch": torch.__version__,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "bridges": {}, "quantizers": {}}
+    stored = {}
+    for name, (module, qb_type, kwargs) in INIT_BRIDGES.items():
+        torch.manual_seed(INIT_SEED)
+        bridge = modules[module].QBridge_models[qb_type](input_size=side, in_channels=INIT_D, **kwargs)
+        state = {f"quantize.qbridge.{k}": v for k, v in bridge.state_dict().items()}
+        meta["bridges"][name] = {"built": f"{module}.QBridge_models[{qb_type!r}](input_size={side}, "
+                                          f"in_channels={INIT_D}{''.join(f', {k}={v}' for k, v in kwargs.items())})",
+                                 "code_dim": INIT_D, "tensors": described(state)}
+        if name in INIT_STORED:
+            stored.update({f"{name}/{k}": v.contiguous() for k, v in state.items()})
+    for name, (kind, kwargs) in INIT_QUANTIZERS.items():
+        module = getattr(code, kind)
+        quantizer, rng = their_quantizer(module, kwargs)
+        state = {f"quantize.{k}": v for k, v in quantizer.state_dict().items() if k != "codebook_used"}
+        meta["quantizers"][name] = {"built": f"{module.__name__}.VectorQuantizer(n_e={INIT_K}, "
+                                             + ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) + ")",
+                                    "code_dim": kwargs["e_dim"], "rng": rng, "tensors": described(state)}
+    return meta, stored
+
+
+def their_quantizer(module, kwargs: dict) -> tuple[torch.nn.Module, dict]:
+    """Their `VectorQuantizer` of `module` at `INIT_SEED`, and the digests of the generator state after its table's
+    `nn.Embedding` (before their `uniform_`) and when their bridge starts to be built."""
+    rng, factories = {}, dict(module.QBridge_models)
+
+    def record_table(parent, attribute, child):  # `self.embedding = nn.Embedding(...)`, registered once built
+        if attribute == "embedding" and isinstance(parent, module.VectorQuantizer) and "after_table" not in rng:
+            rng["after_table"] = digest(torch.get_rng_state())
+
+    def recording(factory):
+        def build(*args, **kw):
+            rng["before_bridge"] = digest(torch.get_rng_state())
+            return factory(*args, **kw)
+        return build
+
+    module.QBridge_models.update({k: recording(f) for k, f in factories.items()})
+    hook = torch.nn.modules.module.register_module_module_registration_hook(record_table)
+    try:
+        torch.manual_seed(INIT_SEED)
+        quantizer = module.VectorQuantizer(n_e=INIT_K, beta=0.25, entropy_loss_ratio=0.0, l2_norm=False,
+                                           show_usage=True, emb_nograd=False, **kwargs)
+    finally:
+        hook.remove()
+        module.QBridge_models.update(factories)
+    return quantizer, rng
+
+
+def write_init_fixtures(code) -> None:
+    meta, stored = init_fixtures(code)
+    text = json.dumps(meta, indent=1)  # one line per tensor:
+    text = re.sub(r'\{\n\s+"shape"[^}]*\}', lambda m: json.dumps(json.loads(m.group(0))), text)
+    (FIXTURES / "init_bridges.json").write_text(text + "\n")
+    save_file(stored, FIXTURES / "init_bridges.safetensors", metadata={"seed": str(INIT_SEED)})
+    print("init:", ", ".join(meta["bridges"]), "|", ", ".join(meta["quantizers"]))
+
+
+# ---- bf16: their step and their quantizer under autocast (issue 34) ------------------------------------------------
+# Their plain, residual and release models run the bridge and the distance under their loop's autocast; their VAR
+# quantizer turns it off (`torch.cuda.amp.autocast(enabled=False)`, which would not turn off a CPU's autocast here).
+BF16_KINDS = ("plain_dit", "residual_dit", "release_vit")
+
+
+def bf16_fixture(kind: str, code) -> tuple[dict, dict]:
+    """From the weights and first batch of `train_<kind>.safetensors`, under `torch.autocast("cpu", bfloat16)` (their
+    loop's `torch.cuda.amp.autocast(dtype=bfloat16)` does nothing on a CPU): their generator loss terms of one step,
+    and their quantizer alone on the latents that step gave it: ids, quantized latents, its two losses and the
+    gradients (of the table, the bridge and the latents) of `codebook + commitment + mean(z_q^2)` (the last term
+    standing in for the decoder: it passes gradient through their straight-through estimator)."""
+    from safetensors import safe_open
+
+    with safe_open(FIXTURES / f"train_{kind}.safetensors", "pt") as f:
+        weights = {k[len("model."):]: f.get_tensor(k).float() for k in f.keys() if k.startswith("model.")}
+        images = f.get_tensor("batches")[0].float()
+    model, forward = their_fixture_model(kind, code)
+    model.load_state_dict({**weights, "quantize.codebook_used": model.quantize.codebook_used})
+    plain_ring_buffer(model)
+    loop = TheirLoop(code, model, forward, SCRIPTS[kind], SCHEDULE, SCHEDULE["steps_per_epoch"], SCHEDULE["lr"], SIZE)
+    latents = []
+    hook = model.quantize.register_forward_pre_hook(lambda module, args: latents.append(args[0].detach()))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # their generator step, as their loop writes it
+        reconstructions, codebook_loss = forward(model, images)
+        loss, (rec, _, _) = loop.loss_fn(codebook_loss, images, reconstructions, optimizer_idx=0, global_step=1,
+                                         last_layer=model.decoder.last_layer, logger=loop.quiet, log_every=10 ** 9)
+    hook.remove()
+    z = latents[0].clone().requires_grad_(True)
+    model.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        z_q, (vq_loss, commit_loss, _, _), (_, _, ids) = model.quantize(*([z] if kind == "release_vit" else [z, None]))
+    (vq_loss.float() + commit_loss.float() + z_q.float().square().mean()).backward()
+    tensors = {"latents": latents[0], "ids": ids.reshape(-1), "quantized": z_q.detach(), "grad.latents": z.grad,
+               **{f"grad.quantize.{k}": p.grad for k, p in model.quantize.named_parameters() if p.grad is not None},
+               "step_losses": torch.tensor([loss.item(), rec.item(), codebook_loss[0].item(), codebook_loss[1].item()],
+                                           dtype=torch.float64),
+               "quantizer_losses": torch.tensor([vq_loss.item(), commit_loss.item()], dtype=torch.float64)}
+    return {f"{kind}/{k}": v.contiguous() for k, v in tensors.items()}, {"dtype": "bfloat16", "device": "cpu"}
+
+
+def write_bf16_fixtures(code) -> None:
+    tensors = {}
+    for kind in BF16_KINDS:
+        found, meta = bf16_fixture(kind, code)
+        tensors.update(found)
+        print(kind, "bf16 step losses", [round(v, 6) for v in found[f"{kind}/step_losses"].tolist()])
+    save_file(tensors, FIXTURES / "train_bf16.safetensors",
+              metadata={"kinds": json.dumps(BF16_KINDS), "autocast": json.dumps(meta), "torch": torch.__version__,
+                        "cpu_capability": torch.backends.cpu.get_cpu_capability()})
+
+
 # ---- multi-scale: theirs and ours side by side ---------------------------------------------------------------------
 def multiscale(code, args) -> dict:
     """Their VAR + QBridge and this package's step from the same weights, on the same batches; evaluated alike."""
@@ -385,7 +551,7 @@ def table(paths: list[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("fixtures", "multiscale", "table"))
+    parser.add_argument("command", choices=("fixtures", "init", "bf16", "multiscale", "table"))
     parser.add_argument("checkout", nargs="?", help="a checkout of yfChang-cv/FVQ (577b848c); not for `table`")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=["theirs-dit", "ours-dit", "ours-plain"],
@@ -409,6 +575,10 @@ def main() -> None:
     code = import_their_code(args.checkout)
     if args.command == "fixtures":
         write_fixtures(code)
+    elif args.command == "init":
+        write_init_fixtures(code)
+    elif args.command == "bf16":
+        write_bf16_fixtures(code)
     else:
         multiscale(code, args)
 

@@ -19,10 +19,10 @@ from .tokenizer import FVQModel
 MODEL_CLASSES = {"FVQModel": FVQModel, "FVQTransformer": FVQTransformer}
 
 HUB_CONFIGS = Path(__file__).resolve().parent / "hub_configs"  # package data; hub_configs/ at the root links here
-# Keys that may differ between a hub config and a trained model of the same variant: runtime settings, and
-# what a transformer takes from the codes it was trained on.
-RUNTIME_KEYS = {"search_chunk_size", "sample_size", "_name_or_path", "_diffusers_version", "_class_name",
-                "_use_default_values", *DATA_KEYS}
+# Keys that may differ between a hub config and a trained model of the same variant: runtime settings (the
+# quantizer's precision under autocast among them), and what a transformer takes from the codes it was trained on.
+RUNTIME_KEYS = {"search_chunk_size", "quantizer_precision", "sample_size", "_name_or_path", "_diffusers_version",
+                "_class_name", "_use_default_values", *DATA_KEYS}
 
 
 def check_matches(config: dict, model: FVQModel | FVQTransformer, name: str) -> None:

@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny models that build in milliseconds on a CPU; the example variants registered."""
+"""Shared fixtures: tiny models that build in milliseconds on a CPU, a fresh accelerate state; the example variants
+registered."""
 
 from __future__ import annotations
 
@@ -21,3 +22,13 @@ register_examples()
 @pytest.fixture
 def tiny_model():
     return make_tiny_model()
+
+
+@pytest.fixture
+def fresh_accelerator_state():
+    """accelerate keeps one process-wide state, fixed by the first Accelerator: reset it around a bf16 run."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)

@@ -13,18 +13,24 @@ and latents. Every bridge here maps a `(K, d)` table to a `(K, d)` codebook, so 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..bridges import NO_BRIDGE, CodebookBridge, build_bridge
+from ..search import autocast_search, nearest_code
 from .protocol import Quantizer, QuantizerOutput
 
 # How the learnable table starts: "auto" (the bridge's rule; uniform(-1/K, 1/K) without one, as LlamaGen and the
 # FVQ code), "uniform" (that, whatever the bridge), "normal" (N(0, 1): `nn.Embedding`'s default, which the FVQ
 # authors' VAR variant keeps).
 TABLE_INITS = ("auto", "uniform", "normal")
+# Where the bridge and the nearest-code search run when the caller trains under autocast (bf16 / fp16 mixed
+# precision): "fp32" (this package's default: autocast off inside the quantizer, the exact nearest code) or
+# "autocast" (under the caller's autocast, as the FVQ authors' plain and residual models run in their bf16 loop).
+QUANTIZER_PRECISIONS = ("fp32", "autocast")
 
 
 class TableQuantizer(Quantizer):
@@ -33,7 +39,16 @@ class TableQuantizer(Quantizer):
     `embedding` is the learnable `(K, table_dim)` table; `bridge` any `CodebookBridge` (see `fvq_hf.bridges`), or
     None for plain VQ, where the table is the codebook. The bridge says how the table is initialised and whether
     it stays frozen. With `codebook_l2_norm`, latents and codes are l2-normalised before the search (LlamaGen's
-    default). The search and the losses always run in fp32, also under autocast.
+    default).
+
+    `quantizer_precision`: under a caller's autocast (mixed-precision training), "fp32" (the default) runs the
+    bridge, the search and the losses in fp32 with autocast off, and the search finds the exact nearest code;
+    "autocast" runs them under the caller's autocast as the FVQ authors' plain and residual models do in their bf16
+    loop: the bridge's matmuls in bf16, and their distance `|z|^2 + |e|^2 - 2 z.e` computed op for op as autocast
+    casts it (`fvq_hf.search.autocast_search`), so that a near-tie goes to whichever code bf16 rounding favours.
+    Why fp32 is the default: at K = 16,384, d = 256 (random codes and latents) a bf16 cross term alone (their GPU
+    numerics) picks another code than the nearest for most latents ({_MEASURED}); without autocast the two
+    are the same.
 
     `config`: the type's `quantizer_config` values (a subclass passes its keywords here).
     """
@@ -53,6 +68,7 @@ class TableQuantizer(Quantizer):
         commitment_weight: float = 0.25,
         search_chunk_size: int = 4096,
         table_init: str = "auto",
+        quantizer_precision: str = "fp32",
     ) -> None:
         codebook_size, table_dim = embedding.weight.shape
         # The codes are as wide as the table: every bridge here maps (K, d) to (K, d).
@@ -62,6 +78,9 @@ class TableQuantizer(Quantizer):
             raise ValueError("codebook_weight and commitment_weight must be >= 0 and search_chunk_size >= 1.")
         if table_init not in TABLE_INITS:
             raise ValueError(f"table_init={table_init!r}: choose one of {TABLE_INITS}.")
+        if quantizer_precision not in QUANTIZER_PRECISIONS:
+            raise ValueError(f"quantizer_precision={quantizer_precision!r}: choose one of {QUANTIZER_PRECISIONS} "
+                             "(fp32: autocast off in the quantizer; autocast: under the caller's, as the FVQ code).")
         if codebook_l2_norm and not self.supports_l2_norm:
             raise ValueError(f"codebook_l2_norm=True cannot be combined with {self.display_name} quantization: a "
                              "residual is not a direction, and unit codes cannot sum to it.")
@@ -76,6 +95,7 @@ class TableQuantizer(Quantizer):
         self.commitment_weight = commitment_weight
         self.search_chunk_size = search_chunk_size
         self.table_init = table_init
+        self.quantizer_precision = quantizer_precision
         self.embedding = embedding
         self.bridge = bridge
         self.reset_parameters()
@@ -90,6 +110,22 @@ class TableQuantizer(Quantizer):
         table = nn.Embedding(codebook_size, code_dim)  # the table is as wide as the codes (see the docstring)
         bridge = build_bridge(bridge_type, codebook_size, code_dim, bridge_config)
         return cls(table, bridge, **config, **options)
+
+    # --- precision ---------------------------------------------------------------------------------------------
+    def under_autocast(self, device_type: str) -> bool:
+        """Whether the bridge and the search run under the caller's autocast now ("autocast", and one is on)."""
+        return self.quantizer_precision == "autocast" and torch.is_autocast_enabled(device_type)
+
+    def precision(self, device_type: str) -> AbstractContextManager:
+        """The context the bridge and the search run in: the caller's autocast, or autocast off (fp32)."""
+        return nullcontext() if self.under_autocast(device_type) else torch.autocast(device_type, enabled=False)
+
+    def nearest(self, vectors: torch.Tensor, codebook: torch.Tensor) -> torch.LongTensor:
+        """`(N, d)` vectors -> `(N,)` ids of their nearest codes: exact in fp32, or the FVQ authors' distance under
+        the caller's autocast (see the class docstring)."""
+        if self.under_autocast(vectors.device.type):
+            return autocast_search(vectors, codebook.detach(), self.search_chunk_size)
+        return nearest_code(vectors, codebook.detach(), self.search_chunk_size)
 
     # --- the codebook ------------------------------------------------------------------------------------------
     def reset_parameters(self) -> None:
@@ -106,11 +142,13 @@ class TableQuantizer(Quantizer):
         Outside training and autograd the result is cached until a parameter changes in place.
         """
         cacheable = not (self.training or torch.is_grad_enabled())
-        key = tuple((p.data_ptr(), p._version) for p in self.parameters())
+        device_type = self.embedding.weight.device.type
+        rounded = torch.get_autocast_dtype(device_type) if self.under_autocast(device_type) else None
+        key = (rounded, *((p.data_ptr(), p._version) for p in self.parameters()))
         if cacheable and self._cache is not None and self._cache[0] == key:
             return self._cache[1]
         table = self.embedding.weight.float()
-        with torch.autocast(table.device.type, enabled=False):
+        with self.precision(device_type):
             codebook = table if self.bridge is None else self.bridge(table)
         if self.codebook_l2_norm:
             codebook = F.normalize(codebook, dim=-1)
@@ -143,9 +181,9 @@ class TableQuantizer(Quantizer):
         `indices_shape`. Each level quantizes what the levels before it left; the losses are averaged over the
         partial sums, and the straight-through estimator passes the gradient of the sum to the encoder."""
         self.check_latents(latents)
-        levels = self.num_levels
-        with torch.autocast(latents.device.type, enabled=False):
-            z = self.flatten(latents.float())
+        levels, device_type = self.num_levels, latents.device.type
+        with self.precision(device_type):
+            z = self.flatten(latents if self.under_autocast(device_type) else latents.float())
             if self.codebook_l2_norm:
                 z = F.normalize(z, dim=-1)
             codebook = self.codebook()

@@ -10,7 +10,6 @@ from einops import rearrange
 from torch import nn
 
 from ..bridges import CodebookBridge
-from ..search import nearest_code
 from .base import TableQuantizer
 from .ids import IdsSpec
 from .protocol import QUANTIZERS, is_int
@@ -131,7 +130,7 @@ class MultiScaleQuantizer(TableQuantizer):
         """`(B, d, S, S)` residual -> `(B, s * s)` ids of scale `level` and their `(B, d, S, S)` contribution."""
         batch, scale = residual.shape[0], self.scales[level]
         small = residual if scale == self.latent_size else F.interpolate(residual, size=(scale, scale), mode="area")
-        index = nearest_code(rearrange(small, "b d h w -> (b h w) d"), codebook.detach(), self.search_chunk_size)
+        index = self.nearest(rearrange(small, "b d h w -> (b h w) d"), codebook)
         codes = rearrange(codebook[index], "(b h w) d -> b d h w", b=batch, h=scale, w=scale)
         return index.view(batch, scale * scale), self._upsampled(level, codes)
 

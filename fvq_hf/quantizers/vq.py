@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 
-from ..search import nearest_code
 from .base import TableQuantizer
 from .protocol import QUANTIZERS
 
@@ -31,7 +30,7 @@ class VectorQuantizer(TableQuantizer):
     def quantize_level(self, level: int, residual: torch.Tensor, codebook: torch.Tensor
                        ) -> tuple[torch.LongTensor, torch.Tensor]:
         """`(N, d)` residual -> `(N,)` ids of its nearest codes and those `(N, d)` codes."""
-        index = nearest_code(residual, codebook.detach(), self.search_chunk_size)
+        index = self.nearest(residual, codebook)
         return index, codebook[index]
 
     def join_levels(self, ids: list[torch.LongTensor], latents: torch.Tensor) -> torch.LongTensor:

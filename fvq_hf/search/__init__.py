@@ -2,6 +2,6 @@
 or to tiled torch (`tiled`); see `dispatch` for the rule."""
 
 from .dispatch import BACKENDS, nearest_code
-from .tiled import tiled_search
+from .tiled import autocast_search, tiled_search
 
-__all__ = ["BACKENDS", "nearest_code", "tiled_search"]
+__all__ = ["BACKENDS", "autocast_search", "nearest_code", "tiled_search"]

@@ -117,12 +117,18 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         table_init: how the learnable table starts: "auto" (the bridge's rule, else uniform(-1/K, 1/K) as
             LlamaGen and FVQ), "uniform", or "normal" (N(0, 1), `nn.Embedding`'s default, as the FVQ authors' VAR
             variant). Only at initialisation: loaded weights replace it.
+        quantizer_precision: where the bridge and the nearest-code search run when the model is trained or run under
+            autocast (mixed precision): "fp32" (autocast off in the quantizer: the exact nearest code) or "autocast"
+            (under the caller's autocast, as the FVQ authors' plain and residual models run in their bf16 loop;
+            see `fvq_hf.quantizers.TableQuantizer`). Without autocast both are fp32.
         search_chunk_size: block size of the torch nearest-code search (GPU, or a CPU without the kernel):
             memory O(chunk^2), not O(N K). The CPU kernel picks its own cache-sized tiles (`fvq_hf.search`).
     """
 
     _supports_gradient_checkpointing = True
-    # Distances to a large codebook need fp32, also when the rest of the model runs in fp16/bf16.
+    # Distances to a large codebook need fp32, also when the rest of the model runs in fp16/bf16 (the measurement is
+    # in `TableQuantizer`'s docstring); under autocast, `quantizer_precision="autocast"` computes in bf16 from these
+    # fp32 weights.
     _keep_in_fp32_modules = ["quantizer"]
 
     @register_to_config
@@ -148,6 +154,7 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         quantizer_config: dict | None = None,
         quant_conv_kernel_size: int = 1,
         table_init: str = "auto",
+        quantizer_precision: str = "fp32",
     ) -> None:
         super().__init__()
         if min(in_channels, out_channels, layers_per_block, latent_channels) < 1:
@@ -178,7 +185,7 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         self.quantizer = quantizer_cls.build(
             num_vq_embeddings, vq_embed_dim, quantizer_config, bridge_type=bridge_type, bridge_config=bridge_config,
             codebook_l2_norm=codebook_l2_norm, codebook_weight=codebook_weight, commitment_weight=commitment_weight,
-            search_chunk_size=search_chunk_size, table_init=table_init)
+            search_chunk_size=search_chunk_size, table_init=table_init, quantizer_precision=quantizer_precision)
         self.quantizer.check_latent_side(sample_size // factor, f"sample_size / {factor}")
         self.post_quant_conv = nn.Conv2d(vq_embed_dim, latent_channels, **kernel)
         self.decoder = Decoder(out_channels=out_channels, **backbone)

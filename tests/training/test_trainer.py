@@ -213,16 +213,6 @@ def test_gradient_checkpointing_trains_the_same_saved_weights(tmp_path):
         assert torch.equal(a, b), name
 
 
-@pytest.fixture
-def fresh_accelerator_state():
-    """accelerate keeps one process-wide state, fixed by the first Accelerator: reset it around a bf16 run."""
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-
-
 def test_the_dit_bridge_trains_resumes_in_bf16_with_checkpointing_and_folds(tmp_path, fresh_accelerator_state):
     """The authors' DiT QBridge as a training option: through fvq-train with bf16 autocast and gradient
     checkpointing, stopped and resumed to the weights of an uninterrupted run, saved, loaded and folded."""
