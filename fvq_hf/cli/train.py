@@ -27,6 +27,7 @@ import json
 from ..bridges import BRIDGES
 from ..evaluation.metrics import metric_weight_options
 from ..evaluation.options import EvaluationOptions
+from ..quantizers.base import QUANTIZER_PRECISIONS
 from ..training.config import BUILTIN_SAMPLES_PER_EPOCH, LoopConfig, LossConfig, TrainConfig
 from ..training.trainer import train
 from .errors import add_debug_flag, run_command
@@ -67,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema-warmup", action=argparse.BooleanOptionalAction, default=True,
                    help="with --ema-decay: diffusers' warmup min(decay, (1 + t) / (10 + t)) (default); "
                    "--no-ema-warmup: the decay from the first step, as the FVQ authors' utils/ema.py")
+    p.add_argument("--quantizer-precision", choices=QUANTIZER_PRECISIONS,
+                   help="under --mixed-precision bf16/fp16: fp32 keeps the quantizer (bridge, search, losses) in fp32, "
+                   "the exact nearest code; autocast runs it in the loop's precision, as the FVQ authors' loop "
+                   "(default: the model config's quantizer_precision, fp32 unless set)")
     add_loop_args(p, LoopConfig())
     p.add_argument("--resolution", type=int, help="training crop size (default: the config's sample_size)")
     p.add_argument("--samples-per-epoch", type=int, help=f"crops per epoch (default: one per image; "
@@ -93,8 +98,8 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         resolution=args.resolution, samples_per_epoch=args.samples_per_epoch, loop=loop_config(args),
         loss=LossConfig(reconstruction_weight=args.reconstruction_weight, perceptual_weight=args.perceptual_weight,
                         disc_weight=args.disc_weight, disc_start=args.disc_start),
-        ema_decay=args.ema_decay, ema_warmup=args.ema_warmup, usage_window=args.usage_window, eval_data=args.eval_data,
-        eval_every=args.eval_every,
+        ema_decay=args.ema_decay, ema_warmup=args.ema_warmup, quantizer_precision=args.quantizer_precision,
+        usage_window=args.usage_window, eval_data=args.eval_data, eval_every=args.eval_every,
         evaluation=EvaluationOptions(batch_size=args.eval_batch_size,
                                      weights={option: getattr(args, option) for option in metric_weight_options()
                                               if getattr(args, option)}))

@@ -19,6 +19,7 @@ from ..hub.evaluation_file import load_evaluation
 from ..hub.mixin import StrictHubMixin
 from ..hub.model_card import tokenizer_card
 from ..quantizers import quantizer_class
+from ..quantizers.base import QUANTIZER_PRECISIONS
 from .autoencoder import Decoder, Encoder
 
 # fvq-hf 0.1 saved every bridge's keys flat in the model config; they map to `bridge_config` keys.
@@ -363,6 +364,17 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
             raise ValueError(f"Cannot carry the weights over to a {bridge_type} bridge: missing {missing}, "
                              f"unexpected {unexpected}.")
         return bridged.to(device=self.device).train(self.training)
+
+    def set_quantizer_precision(self, precision: str) -> None:
+        """Where the quantizer runs under autocast from now on ("fp32" or "autocast"; see the config key), in place
+        and in the config that `save_pretrained` writes. A type without the option (no table) refuses."""
+        if not hasattr(self.quantizer, "quantizer_precision"):
+            raise ValueError(f"The {self.config.quantizer_type} quantizer has no quantizer_precision option: it has "
+                             "no table, bridge or nearest-code search to run in another precision.")
+        if precision not in QUANTIZER_PRECISIONS:
+            raise ValueError(f"quantizer_precision={precision!r}: choose one of {', '.join(QUANTIZER_PRECISIONS)}.")
+        self.quantizer.quantizer_precision = precision
+        self.register_to_config(quantizer_precision=precision)
 
     def model_card(self, repo_id: str | None = None, evaluations: dict | None = None, training: str | None = None,
                    pipeline: bool = False, datasets: list[str] | None = None, saved: bool = True):

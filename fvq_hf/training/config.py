@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from ..data.spec import DataSpec
 from ..evaluation.options import EvaluationOptions
+from ..quantizers.base import QUANTIZER_PRECISIONS
 from .schedule import SCHEDULES
 
 MIXED_PRECISIONS = ("no", "bf16", "fp16")
@@ -115,7 +116,9 @@ class TrainConfig:
     none otherwise), with `evaluation`'s options (whose `image_column` defaults to `image_column`); its `weights`
     (metric weight files) also give the perceptual loss its LPIPS files. `ema_decay` keeps diffusers' EMA of the
     weights, with its warmup or (`ema_warmup` False) at a constant decay from the first step, as the FVQ authors'
-    code; `usage_window` is the rolling usage indicator's length in steps.
+    code; `quantizer_precision` sets the model's (`FVQModel`'s key of that name: "fp32" keeps the quantizer out of
+    mixed precision, "autocast" runs it under the loop's as the FVQ authors' loop does; None: as the config says);
+    `usage_window` is the rolling usage indicator's length in steps.
     """
 
     config: str
@@ -131,6 +134,7 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     ema_decay: float | None = None
     ema_warmup: bool = True
+    quantizer_precision: str | None = None
     usage_window: int = 100
     eval_data: list[str] | None = None
     eval_every: int | None = None
@@ -162,6 +166,9 @@ class TrainConfig:
                 if value is not None:
                     raise ValueError(f"--{name.replace('_', '-')} does not apply to streamed data ({self.data}), "
                                      "whose epoch length is unknown: use --max-steps and --warmup-fraction.")
+        if self.quantizer_precision not in (None, *QUANTIZER_PRECISIONS):
+            raise ValueError(f"--quantizer-precision {self.quantizer_precision!r}: choose one of "
+                             f"{', '.join(QUANTIZER_PRECISIONS)}.")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f"--ema-decay must lie in (0, 1) (e.g. 0.999), got {self.ema_decay}.")
 

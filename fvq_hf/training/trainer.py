@@ -88,6 +88,8 @@ def train(config: TrainConfig) -> TrainResult:
     model = FVQModel.from_pretrained(config.config) if config.init_weights else FVQModel.from_config(model_config)
     if config.add_bridge:
         model = model.add_bridge(config.add_bridge, config.bridge_config)
+    if config.quantizer_precision:
+        model.set_quantizer_precision(config.quantizer_precision)
     if loop.gradient_checkpointing:
         model.enable_gradient_checkpointing()
     resolution = config.resolution or model.config.sample_size

@@ -236,6 +236,26 @@ def test_the_dit_bridge_trains_resumes_in_bf16_with_checkpointing_and_folds(tmp_
         assert torch.equal(loaded.tokenize(images), folded.tokenize(images))
 
 
+def test_quantizer_precision_reaches_the_quantizer_of_a_bf16_run(tmp_path, fresh_accelerator_state):
+    """`--quantizer-precision autocast` under bf16: the bridge and the search run in bf16 (so the trained weights
+    differ from the default fp32 quantizer's after 2 steps), and the saved model says which it trained with."""
+    config = write_config(tmp_path / "dit", bridge_type="dit", bridge_config=TINY_BRIDGES["dit"])
+    base = tiny_config(tmp_path, max_steps=2, mixed_precision="bf16", config=str(config))
+    for precision in ("fp32", "autocast"):
+        train(with_changes(base, output_dir=str(tmp_path / precision), quantizer_precision=precision))
+    models = {p: FVQModel.from_pretrained(tmp_path / p / "model") for p in ("fp32", "autocast")}
+    assert {p: m.config.quantizer_precision for p, m in models.items()} == {"fp32": "fp32", "autocast": "autocast"}
+    a, b = (models[p].state_dict() for p in ("fp32", "autocast"))
+    assert not torch.equal(a["quantizer.bridge.proj_out.weight"], b["quantizer.bridge.proj_out.weight"])
+
+
+def test_a_quantizer_without_a_table_refuses_a_precision(tmp_path):
+    config = write_config(tmp_path / "c", quantizer_type="scalar", quantizer_config={"levels": 2}, bridge_type="none",
+                          bridge_config=None, num_vq_embeddings=2**8, vq_embed_dim=8)
+    with pytest.raises(ValueError, match="The scalar quantizer has no quantizer_precision option"):
+        FVQModel.from_config(FVQModel.load_config(config)).set_quantizer_precision("autocast")
+
+
 def _shard_args(tmp_path, *extra, per_shard: int | list[int] = 4):
     args = train_args(tmp_path, "--max-steps", "5", "--eval-data", "--num-workers", "2", *extra)
     args[args.index("--data") + 1] = write_shards(tmp_path / "shards", shards=4, per_shard=per_shard)
