@@ -12,6 +12,7 @@ cannot be downloaded: their perceptual loss is replaced by 0 (perceptual weight 
     PYTHONPATH=/tmp/origlib python authors_training.py fixtures /tmp/fvq_orig     # the training-parity fixtures
     PYTHONPATH=/tmp/origlib python authors_training.py init /tmp/fvq_orig         # their initial weights, seed 0
     PYTHONPATH=/tmp/origlib python authors_training.py multiscale /tmp/fvq_orig   # VAR + QBridge, theirs vs ours
+    PYTHONPATH=/tmp/origlib python authors_training.py labels /tmp/fvq_orig       # their conditional label dropout
     python authors_training.py table --tables authors_multiscale.json             # the runs as a markdown table
 
 `fixtures` writes `tests/fixtures/original/train_*.safetensors` and `training_lr.json`: for each combination
@@ -26,6 +27,10 @@ state dict of every bridge kind of theirs built alone (DiT QBridge S/4 and L/8, 
 release ViT bridge S/4 and L/8; `Qbridge-lin/1`, `Qbridge-lin/5`) and of their quantizers (plain and residual DiT
 paths, the release ViT path) as sha256 digests of each tensor's bytes, the two small S/4 bridges also as tensors,
 and, for the quantizers, digests of the generator state after their table's `nn.Embedding` and before their bridge.
+
+`labels` writes `tests/fixtures/original/label_dropout.safetensors`: their class-conditional quantizer in training
+mode (each image's codebook at label 0 or, dropped, at the null class; weights and latents fp16-exact, stored in
+fp16), and their `LabelEmbedder`'s draw alone (which of 4096 labels it dropped).
 
 `multiscale` trains their VAR tokenizer with a DiT QBridge (`var/model/vqvae.py`, their backbone classes rebuilt
 at the fvq-cpu-4k size) with their loop, and this package's `fvq-train` step (`TokenizerStep`) on the same
@@ -436,6 +441,68 @@ def write_bf16_fixtures(code) -> None:
                         "cpu_capability": torch.backends.cpu.get_cpu_capability()})
 
 
+# ---- label dropout: their class-conditional DiT quantizer in training (issue 34) -----------------------------------
+LABEL_SEED, LABEL_BATCH, LABEL_DRAWS = 3, 16, 4096
+
+
+def label_dropout_fixture(code) -> tuple[dict, dict]:
+    """Their class-conditional quantizer (`vq_model_qbridge.VectorQuantizer`, `is_uncondition=False`: a 1001-row
+    label table, dropout 0.1; QBridge-XS/2, K = 256, d = 8; zero-initialised layers perturbed, label table N(0, 1)
+    so that label 0's and the null class's codebooks differ, every weight fp16-exact) in training mode, called as
+    `vq_train_qbridge_lr.py` calls it (labels all 0), after `torch.manual_seed(LABEL_SEED)`: the labels their
+    `LabelEmbedder.token_drop` gave, ids, quantized latents, losses and the gradients of
+    `codebook + commitment + mean(z_q^2)`. And their `LabelEmbedder(1000, 32, 0.1)` alone in training on
+    `LABEL_DRAWS` zero labels after `torch.manual_seed(LABEL_SEED)`: which it dropped to the null class."""
+    import qbridge
+
+    module = code.plain_dit
+    torch.manual_seed(0)
+    quantizer = module.VectorQuantizer(n_e=256, e_dim=8, beta=0.25, entropy_loss_ratio=0.0, l2_norm=False,
+                                       show_usage=False, QB_type="QBridge-XS/2", is_uncondition=False,
+                                       emb_nograd=False)
+    with torch.no_grad():
+        quantizer.qbridge.y_embedder.embedding_table.weight.normal_()
+    perturb_and_round(quantizer)
+    latents = torch.randn(LABEL_BATCH, 8, 4, 4, generator=torch.Generator().manual_seed(1)).half().float()
+    drawn = []
+    token_drop = qbridge.LabelEmbedder.token_drop
+
+    def recording(self, labels, force_drop_ids=None):
+        drawn.append(token_drop(self, labels, force_drop_ids))
+        return drawn[-1]
+
+    qbridge.LabelEmbedder.token_drop = recording
+    try:
+        quantizer.train()
+        z = latents.clone().requires_grad_(True)
+        torch.manual_seed(LABEL_SEED)
+        z_q, (vq_loss, commit_loss, _, _), (_, _, ids) = quantizer(z, torch.zeros(LABEL_BATCH, dtype=torch.long))
+        (vq_loss + commit_loss + z_q.square().mean()).backward()
+        embedder = qbridge.LabelEmbedder(1000, 32, 0.1).train()
+        torch.manual_seed(LABEL_SEED)
+        embedder(torch.zeros(LABEL_DRAWS, dtype=torch.long), True)
+    finally:
+        qbridge.LabelEmbedder.token_drop = token_drop
+    labels, draws = drawn
+    if not 0 < int((labels == 1000).sum()) < LABEL_BATCH:
+        raise RuntimeError(f"seed {LABEL_SEED} does not drop some but not all of {LABEL_BATCH} labels: choose another")
+    tensors = {**{f"quantize.{k}": v.half() for k, v in quantizer.state_dict().items()}, "latents": latents.half(),
+               "labels": labels, "ids": ids, "quantized": z_q.detach(), "grad.latents": z.grad,
+               **{f"grad.quantize.{k}": p.grad for k, p in quantizer.named_parameters() if p.grad is not None},
+               "losses": torch.tensor([vq_loss.item(), commit_loss.item()], dtype=torch.float64),
+               "dropped": draws == 1000}
+    meta = {"seed": LABEL_SEED, "batch": LABEL_BATCH, "draws": LABEL_DRAWS, "dropout_prob": 0.1, "null_class": 1000,
+            "quantizer": "vq_model_qbridge.VectorQuantizer(n_e=256, e_dim=8, QB_type='QBridge-XS/2', "
+                         "is_uncondition=False)", "torch": torch.__version__}
+    return {k: v.contiguous() for k, v in tensors.items()}, meta
+
+
+def write_label_dropout_fixture(code) -> None:
+    tensors, meta = label_dropout_fixture(code)
+    save_file(tensors, FIXTURES / "label_dropout.safetensors", metadata={k: json.dumps(v) for k, v in meta.items()})
+    print("labels:", tensors["labels"].tolist(), "| dropped of", meta["draws"], ":", int(tensors["dropped"].sum()))
+
+
 # ---- multi-scale: theirs and ours side by side ---------------------------------------------------------------------
 def multiscale(code, args) -> dict:
     """Their VAR + QBridge and this package's step from the same weights, on the same batches; evaluated alike."""
@@ -551,7 +618,7 @@ def table(paths: list[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("fixtures", "init", "bf16", "multiscale", "table"))
+    parser.add_argument("command", choices=("fixtures", "init", "bf16", "labels", "multiscale", "table"))
     parser.add_argument("checkout", nargs="?", help="a checkout of yfChang-cv/FVQ (577b848c); not for `table`")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=["theirs-dit", "ours-dit", "ours-plain"],
@@ -579,6 +646,8 @@ def main() -> None:
         write_init_fixtures(code)
     elif args.command == "bf16":
         write_bf16_fixtures(code)
+    elif args.command == "labels":
+        write_label_dropout_fixture(code)
     else:
         multiscale(code, args)
 

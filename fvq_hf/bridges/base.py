@@ -2,9 +2,11 @@
 `BRIDGES` registry.
 
 A bridge is a `CodebookBridge` (an `nn.Module`) built as `cls(codebook_size, code_dim, **config)` whose
-`forward((K, d) table)` returns the `(K, d)` codebook. Its config keys are the keyword parameters of its `__init__`
-after those two, so the class is the one place that knows them; what else the quantizer needs to know is declared
-here. `bridge_type="none"` is plain VQ (the table is the codebook): a reserved name, not a class.
+`forward((K, d) table)` returns the `(K, d)` codebook (one that gives the images of a training batch codebooks at
+different labels says so in `image_labels` and takes `forward(table, label=...)`). Its config keys are the keyword
+parameters of its `__init__` after those two, so the class is the one place that knows them; what else the quantizer
+needs to know is declared here. `bridge_type="none"` is plain VQ (the table is the codebook): a reserved name, not a
+class.
 """
 
 from __future__ import annotations
@@ -48,6 +50,12 @@ class CodebookBridge(nn.Module):
                              f"{sorted(defaults) or 'none'}.")
         check_config_types(cls.__init__, config or {}, f"bridge_config of the {cls.display_name}")
         return {**defaults, **(config or {})}
+
+    def image_labels(self, batch_size: int, device: torch.device) -> torch.LongTensor | None:
+        """`(B,)` label of each image's codebook for this training batch, or None: one codebook for the batch (every
+        bridge but a conditional DiT bridge trained with label dropout). The quantizer then computes the codebook
+        once per distinct label, `forward(table, label=...)`."""
+        return None
 
     def init_table(self, weight: torch.Tensor) -> None:
         """Initialise the `(K, d)` table this bridge reads: uniform(-1/K, 1/K), as LlamaGen and FVQ release."""

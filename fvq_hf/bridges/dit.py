@@ -7,8 +7,23 @@ block and in the final layer (`x * (1 + scale(c)) + shift(c)`, gated residuals),
 
 The codebook is computed at one label (`label`): 0 for the unconditional bridge of the shipped scripts
 (`--is_uncondition`, one label row), the null class for a class-conditional one, as the authors'
-`convert_fullvq2vq.py` folds it. Their class-conditional *training* draws the null label per image with
-probability 0.1 (one codebook per image); that variant is not trained here.
+`convert_fullvq2vq.py` folds it (`vq_model.eval()`, `get_codebook(torch.full((1,), 1000))`).
+
+`label_rule` says which label the codebook is computed at in training. "fixed" (the default): `label`, always.
+"dropout": the authors' class-conditional training (yfChang-cv/FVQ at 577b848c):
+- `vq_train_qbridge_lr.py` (`main`) calls the model with `labels = torch.zeros_like(y)`;
+- `vq_model_qbridge.py` (`VectorQuantizer.forward`, its conditional branch) repeats the table once per image, runs
+  the bridge on that batch with the labels and searches each image's tokens in its own `(K, d)` codebook (distances
+  `(B, h*w, K)`); the two losses are means over the batch, the straight-through step is the usual one;
+- `qbridge.py` (`DiT.forward` -> `LabelEmbedder.forward(labels, self.training)` -> `token_drop`), in training mode
+  only and with `class_dropout_prob=0.1`, sets a label to the null class (1000) where
+  `torch.rand(B, device=labels.device) < 0.1`.
+So each image is quantized at label 0 (p 0.9) or at the null class (p 0.1); their fold (`convert_fullvq2vq.py`) and
+`eval_fid_usage_lpips.py` then take the null class in eval mode (their `eval_fid.py` passes the images' classes). Here, while the bridge is in training mode and autograd
+is on, `image_labels` draws the labels as `token_drop` does (`train_label`, or the null class where one `torch.rand`
+on the latents' device, from the global generator, is below `label_dropout`), and `TableQuantizer.forward` computes
+one codebook per distinct label (two bridge forwards at most) and quantizes each image with its label's. In eval
+mode, under `torch.no_grad()` (where theirs would still draw in training mode) and when folding: `label`.
 
 Sizes are theirs by name (`QBRIDGE_PRESETS`, their `QB_type` strings): `bridge_config=qbridge_config("QBridge-L/4")`.
 """
@@ -38,12 +53,33 @@ QBRIDGE_PRESETS: dict[str, dict] = {
 }
 # `--is_uncondition` (one label row) and the class-conditional table (1000 ImageNet classes and the null class).
 UNCONDITIONAL_LABELS, CLASS_CONDITIONAL_LABELS = 1, 1001
+# Which label the codebook is computed at in training: "fixed" (`label`, as in eval) or "dropout" (per image,
+# `train_label` or the null class with probability `label_dropout`: the authors' conditional training).
+LABEL_RULES = ("fixed", "dropout")
 
 
 def default_label(num_labels: int) -> int:
     """The label the authors' code takes a codebook at: 0 with one label row (`--is_uncondition`), else the null
     class (the last row), as their `convert_fullvq2vq.py` folds it."""
     return 0 if num_labels == 1 else num_labels - 1
+
+
+def check_label_rule(label_rule: str, num_labels: int, train_label: int, label_dropout: float) -> None:
+    """Raise a ValueError naming what is wrong with the training label rule of a table of `num_labels` rows."""
+    if label_rule not in LABEL_RULES:
+        raise ValueError(f"The DiT bridge's label_rule {label_rule!r} is not one of {LABEL_RULES} (fixed: the "
+                         "codebook at `label`; dropout: per image, train_label or the null class, as the authors' "
+                         "class-conditional training).")
+    if isinstance(train_label, bool) or not isinstance(train_label, int) or not 0 <= train_label < num_labels:
+        raise ValueError(f"The DiT bridge's train_label {train_label!r} is outside its label table: it has "
+                         f"{num_labels} label row(s), so it must be an integer in [0, {num_labels - 1}].")
+    if not 0 <= label_dropout <= 1:
+        raise ValueError(f"The DiT bridge's label_dropout is a probability in [0, 1], got {label_dropout!r}.")
+    if label_rule == "dropout" and num_labels < 2:
+        raise ValueError("label_rule='dropout' drops labels to the null class (the last row of a class-conditional "
+                         "label table, num_labels=1001 in the authors' code), but this DiT bridge has one label row "
+                         "(unconditional, their --is_uncondition), so there is no null class: use label_rule='fixed' "
+                         "or num_labels > 1.")
 
 
 def qbridge_config(name: str, conditional: bool = False) -> dict:
@@ -101,7 +137,9 @@ class DiTBridge(CodebookBridge, ModelMixin, ConfigMixin):
 
     `num_labels` rows of label embedding: 1 for `--is_uncondition` runs (the shipped scripts), 1001 for
     class-conditional ones (1000 classes and the null class). `label`: the row the codebook is computed at
-    (None: 0 with one row, else the null class, the last row).
+    (None: 0 with one row, else the null class, the last row). `label_rule` (see the module docstring): "fixed"
+    computes it at `label` in training too; "dropout" (a conditional table only) gives each image of a training
+    batch the codebook at `train_label`, or at the null class with probability `label_dropout`.
     """
 
     name = "dit"
@@ -120,6 +158,9 @@ class DiTBridge(CodebookBridge, ModelMixin, ConfigMixin):
         mlp_ratio: float = 2.0,
         num_labels: int = 1,
         label: int | None = None,
+        label_rule: str = "fixed",
+        train_label: int = 0,
+        label_dropout: float = 0.1,
     ) -> None:
         super().__init__()
         if min(code_dim, hidden_size, depth, num_heads, num_labels) < 1 or mlp_ratio <= 0:
@@ -131,6 +172,7 @@ class DiTBridge(CodebookBridge, ModelMixin, ConfigMixin):
             raise ValueError(f"The DiT bridge's label {label!r} is outside its label table: it has {num_labels} "
                              f"label row(s), so the label must be an integer in [0, {num_labels - 1}].")
         self.register_to_config(label=label)
+        check_label_rule(label_rule, num_labels, train_label, label_dropout)
         self.grid = codebook_grid(codebook_size, patch_size)
         self.patch_size = patch_size
         patches = (self.grid[0] // patch_size, self.grid[1] // patch_size)
@@ -155,6 +197,16 @@ class DiTBridge(CodebookBridge, ModelMixin, ConfigMixin):
     @property
     def num_labels(self) -> int:
         return self.label_embed.num_embeddings
+
+    def image_labels(self, batch_size: int, device: torch.device) -> torch.LongTensor | None:
+        """`(B,)` label of each image's codebook under the "dropout" rule while training (bridge in training mode,
+        autograd on): `train_label`, or the null class where `torch.rand(B) < label_dropout`, drawn as their
+        `LabelEmbedder.token_drop` draws it. None otherwise: the whole batch at `label`."""
+        config = self.config
+        if config.label_rule != "dropout" or not (self.training and torch.is_grad_enabled()):
+            return None
+        dropped = torch.rand(batch_size, device=device) < config.label_dropout
+        return torch.where(dropped, self.num_labels - 1, config.train_label)
 
     def reset_parameters(self) -> None:
         """The authors' `initialize_weights`: as the VQBridge's, plus the label embedding at N(0, 0.02) and every

@@ -137,20 +137,24 @@ class TableQuantizer(Quantizer):
         else:
             self.bridge.init_table(self.embedding.weight)
 
-    def codebook(self) -> torch.Tensor:
-        """The `(K, d)` codebook used for quantization: `bridge(table)`, l2-normalised if configured.
+    def codebook(self, label: int | None = None) -> torch.Tensor:
+        """The `(K, d)` codebook used for quantization: `bridge(table)`, l2-normalised if configured. `label`: the
+        label to compute it at, for a bridge whose `image_labels` gives labels (None: the bridge's own).
 
         Outside training and autograd the result is cached until a parameter changes in place.
         """
         cacheable = not (self.training or torch.is_grad_enabled())
         device_type = self.embedding.weight.device.type
         rounded = torch.get_autocast_dtype(device_type) if self.under_autocast(device_type) else None
-        key = (rounded, *((p.data_ptr(), p._version) for p in self.parameters()))
+        key = (rounded, label, *((p.data_ptr(), p._version) for p in self.parameters()))
         if cacheable and self._cache is not None and self._cache[0] == key:
             return self._cache[1]
         table = self.embedding.weight.float()
         with self.precision(device_type):
-            codebook = table if self.bridge is None else self.bridge(table)
+            if self.bridge is None:
+                codebook = table
+            else:
+                codebook = self.bridge(table) if label is None else self.bridge(table, label=label)
         if self.codebook_l2_norm:
             codebook = F.normalize(codebook, dim=-1)
         self._cache = (key, codebook) if cacheable else None
@@ -180,14 +184,33 @@ class TableQuantizer(Quantizer):
     def forward(self, latents: torch.Tensor) -> QuantizerOutput:
         """`(B, d, h, w)` latents -> `QuantizerOutput` with `(B, d, h, w)` quantized latents and ids of
         `indices_shape`. Each level quantizes what the levels before it left; the losses are averaged over the
-        partial sums, and the straight-through estimator passes the gradient of the sum to the encoder."""
+        partial sums, and the straight-through estimator passes the gradient of the sum to the encoder.
+
+        Where the bridge gives the images of a training batch codebooks at different labels (`image_labels`: a
+        DiT bridge with label_rule="dropout"), the images of each label are quantized with that label's codebook,
+        one bridge forward per distinct label, and the losses are the means over the whole batch, as the FVQ
+        authors' one codebook per image (`vq_model_qbridge.py`, `VectorQuantizer.forward`)."""
         self.check_latents(latents)
+        labels = None if self.bridge is None else self.bridge.image_labels(latents.shape[0], latents.device)
+        if labels is None:
+            return self.quantize_images(latents)
+        groups = [(label, (labels == label).nonzero().squeeze(1)) for label in labels.unique().tolist()]
+        parts = [self.quantize_images(latents[images], label) for label, images in groups]
+        restore = torch.cat([images for _, images in groups]).argsort()  # back to the batch's order
+        shares = [len(images) / len(labels) for _, images in groups]  # every image has as many latent values
+        return QuantizerOutput(torch.cat([part.latents for part in parts])[restore],
+                               torch.cat([part.indices for part in parts])[restore],
+                               sum(share * part.codebook_loss for share, part in zip(shares, parts)),
+                               sum(share * part.commitment_loss for share, part in zip(shares, parts)))
+
+    def quantize_images(self, latents: torch.Tensor, label: int | None = None) -> QuantizerOutput:
+        """`forward` for `(b, d, h, w)` latents quantized with one codebook, the one at `label` (see `codebook`)."""
         levels, device_type = self.num_levels, latents.device.type
         with self.precision(device_type):
             z = self.flatten(latents if self.under_autocast(device_type) else latents.float())
             if self.codebook_l2_norm:
                 z = F.normalize(z, dim=-1)
-            codebook = self.codebook()
+            codebook = self.codebook(label)
             residual, z_q, ids = z.detach(), 0.0, []
             codebook_loss = commitment_loss = 0.0
             for level in range(levels):

@@ -6,7 +6,7 @@ import torch
 from fvq_hf import FVQModel
 from fvq_hf.bridges import QBRIDGE_PRESETS, DiTBridge, qbridge_config, resolve_bridge_config
 
-from ..helpers import load_fixture, make_tiny_model, perturb_bridge
+from ..helpers import TINY_BRIDGES, load_fixture, make_tiny_model, perturb_bridge
 
 
 def test_presets_are_the_authors_sizes():
@@ -72,3 +72,61 @@ def test_a_dit_model_saves_loads_and_folds(tmp_path):
     assert loaded.config.bridge_config["label"] == 0 and loaded.bridge_name.startswith("DiT QBridge")
     with torch.no_grad():
         assert torch.equal(loaded.tokenize(images), ids)
+
+
+# ---- label_rule: the authors' class-conditional training (tests/quantizers/test_label_dropout.py: the quantizer) ----
+def conditional_bridge(**config) -> DiTBridge:
+    return DiTBridge(256, 8, patch_size=4, hidden_size=32, num_heads=2, num_labels=3, **config)
+
+
+def test_the_label_rule_defaults_and_refusals():
+    assert {k: resolve_bridge_config("dit", None)[k] for k in ("label_rule", "train_label", "label_dropout")} == {
+        "label_rule": "fixed", "train_label": 0, "label_dropout": 0.1}
+    with pytest.raises(ValueError, match="one label row .* so there is no null class: use label_rule='fixed'"):
+        DiTBridge(256, 8, patch_size=4, hidden_size=32, label_rule="dropout")
+    with pytest.raises(ValueError, match="label_rule 'authors' is not one of"):
+        conditional_bridge(label_rule="authors")
+    with pytest.raises(ValueError, match=r"train_label 3 is outside its label table"):
+        conditional_bridge(label_rule="dropout", train_label=3)
+    with pytest.raises(ValueError, match=r"label_dropout is a probability in \[0, 1\], got 1.5"):
+        conditional_bridge(label_rule="dropout", label_dropout=1.5)
+
+
+def test_label_dropout_draws_as_their_label_embedder():
+    # `label_dropout.safetensors`: which of 4096 zero labels their `LabelEmbedder(1000, 32, 0.1)` dropped in training
+    # after `torch.manual_seed(3)` (`benchmarks/authors_training.py labels`).
+    _, tensors = load_fixture("label_dropout")
+    bridge = DiTBridge(256, 8, **qbridge_config("QBridge-XS/2", conditional=True), label_rule="dropout")
+    torch.manual_seed(3)
+    labels = bridge.train().image_labels(4096, torch.device("cpu"))
+    assert torch.equal(labels == 1000, tensors["dropped"]) and set(labels.tolist()) == {0, 1000}
+    torch.manual_seed(0)
+    share = float((bridge.image_labels(100_000, torch.device("cpu")) == 1000).float().mean())
+    assert share == pytest.approx(0.1, abs=0.003)  # 3 standard deviations
+
+
+def test_labels_are_drawn_only_in_training_with_autograd():
+    bridge = conditional_bridge(label_rule="dropout", train_label=1, label_dropout=0.5)
+    torch.manual_seed(0)
+    assert set(bridge.train().image_labels(64, torch.device("cpu")).tolist()) == {1, 2}
+    assert bridge.eval().image_labels(64, torch.device("cpu")) is None
+    with torch.no_grad():
+        assert bridge.train().image_labels(64, torch.device("cpu")) is None
+    assert conditional_bridge().train().image_labels(64, torch.device("cpu")) is None
+
+
+def test_a_label_dropout_model_saves_loads_and_folds_at_the_null_class(tmp_path):
+    config = {**TINY_BRIDGES["dit"], "num_labels": 3, "label_rule": "dropout", "label_dropout": 0.25}
+    model = make_tiny_model(bridge_type="dit", bridge_config=config).eval()
+    perturb_bridge(model)
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        ids = model.tokenize(images)
+        assert torch.equal(model.fold_bridge().tokenize(images), ids)
+    model.save_pretrained(tmp_path)
+    loaded = FVQModel.from_pretrained(tmp_path)
+    assert loaded.config.bridge_config == {**resolve_bridge_config("dit", config), "label": 2}
+    bridge = loaded.quantizer.bridge.config
+    assert (bridge.label_rule, bridge.train_label, bridge.label_dropout) == ("dropout", 0, 0.25)
+    with torch.no_grad():
+        assert torch.equal(loaded.eval().tokenize(images), ids)
