@@ -31,6 +31,13 @@ CHANGES = [
     ("quantizer_precision='autocast' searching in fp32", "fvq_hf/quantizers/base.py",
      "        if self.under_autocast(vectors.device.type):\n            return autocast_search",
      "        if False:\n            return autocast_search", "tests/training/test_parity_with_authors.py"),
+    ("the DiT bridge's label dropout never drawn", "fvq_hf/bridges/dit.py",
+     "dropped = torch.rand(batch_size, device=device) < config.label_dropout",
+     "dropped = torch.rand(batch_size, device=device) < 0", "tests/quantizers/test_label_dropout.py"),
+    ("one codebook for every image under label_rule='dropout'", "fvq_hf/quantizers/base.py",
+     "parts = [self.quantize_images(latents[images], label) for label, images in groups]",
+     "parts = [self.quantize_images(latents[images]) for label, images in groups]",
+     "tests/quantizers/test_label_dropout.py"),
 ]
 
 
