@@ -41,13 +41,15 @@ def main() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             cpu = autocast_search(latents, codes, 4096)
 
-        def excess(ids: torch.Tensor) -> float:
-            def distance(i: torch.Tensor) -> torch.Tensor:
-                return (z - c[i]).pow(2).sum(1)
-            return float(((distance(ids) - distance(exact)) / distance(exact)).mean())
+        print(f"| {size:,} | {dim} | {tokens:,} | {(gpu != exact).float().mean():.1%} | "
+              f"{excess(z, c, gpu, exact):.1e} | {(cpu != exact).float().mean():.1%} | {excess(z, c, cpu, exact):.1e} |")
 
-        print(f"| {size:,} | {dim} | {tokens:,} | {(gpu != exact).float().mean():.1%} | {excess(gpu):.1e} | "
-              f"{(cpu != exact).float().mean():.1%} | {excess(cpu):.1e} |")
+
+def excess(latents: torch.Tensor, codes: torch.Tensor, ids: torch.Tensor, exact: torch.Tensor) -> float:
+    """How much farther the codes `ids` are than the nearest ones `exact`: the mean relative excess squared distance."""
+    def distance(index: torch.Tensor) -> torch.Tensor:
+        return (latents - codes[index]).pow(2).sum(1)
+    return float(((distance(ids) - distance(exact)) / distance(exact)).mean())
 
 
 if __name__ == "__main__":

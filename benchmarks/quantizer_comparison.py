@@ -5,7 +5,8 @@ the same steps, with the same seed, batch, LR and learning-annealing schedule. T
 every token of the held-out strips (`builtin:heldout`) and of unseen photos (`builtin:unseen`):
 - none: plain VQ;
 - linear: SimVQ;
-- mlp: a VQGAN-LC-style projector;
+- mlp: the FVQ paper's MLP projector baseline (lin/5 style) on a frozen random table (not VQGAN-LC: no table
+  made from data);
 - vqbridge: FVQ;
 - vqtorch-ema: the peer library vector-quantize-pytorch, `VectorQuantize` with EMA updates and dead-code
   replacement, in the same slot.

@@ -40,7 +40,9 @@ TINY_CONFIG = dict(
 # other registered type is built with its defaults. The tiny model's latent grid is 8 x 8; 3 and 5 do not divide
 # 8, as VAR's scales do not divide 16.
 TINY_BRIDGES = {"vqbridge": TINY_CONFIG["bridge_config"], "dit": {"patch_size": 4, "hidden_size": 32, "num_heads": 2},
-                "mlp": {"hidden_size": 32}}
+                "mlp": {"hidden_size": 32}, "lc-mlp": {"hidden_size": 32}}
+# A bridge that maps widths reads a table of its own width in the matrices (VQGAN-LC: 768 over d = 8; here 12).
+WIDE_TABLE_DIM = 12
 TINY_QUANTIZERS = {"residual": {"depth": 3}, "multiscale": {"scales": [1, 3, 5, 8]}}
 
 
@@ -71,13 +73,16 @@ def make_tiny_model(seed: int = 0, **overrides):
 def typed_model(quantizer_type: str, bridge_type: str = "vqbridge", seed: int = 0, **overrides):
     """The tiny model with any registered quantizer and bridge type (bridge perturbed, so that codes differ), at
     the image size its quantizer takes."""
+    from fvq_hf.bridges import bridge_class
     from fvq_hf.quantizers import quantizer_class
 
     cls = quantizer_class(quantizer_type)
     config = cls.resolve_config(TINY_QUANTIZERS.get(quantizer_type))
     side = cls.ids_spec(config).fixed_latent_side
+    bridge = bridge_class(bridge_type)
+    wide = {"table_dim": WIDE_TABLE_DIM} if bridge is not None and bridge.maps_width else {}
     model = make_tiny_model(seed, bridge_type=bridge_type, quantizer_type=quantizer_type, quantizer_config=config,
-                            **{"sample_size": 4 * side if side else 32, **overrides})
+                            **{"sample_size": 4 * side if side else 32, **wide, **overrides})
     if model.config.bridge_type != "none":
         perturb_bridge(model)
     return model

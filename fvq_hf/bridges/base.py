@@ -2,7 +2,7 @@
 `BRIDGES` registry.
 
 A bridge is a `CodebookBridge` (an `nn.Module`) built as `cls(codebook_size, code_dim, **config)` whose
-`forward((K, d) table)` returns the `(K, d)` codebook (one that gives the images of a training batch codebooks at
+`forward((K, d) table)` returns the `(K, d)` codebook (one that `maps_width` takes a `(K, D)` table; one that gives the images of a training batch codebooks at
 different labels says so in `image_labels` and takes `forward(table, label=...)`). Its config keys are the keyword
 parameters of its `__init__` after those two, so the class is the one place that knows them; what else the quantizer
 needs to know is declared here. `bridge_type="none"` is plain VQ (the table is the codebook): a reserved name, not a
@@ -29,8 +29,11 @@ class CodebookBridge(nn.Module):
     # The registry name (`bridge_type`) and what the bridge is, in words.
     name: ClassVar[str] = ""
     display_name: ClassVar[str]
-    # Train only the bridge and keep the table as initialised (SimVQ, VQGAN-LC).
+    # Train only the bridge and keep the table as initialised or loaded (SimVQ, VQGAN-LC); `freeze_table` overrides.
     freezes_table: ClassVar[bool] = False
+    # Maps a table wider (or narrower) than the codes, `(K, D) -> (K, d)`: `__init__` takes the keyword `table_dim`
+    # (D; not a bridge_config key: the model config's `table_dim` gives it). Every other bridge maps (K, d) to (K, d).
+    maps_width: ClassVar[bool] = False
     # The bridge's output is all zero at initialisation (a zero-initialised output layer, as VQBridge's): such a
     # codebook has no direction, so it cannot be l2-normalised.
     starts_at_zero: ClassVar[bool] = False
@@ -38,7 +41,7 @@ class CodebookBridge(nn.Module):
     @classmethod
     def config_defaults(cls) -> dict:
         """The bridge's config keys and their defaults, from its `__init__` (after codebook_size, code_dim)."""
-        return init_keywords(cls)
+        return init_keywords(cls, exclude=("table_dim",))
 
     @classmethod
     def resolve_config(cls, config: Mapping | None) -> dict:

@@ -1,4 +1,6 @@
-"""The baselines' bridges, both over a frozen table: SimVQ's linear map and a VQGAN-LC-style MLP projector."""
+"""The FVQ paper's baseline bridges, both over a frozen random table: SimVQ's linear map (`Qbridge-lin/1`) and an
+MLP projector (`Qbridge-lin/5`). VQGAN-LC's own projectors, over a table of its own width made from data, are
+`vqgan_lc.py`'s."""
 
 from __future__ import annotations
 
@@ -35,11 +37,12 @@ class LinearBridge(FrozenTableBridge):
 
 @BRIDGES.register
 class MLPBridge(FrozenTableBridge):
-    """A VQGAN-LC-style projector (arXiv 2406.11837): `depth` hidden Linear+ReLU layers of width `hidden_size`,
-    then Linear(., d). The released FVQ baseline ("lin/5") is depth 4 with hidden_size = d."""
+    """The FVQ paper's MLP projector baseline: `depth` hidden Linear+ReLU layers of width `hidden_size`, then
+    Linear(., d), over a frozen N(0, 1/d) table. Their released "lin/5" is depth 4 with hidden_size = d. It is not
+    VQGAN-LC (whose table is a k-means table of pretrained features, of its own width: `"lc-linear"`, `"lc-mlp"`)."""
 
     name = "mlp"
-    display_name = "MLP projector (VQGAN-LC-style)"
+    display_name = "MLP projector (the FVQ paper's lin/5 baseline)"
 
     def __init__(self, codebook_size: int, code_dim: int, hidden_size: int = 256, depth: int = 2) -> None:
         super().__init__()

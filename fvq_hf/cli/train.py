@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="model config folder (hub_configs/<variant>) or hub id")
     p.add_argument("--init-weights", action="store_true",
                    help="start from the weights stored with --config (fine-tuning) instead of random ones")
+    p.add_argument("--init-table", metavar="FILE", help="start the codebook table from this table file "
+                   "(fvq-build-codebook's .safetensors, or VQGAN-LC's codebook .pth); its (K, D) must be the config's "
+                   "(num_vq_embeddings, table_dim)")
     p.add_argument("--add-bridge", choices=sorted(BRIDGES.names()),
                    help="with --init-weights of a plain codebook (e.g. one converted by fvq-convert): fine-tune with a "
                    "fresh bridge of this type over it")
@@ -94,7 +97,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     """The `TrainConfig` of parsed `fvq-train` flags (its checks name the flag of a bad value)."""
     return TrainConfig(
         config=args.config, data=args.data, streaming=args.streaming, image_column=args.image_column,
-        init_weights=args.init_weights, add_bridge=args.add_bridge, bridge_config=args.bridge_config,
+        init_weights=args.init_weights, init_table=args.init_table, add_bridge=args.add_bridge, bridge_config=args.bridge_config,
         resolution=args.resolution, samples_per_epoch=args.samples_per_epoch, loop=loop_config(args),
         loss=LossConfig(reconstruction_weight=args.reconstruction_weight, perceptual_weight=args.perceptual_weight,
                         disc_weight=args.disc_weight, disc_start=args.disc_start),

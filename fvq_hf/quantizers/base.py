@@ -6,8 +6,10 @@ how the levels' ids join (`join_levels`), what its ids are (`ids_spec`) and how 
 (`lookup`). What consumers rely on (the ids, `forward`, `lookup`) is the `Quantizer` protocol's
 (`protocol.py`); a type without a table derives from that directly.
 
-Two widths are two facts: `table_dim`, the width of the learnable table, and `code_dim`, the width of the codes
-and latents. Every bridge here maps a `(K, d)` table to a `(K, d)` codebook, so they are equal today.
+Two widths are two facts: `table_dim` (D), the width of the learnable table, and `code_dim` (d), the width of the
+codes and latents. They are equal unless a bridge that `maps_width` (VQGAN-LC's projectors) maps the `(K, D)` table
+to the `(K, d)` codebook. The table is trained unless the bridge freezes it (`freezes_table`) or `freeze_table`
+says otherwise; `load_table` fills it from a table file.
 """
 
 from __future__ import annotations
@@ -70,10 +72,12 @@ class TableQuantizer(Quantizer):
         search_chunk_size: int = 4096,
         table_init: str = "auto",
         quantizer_precision: str = "fp32",
+        freeze_table: bool | None = None,
     ) -> None:
         codebook_size, table_dim = embedding.weight.shape
-        # The codes are as wide as the table: every bridge here maps (K, d) to (K, d).
-        super().__init__(codebook_size, table_dim, config)
+        # The codes are as wide as the table, unless the bridge maps the table's width to the codes'.
+        code_dim = bridge.code_dim if bridge is not None and bridge.maps_width else table_dim
+        super().__init__(codebook_size, code_dim, config)
         self.table_dim = table_dim
         if codebook_weight < 0 or commitment_weight < 0 or search_chunk_size < 1:
             raise ValueError("codebook_weight and commitment_weight must be >= 0 and search_chunk_size >= 1.")
@@ -100,7 +104,10 @@ class TableQuantizer(Quantizer):
         self.embedding = embedding
         self.bridge = bridge
         self.reset_parameters()
-        self.embedding.weight.requires_grad_(not (bridge is not None and bridge.freezes_table))
+        if freeze_table is None:
+            freeze_table = bridge is not None and bridge.freezes_table
+        self.freeze_table = freeze_table
+        self.embedding.weight.requires_grad_(not freeze_table)
         self._cache: tuple[tuple, torch.Tensor] | None = None
 
     @classmethod
@@ -108,8 +115,9 @@ class TableQuantizer(Quantizer):
               bridge_config: Mapping | None = None, **options) -> TableQuantizer:
         """The table, then the bridge (`bridge_config` complete), then the quantizer: in this order, so that a
         seed gives the same initial weights as fvq-hf 0.1."""
-        table = nn.Embedding(codebook_size, code_dim)  # the table is as wide as the codes (see the docstring)
-        bridge = build_bridge(bridge_type, codebook_size, code_dim, bridge_config)
+        table_dim = options.pop("table_dim", None)
+        table = nn.Embedding(codebook_size, table_dim or code_dim)  # D = d unless the bridge maps widths
+        bridge = build_bridge(bridge_type, codebook_size, code_dim, bridge_config, table_dim)
         return cls(table, bridge, **config, **options)
 
     # --- precision ---------------------------------------------------------------------------------------------
@@ -136,6 +144,15 @@ class TableQuantizer(Quantizer):
             nn.init.uniform_(self.embedding.weight, -1.0 / self.codebook_size, 1.0 / self.codebook_size)
         else:
             self.bridge.init_table(self.embedding.weight)
+
+    @torch.no_grad()
+    def load_table(self, table: torch.Tensor) -> None:
+        """Fill the `(K, D)` table with `table` (e.g. a k-means table of pretrained features: `fvq_hf.data.table_file`);
+        a ValueError names the shapes where it does not fit."""
+        if tuple(table.shape) != tuple(self.embedding.weight.shape):
+            raise ValueError(f"A table of shape {tuple(table.shape)} does not fit this quantizer's (K, D) = "
+                             f"{tuple(self.embedding.weight.shape)}.")
+        self.embedding.weight.copy_(table.to(self.embedding.weight))
 
     def codebook(self, label: int | None = None) -> torch.Tensor:
         """The `(K, d)` codebook used for quantization: `bridge(table)`, l2-normalised if configured. `label`: the

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..bridges import BRIDGES, NO_BRIDGE, codebook_grid, resolve_bridge_config
 from ..conversion.original_info import OriginalCheckpointInfo
+from ..data.table_file import check_table_fits, load_table
 from ..hub.evaluation_file import load_evaluation
 from ..hub.mixin import StrictHubMixin
 from ..hub.model_card import tokenizer_card
@@ -100,7 +101,8 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         num_vq_embeddings: codebook size K.
         vq_embed_dim: code dimension d.
         bridge_type: a name in `fvq_hf.bridges.BRIDGES`: "vqbridge" (FVQ, the release's ViT bridge), "dit" (the
-            authors' DiT QBridge, which their shipped scripts train), "linear" (SimVQ), "mlp" (VQGAN-LC-style); or
+            authors' DiT QBridge, which their shipped scripts train), "linear" (SimVQ), "lc-linear" / "lc-mlp"
+            (VQGAN-LC's projectors from a table of width `table_dim`), "mlp" (the FVQ paper's lin/5 baseline); or
             "none" (plain VQ).
         bridge_config: that bridge's own keys (missing ones take its defaults), e.g. for the VQBridge
             `{"patch_size": 4, "hidden_size": 256, "depth": 2, "num_heads": 4, "mlp_ratio": 2.0}`. Configs saved
@@ -122,6 +124,12 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
             autocast (mixed precision): "fp32" (autocast off in the quantizer: the exact nearest code) or "autocast"
             (under the caller's autocast, as the FVQ authors' plain and residual models run in their bf16 loop;
             see `fvq_hf.quantizers.TableQuantizer`). Without autocast both are fp32.
+        table_dim: the width D of the learnable table (None: `vq_embed_dim`, the table is as wide as the codes). A
+            different width needs a bridge that maps it ("lc-linear", "lc-mlp": VQGAN-LC's 768-d CLIP table).
+        freeze_table: keep the table as initialised (or loaded: `load_table`) and train only the bridge; None: as
+            the bridge says (frozen under SimVQ's and VQGAN-LC's projectors, trained otherwise). VQGAN-LC's
+            `tuning_codebook` modes: -1 a random trainable table, -2 a random frozen one, 0 a loaded frozen one (their
+            released runs), 1 a loaded trainable one.
         search_chunk_size: block size of the torch nearest-code search (GPU, or a CPU without the kernel):
             memory O(chunk^2), not O(N K). The CPU kernel picks its own cache-sized tiles (`fvq_hf.search`).
     """
@@ -156,6 +164,8 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         quant_conv_kernel_size: int = 1,
         table_init: str = "auto",
         quantizer_precision: str = "fp32",
+        table_dim: int | None = None,
+        freeze_table: bool | None = None,
     ) -> None:
         super().__init__()
         if min(in_channels, out_channels, layers_per_block, latent_channels) < 1:
@@ -186,7 +196,11 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         self.quantizer = quantizer_cls.build(
             num_vq_embeddings, vq_embed_dim, quantizer_config, bridge_type=bridge_type, bridge_config=bridge_config,
             codebook_l2_norm=codebook_l2_norm, codebook_weight=codebook_weight, commitment_weight=commitment_weight,
-            search_chunk_size=search_chunk_size, table_init=table_init, quantizer_precision=quantizer_precision)
+            search_chunk_size=search_chunk_size, table_init=table_init, quantizer_precision=quantizer_precision,
+            table_dim=table_dim, freeze_table=freeze_table)
+        if not self.quantizer.has_table and (table_dim not in (None, vq_embed_dim) or freeze_table is not None):
+            raise ValueError(f"The {quantizer_type} quantizer has no codebook table: table_dim and freeze_table do "
+                             "not apply to it (leave them unset).")
         self.quantizer.check_latent_side(sample_size // factor, f"sample_size / {factor}")
         self.post_quant_conv = nn.Conv2d(vq_embed_dim, latent_channels, **kernel)
         self.decoder = Decoder(out_channels=out_channels, **backbone)
@@ -343,7 +357,8 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
             raise ValueError(f"This {self.config.quantizer_type} tokenizer has no codebook table (its "
                              f"{self.quantizer.display_name} quantizer's codes are implicit), so there is no bridge "
                              "to fold: use it as it is.")
-        folded = type(self).from_config({**self.config, "bridge_type": NO_BRIDGE, "bridge_config": None})
+        folded = type(self).from_config({**self.config, "bridge_type": NO_BRIDGE, "bridge_config": None,
+                                         "table_dim": None, "freeze_table": None})
         state = {k: v for k, v in self.state_dict().items()
                  if not k.startswith(("quantizer.embedding.", "quantizer.bridge."))}
         state["quantizer.embedding.weight"] = self.quantizer.codebook().detach().clone()
@@ -364,6 +379,17 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
             raise ValueError(f"Cannot carry the weights over to a {bridge_type} bridge: missing {missing}, "
                              f"unexpected {unexpected}.")
         return bridged.to(device=self.device).train(self.training)
+
+    def load_table(self, path: str | os.PathLike) -> dict[str, str]:
+        """Fill the learnable table from a table file (`fvq-build-codebook`'s safetensors, or VQGAN-LC's `.pth`
+        tensor, e.g. their `codebook-100K.pth`); returns its metadata. A `TableFileError` names the file and, where
+        it does not fit, the config keys (num_vq_embeddings, table_dim) to change."""
+        if not self.quantizer.has_table:
+            raise ValueError(f"The {self.config.quantizer_type} quantizer has no codebook table to load.")
+        table, metadata = load_table(path)
+        check_table_fits(table, *self.quantizer.embedding.weight.shape, path)
+        self.quantizer.load_table(table)
+        return metadata
 
     def set_quantizer_precision(self, precision: str) -> None:
         """Where the quantizer runs under autocast from now on ("fp32" or "autocast"; see the config key), in place

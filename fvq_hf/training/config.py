@@ -108,7 +108,8 @@ class TrainConfig:
     """What `train` runs (`fvq-train`'s flags).
 
     `config`: a model config folder (`hub_configs/<variant>`) or hub id; with `init_weights` its stored weights are
-    the start (fine-tuning), and `add_bridge` / `bridge_config` put a fresh bridge on a plain codebook. `data` is a
+    the start (fine-tuning), and `add_bridge` / `bridge_config` put a fresh bridge on a plain codebook. `init_table`:
+    a table file (`fvq-build-codebook`'s, or VQGAN-LC's `.pth`) the learnable table starts from (`FVQModel.load_table`). `data` is a
     `--data` value (text or `DataSpec`; `streaming` reads `hf:` data as a stream; streams need `loop.max_steps`).
     `resolution` is the training crop (default: the config's sample_size); `samples_per_epoch` the crops per epoch
     (default: one per image, `BUILTIN_SAMPLES_PER_EPOCH` for the builtin photos). `eval_data` are evaluated at the
@@ -126,6 +127,7 @@ class TrainConfig:
     streaming: bool = False
     image_column: str | None = None
     init_weights: bool = False
+    init_table: str | None = None
     add_bridge: str | None = None
     bridge_config: dict | None = None
     resolution: int | None = None

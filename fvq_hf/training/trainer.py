@@ -90,6 +90,10 @@ def train(config: TrainConfig) -> TrainResult:
         model = model.add_bridge(config.add_bridge, config.bridge_config)
     if config.quantizer_precision:
         model.set_quantizer_precision(config.quantizer_precision)
+    if config.init_table:
+        table_meta = model.load_table(config.init_table)
+        logger.info("The codebook table starts from %s (%s)", config.init_table,
+                    ", ".join(f"{k} {v}" for k, v in table_meta.items()) or "no metadata")
     if loop.gradient_checkpointing:
         model.enable_gradient_checkpointing()
     resolution = config.resolution or model.config.sample_size

@@ -6,7 +6,7 @@ classes that each recognise their own keys (in the spirit of diffusers' `SINGLE_
 | `fvq-vit`     | FVQ release (`vq_model_qbridge_release.py`, `qbridge_ViT`)        | `bridge_type="vqbridge"`, exact    |
 | `fvq-dit`     | FVQ `vq_model_qbridge.py` + `qbridge.py` (shipped scripts)        | folded: "none"; or kept: "dit"     |
 | `fvq-linear`  | FVQ `Qbridge-lin/1` (SimVQ baseline)                              | `bridge_type="linear"`             |
-| `fvq-mlp`     | FVQ `Qbridge-lin/5` (VQGAN-LC-style baseline)                     | `bridge_type="mlp"`                |
+| `fvq-mlp`     | FVQ `Qbridge-lin/5` (MLP projector baseline)                      | `bridge_type="mlp"`                |
 | `vqgan`       | LlamaGen `vq_model.py` (VQ-16, VQ-8) and FVQ's own fold           | `bridge_type="none"`               |
 | `var`         | VAR's `vqvae.py` (FVQ's copy: `var/original/`)                    | `quantizer_type="multiscale"`      |
 | `var+fvq-dit` | FVQ `var/model/` (VAR with a DiT QBridge; also `-linear`, `-mlp`) | multi-scale, bridge as above       |

@@ -1,5 +1,5 @@
 """`fvq-linear` and `fvq-mlp`: the FVQ authors' baseline bridges (`Qbridge-lin/1`, SimVQ's linear map; `Qbridge-lin/5`,
-a VQGAN-LC-style projector), kept as `bridge_type="linear"` and `"mlp"`."""
+an MLP projector of the paper's baselines), kept as `bridge_type="linear"` and `"mlp"`."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ class FVQLinearLayout(FVQBridgeLayout):
 @LAYOUTS.register
 class FVQMLPLayout(FVQBridgeLayout):
     name = "fvq-mlp"
-    written_by = "FVQ `Qbridge-lin/5` (VQGAN-LC-style baseline)"
+    written_by = "FVQ `Qbridge-lin/5` (MLP projector baseline)"
     marker, bridge_type = "linear_5.", "mlp"
     renames = ((r"^quantize\.qbridge\.linear_5\.", "quantizer.bridge.layers."),)
 
