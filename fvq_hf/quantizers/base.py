@@ -23,12 +23,16 @@ from torch import nn
 
 from ..bridges import NO_BRIDGE, CodebookBridge, build_bridge
 from ..search import autocast_search, nearest_code
+from .ema_table import EMATable
 from .protocol import Quantizer, QuantizerOutput
 
 # How the learnable table starts: "auto" (the bridge's rule; uniform(-1/K, 1/K) without one, as LlamaGen and the
 # FVQ code), "uniform" (that, whatever the bridge), "normal" (N(0, 1): `nn.Embedding`'s default, which the FVQ
 # authors' VAR variant keeps).
 TABLE_INITS = ("auto", "uniform", "normal")
+# How the table learns: "gradient" (the losses' gradients, through the bridge if there is one) or "ema" (moving
+# averages of the vectors each code quantizes: VQGAN-LC's VQGAN-EMA baseline, `ema_table.py`).
+TABLE_UPDATES = ("gradient", "ema")
 # Where the bridge and the nearest-code search run when the caller trains under autocast (bf16 / fp16 mixed
 # precision): "fp32" (this package's default: autocast off inside the quantizer, the exact nearest code) or
 # "autocast" (under the caller's autocast, as the FVQ authors' plain and residual models run in their bf16 loop).
@@ -57,6 +61,9 @@ class TableQuantizer(Quantizer):
     """
 
     has_table = True
+    # `quantize_level` assigns the residual's own rows to codes, so an EMA table can average them (not multi-scale,
+    # whose codes quantize pooled maps).
+    supports_ema: bool = True
     # Whether the type can l2-normalise (a residual is not a direction: unit codes cannot sum to it).
     supports_l2_norm = True
 
@@ -73,6 +80,8 @@ class TableQuantizer(Quantizer):
         table_init: str = "auto",
         quantizer_precision: str = "fp32",
         freeze_table: bool | None = None,
+        table_update: str = "gradient",
+        table_ema_decay: float = 0.99,
     ) -> None:
         codebook_size, table_dim = embedding.weight.shape
         # The codes are as wide as the table, unless the bridge maps the table's width to the codes'.
@@ -104,6 +113,19 @@ class TableQuantizer(Quantizer):
         self.embedding = embedding
         self.bridge = bridge
         self.reset_parameters()
+        if table_update not in TABLE_UPDATES:
+            raise ValueError(f"table_update={table_update!r}: choose one of {TABLE_UPDATES}.")
+        self.table_update = table_update
+        self.ema = None
+        if table_update == "ema":
+            if bridge is not None or not self.supports_ema or freeze_table:
+                why = (f"the {bridge.display_name} computes the codebook from the table" if bridge is not None else
+                       f"{self.display_name} quantization assigns pooled maps, not the latents' own vectors"
+                       if not self.supports_ema else "freeze_table=True keeps the table as it is")
+                raise ValueError(f"table_update='ema' writes the codebook as averages of the vectors each code "
+                                 f"quantizes, but {why}: use table_update='gradient'.")
+            self.ema = EMATable(self.embedding.weight, table_ema_decay)
+            freeze_table = True  # no gradient: the averages write it
         if freeze_table is None:
             freeze_table = bridge is not None and bridge.freezes_table
         self.freeze_table = freeze_table
@@ -153,6 +175,8 @@ class TableQuantizer(Quantizer):
             raise ValueError(f"A table of shape {tuple(table.shape)} does not fit this quantizer's (K, D) = "
                              f"{tuple(self.embedding.weight.shape)}.")
         self.embedding.weight.copy_(table.to(self.embedding.weight))
+        if self.ema is not None:
+            self.ema.restart(self.embedding.weight)
 
     def codebook(self, label: int | None = None) -> torch.Tensor:
         """The `(K, d)` codebook used for quantization: `bridge(table)`, l2-normalised if configured. `label`: the
@@ -230,8 +254,11 @@ class TableQuantizer(Quantizer):
             codebook = self.codebook(label)
             residual, z_q, ids = z.detach(), 0.0, []
             codebook_loss = commitment_loss = 0.0
+            ema = self.ema if self.ema is not None and self.training else None
             for level in range(levels):
                 index, contribution = self.quantize_level(level, residual, codebook)
+                if ema is not None:
+                    ema.accumulate(residual, index)
                 z_q = z_q + contribution  # the partial sum; after one level, exactly the nearest codes
                 if level + 1 < levels:
                     residual = residual - contribution.detach()
@@ -240,6 +267,9 @@ class TableQuantizer(Quantizer):
                 ids.append(index)
             codebook_loss = self.codebook_weight * (codebook_loss / levels)
             commitment_loss = self.commitment_weight * (commitment_loss / levels)
+            if ema is not None:  # the averages, not a loss, move the table (theirs: the commitment term alone)
+                codebook_loss = codebook_loss * 0.0
+                ema.update(self.embedding.weight)
             z_q = z + (z_q - z).detach()  # straight-through estimator
         quantized = self.unflatten(z_q, latents).to(latents.dtype)
         return QuantizerOutput(quantized, self.join_levels(ids, latents), codebook_loss, commitment_loss)

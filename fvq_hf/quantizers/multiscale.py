@@ -57,6 +57,7 @@ class MultiScaleQuantizer(TableQuantizer):
     name = "multiscale"
     display_name = "multi-scale"
     supports_l2_norm = False
+    supports_ema = False
 
     def __init__(self, embedding: nn.Embedding, bridge: CodebookBridge | None = None, *,
                  scales: list[int] = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16), num_phi: int = 4, phi_ratio: float = 0.5,

@@ -31,7 +31,7 @@ from .ids import IdsSpec, check_token_ids
 # The model config's options (not part of `quantizer_config`) offered to every type, which takes those its
 # `__init__` names: a table type (`TableQuantizer`) takes them all.
 MODEL_OPTIONS = ("codebook_l2_norm", "codebook_weight", "commitment_weight", "search_chunk_size", "table_init",
-                 "quantizer_precision", "table_dim", "freeze_table")
+                 "quantizer_precision", "table_dim", "freeze_table", "table_update", "table_ema_decay")
 
 
 @dataclass

@@ -130,6 +130,10 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
             the bridge says (frozen under SimVQ's and VQGAN-LC's projectors, trained otherwise). VQGAN-LC's
             `tuning_codebook` modes: -1 a random trainable table, -2 a random frozen one, 0 a loaded frozen one (their
             released runs), 1 a loaded trainable one.
+        table_update, table_ema_decay: "gradient" (the default: the losses train the table, through the bridge) or
+            "ema": plain VQ whose table is the moving average of the vectors each code quantizes, decay
+            `table_ema_decay` (VQGAN-LC's VQGAN-EMA baseline, 0.99), summed over processes
+            (`fvq_hf.quantizers.ema_table`); no bridge, not multi-scale.
         search_chunk_size: block size of the torch nearest-code search (GPU, or a CPU without the kernel):
             memory O(chunk^2), not O(N K). The CPU kernel picks its own cache-sized tiles (`fvq_hf.search`).
     """
@@ -166,6 +170,8 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         quantizer_precision: str = "fp32",
         table_dim: int | None = None,
         freeze_table: bool | None = None,
+        table_update: str = "gradient",
+        table_ema_decay: float = 0.99,
     ) -> None:
         super().__init__()
         if min(in_channels, out_channels, layers_per_block, latent_channels) < 1:
@@ -197,10 +203,11 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
             num_vq_embeddings, vq_embed_dim, quantizer_config, bridge_type=bridge_type, bridge_config=bridge_config,
             codebook_l2_norm=codebook_l2_norm, codebook_weight=codebook_weight, commitment_weight=commitment_weight,
             search_chunk_size=search_chunk_size, table_init=table_init, quantizer_precision=quantizer_precision,
-            table_dim=table_dim, freeze_table=freeze_table)
-        if not self.quantizer.has_table and (table_dim not in (None, vq_embed_dim) or freeze_table is not None):
-            raise ValueError(f"The {quantizer_type} quantizer has no codebook table: table_dim and freeze_table do "
-                             "not apply to it (leave them unset).")
+            table_dim=table_dim, freeze_table=freeze_table, table_update=table_update, table_ema_decay=table_ema_decay)
+        if not self.quantizer.has_table and (table_dim not in (None, vq_embed_dim) or freeze_table is not None
+                                             or table_update != "gradient"):
+            raise ValueError(f"The {quantizer_type} quantizer has no codebook table: table_dim, freeze_table and "
+                             "table_update do not apply to it (leave them unset).")
         self.quantizer.check_latent_side(sample_size // factor, f"sample_size / {factor}")
         self.post_quant_conv = nn.Conv2d(vq_embed_dim, latent_channels, **kernel)
         self.decoder = Decoder(out_channels=out_channels, **backbone)
