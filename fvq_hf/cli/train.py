@@ -85,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="LPIPS weight, when its weights are given")
     p.add_argument("--disc-weight", type=float, default=loss.disc_weight)
     p.add_argument("--disc-start", type=int, default=loss.disc_start, help="step at which the PatchGAN loss starts")
+    p.add_argument("--reconstruction-loss", choices=("l2", "l1"), default=loss.reconstruction_loss,
+                   help="l2 (LlamaGen, FVQ) or l1 (taming, VQGAN-LC)")
+    p.add_argument("--disc-adaptive", action="store_true", help="taming's adaptive GAN weight (gradient-norm ratio "
+                   "at the decoder's last layer, clamped to [0, 1e4]) times --disc-weight, as VQGAN-LC (0.1)")
     for option, text in metric_weight_options().items():  # every registered metric's weight files (the LPIPS ones
         p.add_argument(f"--{option.replace('_', '-')}", dest=option, help=text)  # also give the perceptual loss)
     p.add_argument("--usage-window", type=int, default=100, help="steps in the rolling training-usage indicator")
@@ -100,7 +104,8 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         init_weights=args.init_weights, init_table=args.init_table, add_bridge=args.add_bridge, bridge_config=args.bridge_config,
         resolution=args.resolution, samples_per_epoch=args.samples_per_epoch, loop=loop_config(args),
         loss=LossConfig(reconstruction_weight=args.reconstruction_weight, perceptual_weight=args.perceptual_weight,
-                        disc_weight=args.disc_weight, disc_start=args.disc_start),
+                        disc_weight=args.disc_weight, disc_start=args.disc_start,
+                        reconstruction_loss=args.reconstruction_loss, disc_adaptive=args.disc_adaptive),
         ema_decay=args.ema_decay, ema_warmup=args.ema_warmup, quantizer_precision=args.quantizer_precision,
         usage_window=args.usage_window, eval_data=args.eval_data, eval_every=args.eval_every,
         evaluation=EvaluationOptions(batch_size=args.eval_batch_size,

@@ -94,13 +94,16 @@ def transformer_loop(**changes) -> LoopConfig:
 
 @dataclass
 class LossConfig:
-    """The tokenizer's loss weights (`losses.TokenizerLoss`, which checks them): L2 reconstruction, LPIPS (when its
-    weights are given), and the PatchGAN loss from step `disc_start` on."""
+    """The tokenizer's loss weights (`losses.TokenizerLoss`, which checks them): L2 (or `reconstruction_loss` "l1")
+    reconstruction, LPIPS (when its weights are given), and the PatchGAN loss from step `disc_start` on, at
+    `disc_weight` or (`disc_adaptive`) taming's adaptive weight times it (VQGAN-LC's recipe: l1, adaptive, 0.1)."""
 
     reconstruction_weight: float = 1.0
     perceptual_weight: float = 1.0
     disc_weight: float = 0.5
     disc_start: int = 20000
+    reconstruction_loss: str = "l2"
+    disc_adaptive: bool = False
 
 
 @dataclass

@@ -108,7 +108,8 @@ def train(config: TrainConfig) -> TrainResult:
     lpips = LPIPS.from_files(vgg, linear).to(accelerator.device) if vgg else None
     loss_fn = TokenizerLoss(lpips, reconstruction_weight=config.loss.reconstruction_weight,
                             perceptual_weight=config.loss.perceptual_weight, disc_weight=config.loss.disc_weight,
-                            disc_start=config.loss.disc_start)
+                            disc_start=config.loss.disc_start, reconstruction_loss=config.loss.reconstruction_loss,
+                            disc_adaptive=config.loss.disc_adaptive)
     if loop.compile:
         runtime.compile_modules(accelerator.device, model, discriminator, lpips)
     optimizer, optimizer_d = build_optimizers(model, discriminator, loop.lr, (loop.beta1, loop.beta2))
@@ -189,8 +190,9 @@ class TokenizerStep:
         """`(B, C, H, W)` images -> (loss, logs, model output) of the generator at `step_index` (0-based)."""
         output = self.model(images)
         gan = self.loss_fn.gan_active(step_index)
+        last_layer = self.accelerator.unwrap_model(self.model).decoder.conv_out.weight
         loss, logs = self.loss_fn.generator_loss(images, output.sample, output.codebook_loss, output.commitment_loss,
-                                                 step_index, self.discriminator_module if gan else None)
+                                                 step_index, self.discriminator_module if gan else None, last_layer)
         return loss, logs, output
 
     def __call__(self, images: torch.Tensor, step_index: int) -> tuple[dict, torch.LongTensor]:

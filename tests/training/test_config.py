@@ -37,10 +37,11 @@ def test_each_flag_sets_its_field():
         "--lpips-vgg", "v.pth", "--inception-weights", "i.pth", "--eval-batch-size", "4",
         "--eval-data", "builtin:unseen", "--eval-every", "2", "--ema-decay", "0.9", "--no-ema-warmup", "--batch-size", "2",
         "--output-dir", "o", "--image-column", "picture", "--quantizer-precision", "autocast",
-        "--init-table", "t.safetensors"])
+        "--init-table", "t.safetensors", "--reconstruction-loss", "l1", "--disc-adaptive"])
     assert config.data == DataSpec("hf:photos:test", "hub", "photos", "test", True) and config.streaming
     assert (config.loop.max_steps, config.loop.lr, config.loop.batch_size, config.loop.output_dir) == (5, 0.1, 2, "o")
-    assert config.loss == LossConfig(reconstruction_weight=2.0, perceptual_weight=0.5, disc_weight=0.25, disc_start=3)
+    assert config.loss == LossConfig(reconstruction_weight=2.0, perceptual_weight=0.5, disc_weight=0.25, disc_start=3,
+                                     reconstruction_loss="l1", disc_adaptive=True)
     assert config.ema_decay == 0.9 and not config.ema_warmup and config.quantizer_precision == "autocast"
     assert config.init_table == "t.safetensors"
     assert config.eval_data == ["builtin:unseen"] and config.eval_every == 2
@@ -49,7 +50,8 @@ def test_each_flag_sets_its_field():
     assert config == TrainConfig(  # the same run written in Python: the image column serves the evaluation too
         config="c", data="hf:photos:test", streaming=True, image_column="picture", eval_data=["builtin:unseen"],
         eval_every=2, ema_decay=0.9, ema_warmup=False, quantizer_precision="autocast", init_table="t.safetensors", loop=LoopConfig(max_steps=5, lr=0.1, batch_size=2, output_dir="o"),
-        loss=LossConfig(reconstruction_weight=2.0, perceptual_weight=0.5, disc_weight=0.25, disc_start=3),
+        loss=LossConfig(reconstruction_weight=2.0, perceptual_weight=0.5, disc_weight=0.25, disc_start=3,
+                        reconstruction_loss="l1", disc_adaptive=True),
         evaluation=EvaluationOptions(batch_size=4, weights={"lpips_vgg": "v.pth", "inception_weights": "i.pth"}))
 
 

@@ -356,3 +356,10 @@ def test_a_quantizer_type_without_a_table_trains_and_is_saved_without_a_folded_c
     assert result.step == 2 and not (out / "model-folded").exists()
     assert FVQModel.from_pretrained(out / "model").config.quantizer_type == "scalar"
     assert json.loads((out / "eval.json").read_text())[str(tmp_path / "images")]["num_tokens"] == 8 * 8 * 8
+
+
+def test_vqgan_lc_losses_train_through_fvq_train(tmp_path):
+    """L1 and taming's adaptive GAN weight (VQGAN-LC's recipe) from the first step, through the accelerate step."""
+    result = train(tiny_config(tmp_path, max_steps=2, disc_start=0, disc_weight=0.1, reconstruction_loss="l1",
+                               disc_adaptive=True))
+    assert result.step == 2
