@@ -115,6 +115,10 @@ def tokenizer_card(config: Mapping, bridge_name: str, ids: tuple[str, str], repo
         f"| codebook | {config['num_vq_embeddings']:,} codes x {config['vq_embed_dim']} dims"
         f"{', l2-normalised' if config.get('codebook_l2_norm') else ''} |",
         f"| codebook bridge | {bridge_name} |",
+        *([f"| codebook table | {config['num_vq_embeddings']:,} x {config.get('table_dim') or config['vq_embed_dim']}"
+           f"{', frozen' if config.get('freeze_table') else ''}"
+           f"{', moving averages (EMA)' if config.get('table_update') == 'ema' else ''} |"]
+          if config.get("table_dim") or config.get("freeze_table") or config.get("table_update") == "ema" else []),
         f"| backbone | LlamaGen VQ family, widths {list(config['block_out_channels'])}, downsample {factor} |",
         f"| tokens | {tokens} |",
     ]
