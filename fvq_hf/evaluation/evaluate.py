@@ -81,7 +81,7 @@ def evaluate(model: FVQModel, images: torch.utils.data.Dataset, batch_size: int 
     for batch in loader:
         batch = batch.to(device)
         encoded = model.encode(batch)
-        reconstruction = model.decode(encoded.latents).sample.float().clamp(-1, 1)
+        reconstruction = model.decode(encoded.quantized, force_not_quantize=True).sample.float().clamp(-1, 1)
         for metric in metrics:
             metric.update(batch, reconstruction, encoded.indices)
         seen += batch.shape[0]

@@ -73,7 +73,7 @@ class FVQPipeline(HubPipeline):
         """Reconstruct `images` (see class docstring); returns images, `(B, h, w)` indices and per-image usage."""
         check_output_type(output_type)
         encoded = self.vq.encode(self._prepare(images, resolution))
-        reconstruction = self.vq.decode(encoded.latents).sample
+        reconstruction = self.vq.decode(encoded.quantized, force_not_quantize=True).sample
         self.maybe_free_model_hooks()
         usage = [image_usage(i, self.vq.codebook_size) for i in encoded.indices]
         output = FVQPipelineOutput(format_images(reconstruction, output_type), encoded.indices, usage)

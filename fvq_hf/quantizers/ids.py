@@ -64,6 +64,12 @@ class IdsSpec:
         """The shape of one image's ids at a `side x side` latent grid: `(16, 16)`, `(16, 16, 4)`, `(680,)`."""
         return tuple(side if dim in ("h", "w") else int(dim) for dim in self.dims[1:])
 
+    def batch_shape(self, batch: int, height: int, width: int) -> tuple[int, ...]:
+        """The shape of a batch of `batch` images' ids at an `height x width` latent grid: `(B, h, w)`, `(B, h, w, 4)`,
+        `(B, 680)`."""
+        sizes = {"B": batch, "h": height, "w": width}
+        return tuple(sizes[dim] if dim in sizes else int(dim) for dim in self.dims)
+
     def tokens_per_image(self, side: int) -> int:
         """How many ids one image has at a `side x side` latent grid."""
         return math.prod(self.image_shape(side))

@@ -22,6 +22,7 @@ from ..hub.model_card import tokenizer_card
 from ..quantizers import quantizer_class
 from ..quantizers.base import QUANTIZER_PRECISIONS
 from .autoencoder import Decoder, Encoder
+from .quantize_view import QuantizeView
 
 # fvq-hf 0.1 saved every bridge's keys flat in the model config; they map to `bridge_config` keys.
 LEGACY_BRIDGE_KEYS = {"bridge_patch_size": "patch_size", "bridge_hidden_size": "hidden_size",
@@ -45,12 +46,16 @@ def migrate_config(config):
 class FVQEncoderOutput(BaseOutput):
     """
     Args:
-        latents (`torch.Tensor` of shape `(B, vq_embed_dim, h, w)`): quantized latents, ready for `decode`.
+        latents (`torch.Tensor` of shape `(B, vq_embed_dim, h, w)`): the latents before quantization (after
+            `quant_conv`), as diffusers' `VQEncoderOutput.latents`: `decode` quantizes them.
+        quantized (`torch.Tensor` of shape `(B, vq_embed_dim, h, w)`): those latents quantized (the codes of
+            `indices`, with straight-through gradients to `latents`), for `decode(quantized, force_not_quantize=True)`.
         indices (`torch.LongTensor` of the quantizer's `indices_shape`, `(B, h, w)` for plain VQ): the token ids
-            of those latents.
+            of `quantized`.
     """
 
     latents: torch.Tensor
+    quantized: torch.Tensor = None
     indices: torch.LongTensor = None
 
 
@@ -136,6 +141,14 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
             (`fvq_hf.quantizers.ema_table`); no bridge, not multi-scale.
         search_chunk_size: block size of the torch nearest-code search (GPU, or a CPU without the kernel):
             memory O(chunk^2), not O(N K). The CPU kernel picks its own cache-sized tiles (`fvq_hf.search`).
+        scaling_factor: what diffusers' latent pipelines (LDMPipeline, DiTPipeline, Kandinsky img2img) multiply the
+            latents by before diffusion and divide them by before `decode`, as `VQModel`'s key (0.18215 there);
+            1.0: the latents as `encode` gives them.
+        force_upcast: whether diffusers' pipelines that read it (aMUSEd) move an fp16 model to fp32 around `decode`,
+            as `VQModel`'s key. False, as `VQModel`'s default and as fvq-hf has always run: the quantizer is kept in
+            fp32 anyway (`_keep_in_fp32_modules`), and True would change how an fp16 model decodes in them.
+        lookup_from_codebook: `decode(h, force_not_quantize=True, shape=...)` takes token ids `h` (aMUSEd), as
+            `VQModel`'s key; False: it takes quantized latents.
     """
 
     _supports_gradient_checkpointing = True
@@ -172,6 +185,9 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         freeze_table: bool | None = None,
         table_update: str = "gradient",
         table_ema_decay: float = 0.99,
+        scaling_factor: float = 1.0,
+        force_upcast: bool = False,
+        lookup_from_codebook: bool = False,
     ) -> None:
         super().__init__()
         if min(in_channels, out_channels, layers_per_block, latent_channels) < 1:
@@ -182,6 +198,8 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
             raise ValueError(f"quant_conv_kernel_size must be odd and >= 1, got {quant_conv_kernel_size}.")
         if num_vq_embeddings < 1 or vq_embed_dim < 1:
             raise ValueError(f"num_vq_embeddings and vq_embed_dim must be >= 1, got {num_vq_embeddings}, {vq_embed_dim}.")
+        if not scaling_factor > 0:
+            raise ValueError(f"scaling_factor must be > 0 (pipelines divide the latents by it), got {scaling_factor}.")
         block_out_channels = tuple(block_out_channels)
         bridge_config = resolve_bridge_config(bridge_type, bridge_config)
         quantizer_cls = quantizer_class(quantizer_type)
@@ -286,43 +304,67 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
                              f"(its quantizer works on the {fixed // f} x {fixed // f} latent grid, "
                              f"{self.config.quantizer_config}); got {tuple(sample.shape[2:])}.")
 
-    def _quantize(self, sample: torch.Tensor):
+    @property
+    def quantize(self) -> QuantizeView:
+        """The quantizer as diffusers' pipelines call `VQModel.quantize`: `quantize(latents)` and
+        `quantize.get_codebook_entry(ids, shape)` (see `QuantizeView`). A view of `quantizer`, not a module of its
+        own: it adds no state-dict keys."""
+        return QuantizeView(self.quantizer)
+
+    def _encode(self, sample: torch.Tensor):
+        """Images -> `(latents, QuantizerOutput)`: the pre-quantization latents and the quantizer's output on them."""
         self._check_sample(sample)
-        return self.quantizer(self.quant_conv(self.encoder(sample)))
+        latents = self.quant_conv(self.encoder(sample))
+        return latents, self.quantizer(latents)
+
+    def _decode(self, quantized: torch.Tensor) -> torch.Tensor:
+        """Quantized latents `(B, d, h, w)` -> images, without quantizing again."""
+        return self.decoder(self.post_quant_conv(quantized.to(self.post_quant_conv.weight.dtype)))
 
     @apply_forward_hook
     def encode(self, sample: torch.Tensor, return_dict: bool = True) -> FVQEncoderOutput | tuple:
-        """`(B, C, H, W)` images -> quantized latents `(B, d, h, w)` and token ids (`quantizer.indices_shape`)."""
-        quantized = self._quantize(sample)
-        if not return_dict:
-            return quantized.latents, quantized.indices
-        return FVQEncoderOutput(latents=quantized.latents, indices=quantized.indices)
+        """`(B, C, H, W)` images -> latents `(B, d, h, w)` before quantization (diffusers' `VQModel.encode`), their
+        quantized latents and token ids (`quantizer.indices_shape`). The tuple form is `(latents, quantized,
+        indices)`."""
+        latents, quantized = self._encode(sample)
+        output = FVQEncoderOutput(latents=latents, quantized=quantized.latents, indices=quantized.indices)
+        return output if return_dict else output.to_tuple()
 
     @apply_forward_hook
-    def decode(self, latents: torch.Tensor, return_dict: bool = True) -> FVQDecoderOutput | tuple:
-        """Quantized latents `(B, d, h, w)` -> images `(B, C, H, W)`."""
-        if latents.ndim != 4 or latents.shape[1] != self.config.vq_embed_dim:
+    def decode(self, h: torch.Tensor, force_not_quantize: bool = False, return_dict: bool = True,
+               shape: tuple[int, ...] | None = None) -> FVQDecoderOutput | tuple:
+        """Latents `(B, d, h, w)` -> images `(B, C, H, W)`, as diffusers' `VQModel.decode`: `h` are quantized first
+        (the latents `encode` gives, quantized as the quantizer type does: a residual or multi-scale type quantizes
+        them level by level, as in `forward`), unless `force_not_quantize`, where they are taken as quantized
+        latents (`encode(x).quantized`, `quantizer.lookup(ids)`); with `config.lookup_from_codebook` and
+        `force_not_quantize`, `h` are token ids and `shape` `(B, h, w, C)` (aMUSEd; see `QuantizeView`)."""
+        if force_not_quantize and self.config.lookup_from_codebook:
+            return self._decode_output(self.quantize.get_codebook_entry(h, shape), return_dict)
+        if h.ndim != 4 or h.shape[1] != self.config.vq_embed_dim:
             raise ValueError(f"Expected latents of shape (B, {self.config.vq_embed_dim}, h, w), got "
-                             f"{tuple(latents.shape)}; to decode token ids use `detokenize`.")
-        sample = self.decoder(self.post_quant_conv(latents.to(self.post_quant_conv.weight.dtype)))
+                             f"{tuple(h.shape)}; to decode token ids use `detokenize`.")
+        quantized = h if force_not_quantize else self.quantizer(h).latents
+        return self._decode_output(quantized, return_dict)
+
+    def _decode_output(self, quantized: torch.Tensor, return_dict: bool) -> FVQDecoderOutput | tuple:
+        sample = self._decode(quantized)
         return FVQDecoderOutput(sample=sample) if return_dict else (sample,)
 
     @apply_forward_hook
     def tokenize(self, sample: torch.Tensor) -> torch.LongTensor:
         """`(B, C, H, W)` images in [-1, 1] -> token ids of `quantizer.indices_shape` (`(B, H/f, W/f)` for plain VQ)."""
-        return self._quantize(sample).indices
+        return self._encode(sample)[1].indices
 
     @apply_forward_hook
     def detokenize(self, indices: torch.LongTensor) -> torch.Tensor:
         """Token ids of `quantizer.indices_shape` -> `(B, C, h*f, w*f)` images; the inverse of `tokenize` up to
         reconstruction."""
-        return self.decode(self.quantizer.lookup(indices)).sample
+        return self._decode(self.quantizer.lookup(indices))
 
     def forward(self, sample: torch.Tensor, return_dict: bool = True) -> FVQModelOutput | tuple:
         """Reconstruct `(B, C, H, W)` images; also returns the indices and the quantizer losses for training."""
-        quantized = self._quantize(sample)
-        reconstruction = self.decode(quantized.latents).sample
-        output = FVQModelOutput(reconstruction, quantized.indices, quantized.codebook_loss,
+        _, quantized = self._encode(sample)
+        output = FVQModelOutput(self._decode(quantized.latents), quantized.indices, quantized.codebook_loss,
                                 quantized.commitment_loss)
         return output if return_dict else output.to_tuple()
 

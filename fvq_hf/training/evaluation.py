@@ -22,7 +22,8 @@ GRID_IMAGES = 8
 def reconstruction_grid(model: FVQModel, images: torch.Tensor) -> torch.Tensor:
     """`(N, 3, H, W)` images in [-1, 1] -> `(3, 2H, NW)` in [0, 1]: the images above their reconstructions."""
     with torch.no_grad():  # encode / decode, as the evaluation: a compiled forward would compile again for eval
-        reconstructions = model.decode(model.encode(images.to(model.device)).latents).sample.float().clamp(-1, 1).cpu()
+        quantized = model.encode(images.to(model.device)).quantized
+        reconstructions = model.decode(quantized, force_not_quantize=True).sample.float().clamp(-1, 1).cpu()
     pair = torch.stack([images.float(), reconstructions])
     return rearrange((pair + 1) / 2, "r n c h w -> c (r h) (n w)")
 

@@ -45,7 +45,7 @@ def test_shapes_and_every_path_agree(quantizer_type, bridge_type, tmp_path):
         assert [label for label, _ in maps] == list(spec.level_labels) and len(maps) == model.quantizer.num_levels
         assert sum(m.numel() for _, m in maps) == ids.numel()
         assert torch.equal(ids, enc.indices) and torch.equal(out.indices, ids)
-        torch.testing.assert_close(model.quantizer.lookup(ids), enc.latents)
+        torch.testing.assert_close(model.quantizer.lookup(ids), enc.quantized)
         # (forward's latents are z + (z_q - z), for the straight-through gradient: equal up to rounding)
         torch.testing.assert_close(model.detokenize(ids), out.sample, rtol=1e-4, atol=1e-4)
     model.save_pretrained(tmp_path)

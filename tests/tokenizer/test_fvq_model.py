@@ -28,9 +28,12 @@ def test_encode_decode_tokenize_detokenize_agree(tiny_model):
         enc = tiny_model.encode(x)
         indices = tiny_model.tokenize(x)
         assert torch.equal(indices, enc.indices)
-        from_latents = tiny_model.decode(enc.latents).sample
+        from_latents = tiny_model.decode(enc.latents).sample  # quantized here, as diffusers' VQModel.decode
+        from_quantized = tiny_model.decode(enc.quantized, force_not_quantize=True).sample
         from_indices = tiny_model.detokenize(indices)
         forward = tiny_model(x).sample
+    assert not torch.equal(enc.latents, enc.quantized)
+    torch.testing.assert_close(from_quantized, from_latents)
     torch.testing.assert_close(from_indices, from_latents)
     torch.testing.assert_close(forward, from_latents)
 
@@ -38,8 +41,9 @@ def test_encode_decode_tokenize_detokenize_agree(tiny_model):
 def test_return_dict_false_gives_the_same_fields(tiny_model):
     x = random_images()
     with torch.no_grad():
-        latents, indices = tiny_model.encode(x, return_dict=False)
+        latents, quantized, indices = tiny_model.encode(x, return_dict=False)
         (sample,) = tiny_model.decode(latents, return_dict=False)
+        assert torch.equal(tiny_model.decode(quantized, force_not_quantize=True, return_dict=False)[0], sample)
         out = tiny_model(x, return_dict=False)
     assert len(out) == 4 and torch.equal(out[1], indices)
     torch.testing.assert_close(out[0], sample)
