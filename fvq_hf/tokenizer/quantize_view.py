@@ -7,6 +7,8 @@ state-dict keys (`quantizer.*`) and load as before.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..quantizers import Quantizer
@@ -39,5 +41,13 @@ class QuantizeView:
         if shape is not None:
             if len(shape) != 4:
                 raise ValueError(f"shape must be (B, h, w, C), as diffusers passes it; got {tuple(shape)}.")
-            indices = indices.reshape(self.quantizer.ids.batch_shape(*shape[:3]))
+            ids_shape = self.quantizer.ids.batch_shape(*shape[:3])
+            if indices.numel() != math.prod(ids_shape):
+                # VQ-Diffusion's transformer predicts one token per position (h * w): a residual or multi-scale
+                # tokenizer's images have more.
+                raise ValueError(f"{indices.numel()} token ids cannot be the {self.quantizer.indices_shape} ids of "
+                                 f"shape {tuple(shape)} = {ids_shape}: this {self.quantizer.display_name} quantizer "
+                                 f"gives {self.quantizer.tokens_described}, so a generator of one token per "
+                                 f"position needs a quantizer_type 'vq' tokenizer.")
+            indices = indices.reshape(ids_shape)
         return self.quantizer.lookup(indices)
