@@ -95,6 +95,12 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
     shape (`model.quantizer.indices_shape`): `(B, H/f, W/f)` for plain VQ; each type in `fvq_hf.quantizers`
     describes its own.
 
+    It takes the place of diffusers' `VQModel` in diffusers' pipelines (LDM, DiT, VQ-Diffusion, Kandinsky 2.2,
+    aMUSEd), with its meaning: `encode(x).latents` are the latents before quantization, `decode(h)` quantizes them
+    with the (bridged) codebook unless `force_not_quantize=True`, `quantize` is the quantizer as diffusers calls
+    its `VectorQuantizer`, and the config has `scaling_factor`, `force_upcast` and `lookup_from_codebook`. This
+    package's own names stay: `tokenize` / `detokenize` (images <-> ids), `encode(x).quantized` and `.indices`.
+
     Parameters:
         in_channels, out_channels: image channels.
         sample_size: the resolution the model was trained at (images of other multiples of f also work).
