@@ -343,16 +343,15 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         (the latents `encode` gives, quantized as the quantizer type does: a residual or multi-scale type quantizes
         them level by level, as in `forward`), unless `force_not_quantize`, where they are taken as quantized
         latents (`encode(x).quantized`, `quantizer.lookup(ids)`); with `config.lookup_from_codebook` and
-        `force_not_quantize`, `h` are token ids and `shape` `(B, h, w, C)` (aMUSEd; see `QuantizeView`)."""
+        `force_not_quantize`, `h` are token ids and `shape` `(B, h, w, C)` (aMUSEd; see `QuantizeView`). The output
+        has no `commit_loss` (VQModel's): `forward` gives the quantizer's losses for training."""
         if force_not_quantize and self.config.lookup_from_codebook:
-            return self._decode_output(self.quantize.get_codebook_entry(h, shape), return_dict)
-        if h.ndim != 4 or h.shape[1] != self.config.vq_embed_dim:
-            raise ValueError(f"Expected latents of shape (B, {self.config.vq_embed_dim}, h, w), got "
-                             f"{tuple(h.shape)}; to decode token ids use `detokenize`.")
-        quantized = h if force_not_quantize else self.quantizer(h).latents
-        return self._decode_output(quantized, return_dict)
-
-    def _decode_output(self, quantized: torch.Tensor, return_dict: bool) -> FVQDecoderOutput | tuple:
+            quantized = self.quantize.get_codebook_entry(h, shape)
+        else:
+            if h.ndim != 4 or h.shape[1] != self.config.vq_embed_dim:
+                raise ValueError(f"Expected latents of shape (B, {self.config.vq_embed_dim}, h, w), got "
+                                 f"{tuple(h.shape)}; to decode token ids use `detokenize`.")
+            quantized = h if force_not_quantize else self.quantizer(h).latents
         sample = self._decode(quantized)
         return FVQDecoderOutput(sample=sample) if return_dict else (sample,)
 
