@@ -55,7 +55,8 @@ KNOWN_RELEASES = {
     "vqgan-lc-100K-f16": (VQGAN_LC, ["rFID 2.62, codebook usage 99.9%, LPIPS 0.12, PSNR 23.8, SSIM 58.9 at 256 px "
                                      "(16 x 16 tokens) (arXiv 2406.11837, Table 2)"]),
     "vqgan-lc-16384-f16": (VQGAN_LC, ["rFID 3.01, codebook usage 99.9%, LPIPS 0.13, PSNR 23.2, SSIM 56.4 at 256 px "
-                                      "(16 x 16 tokens) (arXiv 2406.11837, Table 2)"]),
+                                      "(16 x 16 tokens) (arXiv 2406.11837, Table 2, K = 16,384; this file was "
+                                      "released after the paper)"]),
     "vqgan-lc-100K-f8": (VQGAN_LC, ["rFID 1.29, codebook usage 99.5%, LPIPS 0.07, PSNR 27.0, SSIM 71.6 at 256 px "
                                     "(32 x 32 tokens) (arXiv 2406.11837, Table 2)"]),
 }
