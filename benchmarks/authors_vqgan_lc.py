@@ -24,7 +24,7 @@ Each fixture is their `VQModel(args, ddconfig, embed_dim)` (their `training_vqga
 - `vqgan_lc_f8_ema`: the f8 model's backbone with their EMA quantizer (`--quantizer_type ema`, `use_cblinear 0`,
   `tuning_codebook -1`): the table and its EMA statistics (`cluster_size`, `embed_avg`) are stored, the backbone is
   `vqgan_lc_f8`'s. Their EMA branch updates the table after each search, so the state is taken before the one call
-  that gives the outputs.
+  that gives the outputs, and the table that call left (`expected_table_after`) is stored too.
 The tables are random (a k-means table of 768-d CLIP features cannot be made here, nor stored small; the converter
 reads the width off the shapes), scaled so that the codes spread as the latents do, as after training: an untrained
 projection of a random table puts every latent nearest one code. Every weight was rounded to fp16 before the outputs were computed and is stored in fp16 (`model.*`), so the fp32
@@ -168,11 +168,12 @@ def ema_fixture(models_vq, backbone: torch.nn.Module) -> tuple[dict, dict]:
         spread = model.quant_conv(model.encoder(images)).std()
         model.tok_embeddings.weight.copy_((torch.randn(K, embed_dim) * spread).half().float())
         model.cluster_size.copy_(torch.randint(1, 9, (K,)).float())
-        model.embed_avg.copy_(model.tok_embeddings.weight * model.cluster_size[:, None])
+        model.embed_avg.copy_((model.tok_embeddings.weight * model.cluster_size[:, None]).half().float())
     stored = {f"model.{k}": v.clone().half() for k, v in model.state_dict().items()
               if k in ("tok_embeddings.weight", "cluster_size", "embed_avg")}
-    ids, reconstruction = their_outputs(model, images)
-    tensors = {**stored, "inputs": images.half(), "expected_indices": ids, "expected_reconstruction": reconstruction}
+    ids, reconstruction = their_outputs(model, images)  # their EMA update follows the search
+    tensors = {**stored, "inputs": images.half(), "expected_indices": ids, "expected_reconstruction": reconstruction,
+               "expected_table_after": model.tok_embeddings.weight.detach().clone()}
     meta = {"entry": entry, "args": args, "backbone": "vqgan_lc_f8",
             "made_by": "models_vq.VQModel(args with quantizer_type ema, use_cblinear 0, tuning_codebook -1) with the "
                        "encoder, decoder and quant convs of vqgan_lc_f8; state taken before the call"}

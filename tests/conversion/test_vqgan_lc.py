@@ -25,6 +25,8 @@ EMA_KEYS = {"cluster_size", "embed_avg"}
 
 @pytest.mark.parametrize("name", LC_NAMES)
 def test_their_files_give_their_ids_and_images_and_say_what_was_dropped(name, tmp_path):
+    """Their projector folded into a plain codebook (the default); their PatchGAN and LPIPS weights left out and listed;
+    an EMA run's statistics kept for its EMA table."""
     meta, state, _ = vqgan_lc_state(name)
     path, tensors = vqgan_lc_file(name, tmp_path)
     model, info = FVQModel.from_original_checkpoint(path, output_loading_info=True)
@@ -32,12 +34,26 @@ def test_their_files_give_their_ids_and_images_and_say_what_was_dropped(name, tm
     assert model.config.bridge_type == "none" and not model.config.codebook_l2_norm  # folded: a plain codebook
     assert_matches_original(model, tensors)
     assert tensors["expected_indices"].unique().numel() > 40  # ids vary, so that "identical ids" says something
-    # Their PatchGAN and LPIPS weights (and an EMA run's statistics) are left out, and the info lists them.
     dropped = set(info.dropped_keys)
-    assert dropped == {k for k in state if k.startswith(("discriminator.", "perceptual_loss.")) or k in EMA_KEYS}
+    assert dropped == {k for k in state if k.startswith(("discriminator.", "perceptual_loss."))}
     assert any(k.startswith("discriminator.") for k in dropped) and any(k.startswith("perceptual_loss.net.")
                                                                         for k in dropped)
-    assert (EMA_KEYS <= dropped) == name.endswith("ema")
+    assert (model.config.table_update == "ema") == (EMA_KEYS <= set(state)) == name.endswith("ema")
+
+
+def test_an_ema_run_goes_on_as_theirs(tmp_path):
+    """Their VQGAN-EMA baseline: the statistics are this package's EMA table's, so one training forward moves the
+    table exactly as their (evaluation-mode, as they run it) call did."""
+    _, state, _ = vqgan_lc_state("vqgan_lc_f8_ema")
+    path, tensors = vqgan_lc_file("vqgan_lc_f8_ema", tmp_path)
+    model = FVQModel.from_original_checkpoint(path)
+    assert (model.config.table_update, model.config.table_ema_decay) == ("ema", 0.99)
+    assert torch.equal(model.quantizer.ema.cluster_size, state["cluster_size"])
+    assert torch.equal(model.quantizer.ema.embed_sum, state["embed_avg"])
+    model.train()(tensors["inputs"])
+    torch.testing.assert_close(model.quantizer.embedding.weight, tensors["expected_table_after"], rtol=1e-5,
+                               atol=1e-6)
+    assert not torch.equal(tensors["expected_table_after"], state["tok_embeddings.weight"])  # it did move
 
 
 @pytest.mark.parametrize("name, levels", [("vqgan_lc_f16", None), ("vqgan_lc_f8", ())])
@@ -98,8 +114,10 @@ def test_their_args_give_the_loss_weights_and_whether_the_table_was_trained(tmp_
     torch.save(checkpoint, tmp_path / "tuned.pth")
     tuned = FVQModel.from_original_checkpoint(tmp_path / "tuned.pth", keep_bridge=True)
     assert tuned.config.freeze_table is False and tuned.quantizer.embedding.weight.requires_grad
-    _, info = FVQModel.from_original_checkpoint(vqgan_lc_file("vqgan_lc_f8_ema", tmp_path)[0], output_loading_info=True)
-    assert (info.decisions["table"], info.decisions["loss_weights"][:12]) == ("frozen (an EMA table)", "codebook 0, ")
+    ema, info = FVQModel.from_original_checkpoint(vqgan_lc_file("vqgan_lc_f8_ema", tmp_path)[0],
+                                                  output_loading_info=True)
+    assert info.decisions["table"].startswith("updated by moving averages (their --quantizer_type ema, decay 0.99)")
+    assert info.decisions["loss_weights"].startswith("codebook 0, commitment 0.1")
 
 
 def test_args_that_contradict_the_weights_are_refused(tmp_path):

@@ -12,7 +12,8 @@ A file is `{"state_dict": ..., "opt_ae", "opt_dist", "epoch", "scaler_ae", "scal
 | `quant_conv.*`, `post_quant_conv.*` | kept |
 | `tok_embeddings.weight` `(K, 768)`, the k-means table of CLIP features | the table (`table_dim` 768) |
 | `codebook_projection.*`: `use_cblinear 1` `Linear(768, d)`, `2` `Linear(768, 256)-ReLU-Linear(256, d)` | folded into a plain `(K, d)` codebook (default: the same codes at plain-VQ cost), or with `keep_bridge` kept trainable as `bridge_type="lc-linear"` / `"lc-mlp"` over the frozen table |
-| `discriminator.*`, `perceptual_loss.*` (PatchGAN, LPIPS-VGG); `cluster_size`, `embed_avg` (`--quantizer_type ema`) | dropped, and listed in the info's `dropped_keys` |
+| `cluster_size`, `embed_avg` (`--quantizer_type ema`, no projector) | the EMA table's statistics (`table_update="ema"`, `quantizer.ema.cluster_size`, `.embed_sum`) |
+| `discriminator.*`, `perceptual_loss.*` (PatchGAN, LPIPS-VGG) | dropped, and listed in the info's `dropped_keys` |
 
 Without a projector (`use_cblinear 0`) the table is the codebook, as wide as the codes.
 
@@ -20,11 +21,11 @@ Their quantizer searches the projected codebook by squared L2 with no l2-norm (`
 l2-normalises the latent alone when d = 768, which no release uses and this package cannot express: refused), with a
 straight-through estimator. Its loss is `mean((sg(z_q) - z)^2) + 0.33 mean((z_q - sg(z))^2)` times `--rate_q`
 (0.1 in every script of theirs): here `commitment_weight` = 1.0 x rate_q and `codebook_weight` = 0.33 x rate_q when the
-file's args give rate_q (0.1 and 0.033), else their unscaled 1.0 and 0.33. An EMA run's loss has the commitment term
-only (its table follows an EMA, which this package does not have): `codebook_weight` 0 and the table frozen. Their
-args' `tuning_codebook` says whether the table was trained (0, -2: frozen; 1, -1: trained), kept as `freeze_table`
-where the converted model has that table; `embed_dim`, `n_vision_words` and `use_cblinear` are checked against the
-shapes.
+file's args give rate_q (0.1 and 0.033), else their unscaled 1.0 and 0.33. An EMA run (their VQGAN-EMA baseline)
+becomes `table_update="ema"` with their decay 0.99 and their statistics, so that training goes on as theirs; its loss
+has the commitment term only (`codebook_weight` 0). Their args' `tuning_codebook` says whether the table was trained
+(0, -2: frozen; 1, -1: trained), kept as `freeze_table` where the converted model has that table; `embed_dim`,
+`n_vision_words` and `use_cblinear` are checked against the shapes.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from .taming import decoder_levels, rename_taming_backbone, taming_key
 
 TABLE, PREFIX = "quantizer.embedding.weight", "quantizer.bridge.projection."
 EMA_KEYS = ("cluster_size", "embed_avg")
+EMA_DECAY = 0.99  # models_vq.py: fixed, not an argument
 # Their `use_cblinear` -> the projector here (0: none).
 PROJECTORS = {1: "lc-linear", 2: "lc-mlp"}
 # Their quantizer loss: commitment 1.0, codebook 0.33 (models_vq.py), times --rate_q.
@@ -64,8 +66,10 @@ class VQGANLCLayout(Layout):
     origin = "vqgan-lc"
     table_key = "tok_embeddings.weight"
     renames = ((r"^tok_embeddings\.", "quantizer.embedding."),
-               (r"^codebook_projection\.", PREFIX))
-    dropped = ("discriminator.", "perceptual_loss.", *EMA_KEYS)
+               (r"^codebook_projection\.", PREFIX),
+               (r"^cluster_size$", "quantizer.ema.cluster_size"),
+               (r"^embed_avg$", "quantizer.ema.embed_sum"))
+    dropped = ("discriminator.", "perceptual_loss.")
     Options = LCOptions
 
     def __init__(self, projector: int = 0, ema: bool = False) -> None:
@@ -83,8 +87,12 @@ class VQGANLCLayout(Layout):
         return super().rename(rename_taming_backbone(state))
 
     def original_key(self, key: str) -> str:
-        key = re.sub(r"^quantizer\.embedding\.", "tok_embeddings.", key)
-        return taming_key(re.sub(r"^quantizer\.bridge\.projection\.", "codebook_projection.", key), self.levels)
+        for pattern, theirs in ((r"^quantizer\.embedding\.", "tok_embeddings."),
+                                (r"^quantizer\.bridge\.projection\.", "codebook_projection."),
+                                (r"^quantizer\.ema\.cluster_size$", "cluster_size"),
+                                (r"^quantizer\.ema\.embed_sum$", "embed_avg")):
+            key = re.sub(pattern, theirs, key)
+        return taming_key(key, self.levels)
 
     def convert(self, state, sample_size, options: LCOptions) -> tuple[dict, dict]:
         """Folded (the default): the projected codebook as a plain table. Kept: the projector over the frozen table.
@@ -99,7 +107,10 @@ class VQGANLCLayout(Layout):
                 raise ValueError(f"tok_embeddings.weight is ({codebook_size}, {table_dim}) and there is no "
                                  f"codebook_projection (use_cblinear 0), so its rows are the codes; but quant_conv "
                                  f"gives d = {code_dim}.")
-            return backbone_config(state, sample_size), {"projector": "none (use_cblinear 0): the table is the codebook"}
+            config = backbone_config(state, sample_size)
+            if self.ema:  # their VQGAN-EMA baseline: the table follows moving averages, theirs kept
+                config.update(table_update="ema", table_ema_decay=EMA_DECAY)
+            return config, {"projector": "none (use_cblinear 0): the table is the codebook"}
         if self.ema:
             raise ValueError("This file has an EMA quantizer's statistics (cluster_size, embed_avg) and a codebook "
                              "projector: their EMA branch searches the projected codebook but outputs the raw table's "
@@ -134,11 +145,12 @@ class VQGANLCLayout(Layout):
                                      f"{weights['commitment_weight']:g} (their {codebook:g} and {COMMITMENT:g}, {said})"}
         keeps_table = config["bridge_type"] != "none" or not self.projector
         mode = args.get("tuning_codebook")
-        if keeps_table and (self.ema or mode is not None):
-            frozen = self.ema or mode in (0, -2)
-            weights["freeze_table"] = frozen
-            decisions["table"] = f"{'frozen' if frozen else 'trained'} (" + (
-                "an EMA table" if self.ema else f"tuning_codebook {mode}") + ")"
+        if self.ema:
+            decisions["table"] = f"updated by moving averages (their --quantizer_type ema, decay {EMA_DECAY}), " \
+                                 "their statistics kept"
+        elif keeps_table and mode is not None:
+            weights["freeze_table"] = mode in (0, -2)
+            decisions["table"] = f"{'frozen' if mode in (0, -2) else 'trained'} (tuning_codebook {mode})"
         return {**config, **weights}, decisions
 
     def choose_l2_norm(self, saved_args, code_dim: int, flag: bool | None) -> tuple[bool, str]:
