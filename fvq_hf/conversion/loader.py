@@ -133,7 +133,7 @@ def convert_original(checkpoint: Mapping, source: str = "<memory>", *, model_cla
     """A `model_class` (`FVQModel`, eval mode) holding the weights of an original checkpoint mapping, and what was
     decided. The file's layout (`layouts`) renames its keys, infers the config and says the l2-norm rule.
 
-    `options` are the layout's own (`Layout.Options`: a DiT bridge's `dit_label`, `num_heads`, `keep_bridge`, ...);
+    `options` are the layout's own (`Layout.Options`: a DiT bridge's `dit_label`, `keep_bridge`, `num_heads`, ...);
     one that the file's layout does not take is a ValueError naming the options it takes."""
     raw, taken = select_state(checkpoint, weights)
     args = checkpoint_args(checkpoint) if taken != "bare" else None
