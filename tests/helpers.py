@@ -226,6 +226,44 @@ def original_file(name: str, folder: Path) -> tuple[Path, dict[str, torch.Tensor
     return path, tensors
 
 
+LC_NAMES = ["vqgan_lc_f16", "vqgan_lc_f8", "vqgan_lc_f8_ema"]  # made by benchmarks/authors_vqgan_lc.py
+
+
+def vqgan_lc_state(name: str) -> tuple[dict, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """`(metadata, their whole VQModel state dict, tensors)` of a VQGAN-LC fixture: the tokenizer's weights (the EMA
+    fixture's on the f8 backbone), and a small stand-in tensor under each of their discriminator and LPIPS keys."""
+    meta, tensors = load_fixture(name)
+    state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    if "backbone" in meta:
+        backbone_meta, backbone = load_fixture(meta["backbone"])
+        shared = {k[6:]: v for k, v in backbone.items()
+                  if k.startswith(("model.encoder.", "model.decoder.", "model.quant_conv.", "model.post_quant_conv."))}
+        state, meta = {**shared, **state}, {**meta, "dropped_keys": backbone_meta["dropped_keys"]}
+    state.update({k: torch.zeros(1) for k in meta["dropped_keys"]})
+    return meta, state, tensors
+
+
+def vqgan_lc_file(name: str, folder: Path, entry: str | None = None, filename: str | None = None
+                  ) -> tuple[Path, dict[str, torch.Tensor]]:
+    """A VQGAN-LC fixture written as their code writes it: `{"state_dict": ..., "opt_ae", "opt_dist", "epoch",
+    "scaler_ae", "scaler_dist", "args"}` (`util/misc.py` save_model_vqgan) or, for `entry="model"`, their `-last`
+    file; `entry` None: the fixture's own; "bare": the state dict alone."""
+    meta, state, tensors = vqgan_lc_state(name)
+    entry = entry or meta["entry"]
+    optimizer = {"state": {}, "param_groups": [{"lr": 5e-4, "betas": (0.5, 0.9), "params": [0, 1]}]}
+    if entry == "bare":
+        checkpoint = state
+    elif entry == "state_dict":
+        checkpoint = {"state_dict": state, "opt_ae": optimizer, "opt_dist": optimizer, "epoch": 19, "scaler_ae": {},
+                      "scaler_dist": {}, "args": argparse.Namespace(**meta["args"])}
+    else:
+        checkpoint = {entry: state, "optimizer": optimizer, "epoch": 19, "scaler": {},
+                      "args": argparse.Namespace(**meta["args"])}
+    path = folder / (filename or f"{name}.pth")
+    torch.save(checkpoint, path)
+    return path, tensors
+
+
 def assert_matches_original(model: FVQModel, tensors: dict[str, torch.Tensor]) -> None:
     with torch.no_grad():
         ids = model.tokenize(tensors["inputs"])

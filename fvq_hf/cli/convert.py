@@ -1,15 +1,17 @@
-"""`fvq-convert`: a checkpoint of the original FVQ / LlamaGen tokenizer code -> an `FVQModel` folder.
+"""`fvq-convert`: a checkpoint of the original FVQ / LlamaGen / VAR / VQGAN-LC tokenizer code -> an `FVQModel` folder.
 
     fvq-convert runs/fvq/0400000.pt --output converted/fvq-16k --fold
     fvq-convert FoundationVision/LlamaGen --filename vq_ds16_c2i.pt --output converted/llamagen-vq16
     fvq-convert FoundationVision/var --filename vae_ch160v4096z32.pth --output converted/var-vae
+    fvq-convert vqgan-lc-100K-f16-dim8.pth --output converted/vqgan-lc-100k-f16
 
 A thin command line over `FVQModel.from_original_checkpoint` (see `fvq_hf.conversion.layouts` for the
 layouts it reads). It writes `save_pretrained` files plus `original_checkpoint.json` (where the weights came
 from, which entry, the l2-norm rule and why), which `fvq-publish --converted` puts in the model card.
 
-The options of the layouts (a DiT bridge's `--dit-label` and `--keep-bridge`, a transformer bridge's `--num-heads`)
-are flags made from what each layout declares; a layout refuses an option it does not take.
+The options of the layouts (a DiT bridge's `--dit-label`, a transformer bridge's `--num-heads`, `--keep-bridge` for a
+DiT bridge or VQGAN-LC's projector) are flags made from what each layout declares; a layout refuses an option it does
+not take.
 """
 
 from __future__ import annotations

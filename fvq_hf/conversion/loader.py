@@ -141,8 +141,9 @@ def convert_original(checkpoint: Mapping, source: str = "<memory>", *, model_cla
     chosen = layout_options(layout, options)
     state, dropped = layout.rename(raw)
     inferred, decisions = layout.convert(state, sample_size, chosen)
-    code_dim = state["quantizer.embedding.weight"].shape[1]
-    l2_norm, reason = layout.choose_l2_norm(args, code_dim, codebook_l2_norm)
+    inferred, from_args = layout.read_args(inferred, args)
+    decisions = {**decisions, **from_args}
+    l2_norm, reason = layout.choose_l2_norm(args, inferred["vq_embed_dim"], codebook_l2_norm)
     inferred["codebook_l2_norm"] = l2_norm
     model_config = {**inferred, **dict(config)} if config is not None else inferred
     if config is not None and model_config.get("quantizer_type") == inferred.get("quantizer_type"):
@@ -154,9 +155,10 @@ def convert_original(checkpoint: Mapping, source: str = "<memory>", *, model_cla
     missing = sorted(set(expected) - set(state))
     unknown = sorted(set(state) - set(expected))
     wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-    if missing or unknown or wrong:
-        details = "; ".join(f"{name}: {keys[:20]}{' ...' if len(keys) > 20 else ''}" for name, keys in
-                            (("missing", missing), ("unknown", unknown), ("wrong shape", wrong)) if keys)
+    if missing or unknown or wrong:  # named as the file names them
+        details = "; ".join(f"{name}: {[layout.original_key(k) for k in keys[:20]]}{' ...' if len(keys) > 20 else ''}"
+                            for name, keys in (("missing", missing), ("unknown", unknown), ("wrong shape", wrong))
+                            if keys)
         raise ValueError(f"{source} does not fit the {'given' if config else 'inferred'} config ({details}).")
     model.load_state_dict(state, strict=True)
     info = OriginalCheckpointInfo(source, layout.name, taken, l2_norm, reason, dropped, args, layout.origin or None,

@@ -11,7 +11,8 @@ read it without loading a layout.
      "codebook_l2_norm": bool, "l2_norm_reason": str,
      "dropped_keys": [str],         # original keys left out on purpose
      "args": {...} | null,          # the training arguments saved in the checkpoint (JSON-safe values)
-     "origin": str | null,          # whose code wrote the layout: "fvq", ... (null: the layout does not tell)
+     "origin": str | null,          # whose code wrote the layout: "fvq", "vqgan-lc", ... (null: the layout does not
+                                    # tell)
      "decisions": {...}}            # what the layout decided with its options, as it said it (e.g. a DiT bridge:
                                     # {"folded_label": 1000, "folded_label_reason": "..."} or {"kept_bridge": true})
 
@@ -36,8 +37,12 @@ LLAMAGEN = dict(origin="LlamaGen (Sun et al., *Autoregressive Model Beats Diffus
 FVQ = dict(origin="FVQ (Chang et al., *Scalable Training for Vector-Quantized Networks with 100% Codebook "
            "Utilization*, arXiv 2509.10140; github.com/yfChang-cv/FVQ)", base_model="yfChang/FVQ", license="unknown",
            license_note="The FVQ repository states no licence: ask the authors before redistributing these weights.")
+VQGAN_LC = dict(origin="VQGAN-LC (Zhu et al., *Scaling the Codebook Size of VQGAN to 100,000 with a Utilization Rate "
+                "of 99%*, arXiv 2406.11837; github.com/zh460045050/VQGAN-LC)", base_model=None, license="unknown",
+                license_note="The VQGAN-LC repository states no licence, and its weights are on the authors' Google "
+                "Drive, not the Hub: ask the authors before redistributing these weights.")
 # Whose code a layout's `origin` names: what a card says of weights that are no known release.
-ORIGINS = {"fvq": FVQ, "llamagen": LLAMAGEN}
+ORIGINS = {"fvq": FVQ, "llamagen": LLAMAGEN, "vqgan-lc": VQGAN_LC}
 # What the original authors reported for their released files (their numbers, ImageNet val; not measured here),
 # by the start of the file name.
 KNOWN_RELEASES = {
@@ -47,6 +52,13 @@ KNOWN_RELEASES = {
     "vq_ds16_t2i": (LLAMAGEN, []),
     "fullvq2vqgan": (FVQ, ["100% codebook usage at codebook sizes up to 262,144 and a headline rFID of 0.88 "
                            "(arXiv 2509.10140; see the paper for the setting of each figure)"]),
+    "vqgan-lc-100K-f16": (VQGAN_LC, ["rFID 2.62, codebook usage 99.9%, LPIPS 0.12, PSNR 23.8, SSIM 58.9 at 256 px "
+                                     "(16 x 16 tokens) (arXiv 2406.11837, Table 2)"]),
+    "vqgan-lc-16384-f16": (VQGAN_LC, ["rFID 3.01, codebook usage 99.9%, LPIPS 0.13, PSNR 23.2, SSIM 56.4 at 256 px "
+                                      "(16 x 16 tokens) (arXiv 2406.11837, Table 2, K = 16,384; this file was "
+                                      "released after the paper)"]),
+    "vqgan-lc-100K-f8": (VQGAN_LC, ["rFID 1.29, codebook usage 99.5%, LPIPS 0.07, PSNR 27.0, SSIM 71.6 at 256 px "
+                                    "(32 x 32 tokens) (arXiv 2406.11837, Table 2)"]),
 }
 
 

@@ -3,6 +3,11 @@
 Module names follow LlamaGen's state-dict layout (`conv_blocks.{i}.res.{j}`, `mid.{k}`, ...), so its
 checkpoints load by name. Each level of `block_out_channels` but the last halves (encoder) or doubles
 (decoder) the resolution: 5 levels give downsample 16 (VQ-16), 4 give 8 (VQ-8).
+
+Self-attention follows every residual block of the levels in `attention_levels` (encoder levels: 0 is the full
+resolution; the decoder attends at the same resolutions), and always sits in the middle block. The default is the
+lowest level, as LlamaGen and taming's f16 config (`attn_resolutions: [16]` at 256 px); taming's f8 config never
+reaches its attention resolution, so VQGAN-LC's f8 model has none (`attention_levels=[]`).
 """
 
 from __future__ import annotations
@@ -27,6 +32,18 @@ def check_block_channels(block_out_channels: Sequence[int], norm_num_groups: int
             f"Every entry of block_out_channels must be a positive multiple of norm_num_groups="
             f"{norm_num_groups} (GroupNorm); {bad or block_out_channels} is not."
         )
+
+
+def resolve_attention_levels(levels: int, attention_levels: Sequence[int] | None) -> frozenset[int]:
+    """The levels with self-attention (None: the lowest one); a ValueError for a level the network does not have."""
+    if attention_levels is None:
+        return frozenset({levels - 1})
+    bad = [level for level in attention_levels if not 0 <= level < levels]
+    if bad:
+        raise ValueError(f"attention_levels {list(attention_levels)} name levels {bad} that do not exist: with "
+                         f"{levels} levels (block_out_channels) they are 0 (full resolution) to {levels - 1}; [] "
+                         "gives attention in the middle block only.")
+    return frozenset(attention_levels)
 
 
 def _norm(channels: int, groups: int) -> nn.GroupNorm:
@@ -98,7 +115,7 @@ def _middle(channels: int, groups: int, dropout: float) -> nn.ModuleList:
 
 def _level(in_channels: int, out_channels: int, num_blocks: int, attention: bool, groups: int,
            dropout: float) -> nn.Module:
-    """One resolution level: `num_blocks` ResnetBlocks, each followed by attention on the lowest level."""
+    """One resolution level: `num_blocks` ResnetBlocks, each followed by attention if `attention`."""
     level = nn.Module()
     widths = [in_channels] + [out_channels] * num_blocks
     level.res = nn.ModuleList(ResnetBlock(a, b, groups, dropout) for a, b in zip(widths[:-1], widths[1:]))
@@ -118,15 +135,17 @@ class Encoder(CheckpointedBlocks, nn.Module):
     """`(B, in_channels, H, W)` images -> `(B, latent_channels, H/f, W/f)`, f = 2 ** (levels - 1)."""
 
     def __init__(self, in_channels: int, latent_channels: int, block_out_channels: Sequence[int],
-                 layers_per_block: int, norm_num_groups: int = 32, dropout: float = 0.0) -> None:
+                 layers_per_block: int, norm_num_groups: int = 32, dropout: float = 0.0,
+                 attention_levels: Sequence[int] | None = None) -> None:
         super().__init__()
         check_block_channels(block_out_channels, norm_num_groups)
         levels = len(block_out_channels)
+        attention = resolve_attention_levels(levels, attention_levels)
         self.conv_in = nn.Conv2d(in_channels, block_out_channels[0], 3, padding=1)
         self.conv_blocks = nn.ModuleList()
         width = block_out_channels[0]
         for i, out in enumerate(block_out_channels):
-            level = _level(width, out, layers_per_block, i == levels - 1, norm_num_groups, dropout)
+            level = _level(width, out, layers_per_block, i in attention, norm_num_groups, dropout)
             if i != levels - 1:
                 level.downsample = Downsample(out)
             self.conv_blocks.append(level)
@@ -150,17 +169,19 @@ class Decoder(CheckpointedBlocks, nn.Module):
     """`(B, latent_channels, h, w)` -> `(B, out_channels, h*f, w*f)`; mirrors `Encoder` with one more block a level."""
 
     def __init__(self, out_channels: int, latent_channels: int, block_out_channels: Sequence[int],
-                 layers_per_block: int, norm_num_groups: int = 32, dropout: float = 0.0) -> None:
+                 layers_per_block: int, norm_num_groups: int = 32, dropout: float = 0.0,
+                 attention_levels: Sequence[int] | None = None) -> None:
         super().__init__()
         check_block_channels(block_out_channels, norm_num_groups)
         levels = len(block_out_channels)
+        attention = resolve_attention_levels(levels, attention_levels)
         width = block_out_channels[-1]
         self.conv_in = nn.Conv2d(latent_channels, width, 3, padding=1)
         self.mid = _middle(width, norm_num_groups, dropout)
         self.conv_blocks = nn.ModuleList()
         for i in reversed(range(levels)):
             out = block_out_channels[i]
-            level = _level(width, out, layers_per_block + 1, i == levels - 1, norm_num_groups, dropout)
+            level = _level(width, out, layers_per_block + 1, i in attention, norm_num_groups, dropout)
             if i != 0:
                 level.upsample = Upsample(out)
             self.conv_blocks.append(level)

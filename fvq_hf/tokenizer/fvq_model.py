@@ -155,6 +155,11 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
             fp32 anyway (`_keep_in_fp32_modules`), and True would change how an fp16 model decodes in them.
         lookup_from_codebook: `decode(h, force_not_quantize=True, shape=...)` takes token ids `h` (aMUSEd), as
             `VQModel`'s key; False: it takes quantized latents.
+        attention_levels: the encoder levels (0: full resolution) whose residual blocks are each followed by
+            self-attention, in the decoder at the same resolutions; the middle blocks always have it. None: the
+            lowest level (LlamaGen; taming's f16 config, `attn_resolutions: [16]` at 256 px). `[]`: the middle
+            blocks only, as taming's f8 config (its 16 px attention resolution is never reached), which VQGAN-LC's
+            f8 model uses.
     """
 
     _supports_gradient_checkpointing = True
@@ -194,6 +199,7 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         scaling_factor: float = 1.0,
         force_upcast: bool = False,
         lookup_from_codebook: bool = False,
+        attention_levels: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if min(in_channels, out_channels, layers_per_block, latent_channels) < 1:
@@ -207,19 +213,22 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         if not scaling_factor > 0:
             raise ValueError(f"scaling_factor must be > 0 (pipelines divide the latents by it), got {scaling_factor}.")
         block_out_channels = tuple(block_out_channels)
+        if attention_levels is not None:
+            attention_levels = tuple(sorted(set(attention_levels)))
         bridge_config = resolve_bridge_config(bridge_type, bridge_config)
         quantizer_cls = quantizer_class(quantizer_type)
         quantizer_config = quantizer_cls.complete_config(quantizer_config)  # its values: checked once, when built
         # JSON gives a list back; the saved bridge and quantizer configs are complete, so defaults changing later
         # cannot change them.
         self.register_to_config(block_out_channels=block_out_channels, bridge_config=bridge_config,
-                                quantizer_config=quantizer_config)
+                                quantizer_config=quantizer_config, attention_levels=attention_levels)
         factor = 2 ** (len(block_out_channels) - 1)
         if sample_size < factor or sample_size % factor:
             raise ValueError(f"sample_size={sample_size} must be a positive multiple of the downsample factor "
                              f"{factor} (2 ** (len(block_out_channels) - 1)).")
         backbone = dict(latent_channels=latent_channels, block_out_channels=block_out_channels,
-                        layers_per_block=layers_per_block, norm_num_groups=norm_num_groups, dropout=dropout)
+                        layers_per_block=layers_per_block, norm_num_groups=norm_num_groups, dropout=dropout,
+                        attention_levels=attention_levels)
         self.encoder = Encoder(in_channels=in_channels, **backbone)
         kernel = dict(kernel_size=quant_conv_kernel_size, padding=quant_conv_kernel_size // 2)
         self.quant_conv = nn.Conv2d(latent_channels, vq_embed_dim, **kernel)
@@ -377,23 +386,26 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
     def from_original_checkpoint(cls, path_or_repo_id: str | os.PathLike, filename: str | None = None, *,
                                  output_loading_info: bool = False, **kwargs):
         """Load a checkpoint of the original code: the FVQ authors' (ViT or DiT bridge, their VQGAN-format fold, their
-        VAR runs), LlamaGen's (VQ-16, VQ-8) or VAR's (a multi-scale tokenizer), from a local `.pt` / `.pth` /
-        `.safetensors` file or a Hub repo file.
+        VAR runs), LlamaGen's (VQ-16, VQ-8), VAR's (a multi-scale tokenizer) or VQGAN-LC's (`vqgan-lc-*.pth`: their
+        frozen table and projector), from a local `.pt` / `.pth` / `.safetensors` file or a Hub repo file.
 
             FVQModel.from_original_checkpoint("FoundationVision/LlamaGen", filename="vq_ds16_c2i.pt")
             FVQModel.from_original_checkpoint("runs/fvq/0400000.pt")
+            FVQModel.from_original_checkpoint("vqgan-lc-100K-f16-dim8.pth", keep_bridge=True)
 
         The architecture is read from tensor shapes; whether codes are l2-normalised from the file's `args`, else
-        the release rules (LlamaGen's d = 8: yes; the FVQ code: never), else it asks for `codebook_l2_norm=`.
+        the release rules (LlamaGen's d = 8: yes; the FVQ and VQGAN-LC code: never), else it asks for
+        `codebook_l2_norm=`.
 
         Keyword arguments: `weights` ("auto": `ema`, then `model`, then `state_dict`, as the authors' scripts),
         `codebook_l2_norm`, `sample_size` (256), `config` (check against this config instead; e.g.
         `{"quantizer_config": {"scales": [...]}}` for a VAR file whose scales are not VAR's), `trust_pickle`, the
         Hub's `revision`, `cache_dir`, `local_files_only`, `token`, and the options of the file's layout
         (`fvq_hf.conversion.layouts`): for the FVQ authors' ViT and DiT bridges `num_heads` (4 in every release), for
-        a DiT bridge `dit_label` (label it is folded at) and `keep_bridge` (keep it trainable, as
-        `bridge_type="dit"`, instead of folding it: for fine-tuning; folding is the default). With
-        `output_loading_info=True` also returns an `OriginalCheckpointInfo` saying what was decided and why.
+        a DiT bridge `dit_label` (label it is folded at), and for a DiT bridge or VQGAN-LC's projector `keep_bridge`
+        (keep it trainable, as `bridge_type="dit"` or `"lc-linear"` / `"lc-mlp"` over their frozen table, instead of
+        folding it: for fine-tuning; folding is the default). With `output_loading_info=True` also returns an
+        `OriginalCheckpointInfo` saying what was decided and why.
         """
         from ..conversion.loader import load_original_checkpoint  # here: importing the model loads no layout
 

@@ -9,7 +9,7 @@ from fvq_hf import FVQModel
 from fvq_hf.cli.convert import main
 from fvq_hf.conversion.original_info import OriginalCheckpointInfo
 
-from ..helpers import assert_matches_original, load_fixture, original_file
+from ..helpers import assert_matches_original, load_fixture, original_file, vqgan_lc_file
 
 
 def test_cli_writes_model_info_and_fold(tmp_path, capsys):
@@ -124,7 +124,19 @@ def test_cli_keep_bridge_keeps_a_dit_bridge_trainable(tmp_path, capsys):
     assert_matches_original(FVQModel.from_pretrained(tmp_path / "out-folded").eval(), tensors)
     err = run_error([str(original_file("llamagen_vq8", tmp_path)[0]), "--output", str(tmp_path / "bad"),
                      "--keep-bridge"], capsys)
-    assert "keep_bridge is an option of the layouts var+fvq-dit, fvq-dit, not of this file's layout 'vqgan'" in err
+    assert ("keep_bridge is an option of the layouts var+fvq-dit, fvq-dit, vqgan-lc, not of this file's layout "
+            "'vqgan'") in err
+
+
+def test_cli_converts_a_vqgan_lc_release_and_its_card_says_whose_it_is(tmp_path, capsys):
+    path, tensors = vqgan_lc_file("vqgan_lc_f16", tmp_path, filename="vqgan-lc-100K-f16-dim8.pth")
+    main([str(path), "--output", str(tmp_path / "out"), "--keep-bridge", "--fold"])
+    assert "layout vqgan-lc, state_dict weights, bridge lc-linear, quantizer vq, K = 256" in capsys.readouterr().out
+    assert_matches_original(FVQModel.from_pretrained(tmp_path / "out-folded").eval(), tensors)
+    card = FVQModel.from_pretrained(tmp_path / "out").model_card("org/vqgan-lc")
+    text = str(card)
+    assert "VQGAN-LC (Zhu et al." in text and "rFID 2.62" in text and "VQGAN-LC repository states no licence" in text
+    assert "projector: lc-linear (use_cblinear 1)" in text and card.data.license == "unknown"
 
 
 def test_cli_has_a_flag_for_the_option_of_a_registered_layout(tmp_path):

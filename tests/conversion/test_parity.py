@@ -200,8 +200,8 @@ def test_keeping_a_dit_bridge_with_missing_keys_or_none_to_keep_is_refused(tmp_p
     torch.save(checkpoint, tmp_path / "damaged.pt")
     with pytest.raises(ValueError, match=r"does not fit the inferred config \(missing: \['quantizer.bridge.proj_out"):
         FVQModel.from_original_checkpoint(tmp_path / "damaged.pt", keep_bridge=True)
-    with pytest.raises(ValueError, match=r"keep_bridge is an option of the layouts var\+fvq-dit, fvq-dit, not of "
-                                         "this file's layout 'vqgan', which takes none"):
+    with pytest.raises(ValueError, match=r"keep_bridge is an option of the layouts var\+fvq-dit, fvq-dit, vqgan-lc, "
+                                         "not of this file's layout 'vqgan', which takes none"):
         FVQModel.from_original_checkpoint(original_file("llamagen_vq8", tmp_path)[0], keep_bridge=True)
 
 

@@ -120,11 +120,36 @@ def test_decode_rejects_indices_with_a_hint(tiny_model):
         (dict(num_vq_embeddings=250), "multiple of patch_size"),
         (dict(dropout=1.5), "dropout"),
         (dict(latent_channels=0), ">= 1"),
+        (dict(attention_levels=[3]), r"attention_levels \[3\] name levels \[3\] that do not exist: .* 0 \(full "
+                                     r"resolution\) to 2"),
     ],
 )
 def test_impossible_configs_are_refused_naming_the_problem(override, match):
     with pytest.raises(ValueError, match=match):
         FVQModel(**{**TINY_CONFIG, **override})
+
+
+def level_attention(model: FVQModel) -> tuple[list[int], list[int]]:
+    """The encoder levels and decoder levels (in the order they run) that have self-attention."""
+    return ([i for i, level in enumerate(model.encoder.conv_blocks) if len(level.attn)],
+            [i for i, level in enumerate(model.decoder.conv_blocks) if len(level.attn)])
+
+
+def test_attention_levels_place_self_attention_at_those_resolutions(tmp_path):
+    """Default: the lowest level (LlamaGen, taming's f16), as before the key existed; `[]`: the middle blocks only
+    (taming's f8, VQGAN-LC's f8 model); any levels, the decoder attending at the same resolutions."""
+    default = make_tiny_model(bridge_type="none")
+    assert default.config.attention_levels is None and level_attention(default) == ([2], [0])
+    assert default.state_dict().keys() == make_tiny_model(bridge_type="none", attention_levels=[2]).state_dict().keys()
+    middle = make_tiny_model(bridge_type="none", attention_levels=[])
+    assert level_attention(middle) == ([], []) and len(middle.encoder.mid) == len(middle.decoder.mid) == 3
+    both = make_tiny_model(bridge_type="none", attention_levels=[2, 0])
+    assert both.config.attention_levels == (0, 2) and level_attention(both) == ([0, 2], [0, 2])
+    with torch.no_grad():
+        assert middle(random_images()).sample.shape == (2, 3, 32, 32)
+    middle.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["attention_levels"] == []
+    assert level_attention(FVQModel.from_pretrained(tmp_path)) == ([], [])
 
 
 def test_missing_weights_are_an_error(tiny_model, tmp_path):

@@ -7,7 +7,8 @@ that the loader can give each layout the caller's options it takes, and `fvq-con
 
 `encoder.*`, `decoder.*`, `quant_conv.*` and `post_quant_conv.*` keep their names in every layout of the
 LlamaGen / FVQ code; `quantize.*` is renamed (each layout adds its own patterns to the shared ones);
-`quantize.codebook_used` (a training-time ring buffer of recent ids) is dropped.
+`quantize.codebook_used` (a training-time ring buffer of recent ids) is dropped. VAR and VQGAN-LC keep taming's
+backbone names, which `taming` maps.
 """
 
 from __future__ import annotations
@@ -24,12 +25,20 @@ from ...registry import Registry
 DROPPED = ("quantize.codebook_used",)
 # Every QBridge size in the authors' qbridge.py / qbridge_ViT.py has 4 heads; heads cannot be read off shapes.
 RELEASE_NUM_HEADS = 4
+TABLE = "quantize.embedding.weight"
 SHARED_RENAMES = ((r"^quantize\.embedding\.", "quantizer.embedding."),)
 
 
 def option(default: Any, help: str) -> Any:
     """A field of a layout's `Options`: its default and its help (the `fvq-convert` flag's)."""
     return dataclasses.field(default=default, metadata={"help": help})
+
+
+def keep_bridge_option() -> Any:
+    """The `keep_bridge` option of every layout whose bridge is folded by default (one declaration, one help)."""
+    return option(False, "keep the bridge trainable (a DiT bridge as bridge_type dit, VQGAN-LC's projector as "
+                         "lc-linear / lc-mlp over its frozen table), to fine-tune with fvq-train --init-weights, "
+                         "instead of folding it into a plain codebook")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +55,10 @@ class Layout:
     name: ClassVar[str] = ""
     written_by: ClassVar[str] = ""
     origin: ClassVar[str] = ""
+    # The key of the file's codebook table: detection refuses a file with none of the layouts' table keys.
+    table_key: ClassVar[str] = TABLE
     renames: tuple[tuple[str, str], ...] = ()
+    # Keys left out on purpose: exact names, or every key under a prefix that ends with "." ("discriminator.").
     dropped: ClassVar[tuple[str, ...]] = DROPPED
     in_var_files: ClassVar[bool] = False
     Options: type = NoOptions
@@ -72,8 +84,9 @@ class Layout:
         """Original keys -> fvq_hf keys; returns the renamed dict and the keys dropped on purpose."""
         renamed, dropped = {}, []
         patterns = (*SHARED_RENAMES, *self.renames)
+        prefixes = tuple(d for d in self.dropped if d.endswith("."))
         for key, value in state.items():
-            if key in self.dropped:
+            if key in self.dropped or key.startswith(prefixes):
                 dropped.append(key)
                 continue
             for pattern, replacement in patterns:
@@ -90,9 +103,19 @@ class Layout:
         the layout needs it (a DiT bridge is folded)."""
         return backbone_config(state, sample_size), {}
 
+    def read_args(self, config: dict, saved_args: Mapping | None) -> tuple[dict, dict]:
+        """The inferred `config` with what the file's own training `args` say and shapes cannot (VQGAN-LC: its loss
+        weights, whether its table was trained), and what was decided with them (added to the decisions); a
+        ValueError where the args contradict the shapes. By default the args add nothing."""
+        return config, {}
+
     def choose_l2_norm(self, saved_args: Mapping | None, code_dim: int, flag: bool | None) -> tuple[bool, str]:
         """Whether the original code l2-normalised latents and codes before its search, and why we think so."""
         raise NotImplementedError
+
+    def original_key(self, key: str) -> str:
+        """The file's own name of a (renamed) key, for error messages; the same name where the layout keeps it."""
+        return key
 
     def check_config(self, config: Mapping, given: Mapping | None, source: str) -> None:
         """Refuse a config that cannot be this file's (VAR: its number of scales); `given` is the caller's config."""
@@ -117,10 +140,14 @@ def backbone_config(state: Mapping[str, torch.Tensor], sample_size: int) -> dict
         layers = len({k.split(".")[4] for k in state if k.startswith("encoder.conv_blocks.0.res.")})
         latent_channels = state["quant_conv.weight"].shape[1]
     except (KeyError, IndexError) as error:
-        raise ValueError(f"Not an FVQ / LlamaGen / VAR tokenizer checkpoint: {error} is missing.") from error
+        raise ValueError(f"Not an FVQ / LlamaGen / VAR / VQGAN-LC tokenizer checkpoint: {error} is missing.") from error
+    # Attention where the file has it: the lowest level (the default, None) in LlamaGen's and taming's f16 networks,
+    # none at taming's f8 (VQGAN-LC's f8 model).
+    attention = [i for i in range(level) if has_keys(state, f"encoder.conv_blocks.{i}.attn.")]
     return dict(sample_size=sample_size, block_out_channels=widths, layers_per_block=layers,
                 latent_channels=latent_channels, num_vq_embeddings=codebook_size, vq_embed_dim=code_dim,
-                norm_num_groups=32, bridge_type="none", quant_conv_kernel_size=state["quant_conv.weight"].shape[-1])
+                norm_num_groups=32, bridge_type="none", quant_conv_kernel_size=state["quant_conv.weight"].shape[-1],
+                attention_levels=None if attention == [level - 1] else attention)
 
 
 def transformer_bridge_shape(state: Mapping[str, torch.Tensor], prefix: str = "quantizer.bridge.") -> dict:

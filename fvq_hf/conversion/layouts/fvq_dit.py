@@ -12,7 +12,7 @@ import torch
 
 from ...bridges import DiTBridge
 from ...bridges.dit import default_label
-from .base import LAYOUTS, Layout, backbone_config, option, transformer_bridge_shape
+from .base import LAYOUTS, Layout, backbone_config, keep_bridge_option, option, transformer_bridge_shape
 from .fvq import TRANSFORMER_BRIDGE_RENAMES, FVQBridgeLayout, TransformerBridgeOptions
 
 logger = logging.getLogger(__name__)
@@ -24,8 +24,7 @@ class DiTOptions(TransformerBridgeOptions):
     """The options of a DiT bridge's layout: its heads, and at which label it is folded (or kept)."""
 
     dit_label: int | None = option(None, "label to fold (or keep) a DiT bridge at (default: as the authors do)")
-    keep_bridge: bool = option(False, "keep a DiT bridge trainable (bridge_type dit, to fine-tune with fvq-train "
-                                      "--init-weights) instead of folding it into a plain codebook")
+    keep_bridge: bool = keep_bridge_option()
 
 
 @LAYOUTS.register

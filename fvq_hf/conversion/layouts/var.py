@@ -1,21 +1,19 @@
 """`var` and `var+<bridge layout>`: VAR's multi-scale tokenizer (`vqvae.py`; FVQ's copy: `var/original/`) and the
 FVQ authors' VAR runs (`var/model/`, VAR with a QBridge), kept as `quantizer_type="multiscale"`.
 
-VAR's backbone is the same taming-transformers network under other names (`down.{i}.block.{j}`, `mid.block_1`,
-one fused `qkv` conv, `up.{i}` numbered from the lowest resolution up): `rename_var_backbone` maps it. Its
-`quant_resi` convs are the multi-scale quantizer's `phi`; `quantize.ema_vocab_hit_SV` (per-scale hit statistics,
-one row per scale) is dropped after it has given the number of scales. Scales are not saved in VAR files: VAR's
-own are taken when they fit, else the caller gives them.
+VAR's backbone is the same taming-transformers network under taming's names (`down.{i}.block.{j}`, `mid.block_1`,
+one fused `qkv` conv, `up.{i}` numbered as the encoder's levels, full resolution first):
+`taming.rename_taming_backbone` maps it. Its `quant_resi` convs are the multi-scale quantizer's `phi`;
+`quantize.ema_vocab_hit_SV` (per-scale hit statistics, one row per scale) is dropped after it has given the number of
+scales. Scales are not saved in VAR files: VAR's own are taken when they fit, else the caller gives them.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
-import torch
-
 from .base import DROPPED, LAYOUTS, Layout, NoOptions, has_keys
+from .taming import rename_taming_backbone
 
 # VAR's scales for its 16 x 16 latent grid (`v_patch_nums`): not saved in its checkpoints.
 VAR_SCALES = [1, 2, 3, 4, 5, 6, 8, 10, 13, 16]
@@ -50,7 +48,7 @@ class VARLayout(Layout):
 
     @classmethod
     def recognise(cls, state: Mapping) -> Layout | None:
-        if not has_keys(state, "encoder.down."):
+        if cls.table_key not in state or not has_keys(state, "encoder.down."):  # taming names, VAR's table
             return None
         hits = state.get(HITS)  # VAR's per-scale hit statistics: the only trace of its number of scales
         saved_scales = None if hits is None else hits.shape[0]
@@ -77,7 +75,7 @@ class VARLayout(Layout):
         return None if bridge is None else cls(bridge())
 
     def rename(self, state: Mapping) -> tuple[dict, list[str]]:
-        return super().rename(rename_var_backbone(state))
+        return super().rename(rename_taming_backbone(state))
 
     def convert(self, state, sample_size, options) -> tuple[dict, dict]:
         """The bridge's config and decisions (if any) with VAR's multi-scale quantizer: VAR's scales when they fit
@@ -117,27 +115,3 @@ class VARLayout(Layout):
 def var_grid(config: Mapping) -> int:
     """The latent grid side of a config: sample_size over the downsample factor."""
     return config["sample_size"] // 2 ** (len(config["block_out_channels"]) - 1)
-
-
-def rename_var_backbone(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """VAR's Encoder / Decoder keys -> this package's (LlamaGen's) names; other keys pass unchanged.
-
-    Its attention computes q, k, v with one `qkv` conv (channels in that order), split here into three.
-    """
-    levels = len({k.split(".")[2] for k in state if k.startswith("decoder.up.")})
-    renamed = {}
-    for key, value in state.items():
-        key = re.sub(r"^(encoder|decoder)\.mid\.(block_1|attn_1|block_2)\.",
-                     lambda m: f"{m.group(1)}.mid.{('block_1', 'attn_1', 'block_2').index(m.group(2))}.", key)
-        key = re.sub(r"^encoder\.down\.(\d+)\.(block\.)?",
-                     lambda m: f"encoder.conv_blocks.{m.group(1)}.{'res.' if m.group(2) else ''}", key)
-        # The decoder runs up.{L-1} first; this package numbers its levels in the order they run.
-        key = re.sub(r"^decoder\.up\.(\d+)\.(block\.)?",
-                     lambda m: f"decoder.conv_blocks.{levels - 1 - int(m.group(1))}.{'res.' if m.group(2) else ''}", key)
-        if re.match(r"^(encoder|decoder)\..*\.qkv\.(weight|bias)$", key):
-            stem, kind = key.rsplit(".qkv.", 1)
-            for name, part in zip("qkv", value.chunk(3, dim=0)):
-                renamed[f"{stem}.{name}.{kind}"] = part
-        else:
-            renamed[key] = value
-    return renamed

@@ -19,7 +19,7 @@ class VQGANLayout(Layout):
 
     @classmethod
     def recognise(cls, state: Mapping) -> Layout | None:
-        return None if has_keys(state, "quantize.qbridge.") else cls()
+        return None if has_keys(state, "quantize.qbridge.") or cls.table_key not in state else cls()
 
     def choose_l2_norm(self, saved_args: Mapping | None, code_dim: int, flag: bool | None) -> tuple[bool, str]:
         """Shapes cannot tell (a trained LlamaGen table is not unit norm: it is normalised when used). Order: the
