@@ -142,6 +142,39 @@ def write_config(folder: Path, **overrides) -> Path:
     return folder
 
 
+def write_tiny_clip(folder: Path, seed: int = 0, processor: bool = True, full: bool = False) -> Path:
+    """A random `transformers` CLIP vision tower with its projection (32 px, 8 px patches: a 4 x 4 grid, hidden 32,
+    projection 16, 2 layers) saved to `folder`, with an image processor config (shorter side 40, centre crop 32,
+    OpenAI's mean and std) unless `processor` is False; `full` saves a whole `CLIPModel` (text tower too) instead."""
+    from transformers import CLIPConfig, CLIPModel, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(seed)
+    vision = dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=2, projection_dim=16)
+    if full:
+        text = dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                    max_position_embeddings=16, projection_dim=16)
+        model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
+    else:
+        model = CLIPVisionModelWithProjection(CLIPVisionConfig(**vision))
+    with torch.no_grad():  # post_layernorm starts as the identity: make it count
+        layer_norm = model.vision_model.post_layernorm
+        layer_norm.weight.normal_(1.0, 0.3)
+        layer_norm.bias.normal_(0.0, 0.3)
+    model.save_pretrained(folder)
+    if processor:
+        clip_image_processor()(size={"shortest_edge": 40}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
+def clip_image_processor():
+    """transformers' CLIP image processor that works on PIL images (`CLIPImageProcessorPil` from transformers 5 on,
+    where `CLIPImageProcessor` needs torchvision; `CLIPImageProcessor` before)."""
+    import transformers
+
+    return getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
+
+
 def write_images(folder: Path, count: int = 6, size: tuple[int, int] = (48, 40), seed: int = 0) -> Path:
     """Smooth random RGB images (so a tokenizer can learn something from them) as PNG files."""
     folder.mkdir(parents=True, exist_ok=True)

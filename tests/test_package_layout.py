@@ -21,7 +21,7 @@ TIERS = [
     ("quantizers", "bridges"),
     ("conversion", "hub"),  # the hub: the model-facing support (mixin, card, reports, paths, remote code)
     ("tokenizer", "prior"),  # the models
-    ("pipelines", "evaluation", "publishing"),
+    ("pipelines", "evaluation", "publishing", "codebook_building"),
     ("training",),
     ("cli",),
 ]

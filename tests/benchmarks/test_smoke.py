@@ -114,3 +114,13 @@ def test_gradient_checkpointing(tmp_path):
     rows = json.loads((tmp_path / "g.json").read_text())["rows"]
     assert [r["checkpointing"] for r in rows] == [False, True, False, True] and all("error" not in r for r in rows)
     assert "| fvq-cpu-4k, batch 2 at 64 px | on |" in out
+
+
+@pytest.mark.slow
+def test_codebook_memory(tmp_path):
+    out = _run("codebook_memory.py", "--quick", "--json", str(tmp_path / "m.json"))
+    rows = json.loads((tmp_path / "m.json").read_text())["rows"]
+    assert [r["crops"] for r in rows] == [2, 8] and all("error" not in r for r in rows)
+    # 14 photos x crops x 64 vectors offered; the cap (2,000) holds once they are more
+    assert rows[0]["held"] == rows[0]["offered"] == 1792 and rows[1]["held"] == 2000 < rows[1]["offered"] == 7168
+    assert "| 8 | 7,168 | 2,000 |" in out

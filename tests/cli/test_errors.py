@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from fvq_hf.cli.build_codebook import main as build_codebook
 from fvq_hf.cli.convert import main as convert
 from fvq_hf.cli.eval import main as evaluate
 from fvq_hf.cli.extract_codes import main as extract_codes
@@ -15,7 +16,8 @@ from fvq_hf.cli.train_transformer import main as train_transformer
 from ..helpers import make_tiny_model, original_file, write_config, write_images, write_shards
 
 COMMANDS = {"fvq-train": train, "fvq-train-transformer": train_transformer, "fvq-eval": evaluate,
-            "fvq-extract-codes": extract_codes, "fvq-convert": convert, "fvq-publish": publish}
+            "fvq-extract-codes": extract_codes, "fvq-convert": convert, "fvq-publish": publish,
+            "fvq-build-codebook": build_codebook}
 
 
 @pytest.fixture
@@ -59,6 +61,7 @@ def files(tmp_path):
 
 TRAIN = ["--resolution", "32", "--max-steps", "1", "--num-workers", "0", "--report-to", "none", "--batch-size", "2",
          "--samples-per-epoch", "4"]
+BUILD = ["--output", "{t}/table.safetensors", "--data", "{t}/images", "--num-workers", "0", "--codebook-size", "4"]
 CASES = [
     ("fvq-train", ["--config", "{t}/config", "--data", "{t}/no-such-folder", *TRAIN], "no-such-folder"),
     ("fvq-train", ["--config", "{t}/no-such-config", "--data", "builtin", *TRAIN], "path does not exist"),
@@ -102,6 +105,26 @@ CASES = [
      "path does not exist"),
     ("fvq-train-transformer", ["--config", "{t}/gpt", "--codes", "{t}/no-codes"], "no-codes"),
     ("fvq-publish", ["--converted", "{t}/model"], "--repo-id"),
+    ("fvq-build-codebook", ["--encoder", "no-org/no-such-encoder", *BUILD], "--encoder no-org/no-such-encoder: "
+     "no-org/no-such-encoder/config.json is not in the local Hub cache and cannot be downloaded now"),
+    ("fvq-build-codebook", ["--encoder", "{t}/model", *BUILD, "--pool", "3"],
+     "--pool 3 does not divide the 8x8 feature grid of {t}/model: use one of 1, 2, 4, 8"),
+    ("fvq-build-codebook", ["--encoder", "{t}/model", *BUILD[:-2], "--data", "builtin", "--codebook-size", "8"],
+     "--codebook-size 8 is smaller than the 14 groups (classes): each needs at least one centre"),
+    ("fvq-build-codebook", ["--encoder", "{t}/model", *BUILD[:-2], "--codebook-size", "100", "--groups", "global",
+                            "--pool", "2"], "Group 'all' has at most 64 samples for its 100 centres"),
+    ("fvq-build-codebook", ["--encoder", "{t}/model", *BUILD[:-2], "--codebook-size", "100", "--pool", "2",
+                            "--samples-per-group", "10"], "has at most 10 samples for its 100 centres (the cap"),
+    ("fvq-build-codebook", ["--encoder", "{t}/model", *BUILD[2:], "--output", "{t}/images/img0.png/t.safetensors"],
+     "--output {t}/images/img0.png/t.safetensors cannot be written"),
+    ("fvq-build-codebook", ["--encoder", "{t}/model", *BUILD[2:], "--output", "{t}/model/config.json"],
+     "exists; choose another path or pass --overwrite"),
+    ("fvq-build-codebook", ["--encoder", "{t}/model", *BUILD[2:], "--output", "{t}/table.pt"],
+     "a table file is safetensors; name it {t}/table.safetensors"),
+    ("fvq-build-codebook", ["--encoder", "{t}/model", *BUILD[:-2], "--data", "{t}/shards/shard-{{000..001}}.tar",
+                            "--codebook-size", "4"], "a stream has no classes unless --label-column names"),
+    ("fvq-build-codebook", ["--encoder", "{t}/model", *BUILD[:-2], "--codebook-size", "0"],
+     "--codebook-size must be >= 1"),
 ]
 
 
@@ -112,7 +135,7 @@ def test_user_errors_exit_2_with_a_message(command, argv, message, files, capsys
     err = capsys.readouterr().err
     assert exit_info.value.code == 2, err
     last = err.strip().splitlines()[-1]
-    assert last.startswith(f"{command}: error: ") and message in last, err
+    assert last.startswith(f"{command}: error: ") and message.format(t=files) in last, err
     assert "Traceback" not in err
 
 
