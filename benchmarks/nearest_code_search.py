@@ -9,7 +9,12 @@ arithmetic limit: one multiply-add per code per dimension at this machine's meas
 kernel row also at the peak of its own instruction set.
 
 Methods: `faiss`, `fvq-auto` (what `nearest_code` does by default), `fvq-torch` (the tiles), `kernel:<isa>:<shape>`
-(the kernel built for one ISA, one micro-kernel shape: `register`, `tile`, or `auto`), `cdist`, `vqtorch`.
+(the kernel built for one ISA, one micro-kernel shape: `register`, `tile`, `screen`), `cdist`, `vqtorch`.
+
+What FAISS runs is printed and saved with the rows: its SIMD level (faiss-cpu wheels from 1.13 pick it at run time;
+`FAISS_SIMD_LEVEL=AVX2` holds it to AVX2) and the kernels of the OpenBLAS it brings (`OPENBLAS_CORETYPE=Haswell`
+holds them to AVX2). At d <= 16 with k = 1 and N * d >= 128,000, FAISS's flat search needs no BLAS: it runs its
+fused L2 + argmin kernel.
 
     python benchmarks/nearest_code_search.py            # K in {16k, 262k}, d in {8, 256}, N in {1k, 4k, 16k}
     python benchmarks/nearest_code_search.py --quick    # K = 16384, N = 1024, d = 8: seconds
@@ -34,7 +39,7 @@ METHODS = {
     "fvq-auto": "fvq_hf.nearest_code, backend='auto' (the default: dispatch.py's rule)",
     "fvq-torch": "fvq_hf.nearest_code, backend='torch' (4096 x 4096 addmm tiles; the GPU path and CPU fallback)",
     **{f"kernel:{isa}:{shape}": f"the {isa} kernel, {shape} micro-kernel" for isa in kernel.supported_isas()
-       for shape in ("register", "tile")},
+       for shape in ("register", "tile", "screen")},
     "cdist": "torch.cdist(z, codebook).argmin(1)",
     "vqtorch": "vector_quantize_pytorch.VectorQuantize forward (eval, no grad)",
 }
@@ -87,8 +92,34 @@ def fma_peaks() -> dict[str, float]:
     return peaks
 
 
+def _openblas_core() -> str | None:
+    """The kernel family of the OpenBLAS loaded in this process (what OPENBLAS_CORETYPE picks), if any (Linux)."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as f:
+            paths = sorted({line.split()[-1] for line in f if "libopenblas" in line})
+    except OSError:
+        return None
+    for path in paths:
+        library = ctypes.CDLL(path)
+        library.openblas_get_corename.restype = ctypes.c_char_p
+        return library.openblas_get_corename().decode()
+    return None
+
+
+def faiss_build() -> dict:
+    """What FAISS runs in a fresh process with this environment: SIMD level, compile options, OpenBLAS kernels."""
+    import faiss
+
+    config = getattr(faiss, "SIMDConfig", None)  # faiss-cpu >= 1.13: one library, SIMD level chosen at run time
+    return {"simd_level": config.get_level_name() if config else None,
+            "compile_options": faiss.get_compile_options().strip(), "openblas_core": _openblas_core()}
+
+
 def run(args: argparse.Namespace) -> dict:
     peaks = in_fresh_process(fma_peaks)  # the arithmetic limit's unit, per ISA
+    faiss_runs = in_fresh_process(faiss_build) if "faiss" in args.methods else None
     rows = []
     for codebook_size in args.codebook_sizes:
         for dim in args.dims:
@@ -106,7 +137,7 @@ def run(args: argparse.Namespace) -> dict:
                           file=sys.stderr, flush=True)
     isa = kernel.supported_isas()[0]
     return {"args": vars(args), "isa": isa, "fma_peaks": peaks, "machine_peak": peaks[isa],
-            "threads": torch.get_num_threads(), "rows": rows}
+            "threads": torch.get_num_threads(), "faiss": faiss_runs, "rows": rows}
 
 
 def table(result: dict) -> str:
@@ -159,6 +190,10 @@ def main() -> None:
     peaks = ", ".join(f"{isa} {macs / 1e9:.1f} G" for isa, macs in result["fma_peaks"].items())
     print(f"{args.device}, {result['threads']} threads, {cpu_name()}; widest ISA {result['isa']}; fp32 multiply-add "
           f"peak per ISA (multiply-adds/s): {peaks}")
+    if result["faiss"]:
+        faiss = result["faiss"]
+        print(f"FAISS: SIMD level {faiss['simd_level']} (compile options: {faiss['compile_options']}), OpenBLAS "
+              f"kernels {faiss['openblas_core']}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
 

@@ -14,7 +14,8 @@ cache) it warns once and falls back. The rule is the benchmark's (`benchmarks/ne
 benchmarks/RESULTS.md, issue 22): on the CPU the kernel of the widest ISA beat the torch tiles in every row of the
 grid (K = 16k / 262k, d = 8 / 256, N = 1k-16k), by 12-27x at d = 8 and 1.4-2.1x at d = 256; even the AVX2 kernel,
 on a machine whose BLAS runs AVX-512, gave 0.89-1.25x the tiles' speed at d = 256 and 6-13x at d = 8. Within the
-kernel, the micro-kernel shape follows the code dimension (`csrc/nearest_code.cpp`, `kTileFromDim`).
+kernel, the micro-kernel shape follows the code dimension and the codes per task (`csrc/nearest_code.cpp`:
+"screen" up to d = 16 where each query passes enough codes, else by `kTileFromDim`).
 Distances are computed in fp32 whatever the input dtype (fp64 inputs: in fp64, by the torch backend).
 
 The search is the torch custom op `fvq_hf::nearest_code` (`eager_search` is its body, with a fake that gives the

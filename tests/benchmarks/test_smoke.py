@@ -20,7 +20,8 @@ def _run(script: str, *args: str, timeout: int = 600) -> str:
 
 @pytest.mark.slow
 def test_nearest_code_search(tmp_path):
-    methods = ["faiss", "fvq-auto", "fvq-torch", "kernel:portable:register", "kernel:portable:tile", "cdist", "vqtorch"]
+    methods = ["faiss", "fvq-auto", "fvq-torch", "kernel:portable:register", "kernel:portable:tile",
+               "kernel:portable:screen", "cdist", "vqtorch"]
     out = _run("nearest_code_search.py", "--tokens", "300", "--codebook-sizes", "2048", "--dims", "8", "--repeats",
                "1", "--methods", *methods, "--json", str(tmp_path / "s.json"))
     result = json.loads((tmp_path / "s.json").read_text())
@@ -28,9 +29,10 @@ def test_nearest_code_search(tmp_path):
     assert [r["method"] for r in rows] == methods
     assert all("error" not in r for r in rows) and result["fma_peaks"]["portable"] > 0
     assert result["isa"] in result["fma_peaks"] and result["machine_peak"] == result["fma_peaks"][result["isa"]]
-    assert len({r["checksum"] for r in rows}) == 1  # the seven searches agree
+    assert len({r["checksum"] for r in rows}) == 1  # the eight searches agree
     assert "| 2,048 | 8 | 300 | kernel:portable:tile |" in out and "| NO |" not in out
     assert f"widest ISA {result['isa']}" in out
+    assert result["faiss"]["compile_options"] and f"FAISS: SIMD level {result['faiss']['simd_level']}" in out
     # A method that would hold more than --max-gib of distances is skipped, and says so.
     out = _run("nearest_code_search.py", "--tokens", "300", "--codebook-sizes", "2048", "--dims", "8", "--repeats",
                "1", "--methods", "cdist", "--max-gib", "0.001")

@@ -1,5 +1,5 @@
 """The search kernel of every instruction set this CPU runs (the widest, AVX2, and the portable 128-bit build that
-serves any CPU), with both micro-kernel shapes: argmin's ids, ties to the lowest index, whatever the sizes, the
+serves any CPU), with every micro-kernel shape: argmin's ids, ties to the lowest index, whatever the sizes, the
 slabs and the thread count."""
 
 import pytest
@@ -9,7 +9,7 @@ from fvq_hf.search import kernel
 
 from ..helpers import argmin_truth, integer_data
 
-SHAPES = ["register", "tile", "auto"]
+SHAPES = ["register", "tile", "screen", "auto"]
 CASES = [(1003, 777, 8), (5, 4099, 3), (300, 3, 17), (129, 257, 1), (97, 301, 256), (13, 40, 33), (1, 1, 5)]
 
 
@@ -61,10 +61,29 @@ def test_the_result_does_not_depend_on_the_thread_count(built, shape):
     assert torch.equal(one, argmin_truth(vectors, codebook))
 
 
-def test_both_shapes_agree_on_gaussian_data(built):
-    torch.manual_seed(0)
-    vectors, codebook = torch.randn(700, 64), torch.randn(5000, 64)
-    assert torch.equal(search(built, vectors, codebook, "register"), search(built, vectors, codebook, "tile"))
+@pytest.mark.parametrize("dim", [3, 8, 64])
+def test_every_shape_gives_the_same_ids_on_gaussian_data(built, dim):
+    # Every shape computes each distance the same way, bit for bit: the same ids, near-ties included. For "screen"
+    # this also checks that a group computed again for one query gives the values its first pass gave.
+    torch.manual_seed(dim)
+    vectors, codebook = torch.randn(700, dim), torch.randn(20_000, dim)
+    found = {shape: search(built, vectors, codebook, shape) for shape in SHAPES}
+    assert all(torch.equal(found["register"], ids) for ids in found.values())
+    assert torch.equal(found["screen"], search(built, vectors, codebook, "screen", query_block=5, chunk_bytes=999))
+
+
+def test_screen_when_every_group_holds_a_new_best(built):
+    # Codes in order of decreasing distance from the queries (the worst case for "screen": every group beats the
+    # best so far), each code twice in a row (a tie that the first copy must win), shifted off the lane boundaries.
+    torch.manual_seed(1)
+    vectors = torch.zeros(9, 8)
+    codebook = torch.randn(3000, 8)
+    codebook = codebook[codebook.norm(dim=1).argsort(descending=True)].repeat_interleave(2, dim=0)
+    codebook = torch.cat([torch.full((5, 8), 9.0), codebook])
+    truth = argmin_truth(vectors, codebook)
+    assert truth.tolist() == [5 + 2 * 2999] * 9
+    for query_block, chunk_bytes in [(128, 128 * 1024), (3, 1), (4, 700)]:
+        assert torch.equal(search(built, vectors, codebook, "screen", query_block, chunk_bytes), truth)
 
 
 def test_the_arithmetic_peak_is_measured(built):
@@ -72,6 +91,7 @@ def test_the_arithmetic_peak_is_measured(built):
 
 
 def test_an_isa_is_chosen_by_name_and_refused_where_it_cannot_run(monkeypatch):
+    monkeypatch.delenv(kernel.ISA_ENV, raising=False)  # the suite also runs with FVQ_HF_SEARCH_ISA set
     assert kernel.choose_isa("portable") == "portable"
     assert kernel.choose_isa() == kernel.supported_isas()[0]
     monkeypatch.setenv(kernel.ISA_ENV, "portable")
