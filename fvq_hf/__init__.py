@@ -15,7 +15,8 @@ __version__ = "0.1.0"
 _MODULES = {
     "fvq_hf.bridges": ("DiTBridge", "LinearBridge", "MLPBridge", "VQBridge", "qbridge_config"),
     "fvq_hf.conversion.original_info": ("OriginalCheckpointInfo",),
-    "fvq_hf.pipelines": ("FVQGenerationPipeline", "FVQGenerationPipelineOutput", "FVQPipeline", "FVQPipelineOutput"),
+    "fvq_hf.pipelines": ("FVQGenerationPipeline", "FVQGenerationPipelineOutput", "FVQLatentPipeline",
+                         "FVQLatentPipelineOutput", "FVQPipeline", "FVQPipelineOutput"),
     "fvq_hf.prior": ("FVQTransformer", "FVQTransformerOutput", "KVCache"),
     "fvq_hf.quantizers": ("MultiScaleQuantizer", "QuantizerOutput", "ResidualQuantizer", "VectorQuantizer"),
     "fvq_hf.search": ("nearest_code",),
@@ -29,6 +30,8 @@ __all__ = [
     "FVQModel",
     "FVQGenerationPipeline",
     "FVQGenerationPipelineOutput",
+    "FVQLatentPipeline",
+    "FVQLatentPipelineOutput",
     "FVQModelOutput",
     "DiTBridge",
     "FVQPipeline",

@@ -20,7 +20,7 @@ TIERS = [
     ("search", "data", "layers", "losses", "config_keys", "registry"),
     ("quantizers", "bridges"),
     ("conversion", "hub"),  # the hub: the model-facing support (mixin, card, reports, paths, remote code)
-    ("tokenizer", "prior"),  # the models
+    ("tokenizer", "prior", "diffusion"),  # the models (diffusion: the latent generators' denoisers and objectives)
     ("pipelines", "evaluation", "publishing", "codebook_building"),
     ("training",),
     ("cli",),

@@ -9,7 +9,8 @@ r"""`fvq-extract-codes`: a data set encoded by a trained FVQModel into a codes f
 
 A codes folder holds, per process R, `codes-R.npy` `(N_R, A, h, w)` token ids (uint16 when K <= 65536, else
 int32) with A views per sample (the image and its horizontal flip, the paper's augmentation; 1 with
-`--no-flip`) and `labels-R.npy` `(N_R,)`, then `meta.json` (tokenizer, codebook size, grid, classes, shards).
+`--no-flip`) and `labels-R.npy` `(N_R,)`; with `--latents` also `latents-R.npy` `(N_R, A, d, h, w)` float32
+pre-quantization latents (for `fvq-train-latent`); then `meta.json` (tokenizer, codebook size, grid, classes, shards).
 Every file is written under a temporary name and renamed when complete, `meta.json` last: a folder
 without it is an interrupted extraction and is refused.
 """
@@ -40,6 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true", help="replace codes already in --output-dir")
+    parser.add_argument("--latents", action="store_true", help="also write each view's pre-quantization latents "
+                        "(float32, d x h x w per view), for fvq-train-latent")
     add_debug_flag(parser)
     run_command(parser, argv, command)
 
@@ -49,7 +52,8 @@ def command(args: argparse.Namespace) -> None:
     extract_codes(args.tokenizer, args.data, args.output_dir, split=args.split, resolution=args.resolution,
                   random_crops=args.random_crops, flip=not args.no_flip, batch_size=args.batch_size,
                   num_workers=args.num_workers, seed=args.seed, image_column=args.image_column,
-                  label_column=args.label_column, overwrite=args.overwrite)
+                  label_column=args.label_column, overwrite=args.overwrite,
+                  latents=args.latents)
 
 
 if __name__ == "__main__":

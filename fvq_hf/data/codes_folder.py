@@ -4,11 +4,13 @@ transformer training (`tokens.TokenDataset`). This module writes and reads it; n
 A codes folder holds, per process R (`shards`: "00000", "00001", ...):
 - `codes-R.npy`: `(N_R, A, h, w)` token ids (uint16 when K <= 65536, else int32) with A views per sample;
 - `labels-R.npy`: `(N_R,)` int64 class labels;
+- with `fvq-extract-codes --latents`, `latents-R.npy`: `(N_R, A, d, h, w)` float32 pre-quantization latents
+  (`FVQModel.encode(x).latents`, what a latent diffusion or flow generator models: `data.latents.LatentDataset`);
 then `meta.json`, written last (a folder without it is an interrupted extraction and is refused):
 
     {"tokenizer": str, "codebook_size": K, "token_grid_size": [h, w], "resolution": int, "num_classes": int,
      "class_names": [str], "views": ["image", "hflip"], "data": str, "split": str, "random_crops": int | null,
-     "seed": int, "shards": [str], "num_samples": int}
+     "seed": int, "shards": [str], "num_samples": int, "latent_channels": d | null}
 
 Every file is written under a temporary name and renamed when complete.
 """
@@ -43,6 +45,7 @@ class CodesMeta:
     seed: int
     shards: list[str]
     num_samples: int | None = None
+    latent_channels: int | None = None  # d when the folder holds latents-R.npy (older folders: None)
 
     @property
     def id_dtype(self) -> type:
@@ -61,11 +64,15 @@ def _atomic(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
-def write_shard(folder: str | Path, rank: int, codes: np.ndarray, labels: np.ndarray) -> None:
-    """Process `rank`'s `(N, A, h, w)` ids and `(N,)` labels, each under a temporary name, renamed when complete."""
+def write_shard(folder: str | Path, rank: int, codes: np.ndarray, labels: np.ndarray,
+                latents: np.ndarray | None = None) -> None:
+    """Process `rank`'s `(N, A, h, w)` ids, `(N,)` labels and (optionally) `(N, A, d, h, w)` latents, each under a
+    temporary name, renamed when complete."""
     folder = Path(folder)
     _atomic(folder / f"codes-{shard_name(rank)}.npy", lambda file: np.save(file, codes))
     _atomic(folder / f"labels-{shard_name(rank)}.npy", lambda file: np.save(file, labels.astype(np.int64)))
+    if latents is not None:
+        _atomic(folder / f"latents-{shard_name(rank)}.npy", lambda file: np.save(file, latents.astype(np.float32)))
 
 
 def write_meta(folder: str | Path, meta: CodesMeta) -> None:
@@ -112,3 +119,23 @@ def read_shard(folder: str | Path, meta: CodesMeta, shard: str) -> tuple[np.ndar
         raise ValueError(f"Shard {shard} of {folder} holds token ids or labels out of range (codebook "
                          f"{meta.codebook_size}, {meta.num_classes} classes). Extract again.")
     return codes, labels
+
+
+def read_latent_shard(folder: str | Path, meta: CodesMeta, shard: str) -> np.ndarray:
+    """`(N, A, d, h, w)` float32 latents of one shard, memory-mapped, checked against `meta`; a clear error when the
+    folder was extracted without `--latents`."""
+    if meta.latent_channels is None:
+        raise ValueError(f"{folder} holds token ids only: extract it with `fvq-extract-codes --latents` to train a "
+                         "latent generator on it.")
+    path = Path(folder) / f"latents-{shard}.npy"
+    try:
+        latents = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as error:
+        raise ValueError(f"Latents of shard {shard} of {folder} are missing or corrupt ({error}); extract again.") \
+            from error
+    h, w = meta.token_grid_size
+    expected = (len(meta.views), meta.latent_channels, h, w)
+    if latents.ndim != 5 or latents.shape[1:] != expected or latents.dtype != np.float32:
+        raise ValueError(f"{path} holds {latents.dtype} latents {latents.shape}; meta.json expects float32 "
+                         f"(N, {', '.join(map(str, expected))}). Extract again.")
+    return latents

@@ -48,12 +48,17 @@ class TokenDataset(Dataset):
     def __len__(self) -> int:
         return int(self.offsets[-1]) * (self.num_views if self.all_views else 1)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def locate(self, index: int) -> tuple[int, int, int]:
+        """Item `index` -> `(shard, row, view)`: every view its own item with `all_views`, else one view drawn per
+        (seed, epoch, sample)."""
         if self.all_views:
             index, view = divmod(index, self.num_views)
         else:
             view = int(np.random.default_rng((self.seed, self.epoch, index)).integers(self.num_views))
         shard = int(np.searchsorted(self.offsets, index, side="right")) - 1
-        row = index - self.offsets[shard]
+        return shard, int(index - self.offsets[shard]), view
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        shard, row, view = self.locate(index)
         tokens = torch.from_numpy(self.codes[shard][row, view].astype(np.int64)).reshape(-1)
         return tokens, torch.tensor(int(self.labels[shard][row]))

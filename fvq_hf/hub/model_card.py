@@ -1,4 +1,4 @@
-"""Model cards for tokenizers and priors: what the model is, how to load it, where converted weights come from, and
+"""Model cards for tokenizers, priors and latent generators: what the model is, how to load it, where converted weights come from, and
 what was measured. The card takes facts only: the config, what the model says of itself (its bridge and its ids),
 the original-checkpoint info (`conversion.original_info`) and the measured values, labelled by `hub.reports`."""
 
@@ -181,6 +181,42 @@ def generator_card(config: Mapping, repo_id: str | None = None, evaluations: Map
         "tokenizer (Chang et al., arXiv 2509.10140), packaged with `fvq-hf`.", facts, usage, training, evaluations,
         "Next-token loss of teacher-forced held-out tokens.",
         "train with `fvq-train-transformer --eval-codes ...` and push again.")
+
+
+def latent_generator_card(facts: Mapping, repo_id: str | None = None, evaluations: Mapping[str, Mapping] | None = None,
+                          training: str | None = None, license: str = "apache-2.0") -> ModelCard:
+    """A `huggingface_hub.ModelCard` for an `FVQLatentPipeline`, from its `card_facts()`: tokenizer, latents and
+    scaling factor, generator, objective, sampler, classes."""
+    name = repo_id or "path/to/pipeline"
+    d, h, w = facts["latent_shape"]
+    names = facts.get("class_names")
+    rows = [
+        f"| tokenizer | `{facts['tokenizer']}`: {facts['codebook_size']:,} codes of d = {d}, downsample "
+        f"{facts['downsample']} (`vq/`) |",
+        f"| latents | {d} x {h} x {w}, the tokenizer's pre-quantization latents times the scaling factor "
+        f"{facts['scaling_factor']:.6g} (`vq/config.json`) |",
+        f"| generator | {facts['generator']} |",
+        f"| objective | {facts['objective']} |",
+        f"| sampler | {facts['sampler']}; samples are quantized with the codebook before decoding (`quantize=False` "
+        "skips it) |",
+        f"| classes | {facts['num_classes']:,}" + (f": {', '.join(names[:8])}{' ...' if len(names) > 8 else ''}"
+                                                   if names else "") + " (+ a null class for guidance) |",
+    ]
+    usage = ["import torch", "from fvq_hf import FVQLatentPipeline", "",
+             f'pipe = FVQLatentPipeline.from_pretrained("{name}")',
+             "out = pipe(class_labels=[0, 1], guidance_scale=4.0, num_inference_steps=50, "
+             "generator=torch.Generator().manual_seed(0))",
+             "out.images, out.latents"]
+    data = ModelCardData(library_name="fvq-hf", license=license, tags=[*TAGS, "latent-diffusion", "class-conditional"],
+                         pipeline_tag="unconditional-image-generation" if facts["num_classes"] == 1 else None)
+    return assemble_card(
+        data, name, "A class-conditional latent generator (diffusion or flow) on the continuous latents of an FVQ "
+        "image tokenizer, as VQGAN-LC's DiT-LC / SiT-LC / LDM-LC (Zhu et al., arXiv 2406.11837), packaged with "
+        "`fvq-hf`.", rows, usage, training, evaluations,
+        "Held-out denoising loss (MSE on the training objective's target) at fixed, seeded noise and timesteps, "
+        "with two baselines on the same draws: the untrained model and the class-Gaussian denoiser (the optimal "
+        "one if each class's latents were Gaussian with their per-position mean and variance).",
+        "train with `fvq-train-latent --eval-latents ...` and push again.")
 
 
 def push_with_card(obj, repo_id: str, card: ModelCard, commit_message: str | None = None,

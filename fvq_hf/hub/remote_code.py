@@ -17,12 +17,12 @@ REMOTE_MODULE = "fvq_hf_remote"
 _SOURCE = '''"""Opens this repository with diffusers' generic loaders (trust_remote_code=True): the classes are fvq-hf's."""
 
 try:
-    from fvq_hf import FVQGenerationPipeline, FVQModel, FVQPipeline, FVQTransformer
+    from fvq_hf import FVQGenerationPipeline, FVQLatentPipeline, FVQModel, FVQPipeline, FVQTransformer
 except ImportError as error:
     raise ImportError("This repository holds fvq-hf models: install the fvq-hf package first (pip install fvq-hf, "
                       "or pip install from its source repository).") from error
 
-__all__ = ["FVQGenerationPipeline", "FVQModel", "FVQPipeline", "FVQTransformer"]
+__all__ = ["FVQGenerationPipeline", "FVQLatentPipeline", "FVQModel", "FVQPipeline", "FVQTransformer"]
 '''
 
 

@@ -54,6 +54,12 @@ PRIOR_REPORTS = register_reports(Report("loss", "next-token loss (nats)"),
                                  Report("loss_unconditional", "loss with the null class"),
                                  Report("token_perplexity", "next-token perplexity"))
 
+# A latent generator's held-out denoising loss and its computable baselines (`fvq_hf.training.latent_trainer`).
+LATENT_REPORTS = register_reports(Report("denoising_loss", "held-out loss (MSE)"),
+                                  Report("denoising_loss_untrained", "untrained model"),
+                                  Report("denoising_loss_class_gaussian", "class-Gaussian denoiser"),
+                                  Report("denoising_loss_unconditional", "loss with the null class"))
+
 
 def format_metric(key: str, value) -> str:
     """One value as a table cell: percentages where its report says so, floats to 4 places, ints with separators."""

@@ -56,8 +56,10 @@ def collate_readable(items):
 def extract_codes(tokenizer: str, data: str | DataSpec, output_dir: str | Path, *, split: str = "train",
                   resolution: int | None = None, random_crops: int | None = None, flip: bool = True,
                   batch_size: int = 64, num_workers: int = 2, seed: int = 0, image_column: str | None = None,
-                  label_column: str | None = None, overwrite: bool = False) -> CodesMeta:
-    """Encode `data` with the tokenizer into a codes folder (`data.codes_folder`); returns its meta."""
+                  label_column: str | None = None, overwrite: bool = False, latents: bool = False) -> CodesMeta:
+    """Encode `data` with the tokenizer into a codes folder (`data.codes_folder`); returns its meta. With `latents`
+    the folder also holds each view's pre-quantization latents (`FVQModel.encode(x).latents`), for
+    `fvq-train-latent`."""
     from accelerate import Accelerator
 
     accelerator = Accelerator()
@@ -92,8 +94,9 @@ def extract_codes(tokenizer: str, data: str | DataSpec, output_dir: str | Path, 
         codebook_size=model.codebook_size, token_grid_size=[h, w], resolution=resolution,
         num_classes=len(class_names), class_names=class_names, views=["image", "hflip"] if flip else ["image"],
         data=str(data), split=split, random_crops=random_crops, seed=seed,
-        shards=[shard_name(i) for i in range(accelerator.num_processes)])
-    codes, sample_labels = [], []
+        shards=[shard_name(i) for i in range(accelerator.num_processes)],
+        latent_channels=model.config.vq_embed_dim if latents else None)
+    codes, sample_labels, sample_latents = [], [], []
     from tqdm.auto import tqdm
 
     for batch in tqdm(loader, desc="extracting codes", disable=not accelerator.is_local_main_process):
@@ -102,11 +105,16 @@ def extract_codes(tokenizer: str, data: str | DataSpec, output_dir: str | Path, 
         pixels, batch_labels = batch
         pixels = pixels.to(accelerator.device)
         views = [pixels, pixels.flip(-1)] if flip else [pixels]
-        codes.append(torch.stack([model.tokenize(v) for v in views], dim=1).cpu().numpy().astype(meta.id_dtype))
+        encoded = [model.encode(v) for v in views]
+        codes.append(torch.stack([e.indices for e in encoded], dim=1).cpu().numpy().astype(meta.id_dtype))
+        if latents:
+            sample_latents.append(torch.stack([e.latents for e in encoded], dim=1).float().cpu().numpy())
         sample_labels.append(batch_labels.numpy())
+    empty_latents = np.zeros((0, len(meta.views), meta.latent_channels or 0, h, w), np.float32)
     write_shard(out, accelerator.process_index,
                 np.concatenate(codes) if codes else np.zeros((0, len(meta.views), h, w), meta.id_dtype),
-                np.concatenate(sample_labels) if sample_labels else np.zeros(0, np.int64))
+                np.concatenate(sample_labels) if sample_labels else np.zeros(0, np.int64),
+                (np.concatenate(sample_latents) if sample_latents else empty_latents) if latents else None)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         write_meta(out, meta)

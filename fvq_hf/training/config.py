@@ -1,6 +1,6 @@
 """What a training run is, as typed configs: the loop both trainers share (`LoopConfig`), the tokenizer's run
 (`TrainConfig`, what `fvq-train` builds from its flags) and the prior's (`TransformerTrainConfig`, what
-`fvq-train-transformer` builds). The command line only builds them; every library function receives the part it uses.
+`fvq-train-transformer` builds) and the latent generator's (`LatentTrainConfig`, `fvq-train-latent`). The command line only builds them; every library function receives the part it uses.
 
     from fvq_hf.training import LoopConfig, TrainConfig, train
 
@@ -15,6 +15,7 @@ an error names the flag.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -210,6 +211,70 @@ class TransformerTrainConfig:
         if self.weight_decay < 0:
             raise ValueError(f"--weight-decay must be >= 0, got {self.weight_decay}.")
         _at_least_one(self, "eval_batch_size")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def latent_loop(**changes) -> LoopConfig:
+    """`fvq-train-latent`'s loop defaults (DiT's recipe: AdamW lr 1e-4 constant, betas (0.9, 0.999), no warmup;
+    batch 32 per process), with `changes`."""
+    defaults = dict(output_dir="outputs/fvq-latent", batch_size=32, epochs=100, lr=1e-4, schedule="const",
+                    warmup_fraction=0.0, beta2=0.999)
+    return LoopConfig(**{**defaults, **changes})
+
+
+@dataclass
+class LatentTrainConfig:
+    """What the latent generator's `train` runs (`fvq-train-latent`'s flags).
+
+    `config`: a latent generator preset (`hub_configs/latent-*`: `transformer/` or `unet/`, and `scheduler/`) or a
+    trained pipeline folder (`init_weights`: start from its weights); `latents`: a codes folder extracted with
+    `fvq-extract-codes --latents` (its latent shape and classes override the preset's); `eval_latents`: held-out
+    latents whose denoising loss is measured at the end (and every `eval_every` steps); `tokenizer`: the pipeline's
+    tokenizer (default: the latents'). `scaling_factor`: what the latents are multiplied by (None: measured, 1 / their
+    std over the training latents, and stored in the tokenizer's config). Labels become the null class with
+    probability `class_dropout`; `ema_decay` keeps an EMA of the weights (DiT: 0.9999), whose weights are saved;
+    `sampler`, `sample_steps`, `sample_guidance`, `samples_per_class` and `quantize_samples` make `samples.png`.
+    """
+
+    config: str
+    latents: str
+    eval_latents: str | None = None
+    tokenizer: str | None = None
+    init_weights: bool = False
+    loop: LoopConfig = field(default_factory=latent_loop)
+    weight_decay: float = 0.0
+    class_dropout: float = 0.1
+    scaling_factor: float | None = None
+    ema_decay: float | None = None
+    ema_warmup: bool = True
+    eval_every: int | None = None
+    eval_batch_size: int = 64
+    eval_draws: int = 4
+    sampler: str | None = None
+    sample_steps: int = 50
+    sample_guidance: float = 4.0
+    samples_per_class: int = 4
+    quantize_samples: bool = True
+
+    def __post_init__(self) -> None:
+        from ..diffusion.schedulers import SAMPLER_NAMES
+
+        if not 0 <= self.class_dropout < 1:
+            raise ValueError(f"--class-dropout must lie in [0, 1), got {self.class_dropout}.")
+        if self.weight_decay < 0:
+            raise ValueError(f"--weight-decay must be >= 0, got {self.weight_decay}.")
+        if self.scaling_factor is not None and not (self.scaling_factor > 0 and math.isfinite(self.scaling_factor)):
+            raise ValueError(f"--scaling-factor must be a finite number > 0 (the latents are multiplied by it, and "
+                             f"samples divided by it), got {self.scaling_factor}.")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ValueError(f"--ema-decay must lie in (0, 1) (e.g. 0.9999), got {self.ema_decay}.")
+        if self.sampler is not None and self.sampler not in SAMPLER_NAMES:
+            raise ValueError(f"--sampler {self.sampler!r}: choose one of {', '.join(SAMPLER_NAMES)}.")
+        if self.sample_guidance < 1:
+            raise ValueError(f"--sample-guidance must be >= 1 (1: no guidance), got {self.sample_guidance}.")
+        _at_least_one(self, "eval_every", "eval_batch_size", "eval_draws", "sample_steps", "samples_per_class")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -90,6 +90,41 @@ GENERATOR_PUSH_SCRIPT = textwrap.dedent("""
     print(json.dumps({"same_weights": same, "same_samples": bool((sample(pipe) == sample(again)).all())}))
 """)
 
+LATENT_PUSH_SCRIPT = textwrap.dedent("""
+    import json, sys
+    sys.path.insert(0, sys.argv[2])
+    import torch
+    from diffusers import DiTTransformer2DModel, FlowMatchEulerDiscreteScheduler
+    from tests.helpers import make_tiny_model
+    from fvq_hf import FVQLatentPipeline
+
+    vq = make_tiny_model().eval()
+    vq.register_to_config(scaling_factor=0.4375)
+    dit = DiTTransformer2DModel(num_attention_heads=2, attention_head_dim=16, in_channels=8, out_channels=8,
+                                num_layers=1, sample_size=8, patch_size=2, num_embeds_ada_norm=3)
+    pipe = FVQLatentPipeline(transformer=dit, scheduler=FlowMatchEulerDiscreteScheduler(), vq=vq,
+                             class_names=["red", "green", "blue"])
+    pipe.push_to_hub("org/latent-tiny-pipeline")
+    again = FVQLatentPipeline.from_pretrained("org/latent-tiny-pipeline", cache_dir=sys.argv[1])
+    sample = lambda p: p([0, 2], num_inference_steps=2, generator=torch.Generator().manual_seed(0),
+                         output_type="pt").images
+    print(json.dumps({"same_samples": bool((sample(pipe) == sample(again)).all()),
+                      "scaling_factor": again.vq.config.scaling_factor}))
+""")
+
+
+@pytest.mark.slow
+def test_push_a_latent_generator_to_a_loopback_hub_and_load_back(tmp_path):
+    result, files = push_in_a_subprocess(LATENT_PUSH_SCRIPT, tmp_path)
+    assert result == {"same_samples": True, "scaling_factor": 0.4375}
+    pipe_files = files["org/latent-tiny-pipeline"]
+    assert {"model_index.json", "transformer/config.json", "scheduler/scheduler_config.json",
+            "vq/diffusion_pytorch_model.safetensors", "README.md"} <= set(pipe_files)
+    card = pipe_files["README.md"].decode()
+    assert "scaling factor 0.4375" in card and "FlowMatchEulerDiscreteScheduler (`euler`)" in card
+    assert "DiTTransformer2DModel: 1 layers" in card and "red, green, blue" in card
+    assert 'FVQLatentPipeline.from_pretrained("org/latent-tiny-pipeline")' in card
+
 
 @pytest.mark.slow
 def test_push_to_a_loopback_hub_and_load_back(tmp_path):
@@ -168,7 +203,7 @@ def test_publish_hub_configs_to_a_loopback_hub(tmp_path):
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         repos = {repo_id: hub.files(repo_id) for repo_id in hub.repos}
-    variants = sorted(p.name for p in (root / "hub_configs").iterdir() if p.is_dir())
+    variants = sorted(p.name for p in (root / "hub_configs").iterdir() if (p / "config.json").is_file())
     assert set(repos) == {f"pub/{v}" for v in variants} | {"pub/fvq-cpu-4k-pipeline"}
     assert set(repos["pub/fvq-262k"]) == {"config.json", "README.md"}
     assert "diffusion_pytorch_model.safetensors" in repos["pub/fvq-cpu-4k"]

@@ -8,7 +8,10 @@ from fvq_hf import FVQModel, FVQTransformer
 
 from ..helpers import ROOT
 
-HUB_CONFIGS = sorted(p for p in (ROOT / "hub_configs").iterdir() if p.is_dir())
+# Model configs (config.json); the latent generator presets (transformer/ or unet/ and scheduler/) are tested in
+# tests/training/test_latent_trainer.py.
+HUB_CONFIGS = sorted(p for p in (ROOT / "hub_configs").iterdir() if (p / "config.json").is_file())
+LATENT_PRESETS = sorted(p for p in (ROOT / "hub_configs").iterdir() if (p / "scheduler").is_dir())
 CLASSES = {"FVQModel": FVQModel, "FVQTransformer": FVQTransformer}
 TOKENIZERS = [p for p in HUB_CONFIGS if json.loads((p / "config.json").read_text())["_class_name"] == "FVQModel"]
 PUBLISHED = {"fvq-16k": (16384, 4), "fvq-65k": (65536, 8), "fvq-262k": (262144, 8)}
@@ -17,6 +20,14 @@ TRANSFORMERS = {"fvq-gpt-cpu": (128, 4), "fvq-gpt-b": (768, 12), "fvq-gpt-l": (1
 RECIPES = {"fvq-dit-16k": (16384, "QBridge-L/4", "vq", 256), "fvq-dit-65k": (65536, "QBridge-L/8", "vq", 256),
            "fvq-dit-262k": (262144, "QBridge-L/8", "vq", 256), "fvq-rq-dit-16k": (16384, "QBridge-S/4", "residual", 8),
            "fvq-var-dit-16k": (16384, "QBridge-S/4", "multiscale", 8)}
+
+
+def test_every_folder_is_a_model_config_or_a_latent_generator_preset():
+    folders = {p for p in (ROOT / "hub_configs").iterdir() if p.is_dir()}
+    assert folders == set(HUB_CONFIGS) | set(LATENT_PRESETS) and not set(HUB_CONFIGS) & set(LATENT_PRESETS)
+    for folder in LATENT_PRESETS:
+        card = (folder / "README.md").read_text()
+        assert card.startswith("---\n") and "library_name: fvq-hf" in card and folder.name in card
 
 
 def test_published_variants_are_present():

@@ -1,0 +1,183 @@
+"""FVQLatentPipeline: class labels in, images out, through a diffusion or flow model on the tokenizer's continuous
+latents (VQGAN-LC's DiT-LC / SiT-LC / LDM-LC): sample latents, quantize them with the codebook, decode."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from ..diffusion.generators import check_fits, component_of, conditioning, predict
+from ..diffusion.schedulers import make_sampler, objective_of, sampler_name
+from ..hub.evaluation_file import load_evaluation
+from ..hub.model_card import latent_generator_card
+from ..tokenizer import FVQModel
+from .base import HubPipeline, check_output_type, format_images
+
+
+@dataclass
+class FVQLatentPipelineOutput(BaseOutput):
+    """
+    Args:
+        images (`list[PIL.Image.Image]`, `np.ndarray` `(B, H, W, 3)` in [0, 1], or `torch.Tensor` `(B, 3, H, W)` in
+            [-1, 1]): the generated images, as `output_type` asked.
+        latents (`torch.Tensor` of shape `(B, d, h, w)`): the sampled latents in the tokenizer's units (divided by
+            the scaling factor), before quantization.
+    """
+
+    images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
+    latents: torch.Tensor
+
+
+class FVQLatentPipeline(HubPipeline):
+    r"""Class-conditional generation on an FVQ tokenizer's pre-quantization latents.
+
+        pipe = FVQLatentPipeline(transformer=dit, scheduler=scheduler, vq=tokenizer)   # or unet=..., or .from_pretrained
+        out = pipe(class_labels=[3, 7], guidance_scale=4.0, num_inference_steps=50,
+                   generator=torch.Generator().manual_seed(0))
+        out.images, out.latents
+
+    The denoiser is a diffusers `DiTTransformer2DModel` (`transformer`) or `UNet2DModel` (`unet`); `scheduler` is
+    a DDPM-family scheduler (noise prediction) or `FlowMatchEulerDiscreteScheduler` (velocity); swap the sampler
+    with `pipe.scheduler = make_sampler(pipe.scheduler, "ddpm")` or diffusers' `from_config`. The latents are
+    divided by `vq.config.scaling_factor` and, as VQGAN-LC does, **quantized with the codebook** before decoding
+    (`quantize=False` decodes them as they are). `class_names` name the classes (`get_label_ids`).
+    """
+
+    model_cpu_offload_seq = "transformer->unet->vq"
+    _optional_components = ["transformer", "unet"]
+
+    def __init__(self, scheduler: SchedulerMixin, vq: FVQModel, transformer: torch.nn.Module | None = None,
+                 unet: torch.nn.Module | None = None, class_names: list[str] | None = None) -> None:
+        super().__init__()
+        denoiser = transformer if transformer is not None else unet
+        if (transformer is None) == (unet is None):
+            raise ValueError("Give one denoiser: transformer= (a DiTTransformer2DModel) or unet= (a UNet2DModel).")
+        slot = component_of(denoiser)
+        if (slot == "transformer") != (transformer is not None):
+            raise ValueError(f"A {type(denoiser).__name__} goes in the pipeline's {slot}= slot.")
+        objective_of(scheduler)
+        vq.require_one_code_per_position("a latent generator")
+        d = vq.config.vq_embed_dim
+        size = denoiser.config.sample_size
+        size = size if isinstance(size, int) else tuple(size)[0]
+        check_fits(denoiser, (d, size, size), f"The tokenizer's latents (d = {d}) on the generator's grid")
+        num_classes, _ = conditioning(denoiser)
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"class_names names {len(class_names)} classes; the generator has {num_classes}.")
+        self.register_modules(transformer=transformer, unet=unet, scheduler=scheduler, vq=vq)
+        self.register_to_config(class_names=list(class_names) if class_names is not None else None)
+
+    @property
+    def denoiser(self) -> torch.nn.Module:
+        return self.transformer if self.transformer is not None else self.unet
+
+    @property
+    def labels(self) -> dict[str, int]:
+        """Class name -> id (DiTPipeline's `labels`), when the pipeline names its classes."""
+        return {name: i for i, name in enumerate(self.config.class_names or [])}
+
+    def get_label_ids(self, class_labels: int | str | Sequence[int | str] | torch.Tensor) -> torch.LongTensor:
+        """Ids or names (one or a list) -> `(B,)` ids; a ValueError for an unknown name or an id out of range."""
+        if isinstance(class_labels, torch.Tensor):
+            labels = class_labels.reshape(-1).tolist()
+        else:
+            labels = [class_labels] if isinstance(class_labels, int | str) else list(class_labels)
+        if not labels:
+            raise ValueError("class_labels is empty: give at least one class id or name.")
+        unknown = [x for x in labels if isinstance(x, str) and x not in self.labels]
+        if unknown:
+            raise ValueError(f"Unknown class name(s) {unknown}; known names: {', '.join(self.labels) or 'none'}.")
+        ids = [self.labels[x] if isinstance(x, str) else int(x) for x in labels]
+        num_classes, _ = conditioning(self.denoiser)
+        bad = [i for i in ids if not 0 <= i < num_classes]
+        if bad:
+            raise ValueError(f"Class label(s) {bad} out of range: this generator has {num_classes} classes "
+                             f"(0..{num_classes - 1}).")
+        return torch.tensor(ids, dtype=torch.long, device=self._execution_device)
+
+    def card_facts(self) -> dict:
+        """What the card states: the tokenizer, latents and scaling factor, the generator, objective and sampler."""
+        model, vq, scheduler = self.denoiser, self.vq, self.scheduler
+        config = model.config
+        if "num_embeds_ada_norm" in config:
+            generator = (f"{type(model).__name__}: {config.num_layers} layers, {config.num_attention_heads} heads x "
+                         f"{config.attention_head_dim}, patch {config.patch_size}")
+        else:
+            generator = (f"{type(model).__name__}: channels {list(config.block_out_channels)}, "
+                         f"{config.layers_per_block} residual blocks per level")
+        steps = scheduler.config.num_train_timesteps
+        objective = (f"noise prediction ({scheduler.config.prediction_type}), {steps} training timesteps"
+                     if objective_of(scheduler) == "diffusion" else
+                     f"flow matching: linear path, velocity, {steps} training timesteps")
+        num_classes, _ = conditioning(model)
+        return {"tokenizer": vq.config.get("_name_or_path") or "the `vq/` folder", "codebook_size": vq.codebook_size,
+                "downsample": vq.downsample_factor, "scaling_factor": vq.config.scaling_factor,
+                "latent_shape": (config.in_channels, config.sample_size, config.sample_size), "generator": generator,
+                "objective": objective, "sampler": f"{type(scheduler).__name__} (`{sampler_name(scheduler)}`)",
+                "num_classes": num_classes, "class_names": self.config.class_names}
+
+    def model_card(self, repo_id: str | None = None, evaluations: dict | None = None, training: str | None = None):
+        """A card stating the tokenizer, generator, scaling factor and sampler, with the evaluation saved beside the
+        denoiser's weights (or `evaluations`, `training`)."""
+        saved, saved_training = load_evaluation(self.denoiser.config.get("_name_or_path"))
+        return latent_generator_card(self.card_facts(), repo_id, evaluations or saved, training or saved_training)
+
+    @torch.no_grad()
+    def __call__(self, class_labels: int | str | Sequence[int | str] | torch.Tensor, guidance_scale: float = 4.0,
+                 num_inference_steps: int = 50, generator: torch.Generator | None = None, quantize: bool = True,
+                 latents: torch.Tensor | None = None, output_type: str = "pil",
+                 return_dict: bool = True) -> FVQLatentPipelineOutput | tuple:
+        """Generate one image per class label.
+
+        Args:
+            class_labels: ids or names, one per image.
+            guidance_scale: classifier-free guidance `uncond + s * (cond - uncond)` on the prediction (its first d
+                channels); 1 turns it off.
+            num_inference_steps: sampler steps.
+            generator: a `torch.Generator` for reproducible sampling (the same seed gives the same images).
+            quantize: quantize the sampled latents with the codebook before decoding (VQGAN-LC's rule).
+            latents: starting noise `(B, d, h, w)` instead of drawing it.
+        """
+        check_output_type(output_type)
+        if guidance_scale < 1:
+            raise ValueError(f"guidance_scale must be >= 1 (1: no guidance), got {guidance_scale}.")
+        if num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}.")
+        labels = self.get_label_ids(class_labels)
+        model, device = self.denoiser, self._execution_device
+        d, size = model.config.in_channels, model.config.sample_size
+        shape = (len(labels), d, size, size)
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=model.dtype)
+        elif tuple(latents.shape) != shape:
+            raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}.")
+        latents = latents.to(device, model.dtype)
+        _, null = conditioning(model)
+        guided = guidance_scale > 1
+        both = torch.cat([labels, torch.full_like(labels, null)]) if guided else labels
+        keep_variance = self.scheduler.config.get("variance_type") in ("learned", "learned_range")
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        for t in self.progress_bar(self.scheduler.timesteps):
+            x = torch.cat([latents, latents]) if guided else latents
+            x = self.scheduler.scale_model_input(x, t) if hasattr(self.scheduler, "scale_model_input") else x
+            timesteps = t.reshape(1).to(device).expand(x.shape[0])
+            out = predict(model, x, timesteps, both, keep_variance=keep_variance)
+            if guided:
+                cond, uncond = out.chunk(2)
+                out = torch.cat([uncond[:, :d] + guidance_scale * (cond[:, :d] - uncond[:, :d]), cond[:, d:]], 1)
+            latents = self.scheduler.step(out, t, latents, generator=generator).prev_sample
+        latents = latents / self.vq.config.scaling_factor
+        images = self.vq.decode(latents.to(self.vq.dtype), force_not_quantize=not quantize).sample
+        self.maybe_free_model_hooks()
+        output = FVQLatentPipelineOutput(format_images(images, output_type), latents)
+        return output if return_dict else output.to_tuple()
+
+
+__all__ = ["FVQLatentPipeline", "FVQLatentPipelineOutput", "make_sampler"]

@@ -1,0 +1,319 @@
+"""Training a class-conditional latent generator (diffusion or flow) on a tokenizer's continuous latents with
+accelerate: `train(LatentTrainConfig(...))` runs the loop that `fvq-train-latent` (`fvq_hf.cli.train_latent`) starts.
+
+The latents come from a codes folder extracted once with `fvq-extract-codes --latents` (memory-mapped `.npy`
+files): the tokenizer runs once per crop instead of once per step, every process reads only its batches, and
+resumed runs see exactly the same data. The preset fixes the denoiser and the objective (its scheduler); the data
+fixes the latent shape and the classes. At the end `<output-dir>/pipeline` holds an `FVQLatentPipeline` (the
+denoiser, the sampler, the tokenizer with the scaling factor in its config) and its card, `eval.json` the held-out
+loss against its baselines, and `samples.png` `samples_per_class` samples of each class (one row per class).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+
+from ..data.latents import LatentDataset
+from ..diffusion.generators import (
+    check_fits,
+    conditioning,
+    data_config,
+    disable_label_dropout,
+    find_generator,
+    load_scheduler,
+    predict,
+)
+from ..diffusion.objectives import gaussian_denoiser, training_pair
+from ..diffusion.schedulers import make_sampler, objective_of
+from ..hub.evaluation_file import save_evaluation
+from ..hub.paths import refuse_missing_folder
+from ..tokenizer import FVQModel
+from . import runtime
+from .config import LatentTrainConfig
+from .ema import averaged_weights, make_ema
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_preset(name: str) -> Path:
+    """`--config` (a folder, or a hub id in the local cache or reachable) -> a local folder."""
+    refuse_missing_folder(name, "--config")
+    if Path(name).is_dir():
+        return Path(name)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(name))
+    except Exception as error:
+        raise FileNotFoundError(f"--config {name}: not a folder, and not a hub id in reach ({error}); choose a "
+                                "latent generator preset, hub_configs/latent-*.") from error
+
+
+def build_generator(config: LatentTrainConfig, data: LatentDataset) -> tuple[torch.nn.Module, object]:
+    """The preset's denoiser with the data's latent shape and classes (its weights with `init_weights`, which must
+    already fit), and its training scheduler."""
+    folder = resolve_preset(config.config)
+    component, cls = find_generator(folder)
+    scheduler = load_scheduler(folder)
+    objective_of(scheduler)
+    if config.init_weights:
+        model = cls.from_pretrained(folder, subfolder=component)
+        check_fits(model, data.latent_shape, f"The latents of {config.latents}")
+        num_classes, _ = conditioning(model)
+        if num_classes != data.num_classes:
+            raise ValueError(f"--init-weights: the generator of {config.config} has {num_classes} classes; the "
+                             f"latents {config.latents} have {data.num_classes}.")
+        if model.config.out_channels != model.config.in_channels:
+            raise ValueError("--init-weights: this generator also predicts its variance (out_channels = 2 x "
+                             "in_channels, DiT's learned sigma), whose loss fvq-train-latent does not train; "
+                             "fine-tune a generator that predicts d channels.")
+        return model, scheduler
+    saved = dict(cls.load_config(folder, subfolder=component))
+    facts = data_config(cls, data.latent_shape, data.num_classes)
+    for key, value in facts.items():
+        if key in saved and saved[key] != value:
+            logger.info("%s = %s from the latents (the preset says %s).", key, value, saved[key])
+    model = cls.from_config({**saved, **facts})
+    check_fits(model, data.latent_shape, f"The latents of {config.latents}")
+    return model, scheduler
+
+
+@torch.no_grad()
+def latent_statistics(data: LatentDataset) -> dict:
+    """Mean and std over every value of every training latent, and each class's per-position mean and variance
+    `(C, d, h, w)`, in one pass over the files (bounded memory: `LatentDataset.chunks`)."""
+    shape = (data.num_classes, *data.latent_shape)
+    sums, squares = torch.zeros(shape, dtype=torch.float64), torch.zeros(shape, dtype=torch.float64)
+    counts = torch.zeros(data.num_classes, dtype=torch.float64)
+    for latents, labels in data.chunks():
+        values = latents.double()
+        sums.index_add_(0, labels, values)
+        squares.index_add_(0, labels, values.square())
+        counts += torch.bincount(labels, minlength=data.num_classes).double()
+    total = counts.sum() * sums[0].numel()
+    mean = (sums.sum() / total).item()
+    std = max((squares.sum() / total).item() - mean * mean, 0.0) ** 0.5
+    per_class = counts.clamp_min(1).reshape(-1, 1, 1, 1)
+    class_means = sums / per_class
+    class_variances = (squares / per_class - class_means.square()).clamp_min(0)
+    return {"mean": mean, "std": std, "class_means": class_means.float(), "class_variances": class_variances.float()}
+
+
+@torch.no_grad()
+def held_out_loss(model: torch.nn.Module | None, scheduler, folder: str | Path, scale: float, batch_size: int,
+                  draws: int, device, stats: dict | None = None, seed: int = 0) -> dict:
+    """The denoising loss over every latent (and view) of `folder` at `draws` seeded (noise, timestep) pairs each:
+    with the labels, with the null class, and (given `stats` of `latent_statistics`) the class-Gaussian denoiser's
+    on the same draws (the optimal one if each class's latents were Gaussian with their per-position mean and
+    variance). `model` None gives that baseline only. MSE over values."""
+    data = LatentDataset(folder, all_views=True)
+    generator = torch.Generator().manual_seed(seed)
+    if model is not None:
+        check_fits(model, data.latent_shape, f"The latents of {folder}")
+        model.eval()
+        num_classes, null = conditioning(model)
+        if data.num_classes != num_classes:
+            raise ValueError(f"{folder} has {data.num_classes} classes; the generator has {num_classes}.")
+    keys = ([] if model is None else ["denoising_loss", "denoising_loss_unconditional"]) + \
+        ([] if stats is None else ["denoising_loss_class_gaussian"])
+    sums, count = dict.fromkeys(keys, 0.0), 0
+    for latents, labels in DataLoader(data, batch_size=batch_size):
+        clean, labels = latents * scale, labels.to(device)
+        for _ in range(draws):
+            noisy, timesteps, target = (x.to(device) for x in training_pair(scheduler, clean, generator))
+            predictions = {}
+            if model is not None:
+                predictions["denoising_loss"] = predict(model, noisy, timesteps, labels)
+                predictions["denoising_loss_unconditional"] = predict(model, noisy, timesteps,
+                                                                      torch.full_like(labels, null))
+            if stats is not None:
+                mean = stats["class_means"].to(device)[labels] * scale
+                variance = stats["class_variances"].to(device)[labels] * scale ** 2
+                predictions["denoising_loss_class_gaussian"] = gaussian_denoiser(scheduler, noisy, timesteps, mean,
+                                                                                 variance)
+            for key, prediction in predictions.items():
+                sums[key] += torch.mean((prediction.float() - target) ** 2).item() * len(labels)
+            count += len(labels)
+    h, w = data.token_grid_size
+    return {**{k: v / count for k, v in sums.items()}, "num_samples": count // draws,
+            "num_tokens": count // draws * h * w, "draws": draws}
+
+
+@dataclass
+class LatentTrainResult:
+    """What a run returns on every process: the steps taken, the last training loss (mean over processes), the
+    held-out evaluation (main process, when the run finished), the denoiser (raw weights), the scaling factor."""
+
+    step: int
+    loss: float
+    eval: dict
+    model: torch.nn.Module
+    scaling_factor: float
+    rank: int = 0
+    world_size: int = 1
+
+
+def load_tokenizer(config: LatentTrainConfig, data: LatentDataset) -> FVQModel | None:
+    """The pipeline's tokenizer, checked against the latents (None, with a warning, if it cannot be loaded)."""
+    name = config.tokenizer or data.meta.tokenizer
+    try:
+        vq = FVQModel.from_pretrained(name)
+    except (OSError, ValueError) as error:
+        logger.warning("Tokenizer %s cannot be loaded (%s): the generator is saved without a pipeline.", name, error)
+        return None
+    if vq.config.vq_embed_dim != data.meta.latent_channels:
+        raise ValueError(f"--tokenizer {name} has latents of d = {vq.config.vq_embed_dim} channels; the latents "
+                         f"{config.latents} have {data.meta.latent_channels}: a generator decodes only with the "
+                         "tokenizer its latents came from.")
+    return vq
+
+
+def train(config: LatentTrainConfig) -> LatentTrainResult:
+    """Run training (and the final evaluation) as `config` says; returns the last step, losses and the model."""
+    loop, out = config.loop, Path(config.loop.output_dir)
+    accelerator, mixed_precision = runtime.make_accelerator(loop)
+    set_seed(loop.seed)
+
+    # ---- data, tokenizer, scaling factor, model, optimizer ----------------------------------------------------
+    data = LatentDataset(config.latents, seed=loop.seed)
+    vq = load_tokenizer(config, data)
+    stats = latent_statistics(data)
+    if config.scaling_factor is None and not stats["std"] > 0:
+        raise ValueError(f"The latents of {config.latents} are constant (std 0): no scaling factor can be measured.")
+    scale = config.scaling_factor or 1.0 / stats["std"]
+    logger.info("Latents %s: mean %.4f, std %.4f; scaling factor %.6g (%s).", data.latent_shape, stats["mean"],
+                stats["std"], scale, "given" if config.scaling_factor else "1 / std")
+    model, scheduler = build_generator(config, data)
+    make_sampler(scheduler, config.sampler)  # a sampler of the other objective is refused before training
+    disable_label_dropout(model)
+    _, null = conditioning(model)
+    if loop.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+    loader = DataLoader(data, batch_size=loop.batch_size, shuffle=True, drop_last=True, num_workers=loop.num_workers,
+                        generator=torch.Generator().manual_seed(loop.seed))
+    if len(loader) == 0:
+        raise ValueError(f"{len(data)} training samples make no full batch of {loop.batch_size}.")
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=loop.lr,
+                                  betas=(loop.beta1, loop.beta2), weight_decay=config.weight_decay)
+    if loop.compile:
+        runtime.compile_modules(accelerator.device, model)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    unwrapped = accelerator.unwrap_model(model)
+    steps_per_epoch = max(1, len(loader) // loop.gradient_accumulation_steps)
+    schedule = runtime.LearningRate(loop, steps_per_epoch, [optimizer])
+    ema = make_ema(unwrapped, config.ema_decay, config.ema_warmup)
+    state = runtime.start_run(accelerator, loop, "fvq-latent", {**config.to_dict(), "measured_scaling_factor": scale},
+                              *([ema] if ema else []))
+    if ema:
+        ema.to(accelerator.device)
+    global_batch = loop.batch_size * accelerator.num_processes * loop.gradient_accumulation_steps
+    logger.info("%s (%s, %s): %.1fM parameters, %d samples, %d steps (%d per epoch), global batch %d, %d processes, "
+                "%s", config.config, type(unwrapped).__name__, objective_of(scheduler),
+                sum(p.numel() for p in unwrapped.parameters()) / 1e6, len(data), schedule.total, steps_per_epoch,
+                global_batch, accelerator.num_processes, mixed_precision)
+
+    # ---- one step: the objective's target at a random timestep, some labels dropped to the null class --------
+    def step(batch: tuple[torch.Tensor, torch.Tensor], step_index: int) -> dict:
+        latents, labels = batch
+        noisy, timesteps, target = training_pair(scheduler, latents * scale)
+        dropped = torch.rand(labels.shape, device=labels.device) < config.class_dropout
+        with accelerator.autocast():
+            pred = predict(model, noisy, timesteps, labels.masked_fill(dropped, null))
+        loss = torch.mean((pred.float() - target.float()) ** 2)
+        accelerator.backward(loss)
+        logs = {"loss": loss.detach()}
+        if accelerator.sync_gradients:
+            logs["grad_norm"] = float(accelerator.clip_grad_norm_(model.parameters(), loop.max_grad_norm))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if ema and accelerator.sync_gradients:
+            ema.step(unwrapped.parameters())
+        return logs
+
+    # ---- the loop ---------------------------------------------------------------------------------------------
+    run = runtime.Run(accelerator, loop, state, loader, data, schedule, (model,))
+    logs: dict = {}
+    for _, logs in run.steps(step):
+        if config.eval_every and config.eval_latents and run.due(config.eval_every) and state.step < schedule.total:
+            with run.paused(), averaged_weights(ema, unwrapped):
+                if accelerator.is_main_process:
+                    held = held_out_loss(unwrapped, scheduler, config.eval_latents, scale, config.eval_batch_size,
+                                         config.eval_draws, accelerator.device)
+                    accelerator.log({f"eval/{k}": v for k, v in held.items()}, step=state.step)
+                    logger.info("step %d: held-out denoising loss %.4f", state.step, held["denoising_loss"])
+                unwrapped.train()
+            accelerator.wait_for_everyone()
+        if run.due(loop.log_every):
+            mean_loss = accelerator.reduce(logs["loss"], reduction="mean").item()
+            run.log({"loss": mean_loss, "grad_norm": logs["grad_norm"]}, f"loss {mean_loss:.4f}")
+        if run.due(loop.checkpoint_every):
+            run.checkpoint()
+
+    # ---- the held-out loss and baselines, the saved pipeline and samples --------------------------------------
+    final_loss = accelerator.reduce(logs.get("loss", torch.zeros((), device=accelerator.device)),
+                                    reduction="mean").item()
+    results: dict = {}
+    if state.step == schedule.total and accelerator.is_main_process:
+        summary = (f"Trained with `fvq-train-latent` for {schedule.total} steps on `{config.latents}` ({len(data):,} "
+                   f"samples), {objective_of(scheduler)} objective, global batch {global_batch}, AdamW lr {loop.lr} "
+                   f"({loop.schedule}), weight decay {config.weight_decay}, class dropout {config.class_dropout}, "
+                   f"scaling factor {scale:.6g}" + (f", EMA {config.ema_decay} (saved weights)" if ema else "")
+                   + f"; last training loss {final_loss:.4f}.")
+        with averaged_weights(ema, unwrapped):
+            results = save_outputs(config, out, unwrapped, scheduler, vq, data, stats, scale, summary,
+                                   accelerator.device)
+    runtime.end_run(accelerator, out)
+    return LatentTrainResult(state.step, final_loss, results, unwrapped, scale, accelerator.process_index,
+                             accelerator.num_processes)
+
+
+def save_outputs(config: LatentTrainConfig, out: Path, model: torch.nn.Module, scheduler, vq: FVQModel | None,
+                 data: LatentDataset, stats: dict, scale: float, summary: str, device) -> dict:
+    """Evaluate on --eval-latents (with the untrained and class-Gaussian baselines); save the pipeline with its card and
+    `samples.png`."""
+    from ..pipelines import FVQLatentPipeline
+
+    results = {}
+    if config.eval_latents:
+        held = held_out_loss(model, scheduler, config.eval_latents, scale, config.eval_batch_size, config.eval_draws,
+                             device, stats)
+        set_seed(config.loop.seed)  # the untrained model: the same init as this run's
+        untrained, _ = build_generator(config, data)
+        base = held_out_loss(untrained.to(device), scheduler, config.eval_latents, scale, config.eval_batch_size,
+                             config.eval_draws, device)
+        held["denoising_loss_untrained"] = base["denoising_loss"]
+        results[config.eval_latents] = held
+        logger.info("held-out denoising loss %.4f (untrained %.4f, class-Gaussian denoiser %.4f) over %d samples",
+                    held["denoising_loss"], held["denoising_loss_untrained"], held["denoising_loss_class_gaussian"],
+                    held["num_samples"])
+    (out / "eval.json").write_text(json.dumps(results, indent=2))
+    component, _ = find_generator(resolve_preset(config.config))
+    model.eval()
+    if vq is None:
+        model.save_pretrained(out / component)
+        save_evaluation(out / component, results, summary)
+        return results
+    vq.register_to_config(scaling_factor=scale)
+    pipe = FVQLatentPipeline(**{component: model}, scheduler=make_sampler(scheduler, config.sampler),
+                             vq=vq.to(device).eval(), class_names=data.meta.class_names)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.save_pretrained(out / "pipeline")
+    save_evaluation(out / "pipeline" / component, results, summary)
+    pipe.model_card(evaluations=results or None, training=summary).save(out / "pipeline" / "README.md")
+    from diffusers.utils import make_image_grid
+
+    classes = list(range(min(data.num_classes, 16)))
+    labels = [c for c in classes for _ in range(config.samples_per_class)]
+    images = pipe(labels, guidance_scale=config.sample_guidance, num_inference_steps=config.sample_steps,
+                  quantize=config.quantize_samples, generator=torch.Generator(device).manual_seed(config.loop.seed)
+                  ).images
+    make_image_grid(images, rows=len(classes), cols=config.samples_per_class).save(out / "samples.png")
+    logger.info("Saved %s and %s (one row per class).", out / "pipeline", out / "samples.png")
+    return results
