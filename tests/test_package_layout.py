@@ -20,7 +20,7 @@ TIERS = [
     ("search", "data", "layers", "losses", "config_keys", "registry"),
     ("quantizers", "bridges"),
     ("conversion", "hub"),  # the hub: the model-facing support (mixin, card, reports, paths, remote code)
-    ("tokenizer", "prior"),  # the models
+    ("tokenizer", "prior", "diffusion"),  # the models
     ("pipelines", "evaluation", "publishing", "codebook_building"),
     ("training",),
     ("cli",),
@@ -28,7 +28,7 @@ TIERS = [
 TIER = {room: level for level, rooms in enumerate(TIERS) for room in rooms}
 # What a model must not load, even through what it imports.
 NOT_FOR_MODELS = ("fvq_hf.losses", "fvq_hf.conversion.layouts", "fvq_hf.evaluation.metrics")
-MODELS = ("fvq_hf.tokenizer", "fvq_hf.prior")
+MODELS = ("fvq_hf.tokenizer", "fvq_hf.prior", "fvq_hf.diffusion.dit")
 
 
 def root_names() -> dict[str, str]:
