@@ -154,9 +154,9 @@ def infer_config(state: Mapping[str, torch.Tensor], args: Mapping | None, num_he
     unknown = sorted(k for k in state if k not in expected)
     wrong = [f"{k} {tuple(state[k].shape)} (expected {expected[k]})" for k in expected
              if k in state and tuple(state[k].shape) != expected[k]]
-    if side * side != tokens or tokens == 0:
-        wrong.append(f"pos_embed {tuple(state['pos_embed'].shape) if 'pos_embed' in state else None} (a square grid)")
-    if out_channels not in (channels, 2 * channels) or rows != out_channels * patch * patch:
+    if "pos_embed" in state and (side * side != tokens or tokens == 0):
+        wrong.append(f"pos_embed {tuple(state['pos_embed'].shape)} (a square grid of tokens)")
+    if rows and (out_channels not in (channels, 2 * channels) or rows != out_channels * patch * patch):
         wrong.append(f"final_layer.linear.weight rows {rows} (patch^2 x {channels} or x {2 * channels})")
     if missing or unknown or wrong:
         raise ValueError(f"{source} does not fit the DiT / SiT layout of {depth} blocks, width {width}: " + "; ".join(

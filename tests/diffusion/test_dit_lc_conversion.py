@@ -29,7 +29,7 @@ from diffusers.models.embeddings import Timesteps
 from diffusers.utils.torch_utils import randn_tensor
 
 from fvq_hf.cli.convert import main
-from fvq_hf.diffusion.conversion import convert_latent_generator, save_latent_generator
+from fvq_hf.diffusion.conversion import choose_heads, convert_latent_generator, save_latent_generator
 from fvq_hf.diffusion.dit import MappedTimesteps, TimeMappedDiTTransformer2DModel
 
 from ..helpers import load_fixture, make_tiny_model
@@ -222,6 +222,12 @@ def test_heads_come_from_their_presets_or_must_be_given(tmp_path):
         convert_latent_generator(path)
 
 
+def test_their_presets_give_the_heads():
+    assert choose_heads(None, {"model": "SiT-XL/2"}, 28, 1152, "sit-lc-100K-f16.pth") == 16  # DiT-LC, SiT-LC
+    assert choose_heads(None, None, 12, 768, "bare.pth") == 12  # B, read off depth and width
+    assert choose_heads(8, {"model": "DiT-L/4"}, 24, 1024, "l.pth") == 8  # given wins
+
+
 def test_a_file_that_is_not_a_dit_is_refused(tmp_path):
     _, tensors = load_fixture("vqgan_lc_f16")
     tokenizer = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
@@ -230,6 +236,8 @@ def test_a_file_that_is_not_a_dit_is_refused(tmp_path):
     torch.save({"state_dict": tokenizer}, tmp_path / "vqgan.pth")
     with pytest.raises(ValueError, match=r"no such entry \(entries: \['state_dict'\]\)"):
         convert_latent_generator(tmp_path / "vqgan.pth", weights="ema")
+    with pytest.raises(ValueError, match="weights='state_dict': their DiT / SiT files have no such entry"):
+        convert_latent_generator(tmp_path / "vqgan.pth", weights="state_dict")
     with pytest.raises(FileNotFoundError, match="No checkpoint file at"):
         convert_latent_generator(tmp_path / "none.pth")
 
@@ -245,6 +253,12 @@ def test_missing_unknown_and_misshapen_keys_are_named(tmp_path):
         "<memory> does not fit the DiT / SiT layout of 2 blocks, width 48: missing: ['t_embedder.mlp.2.weight', "
         "'blocks.1.attn.qkv.bias']; unknown: ['blocks.0.attn.q_norm.weight']; wrong shape: ['blocks.0.mlp.fc1.weight "
         "(96, 48) (expected (192, 48))'].")
+    state = their_state("sit")
+    state["final_layer.linear.weight"] = state["final_layer.linear.weight"][:24]
+    del state["final_layer.linear.bias"]
+    with pytest.raises(ValueError, match=r"missing: \['final_layer.linear.bias'\]; wrong shape: \['final_layer.linear"
+                                         r".weight rows 24 \(patch\^2 x 8 or x 16\)'\]"):
+        convert_latent_generator(state, kind="sit", num_heads=4)
     state = their_state("dit")
     state["pos_embed"] = state["pos_embed"] + 0.01
     with pytest.raises(ValueError, match="pos_embed is not their fixed 2-D sin-cos table"):
