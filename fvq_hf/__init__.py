@@ -15,6 +15,9 @@ __version__ = "0.1.0"
 _MODULES = {
     "fvq_hf.bridges": ("DiTBridge", "LinearBridge", "MLPBridge", "VQBridge", "qbridge_config"),
     "fvq_hf.conversion.original_info": ("OriginalCheckpointInfo",),
+    "fvq_hf.diffusion.conversion": ("convert_latent_generator",),
+    # diffusers loads a pipeline component whose library is fvq_hf from the package root: DiTPipeline.from_pretrained
+    "fvq_hf.diffusion.dit": ("TimeMappedDiTTransformer2DModel",),
     "fvq_hf.pipelines": ("FVQGenerationPipeline", "FVQGenerationPipelineOutput", "FVQLatentPipeline",
                          "FVQLatentPipelineOutput", "FVQPipeline", "FVQPipelineOutput"),
     "fvq_hf.prior": ("FVQTransformer", "FVQTransformerOutput", "KVCache"),
@@ -42,11 +45,13 @@ __all__ = [
     "LinearBridge",
     "MLPBridge",
     "OriginalCheckpointInfo",
+    "TimeMappedDiTTransformer2DModel",
     "MultiScaleQuantizer",
     "QuantizerOutput",
     "ResidualQuantizer",
     "VQBridge",
     "VectorQuantizer",
+    "convert_latent_generator",
     "nearest_code",
     "qbridge_config",
 ]

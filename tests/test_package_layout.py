@@ -28,7 +28,7 @@ TIERS = [
 TIER = {room: level for level, rooms in enumerate(TIERS) for room in rooms}
 # What a model must not load, even through what it imports.
 NOT_FOR_MODELS = ("fvq_hf.losses", "fvq_hf.conversion.layouts", "fvq_hf.evaluation.metrics")
-MODELS = ("fvq_hf.tokenizer", "fvq_hf.prior")
+MODELS = ("fvq_hf.tokenizer", "fvq_hf.prior", "fvq_hf.diffusion.dit")
 
 
 def root_names() -> dict[str, str]:

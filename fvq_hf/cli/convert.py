@@ -4,10 +4,17 @@
     fvq-convert FoundationVision/LlamaGen --filename vq_ds16_c2i.pt --output converted/llamagen-vq16
     fvq-convert FoundationVision/var --filename vae_ch160v4096z32.pth --output converted/var-vae
     fvq-convert vqgan-lc-100K-f16-dim8.pth --output converted/vqgan-lc-100k-f16
+    fvq-convert dit-lc-100K-f16.pth --generator dit --output converted/dit-lc-100k-f16
 
 A thin command line over `FVQModel.from_original_checkpoint` (see `fvq_hf.conversion.layouts` for the
 layouts it reads). It writes `save_pretrained` files plus `original_checkpoint.json` (where the weights came
 from, which entry, the l2-norm rule and why), which `fvq-publish --converted` puts in the model card.
+
+With `--generator dit|sit|auto` the file is a latent generator of VQGAN-LC (DiT-LC, SiT-LC; any facebookresearch DiT /
+SiT checkpoint), converted by `fvq_hf.diffusion.conversion.convert_latent_generator` into `<output>/transformer` (a
+`TimeMappedDiTTransformer2DModel`) and `<output>/scheduler` (DiT: DDPM, learned-range variance; SiT: flow-matching
+Euler); `auto` reads the kind off the file's args. `--weights` picks the entry (auto: ema, then model), `--num-heads`
+gives the heads of a model that is none of their presets.
 
 The options of the layouts (a DiT bridge's `--dit-label`, a transformer bridge's `--num-heads`, `--keep-bridge` for a
 DiT bridge or VQGAN-LC's projector) are flags made from what each layout declares; a layout refuses an option it does
@@ -22,7 +29,8 @@ import types
 from typing import Union, get_args, get_origin
 
 from ..conversion.layouts import DeclaredOption, declared_options
-from ..conversion.loader import WEIGHT_ENTRIES
+from ..conversion.loader import WEIGHT_ENTRIES, resolve_file
+from ..diffusion.conversion import convert_latent_generator, save_latent_generator
 from ..tokenizer import FVQModel
 from .errors import add_debug_flag, run_command
 
@@ -50,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a VAR file's scales, coarsest first, ending at the latent grid (files do not save them; "
                              "default: VAR's 1 2 3 4 5 6 8 10 13 16 when they fit)")
     parser.add_argument("--fold", action="store_true", help="also write <output>-folded with the bridge folded")
+    parser.add_argument("--generator", choices=("dit", "sit", "auto"),
+                        help="the file is a DiT / SiT latent generator (VQGAN-LC's DiT-LC, SiT-LC), not a tokenizer: "
+                             "write <output>/transformer and <output>/scheduler (auto: the kind from the file's args)")
     parser.add_argument("--trust-pickle", action="store_true",
                         help="allow files that pickle objects other than tensors and argparse args; runs their code")
     add_debug_flag(parser)
@@ -75,6 +86,9 @@ def add_layout_option(parser: argparse.ArgumentParser, name: str, declared: Decl
 
 def convert(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.generator is not None:
+        convert_generator(args)
+        return
     config = FVQModel.load_config(args.config) if args.config else None
     if args.residual_depth is not None:
         config = {**(config or {}), "quantizer_type": "residual", "quantizer_config": {"depth": args.residual_depth}}
@@ -93,6 +107,31 @@ def convert(args: argparse.Namespace) -> None:
               f"{converted.config.bridge_type}, quantizer {converted.config.quantizer_type}, K = "
               f"{converted.codebook_size}, codebook_l2_norm="
               f"{info.codebook_l2_norm}: {info.l2_norm_reason}).")
+
+
+# Tokenizer options that a latent generator does not take (their "not given" values).
+TOKENIZER_ONLY = {"config": None, "residual_depth": None, "scales": None, "fold": False, "codebook_l2_norm": None,
+                  "sample_size": 256}
+
+
+def convert_generator(args: argparse.Namespace) -> None:
+    """`--generator`: a DiT / SiT checkpoint -> `<output>/transformer` and `<output>/scheduler`."""
+    given = [name for name, unset in TOKENIZER_ONLY.items() if getattr(args, name) != unset]
+    given += [name for name in declared_options() if name != "num_heads" and getattr(args, name) is not None]
+    if given:
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
+        raise ValueError(f"{flags} {'is a tokenizer option' if len(given) == 1 else 'are tokenizer options'}: a latent "
+                         "generator (--generator) takes --weights, --num-heads, --filename, --revision and "
+                         "--trust-pickle.")
+    path, _ = resolve_file(args.checkpoint, args.filename, **({"revision": args.revision} if args.revision else {}))
+    kind = None if args.generator == "auto" else args.generator
+    transformer, scheduler = convert_latent_generator(path, kind=kind, weights=args.weights, num_heads=args.num_heads,
+                                                      trust_pickle=args.trust_pickle)
+    save_latent_generator(transformer, scheduler, args.output)
+    config = transformer.config
+    print(f"Wrote {args.output}/transformer ({type(transformer).__name__}: {config.num_layers} layers, "
+          f"{config.num_attention_heads} heads, {config.in_channels} -> {config.out_channels} channels at "
+          f"{config.sample_size} x {config.sample_size}) and {args.output}/scheduler ({type(scheduler).__name__}).")
 
 
 def main(argv: list[str] | None = None) -> None:

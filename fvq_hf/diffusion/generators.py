@@ -15,9 +15,12 @@ import torch
 from diffusers import DiTTransformer2DModel, UNet2DModel
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
+from .dit import TimeMappedDiTTransformer2DModel
+
 # class name -> (pipeline component, class). A variant is a class here and an entry.
 GENERATORS: dict[str, tuple[str, type]] = {
     "DiTTransformer2DModel": ("transformer", DiTTransformer2DModel),
+    "TimeMappedDiTTransformer2DModel": ("transformer", TimeMappedDiTTransformer2DModel),  # converted DiT-LC / SiT-LC
     "UNet2DModel": ("unet", UNet2DModel),
 }
 COMPONENTS = ("transformer", "unet")
