@@ -132,8 +132,8 @@ class FVQLatentPipeline(HubPipeline):
     @torch.no_grad()
     def __call__(self, class_labels: int | str | Sequence[int | str] | torch.Tensor, guidance_scale: float = 4.0,
                  num_inference_steps: int = 50, generator: torch.Generator | None = None, quantize: bool = True,
-                 latents: torch.Tensor | None = None, output_type: str = "pil",
-                 return_dict: bool = True) -> FVQLatentPipelineOutput | tuple:
+                 latents: torch.Tensor | None = None, guidance_channels: int | None = None,
+                 output_type: str = "pil", return_dict: bool = True) -> FVQLatentPipelineOutput | tuple:
         """Generate one image per class label.
 
         Args:
@@ -144,6 +144,9 @@ class FVQLatentPipeline(HubPipeline):
             generator: a `torch.Generator` for reproducible sampling (the same seed gives the same images).
             quantize: quantize the sampled latents with the codebook before decoding (VQGAN-LC's rule).
             latents: starting noise `(B, d, h, w)` instead of drawing it.
+            guidance_channels: guide only the first this many latent channels, the rest taken from the conditional
+                prediction (None: all d). VQGAN-LC's DiT-LC / SiT-LC sampling guides 3 (`forward_with_cfg`, written
+                for SD-VAE's 4-channel latents): pass 3 to sample as they did.
         """
         check_output_type(output_type)
         if guidance_scale < 1:
@@ -153,6 +156,9 @@ class FVQLatentPipeline(HubPipeline):
         labels = self.get_label_ids(class_labels)
         model, device = self.denoiser, self._execution_device
         d, size = model.config.in_channels, model.config.sample_size
+        if guidance_channels is not None and not 1 <= guidance_channels <= d:
+            raise ValueError(f"guidance_channels must lie in [1, {d}] (the latent channels), got {guidance_channels}.")
+        g = d if guidance_channels is None else guidance_channels
         shape = (len(labels), d, size, size)
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=device, dtype=model.dtype)
@@ -171,7 +177,7 @@ class FVQLatentPipeline(HubPipeline):
             out = predict(model, x, timesteps, both, keep_variance=keep_variance)
             if guided:
                 cond, uncond = out.chunk(2)
-                out = torch.cat([uncond[:, :d] + guidance_scale * (cond[:, :d] - uncond[:, :d]), cond[:, d:]], 1)
+                out = torch.cat([uncond[:, :g] + guidance_scale * (cond[:, :g] - uncond[:, :g]), cond[:, g:]], 1)
             latents = self.scheduler.step(out, t, latents, generator=generator).prev_sample
         latents = latents / self.vq.config.scaling_factor
         images = self.vq.decode(latents.to(self.vq.dtype), force_not_quantize=not quantize).sample

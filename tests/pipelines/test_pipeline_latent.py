@@ -95,3 +95,21 @@ def test_bad_input_is_refused_with_the_reason():
         FVQLatentPipeline(transformer=dit, scheduler=DDPMScheduler(), vq=tokenizer(), class_names=["a", "b"])
     with pytest.raises(ValueError, match="one code per position|multi-scale"):
         FVQLatentPipeline(transformer=dit, scheduler=DDPMScheduler(), vq=typed_model("multiscale"))
+
+
+@pytest.mark.parametrize("kind", ["dit", "sit"])
+def test_vqgan_lc_converted_generators_sample_as_they_were_trained(kind, tmp_path):
+    """Their DiT-LC with its learned-variance DDPM (all 2d channels reach the step), their SiT-LC with flow matching;
+    guidance on their 3 channels only is a choice."""
+    from ..diffusion.test_dit_lc_conversion import their_file
+    from fvq_hf.diffusion import convert_latent_generator
+
+    transformer, scheduler = convert_latent_generator(their_file(kind, tmp_path)[0], num_heads=4)
+    vq = make_tiny_model(sample_size=64).eval()  # 16 x 16 latents of d = 8
+    pipe = FVQLatentPipeline(transformer=transformer, scheduler=scheduler, vq=vq)
+    pipe.set_progress_bar_config(disable=True)
+    theirs, ours = run(pipe, [1, 999], guidance_channels=3), run(pipe, [1, 999])
+    assert theirs.images.shape == (2, 3, 64, 64) and torch.isfinite(theirs.latents).all()
+    assert not torch.allclose(theirs.latents, ours.latents)
+    with pytest.raises(ValueError, match=r"guidance_channels must lie in \[1, 8\]"):
+        run(pipe, guidance_channels=9)
