@@ -19,7 +19,7 @@ velocity); the latents fix the channels, grid and classes. The latents are multi
 pipeline; VQGAN-LC used 1). Labels become the null class with probability `--class-dropout` (0.1) for
 classifier-free guidance. At the end `<output-dir>/pipeline` holds an `FVQLatentPipeline` with its card,
 `eval.json` the held-out loss (`--eval-latents`) beside the untrained model's and the class-Gaussian denoiser's, and
-`samples.png` samples of each class (one row per class), quantized with the codebook before decoding.
+`samples.png` samples of each class (one row per class, up to 16), quantized with the codebook before decoding.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ with weights when trained) and `scheduler/` (the training scheduler, which names
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -42,9 +43,21 @@ def component_of(model: torch.nn.Module) -> str:
     raise TypeError(f"{type(model).__name__} is not a latent generator here: use one of {', '.join(GENERATORS)}.")
 
 
-def is_dit(model_or_config) -> bool:
+def is_dit(model_or_config: torch.nn.Module | Mapping) -> bool:
+    """Whether a denoiser (or its config) is a DiT (class labels through adaLN) rather than a UNet."""
     config = getattr(model_or_config, "config", model_or_config)
     return "num_embeds_ada_norm" in config
+
+
+def grid_size(model: torch.nn.Module) -> int:
+    """The side of the square latent grid a denoiser takes (`sample_size`, an int or a square pair)."""
+    size = model.config.sample_size
+    if isinstance(size, int):
+        return size
+    h, w = tuple(size)
+    if h != w:
+        raise ValueError(f"The {type(model).__name__} takes {h} x {w} latents: the generators here take square grids.")
+    return h
 
 
 def conditioning(model: torch.nn.Module) -> tuple[int, int]:
@@ -79,7 +92,7 @@ def check_fits(model: torch.nn.Module, latent_shape: tuple[int, ...], what: str 
     """A ValueError unless the denoiser takes `(d, h, w)` latents: channels, grid, and a DiT's patch size."""
     d, h, w = latent_shape
     config = model.config
-    size = config.sample_size if isinstance(config.sample_size, int) else tuple(config.sample_size)[0]
+    size = grid_size(model)
     if config.in_channels != d or (size, size) != (h, w):
         raise ValueError(f"{what} are {d} x {h} x {w} (channels x grid); the {type(model).__name__} takes "
                          f"{config.in_channels} x {size} x {size}.")
@@ -108,19 +121,27 @@ def predict(model: torch.nn.Module, noisy: torch.Tensor, timesteps: torch.Tensor
 
 
 def load_scheduler(folder: str | Path) -> SchedulerMixin:
-    """The training scheduler saved in `<folder>/scheduler` (its class named in scheduler_config.json)."""
+    """The scheduler saved in `<folder>/scheduler` (its class named in scheduler_config.json): a training preset's,
+    or a saved pipeline's sampler (the same betas or shift)."""
     import diffusers
 
+    from .schedulers import SAMPLERS, objective_of
+
     path = Path(folder) / "scheduler"
-    config, name = None, None
     try:
         config = diffusers.DDPMScheduler.load_config(path)
-        name = config["_class_name"]
-        cls = getattr(diffusers, name)
-    except (OSError, KeyError, AttributeError) as error:
-        raise FileNotFoundError(f"{folder}: no diffusers scheduler in {path} ({name or error}); a latent generator "
-                                "preset holds scheduler/scheduler_config.json.") from error
-    return cls.from_config(config)
+    except OSError as error:
+        raise FileNotFoundError(f"{folder}: no scheduler/scheduler_config.json ({error}); a latent generator preset "
+                                "holds one (hub_configs/latent-dit-cpu/scheduler).") from error
+    known = sorted({cls.__name__ for classes in SAMPLERS.values() for cls in classes.values()})
+    name = config.get("_class_name")
+    cls = getattr(diffusers, str(name), None)
+    if name not in known or cls is None:
+        raise ValueError(f"{path}/scheduler_config.json names {name!r}; a latent generator trains and samples with "
+                         f"one of {', '.join(known)}.")
+    scheduler = cls.from_config(config)
+    objective_of(scheduler)
+    return scheduler
 
 
 def find_generator(folder: str | Path) -> tuple[str, type]:

@@ -17,32 +17,39 @@ def training_pair(scheduler: SchedulerMixin, latents: torch.Tensor, generator: t
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Clean `(B, d, h, w)` latents -> `(noisy latents, timesteps (B,), target)`.
 
-    diffusion: t uniform over the T training steps, `add_noise`, target by `prediction_type`; flow: s uniform in
-    [0, 1), `x_t = (1 - s) x_0 + s n` at timestep `s T`, target `n - x_0`. Draws use `generator` (the global RNG
-    when None, which checkpoints restore).
+    diffusion: t uniform over the T training steps, `x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) n` from the
+    scheduler's betas (whichever DDPM-family scheduler holds them: a saved pipeline's sampler trains as its training
+    scheduler did), target by `prediction_type`; flow: s uniform in [0, 1), `x_t = (1 - s) x_0 + s n` at timestep
+    `s T`, target `n - x_0`. Draws use `generator` (the global RNG when None, which checkpoints restore).
     """
     device, batch = latents.device, latents.shape[0]
-    noise = torch.randn(latents.shape, generator=generator, device=generator.device if generator else device)
-    noise = noise.to(latents)
+    draw_on = generator.device if generator is not None else device
+    noise = torch.randn(latents.shape, generator=generator, device=draw_on).to(latents)
     steps = scheduler.config.num_train_timesteps
     if objective_of(scheduler) == "flow":
-        sigma = torch.rand(batch, generator=generator, device=generator.device if generator else device).to(device)
-        s = _broadcast(sigma, latents)
-        return (1 - s) * latents + s * noise, sigma * steps, noise - latents
-    t = torch.randint(0, steps, (batch,), generator=generator, device=generator.device if generator else device)
-    t = t.to(device)
-    noisy = scheduler.add_noise(latents, noise, t)
+        timesteps = torch.rand(batch, generator=generator, device=draw_on).to(device) * steps
+    else:
+        timesteps = torch.randint(0, steps, (batch,), generator=generator, device=draw_on).to(device)
+    a, b = path_coefficients(scheduler, timesteps, latents)
+    return a * latents + b * noise, timesteps, target_of(scheduler, latents, noise, timesteps)
+
+
+def target_of(scheduler: SchedulerMixin, clean: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
+              ) -> torch.Tensor:
+    """The training target for `clean` latents and `noise` at `timesteps`: epsilon -> noise, v_prediction ->
+    `a n - b x_0`, sample -> `x_0`; flow -> `n - x_0`."""
+    if objective_of(scheduler) == "flow":
+        return noise - clean
     kind = scheduler.config.prediction_type
     if kind == "epsilon":
-        target = noise
-    elif kind == "v_prediction":
-        target = scheduler.get_velocity(latents, noise, t)
-    elif kind == "sample":
-        target = latents
-    else:
-        raise ValueError(f"prediction_type {kind!r} of {type(scheduler).__name__} is not trained here "
-                         "(epsilon, v_prediction or sample).")
-    return noisy, t, target
+        return noise
+    if kind == "v_prediction":
+        a, b = path_coefficients(scheduler, timesteps, clean)
+        return a * noise - b * clean
+    if kind == "sample":
+        return clean
+    raise ValueError(f"prediction_type {kind!r} of {type(scheduler).__name__} is not trained here "
+                     "(epsilon, v_prediction or sample).")
 
 
 def path_coefficients(scheduler: SchedulerMixin, timesteps: torch.Tensor, like: torch.Tensor
@@ -59,17 +66,9 @@ def path_coefficients(scheduler: SchedulerMixin, timesteps: torch.Tensor, like: 
 def target_from_clean(scheduler: SchedulerMixin, noisy: torch.Tensor, timesteps: torch.Tensor,
                       clean: torch.Tensor) -> torch.Tensor:
     """The target (`training_pair`'s) that a denoiser whose estimate of `x_0` is `clean` predicts at `noisy`,
-    `timesteps`: a baseline with no network (`gaussian_denoiser`)."""
+    `timesteps` (its noise estimate follows from the path): a baseline with no network (`gaussian_denoiser`)."""
     a, b = path_coefficients(scheduler, timesteps, noisy)
-    noise = (noisy - a * clean) / b.clamp_min(1e-6)
-    if objective_of(scheduler) == "flow":
-        return noise - clean
-    kind = scheduler.config.prediction_type
-    if kind == "epsilon":
-        return noise
-    if kind == "v_prediction":
-        return a * noise - b * clean
-    return clean
+    return target_of(scheduler, clean, (noisy - a * clean) / b.clamp_min(1e-6), timesteps)
 
 
 def gaussian_denoiser(scheduler: SchedulerMixin, noisy: torch.Tensor, timesteps: torch.Tensor, mean: torch.Tensor,

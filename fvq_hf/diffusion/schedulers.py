@@ -50,10 +50,20 @@ def sampler_name(scheduler: SchedulerMixin) -> str:
 
 def make_sampler(scheduler: SchedulerMixin, name: str | None = None) -> SchedulerMixin:
     """The scheduler that samples with `name` (default: DDIM for diffusion, Euler for flow) from the training
-    scheduler's config; a ValueError names the samplers of the objective."""
+    scheduler's config (its betas, shift and spacing); a ValueError names the samplers of the objective."""
     objective = objective_of(scheduler)
     name = name or DEFAULT_SAMPLER[objective]
     choices = SAMPLERS[objective]
     if name not in choices:
         raise ValueError(f"sampler {name!r} does not sample a {objective} model: choose one of {', '.join(choices)}.")
-    return choices[name].from_config(scheduler.config)
+    cls = choices[name]
+    # DiT's learned variance (`variance_type` learned_range) is DDPM's alone: DDIM and Euler would get 2d channels
+    # and DPM-Solver cuts its output to 3 channels (diffusers hard-codes SD's), so the others sample with its mean.
+    extra = {"variance_type": None} if cls is not DDPMScheduler and "variance_type" in scheduler.config else {}
+    return cls.from_config(scheduler.config, **extra)
+
+
+def uses_learned_variance(scheduler: SchedulerMixin) -> bool:
+    """Whether the sampler's step takes DiT's 2d outputs (noise and variance range): DDPM with a learned variance."""
+    return isinstance(scheduler, DDPMScheduler) and scheduler.config.get("variance_type") in ("learned",
+                                                                                               "learned_range")

@@ -13,8 +13,8 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..diffusion.generators import check_fits, component_of, conditioning, predict
-from ..diffusion.schedulers import make_sampler, objective_of, sampler_name
+from ..diffusion.generators import check_fits, component_of, conditioning, grid_size, is_dit, predict
+from ..diffusion.schedulers import objective_of, sampler_name, uses_learned_variance
 from ..hub.evaluation_file import load_evaluation
 from ..hub.model_card import latent_generator_card
 from ..tokenizer import FVQModel
@@ -35,6 +35,16 @@ class FVQLatentPipelineOutput(BaseOutput):
     latents: torch.Tensor
 
 
+def check_sampler(scheduler, denoiser: torch.nn.Module) -> None:
+    """A ValueError unless the sampler fits the denoiser's outputs: DDPM with a learned variance needs DiT's 2d."""
+    objective_of(scheduler)
+    d, out = denoiser.config.in_channels, denoiser.config.out_channels
+    if uses_learned_variance(scheduler) and out != 2 * d:
+        raise ValueError(f"The sampler is DDPM with variance_type {scheduler.config.variance_type!r}, which reads a "
+                         f"variance from the model's last {d} channels; this {type(denoiser).__name__} predicts "
+                         f"{out}. Use make_sampler(scheduler, 'ddim') or a DDPM with a fixed variance.")
+
+
 class FVQLatentPipeline(HubPipeline):
     r"""Class-conditional generation on an FVQ tokenizer's pre-quantization latents.
 
@@ -45,7 +55,8 @@ class FVQLatentPipeline(HubPipeline):
 
     The denoiser is a diffusers `DiTTransformer2DModel` (`transformer`) or `UNet2DModel` (`unet`); `scheduler` is
     a DDPM-family scheduler (noise prediction) or `FlowMatchEulerDiscreteScheduler` (velocity); swap the sampler
-    with `pipe.scheduler = make_sampler(pipe.scheduler, "ddpm")` or diffusers' `from_config`. The latents are
+    with `pipe.scheduler = make_sampler(pipe.scheduler, "ddpm")` (it keeps the betas or shift, and gives DiT's
+    learned variance to DDPM alone; diffusers' `from_config` would hand it to DPM-Solver too). The latents are
     divided by `vq.config.scaling_factor` and, as VQGAN-LC does, **quantized with the codebook** before decoding
     (`quantize=False` decodes them as they are). `class_names` name the classes (`get_label_ids`).
     """
@@ -65,9 +76,9 @@ class FVQLatentPipeline(HubPipeline):
         objective_of(scheduler)
         vq.require_one_code_per_position("a latent generator")
         d = vq.config.vq_embed_dim
-        size = denoiser.config.sample_size
-        size = size if isinstance(size, int) else tuple(size)[0]
+        size = grid_size(denoiser)
         check_fits(denoiser, (d, size, size), f"The tokenizer's latents (d = {d}) on the generator's grid")
+        check_sampler(scheduler, denoiser)
         num_classes, _ = conditioning(denoiser)
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"class_names names {len(class_names)} classes; the generator has {num_classes}.")
@@ -106,20 +117,20 @@ class FVQLatentPipeline(HubPipeline):
         """What the card states: the tokenizer, latents and scaling factor, the generator, objective and sampler."""
         model, vq, scheduler = self.denoiser, self.vq, self.scheduler
         config = model.config
-        if "num_embeds_ada_norm" in config:
+        if is_dit(config):
             generator = (f"{type(model).__name__}: {config.num_layers} layers, {config.num_attention_heads} heads x "
                          f"{config.attention_head_dim}, patch {config.patch_size}")
         else:
             generator = (f"{type(model).__name__}: channels {list(config.block_out_channels)}, "
                          f"{config.layers_per_block} residual blocks per level")
         steps = scheduler.config.num_train_timesteps
-        objective = (f"noise prediction ({scheduler.config.prediction_type}), {steps} training timesteps"
+        objective = (f"diffusion, {scheduler.config.prediction_type} prediction, {steps} training timesteps"
                      if objective_of(scheduler) == "diffusion" else
                      f"flow matching: linear path, velocity, {steps} training timesteps")
         num_classes, _ = conditioning(model)
         return {"tokenizer": vq.config.get("_name_or_path") or "the `vq/` folder", "codebook_size": vq.codebook_size,
                 "downsample": vq.downsample_factor, "scaling_factor": vq.config.scaling_factor,
-                "latent_shape": (config.in_channels, config.sample_size, config.sample_size), "generator": generator,
+                "latent_shape": (config.in_channels, grid_size(model), grid_size(model)), "generator": generator,
                 "objective": objective, "sampler": f"{type(scheduler).__name__} (`{sampler_name(scheduler)}`)",
                 "num_classes": num_classes, "class_names": self.config.class_names}
 
@@ -155,7 +166,11 @@ class FVQLatentPipeline(HubPipeline):
             raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}.")
         labels = self.get_label_ids(class_labels)
         model, device = self.denoiser, self._execution_device
-        d, size = model.config.in_channels, model.config.sample_size
+        d, size = model.config.in_channels, grid_size(model)
+        check_sampler(self.scheduler, model)
+        scale = self.vq.config.scaling_factor
+        if not scale > 0:
+            raise ValueError(f"The tokenizer's scaling_factor is {scale}: samples are divided by it; it must be > 0.")
         if guidance_channels is not None and not 1 <= guidance_channels <= d:
             raise ValueError(f"guidance_channels must lie in [1, {d}] (the latent channels), got {guidance_channels}.")
         g = d if guidance_channels is None else guidance_channels
@@ -164,12 +179,13 @@ class FVQLatentPipeline(HubPipeline):
             latents = randn_tensor(shape, generator=generator, device=device, dtype=model.dtype)
         elif tuple(latents.shape) != shape:
             raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}.")
-        latents = latents.to(device, model.dtype)
         _, null = conditioning(model)
         guided = guidance_scale > 1
         both = torch.cat([labels, torch.full_like(labels, null)]) if guided else labels
-        keep_variance = self.scheduler.config.get("variance_type") in ("learned", "learned_range")
+        keep_variance = uses_learned_variance(self.scheduler)
         self.scheduler.set_timesteps(num_inference_steps, device=device)
+        # Euler-type samplers start from noise of std init_noise_sigma (sqrt(1 + sigma_max^2)); DDIM / DDPM from 1.
+        latents = latents.to(device, model.dtype) * getattr(self.scheduler, "init_noise_sigma", 1.0)
         for t in self.progress_bar(self.scheduler.timesteps):
             x = torch.cat([latents, latents]) if guided else latents
             x = self.scheduler.scale_model_input(x, t) if hasattr(self.scheduler, "scale_model_input") else x
@@ -179,11 +195,11 @@ class FVQLatentPipeline(HubPipeline):
                 cond, uncond = out.chunk(2)
                 out = torch.cat([uncond[:, :g] + guidance_scale * (cond[:, :g] - uncond[:, :g]), cond[:, g:]], 1)
             latents = self.scheduler.step(out, t, latents, generator=generator).prev_sample
-        latents = latents / self.vq.config.scaling_factor
+        latents = latents / scale
         images = self.vq.decode(latents.to(self.vq.dtype), force_not_quantize=not quantize).sample
         self.maybe_free_model_hooks()
         output = FVQLatentPipelineOutput(format_images(images, output_type), latents)
         return output if return_dict else output.to_tuple()
 
 
-__all__ = ["FVQLatentPipeline", "FVQLatentPipelineOutput", "make_sampler"]
+__all__ = ["FVQLatentPipeline", "FVQLatentPipelineOutput"]

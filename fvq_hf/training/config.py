@@ -275,6 +275,8 @@ class LatentTrainConfig:
         if self.sample_guidance < 1:
             raise ValueError(f"--sample-guidance must be >= 1 (1: no guidance), got {self.sample_guidance}.")
         _at_least_one(self, "eval_every", "eval_batch_size", "eval_draws", "sample_steps", "samples_per_class")
+        if self.eval_every is not None and not self.eval_latents:
+            raise ValueError("--eval-every evaluates the held-out latents: give --eval-latents too.")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -6,23 +6,26 @@ files): the tokenizer runs once per crop instead of once per step, every process
 resumed runs see exactly the same data. The preset fixes the denoiser and the objective (its scheduler); the data
 fixes the latent shape and the classes. At the end `<output-dir>/pipeline` holds an `FVQLatentPipeline` (the
 denoiser, the sampler, the tokenizer with the scaling factor in its config) and its card, `eval.json` the held-out
-loss against its baselines, and `samples.png` `samples_per_class` samples of each class (one row per class).
+loss against its baselines, and `samples.png` `samples_per_class` samples of each class (one row per class, the first 16 classes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 
 from ..data.latents import LatentDataset
 from ..diffusion.generators import (
     check_fits,
+    component_of,
     conditioning,
     data_config,
     disable_label_dropout,
@@ -56,7 +59,7 @@ def resolve_preset(name: str) -> Path:
                                 "latent generator preset, hub_configs/latent-*.") from error
 
 
-def build_generator(config: LatentTrainConfig, data: LatentDataset) -> tuple[torch.nn.Module, object]:
+def build_generator(config: LatentTrainConfig, data: LatentDataset) -> tuple[torch.nn.Module, SchedulerMixin]:
     """The preset's denoiser with the data's latent shape and classes (its weights with `init_weights`, which must
     already fit), and its training scheduler."""
     folder = resolve_preset(config.config)
@@ -107,13 +110,18 @@ def latent_statistics(data: LatentDataset) -> dict:
 
 
 @torch.no_grad()
-def held_out_loss(model: torch.nn.Module | None, scheduler, folder: str | Path, scale: float, batch_size: int,
-                  draws: int, device, stats: dict | None = None, seed: int = 0) -> dict:
+def held_out_loss(model: torch.nn.Module | None, scheduler: SchedulerMixin, folder: str | Path, scale: float,
+                  batch_size: int, draws: int, device: torch.device | str, stats: dict | None = None, seed: int = 0,
+                  class_names: list[str] | None = None) -> dict:
     """The denoising loss over every latent (and view) of `folder` at `draws` seeded (noise, timestep) pairs each:
     with the labels, with the null class, and (given `stats` of `latent_statistics`) the class-Gaussian denoiser's
     on the same draws (the optimal one if each class's latents were Gaussian with their per-position mean and
-    variance). `model` None gives that baseline only. MSE over values."""
+    variance). `model` None gives that baseline only. MSE over values. Draws come from a generator of their own: the
+    training RNG (which checkpoints restore) is untouched."""
     data = LatentDataset(folder, all_views=True)
+    if class_names is not None and data.meta.class_names != class_names:
+        raise ValueError(f"{folder} names other classes than the training latents ({data.meta.class_names[:5]} vs "
+                         f"{class_names[:5]}): extract both from the same data.")
     generator = torch.Generator().manual_seed(seed)
     if model is not None:
         check_fits(model, data.latent_shape, f"The latents of {folder}")
@@ -124,7 +132,7 @@ def held_out_loss(model: torch.nn.Module | None, scheduler, folder: str | Path, 
     keys = ([] if model is None else ["denoising_loss", "denoising_loss_unconditional"]) + \
         ([] if stats is None else ["denoising_loss_class_gaussian"])
     sums, count = dict.fromkeys(keys, 0.0), 0
-    for latents, labels in DataLoader(data, batch_size=batch_size):
+    for latents, labels in DataLoader(data, batch_size=batch_size, generator=torch.Generator().manual_seed(seed)):
         clean, labels = latents * scale, labels.to(device)
         for _ in range(draws):
             noisy, timesteps, target = (x.to(device) for x in training_pair(scheduler, clean, generator))
@@ -160,6 +168,19 @@ class LatentTrainResult:
     world_size: int = 1
 
 
+def scaling_factor(config: LatentTrainConfig, stats: dict) -> tuple[float, str]:
+    """`(factor, where it comes from)`: `--scaling-factor`; with `--init-weights` from a pipeline folder, the one its
+    weights were trained with (its `vq/config.json`); else 1 / the latents' std."""
+    if config.scaling_factor:
+        return config.scaling_factor, "given"
+    saved = resolve_preset(config.config) / "vq" / "config.json" if config.init_weights else None
+    if saved is not None and saved.is_file():
+        return float(json.loads(saved.read_text()).get("scaling_factor", 1.0)), f"{config.config}'s tokenizer"
+    if not stats["std"] > 0:
+        raise ValueError(f"The latents of {config.latents} are constant (std 0): no scaling factor can be measured.")
+    return 1.0 / stats["std"], "1 / the latents' std"
+
+
 def load_tokenizer(config: LatentTrainConfig, data: LatentDataset) -> FVQModel | None:
     """The pipeline's tokenizer, checked against the latents (None, with a warning, if it cannot be loaded)."""
     name = config.tokenizer or data.meta.tokenizer
@@ -185,13 +206,17 @@ def train(config: LatentTrainConfig) -> LatentTrainResult:
     data = LatentDataset(config.latents, seed=loop.seed)
     vq = load_tokenizer(config, data)
     stats = latent_statistics(data)
-    if config.scaling_factor is None and not stats["std"] > 0:
-        raise ValueError(f"The latents of {config.latents} are constant (std 0): no scaling factor can be measured.")
-    scale = config.scaling_factor or 1.0 / stats["std"]
+    scale, source = scaling_factor(config, stats)
     logger.info("Latents %s: mean %.4f, std %.4f; scaling factor %.6g (%s).", data.latent_shape, stats["mean"],
-                stats["std"], scale, "given" if config.scaling_factor else "1 / std")
+                stats["std"], scale, source)
     model, scheduler = build_generator(config, data)
     make_sampler(scheduler, config.sampler)  # a sampler of the other objective is refused before training
+    if config.class_dropout == 0 and config.sample_guidance > 1:
+        logger.warning("--class-dropout 0 leaves the null class untrained: samples.png guided at %s mixes in an "
+                       "untrained prediction (use --sample-guidance 1).", config.sample_guidance)
+    # Every process starts from the same weights (built above), then draws its own noise, timesteps and label
+    # dropout (DiT's seed * world + rank); accelerate saves each process's RNG in checkpoints.
+    torch.manual_seed(loop.seed * accelerator.num_processes + accelerator.process_index)
     disable_label_dropout(model)
     _, null = conditioning(model)
     if loop.gradient_checkpointing:
@@ -241,11 +266,11 @@ def train(config: LatentTrainConfig) -> LatentTrainResult:
     run = runtime.Run(accelerator, loop, state, loader, data, schedule, (model,))
     logs: dict = {}
     for _, logs in run.steps(step):
-        if config.eval_every and config.eval_latents and run.due(config.eval_every) and state.step < schedule.total:
-            with run.paused(), averaged_weights(ema, unwrapped):
+        if config.eval_every and state.step % config.eval_every == 0 and state.step < schedule.total:
+            with run.paused(), averaged_weights(ema, unwrapped), accelerator.autocast():
                 if accelerator.is_main_process:
                     held = held_out_loss(unwrapped, scheduler, config.eval_latents, scale, config.eval_batch_size,
-                                         config.eval_draws, accelerator.device)
+                                         config.eval_draws, accelerator.device, class_names=data.meta.class_names)
                     accelerator.log({f"eval/{k}": v for k, v in held.items()}, step=state.step)
                     logger.info("step %d: held-out denoising loss %.4f", state.step, held["denoising_loss"])
                 unwrapped.train()
@@ -268,33 +293,38 @@ def train(config: LatentTrainConfig) -> LatentTrainResult:
                    + f"; last training loss {final_loss:.4f}.")
         with averaged_weights(ema, unwrapped):
             results = save_outputs(config, out, unwrapped, scheduler, vq, data, stats, scale, summary,
-                                   accelerator.device)
+                                   accelerator.device, accelerator.autocast)
     runtime.end_run(accelerator, out)
     return LatentTrainResult(state.step, final_loss, results, unwrapped, scale, accelerator.process_index,
                              accelerator.num_processes)
 
 
-def save_outputs(config: LatentTrainConfig, out: Path, model: torch.nn.Module, scheduler, vq: FVQModel | None,
-                 data: LatentDataset, stats: dict, scale: float, summary: str, device) -> dict:
-    """Evaluate on --eval-latents (with the untrained and class-Gaussian baselines); save the pipeline with its card and
-    `samples.png`."""
+def save_outputs(config: LatentTrainConfig, out: Path, model: torch.nn.Module, scheduler: SchedulerMixin,
+                 vq: FVQModel | None, data: LatentDataset, stats: dict, scale: float, summary: str,
+                 device: torch.device | str, autocast=contextlib.nullcontext) -> dict:
+    """Evaluate on --eval-latents (with the untrained (or, with --init-weights, initial) model and the class-Gaussian
+    denoiser, under the run's precision); save the pipeline with its card and `samples.png` (one row per class, the
+    first 16 classes)."""
     from ..pipelines import FVQLatentPipeline
 
     results = {}
     if config.eval_latents:
-        held = held_out_loss(model, scheduler, config.eval_latents, scale, config.eval_batch_size, config.eval_draws,
-                             device, stats)
+        with autocast():
+            held = held_out_loss(model, scheduler, config.eval_latents, scale, config.eval_batch_size,
+                                 config.eval_draws, device, stats, class_names=data.meta.class_names)
         set_seed(config.loop.seed)  # the untrained model: the same init as this run's
         untrained, _ = build_generator(config, data)
-        base = held_out_loss(untrained.to(device), scheduler, config.eval_latents, scale, config.eval_batch_size,
-                             config.eval_draws, device)
+        disable_label_dropout(untrained)
+        with autocast():
+            base = held_out_loss(untrained.to(device), scheduler, config.eval_latents, scale, config.eval_batch_size,
+                                 config.eval_draws, device)
         held["denoising_loss_untrained"] = base["denoising_loss"]
         results[config.eval_latents] = held
         logger.info("held-out denoising loss %.4f (untrained %.4f, class-Gaussian denoiser %.4f) over %d samples",
                     held["denoising_loss"], held["denoising_loss_untrained"], held["denoising_loss_class_gaussian"],
                     held["num_samples"])
     (out / "eval.json").write_text(json.dumps(results, indent=2))
-    component, _ = find_generator(resolve_preset(config.config))
+    component = component_of(model)
     model.eval()
     if vq is None:
         model.save_pretrained(out / component)

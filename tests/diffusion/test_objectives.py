@@ -3,7 +3,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, FlowMatchEulerDiscreteScheduler
 
 from fvq_hf.diffusion import make_sampler, objective_of, target_from_clean, training_pair
-from fvq_hf.diffusion.objectives import gaussian_denoiser
+from fvq_hf.diffusion.objectives import gaussian_denoiser, path_coefficients
 
 SCHEDULERS = {"epsilon": DDPMScheduler(prediction_type="epsilon"), "v": DDPMScheduler(prediction_type="v_prediction"),
               "sample": DDPMScheduler(prediction_type="sample"), "flow": FlowMatchEulerDiscreteScheduler()}
@@ -48,6 +48,29 @@ def test_the_gaussian_denoiser_beats_the_mean_on_gaussian_data(name):
     # with no variance it is the mean's prediction
     assert torch.allclose(gaussian_denoiser(scheduler, noisy, t, means, torch.zeros_like(x)),
                           target_from_clean(scheduler, noisy, t, means))
+
+
+@pytest.mark.parametrize("name", ["sample", "flow"])
+def test_the_gaussian_denoiser_is_the_posterior_mean_by_quadrature(name):
+    """E[x_0 | x_t] for x_0 ~ N(m, v), integrated numerically over a grid of x_0, at timesteps across the range."""
+    scheduler = SCHEDULERS[name]
+    m, v = 0.7, 0.3
+    t = torch.tensor([50, 300, 600, 900, 990]).double() if name == "sample" else torch.tensor([50., 300, 600, 900])
+    noisy = torch.tensor([-1.0, 0.2, 0.9, 2.5]).double()
+    grid = torch.linspace(m - 12 * v ** 0.5, m + 12 * v ** 0.5, 40001, dtype=torch.float64)
+    for step in t:
+        steps = step.reshape(1)
+        a, b = path_coefficients(scheduler, steps.long() if name == "sample" else steps, noisy[:1])
+        a, b = a.double().item(), b.double().item()
+        for x in noisy:
+            weight = torch.exp(-(grid - m) ** 2 / (2 * v) - (x - a * grid) ** 2 / (2 * b * b))
+            expected = (grid * weight).sum() / weight.sum()
+            ones = torch.ones(1, dtype=torch.float64)
+            clean = gaussian_denoiser(scheduler, x.reshape(1), steps.long() if name == "sample" else steps,
+                                      m * ones, v * ones)
+            if name == "flow":  # the target is v = n - x_0, and x_t = x_0 + s v
+                clean = x - step / 1000 * clean
+            assert clean.item() == pytest.approx(expected.item(), rel=1e-6, abs=1e-6), (step, x)
 
 
 def test_objectives_and_samplers_are_named_by_the_scheduler():

@@ -67,11 +67,57 @@ def test_a_saved_pipeline_loads_and_samples_the_same_images(tmp_path, denoiser, 
     assert torch.equal(run(pipe, ["x", "z"]).images, run(loaded, [0, 2]).images)
 
 
-def test_guidance_and_a_learned_variance_dit_with_ddpm():
-    scheduler = DDPMScheduler(variance_type="learned_range", clip_sample=False)
-    pipe = make_pipe(scheduler=scheduler, out_channels=16)  # DiT-LC's 2d outputs: noise and variance range
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm", "euler"])
+def test_guidance_and_a_learned_variance_dit_with_every_sampler(sampler):
+    """DiT-LC's 2d outputs (noise and variance range): DDPM reads the variance, the other samplers the noise alone."""
+    trained = DDPMScheduler(variance_type="learned_range", clip_sample=False)
+    pipe = make_pipe(scheduler=make_sampler(trained, sampler), out_channels=16)
     guided, plain = run(pipe, guidance_scale=4.0), run(pipe, guidance_scale=1.0)
     assert guided.images.shape == (2, 3, 32, 32) and not torch.allclose(guided.latents, plain.latents)
+    assert torch.isfinite(guided.latents).all()
+
+
+class ExactDenoiser(DiTTransformer2DModel):
+    """The optimal prediction for N(0, 1) latents, whatever the class: E[noise | x_t] = b x_t / (a^2 + b^2) for
+    diffusion, E[n - x_0 | x_t] = (s - (1 - s)) x_t / ((1 - s)^2 + s^2) for flow. Sampling with it must end with
+    latents of std 1."""
+
+    objective_scheduler = None
+
+    def forward(self, hidden_states, timestep=None, class_labels=None, **kwargs):
+        from diffusers.models.modeling_outputs import Transformer2DModelOutput
+
+        from fvq_hf.diffusion.objectives import path_coefficients
+
+        scheduler = self.objective_scheduler
+        if isinstance(scheduler, FlowMatchEulerDiscreteScheduler):
+            s = (timestep.float() / 1000).reshape(-1, 1, 1, 1)
+            return Transformer2DModelOutput(sample=(2 * s - 1) / ((1 - s) ** 2 + s ** 2) * hidden_states)
+        a, b = path_coefficients(scheduler, timestep.float().round().long(), hidden_states)
+        return Transformer2DModelOutput(sample=b * hidden_states / (a * a + b * b))
+
+
+@pytest.mark.parametrize("objective, sampler", [("diffusion", "ddim"), ("diffusion", "ddpm"), ("diffusion", "dpm"),
+                                                ("diffusion", "euler"), ("flow", "euler"), ("flow", "heun")])
+def test_every_sampler_starts_from_its_noise_scale_and_ends_at_the_data_scale(objective, sampler):
+    from fvq_hf.diffusion import register_generator
+    from fvq_hf.diffusion.generators import GENERATORS
+
+    trained = DDPMScheduler(clip_sample=False, timestep_spacing="linspace") if objective == "diffusion" \
+        else FlowMatchEulerDiscreteScheduler()
+    register_generator(ExactDenoiser, "transformer")
+    try:
+        model = ExactDenoiser(**DIT).eval()
+        model.objective_scheduler = trained
+        vq = tokenizer()
+        vq.register_to_config(scaling_factor=1.0)
+        pipe = FVQLatentPipeline(transformer=model, scheduler=make_sampler(trained, sampler), vq=vq)
+        pipe.set_progress_bar_config(disable=True)
+        out = pipe([0] * 16, guidance_scale=1.0, num_inference_steps=25, quantize=False, output_type="pt",
+                   generator=torch.Generator().manual_seed(0))
+    finally:
+        GENERATORS.pop("ExactDenoiser")
+    assert 0.85 < out.latents.std().item() < 1.15, out.latents.std().item()
 
 
 def test_bad_input_is_refused_with_the_reason():
@@ -93,6 +139,11 @@ def test_bad_input_is_refused_with_the_reason():
         FVQLatentPipeline(transformer=dit, scheduler=DDPMScheduler(), vq=tokenizer(vq_embed_dim=4))
     with pytest.raises(ValueError, match="class_names names 2 classes; the generator has 3"):
         FVQLatentPipeline(transformer=dit, scheduler=DDPMScheduler(), vq=tokenizer(), class_names=["a", "b"])
+    with pytest.raises(ValueError, match="DDPM with variance_type 'learned_range'.* predicts 8"):
+        FVQLatentPipeline(transformer=dit, scheduler=DDPMScheduler(variance_type="learned_range"), vq=tokenizer())
+    pipe.vq.register_to_config(scaling_factor=0.0)
+    with pytest.raises(ValueError, match="scaling_factor is 0.0"):
+        run(pipe)
     with pytest.raises(ValueError, match="one code per position|multi-scale"):
         FVQLatentPipeline(transformer=dit, scheduler=DDPMScheduler(), vq=typed_model("multiscale"))
 

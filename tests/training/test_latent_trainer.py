@@ -60,8 +60,17 @@ def test_extracted_latents_are_the_encoders_and_quantize_to_the_stored_ids(laten
     with torch.no_grad():
         requantized = tokenizer.quantizer(torch.from_numpy(stored.reshape(-1, 8, 8, 8))).indices
     assert np.array_equal(requantized.numpy().reshape(ids.shape), ids)
-    # the flipped view is the encoding of the flipped image, not the flipped latents
-    assert not np.allclose(stored[:, 1], stored[:, 0][..., ::-1])
+    # view 1 is the encoding of the flipped image (not the flipped latents, nor the image again)
+    from PIL import Image
+
+    from fvq_hf.data.image_io import pil_to_tensor, resize_center_crop
+
+    first = sorted((latents / "data" / "a").iterdir())[0]
+    image = pil_to_tensor(resize_center_crop(Image.open(first).convert("RGB"), 32)).unsqueeze(0)
+    with torch.no_grad():
+        expected = [tokenizer.encode(v).latents[0].numpy() for v in (image, image.flip(-1))]
+    row = next(i for i in range(len(stored)) if np.allclose(stored[i, 0], expected[0], atol=1e-5))
+    assert np.allclose(stored[row, 1], expected[1], atol=1e-5)
     from fvq_hf.cli.extract_codes import main as extract
 
     extract(["--tokenizer", str(latents / "tok"), "--data", str(latents / "heldout"), "--latents", "--num-workers",
@@ -86,6 +95,16 @@ def test_a_trained_generator_is_saved_as_a_pipeline_with_its_scale_baselines_and
     assert result.scaling_factor == pytest.approx(1 / all_values.astype(np.float64).std(), rel=1e-6)
     measured = json.loads((out / "eval.json").read_text())[str(latents / "lat-heldout")]
     assert measured["num_samples"] == 2 * 2 * 2 and measured["draws"] == 4
+    # the untrained baseline is this run's initial model (the preset, the data's shape, the run's seed)
+    from accelerate.utils import set_seed
+
+    from fvq_hf.training.latent_trainer import held_out_loss
+
+    set_seed(0)
+    initial = DiTTransformer2DModel(**{**TINY_DIT, "num_embeds_ada_norm": 2})
+    again = held_out_loss(initial, DDPMScheduler(clip_sample=False), latents / "lat-heldout",
+                          result.scaling_factor, 64, 4, "cpu")
+    assert again["denoising_loss"] == pytest.approx(measured["denoising_loss_untrained"], rel=1e-6)
     assert {"denoising_loss", "denoising_loss_untrained", "denoising_loss_class_gaussian",
             "denoising_loss_unconditional"} <= set(measured)
     pipe = FVQLatentPipeline.from_pretrained(out / "pipeline")
@@ -178,7 +197,70 @@ def test_generators_that_do_not_fit_the_latents_are_refused(latents, tmp_path):
                                 loop=latent_loop(output_dir=str(tmp_path / "y"), report_to="none", num_workers=0)))
 
 
-def test_a_tokenizer_of_another_latent_width_is_refused(latents, tmp_path):
+def test_a_tokenizer_of_another_latent_width_is_refused(latents, tmp_path, capsys):
     make_tiny_model(vq_embed_dim=4).save_pretrained(tmp_path / "tok4")
-    with pytest.raises(ValueError, match="has latents of d = 4 channels; the latents .* have 8"):
-        train(config_for(latents, "tok4", max_steps=1, tokenizer=str(tmp_path / "tok4")))
+    with pytest.raises(SystemExit) as exit_:
+        main(["--config", str(latents / "dit"), "--latents", str(latents / "lat"), "--tokenizer",
+              str(tmp_path / "tok4"), "--output-dir", str(tmp_path / "x"), "--report-to", "none"])
+    assert exit_.value.code == 2
+    assert "fvq-train-latent: error: --tokenizer" in capsys.readouterr().err
+
+
+def test_an_unknown_scheduler_and_eval_every_without_latents_are_refused(latents, tmp_path, capsys):
+    DiTTransformer2DModel(**TINY_DIT).save_config(tmp_path / "odd" / "transformer")
+    (tmp_path / "odd" / "scheduler").mkdir()
+    (tmp_path / "odd" / "scheduler" / "scheduler_config.json").write_text('{"_class_name": "NoSuchScheduler"}')
+    with pytest.raises(SystemExit) as exit_:
+        main(["--config", str(tmp_path / "odd"), "--latents", str(latents / "lat"), "--output-dir",
+              str(tmp_path / "x"), "--report-to", "none"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "names 'NoSuchScheduler'; a latent generator trains and samples with one of" in err
+    with pytest.raises(ValueError, match="--eval-every evaluates the held-out latents: give --eval-latents"):
+        build_config(["--config", "c", "--latents", "d", "--eval-every", "5"])
+
+
+@pytest.mark.slow
+def test_two_processes_train_the_same_weights(latents):
+    """Two real processes over gloo: each reads its own batches; both end with the same weights and scale."""
+    from pathlib import Path
+
+    from ..helpers import run_in_two_processes
+
+    out = latents / "two"
+    lines = run_in_two_processes(Path(__file__).with_name("latent_ddp_worker.py"), [
+        "--config", str(latents / "dit"), "--latents", str(latents / "lat"), "--output-dir", str(out),
+        "--max-steps", "3", "--batch-size", "2", "--report-to", "none", "--num-workers", "0", "--sample-steps", "2",
+        "--samples-per-class", "1"])
+    assert [line[:4] for line in lines] == [["RANK", "0", "WORLD", "2"], ["RANK", "1", "WORLD", "2"]]
+    # the same weights and scale; each process its own noise, timesteps and label dropout (seed * 2 + rank)
+    assert lines[0][4:-2] == lines[1][4:-2] and lines[0][9] == "3"
+    assert (lines[0][-1], lines[1][-1]) == ("0", "1")
+    assert (out / "pipeline" / "model_index.json").is_file()
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_exactly(latents):
+    """kill -9 after its first checkpoint, then --resume: the weights of a run that was never stopped."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["--config", str(latents / "dit"), "--latents", str(latents / "lat"), "--max-steps", "30",
+            "--batch-size", "4", "--checkpoint-every", "3", "--report-to", "none", "--num-workers", "0",
+            "--sample-steps", "1", "--samples-per-class", "1"]
+    killed = latents / "killed"
+    command = [sys.executable, "-m", "fvq_hf.cli.train_latent", *args, "--output-dir", str(killed)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 120
+    while not list((killed / "checkpoints").glob("step-*")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL and not (killed / "pipeline").exists()  # killed mid-run
+    resumed = train(build_config([*args, "--output-dir", str(killed), "--resume"]))
+    straight = train(build_config([*args, "--output-dir", str(latents / "straight-30")]))
+    assert resumed.step == straight.step == 30
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
