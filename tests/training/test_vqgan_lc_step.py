@@ -27,11 +27,12 @@ from fvq_hf import FVQModel
 from fvq_hf.cli.train import build_config
 from fvq_hf.conversion.layouts import detect_layout
 from fvq_hf.losses import PatchGANDiscriminator, TokenizerLoss
-from fvq_hf.training import LoopConfig, TrainConfig
+from fvq_hf.training import LoopConfig, TrainConfig, train
 from fvq_hf.training.runtime import LearningRate
 from fvq_hf.training.trainer import TokenizerStep, build_loss, build_optimizers
 
-from ..helpers import FIXTURES, ROOT, seeded_lpips, vqgan_lc_file, vqgan_lc_state
+from ..helpers import FIXTURES, ROOT, seeded_lpips, vqgan_lc_file, vqgan_lc_state, write_lpips_weights
+from .runs import tiny_config
 
 PRESETS = ("vqgan-lc-100k-f16", "vqgan-lc-100k-f8", "vqgan-lc-16k-f16")
 LOSS_TOLERANCE, GRADIENT_TOLERANCE = 1e-5, 1e-4
@@ -182,3 +183,21 @@ def test_warmup_cosine_is_their_learning_rate():
                                            warmup_epochs=args["warmup_epochs"]), args["steps_per_epoch"], [optimizer])
         ours = [schedule.set(step) for step in range(len(case["lr"]))]
         assert ours == pytest.approx(case["lr"], rel=1e-12, abs=1e-18), args
+
+
+@pytest.mark.slow
+def test_the_recipe_trains_through_fvq_train(tmp_path, caplog):
+    """The README's recipe (GAN from step 2 here) runs in `train`: LPIPS with head dropout, the adaptive weight, the
+    2-layer discriminator on the updated generator's reconstructions, warmup-cosine, Adam (0.5, 0.9, 1e-7)."""
+    recipe = readme_recipe("vqgan-lc-100k-f16")
+    vgg, linear = write_lpips_weights(tmp_path / "lpips")
+    run = tiny_config(tmp_path, max_steps=3, warmup_fraction=0.34)
+    run = dataclasses.replace(run, loss=dataclasses.replace(recipe.loss, disc_start=2), loop=dataclasses.replace(
+        recipe.loop, **{k: getattr(run.loop, k) for k in ("output_dir", "batch_size", "num_workers", "report_to",
+                                                          "log_every", "max_steps", "warmup_fraction")},
+        warmup_epochs=None, epochs=1), evaluation=dataclasses.replace(
+        run.evaluation, weights={"lpips_vgg": str(vgg), "lpips_linear": str(linear)}))
+    with caplog.at_level("INFO"):
+        result = train(run)
+    assert result.step == 3 and "warmup-cosine schedule" in caplog.text
+    assert "Training without the perceptual loss" not in caplog.text
