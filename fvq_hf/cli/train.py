@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--disc-adaptive", action="store_true", help="taming's adaptive GAN weight (gradient-norm ratio "
                    "at the decoder's last layer, clamped to [0, 1e4]) times --disc-weight, as VQGAN-LC (0.1)")
     p.add_argument("--disc-layers", type=int, default=loss.disc_layers,
-                   help="the PatchGAN's stride-2 layers (3: LlamaGen, FVQ; 2: VQGAN-LC)")
+                   help="the PatchGAN's layers, taming's n_layers (3: LlamaGen, FVQ; 2: VQGAN-LC)")
     p.add_argument("--disc-fakes", choices=DISC_FAKES, default=loss.disc_fakes, help="what the discriminator learns "
                    "from: the generator step's reconstructions (step: LlamaGen, FVQ) or a second forward's after the "
                    "generator's update (updated: taming, VQGAN-LC)")

@@ -46,8 +46,8 @@ class LoopConfig:
     `batch_size` is per process (global = batch x processes x accumulation); `max_steps` (optimizer steps) overrides
     `epochs`; warmup is `warmup_epochs` if given, else `warmup_fraction` of the run; Adam's `beta1`, `beta2`,
     `adam_eps` (VQGAN-LC: 0.5, 0.9, 1e-7); `max_grad_norm` clips the gradient norm (inf: no clipping, as VQGAN-LC);
-    `mixed_precision` None is bf16 on GPU and no on CPU; `stop_after` checkpoints and stops after that many steps of this run (continue with
-    `resume`); `report_to` is an accelerate tracker or "none".
+    `mixed_precision` None is bf16 on GPU and no on CPU; `stop_after` checkpoints and stops after that many steps of
+    this run (continue with `resume`); `report_to` is an accelerate tracker or "none".
     """
 
     output_dir: str = "outputs/fvq"
@@ -106,7 +106,7 @@ class LossConfig:
     reconstruction, LPIPS (when its weights are given), and the PatchGAN loss from step `disc_start` on, at
     `disc_weight` or (`disc_adaptive`) taming's adaptive weight times it.
 
-    The discriminator has `disc_layers` stride-2 layers (3: LlamaGen's and FVQ's; 2: VQGAN-LC's) and learns from
+    The discriminator has `disc_layers` layers (taming's `n_layers`: 3 in LlamaGen and FVQ, 2 in VQGAN-LC) and learns from
     `disc_fakes`: "step", the reconstructions of the generator's step (LlamaGen, FVQ), or "updated", those of a second
     forward pass after the generator's update (taming's and VQGAN-LC's loops; one more forward, without gradients).
     `perceptual_dropout`: the dropout rate on LPIPS' feature differences during training (0: none; 0.5 is taming's
@@ -129,7 +129,7 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         if self.disc_layers < 1:
-            raise ValueError(f"--disc-layers must be >= 1 (the PatchGAN's stride-2 layers), got {self.disc_layers}.")
+            raise ValueError(f"--disc-layers must be >= 1 (the PatchGAN's layers, taming's n_layers), got {self.disc_layers}.")
         if self.disc_fakes not in DISC_FAKES:
             raise ValueError(f"--disc-fakes {self.disc_fakes!r}: choose one of {', '.join(DISC_FAKES)}.")
         if not 0 <= self.perceptual_dropout < 1:
