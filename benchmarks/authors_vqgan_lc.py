@@ -91,11 +91,12 @@ def import_their_code(checkout: str) -> types.ModuleType:
     return models_vq
 
 
-def their_model(models_vq, yaml_name: str, ddconfig: dict, args: dict, table: torch.Tensor | None):
+def their_model(models_vq, yaml_name: str, ddconfig: dict, args: dict, table: torch.Tensor | None,
+                small: bool = True):
     """Their `VQModel` as `training_vqgan.py` builds it (`VQModel(args=args, **config.model.params)`), the table file
-    (`--local_embedding_path`, modes 0 and 1) written from `table`."""
+    (`--local_embedding_path`, modes 0 and 1) written from `table`; `small`: at `SMALL` widths (else their yaml's)."""
     params = yaml.safe_load((Path("vqgan_configs") / yaml_name).read_text())["model"]["params"]
-    params["ddconfig"].update(SMALL, **ddconfig)
+    params["ddconfig"].update(SMALL if small else {}, **ddconfig)
     if table is not None:
         args["local_embedding_path"] = "/tmp/vqgan_lc_fixture_table.pth"
         torch.save(table, args["local_embedding_path"])

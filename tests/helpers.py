@@ -225,6 +225,25 @@ def write_lpips_weights(folder: Path, seed: int = 0) -> tuple[Path, Path]:
     return folder / "vgg16.pth", folder / "vgg.pth"
 
 
+def seeded_lpips(seed: int = 0):
+    """LPIPS with weights drawn from a seeded generator, in parameter order (VGG16 conv weights N(0, 2 / fan_in),
+    biases N(0, 1e-4), heads |N(0, 1)| / width): the same on both sides of a parity test without the real files, and
+    what `benchmarks/authors_vqgan_lc_step.py` put into VQGAN-LC's own LPIPS."""
+    from fvq_hf.losses.lpips import LPIPS
+
+    generator, model = torch.Generator().manual_seed(seed), LPIPS()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            draw = torch.randn(p.shape, generator=generator)
+            if name.startswith("lins."):
+                p.copy_(draw.abs() / p.shape[1])
+            elif name.endswith(".weight"):
+                p.copy_(draw * (2 / p[0].numel()) ** 0.5)
+            else:
+                p.copy_(draw * 0.01)
+    return model
+
+
 FIXTURES = ROOT / "tests" / "fixtures" / "original"
 NAMES = ["fvq_release_vit", "fvq_dit_uncond", "fvq_dit_cond", "fvq_fold_vqgan", "llamagen_vq16", "llamagen_vq8",
          "fvq_var_dit", "var_original"]

@@ -19,7 +19,7 @@ def add_loop_args(p: argparse.ArgumentParser, defaults: LoopConfig) -> None:
     p.add_argument("--max-steps", type=int, default=defaults.max_steps, help="optimizer steps; overrides --epochs")
     p.add_argument("--epochs", type=int, default=defaults.epochs)
     p.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate")
-    p.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule, help="learning annealing after warmup")
+    p.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule, help="learning annealing after warmup (warmup-cosine: VQGAN-LC's, warmup from 0 then a half-cosine to 0)")
     p.add_argument("--warmup-epochs", type=float, default=defaults.warmup_epochs, help="warmup length in epochs")
     p.add_argument("--warmup-fraction", type=float, default=defaults.warmup_fraction,
                    help="warmup as a fraction of the run, if no --warmup-epochs")
@@ -27,7 +27,9 @@ def add_loop_args(p: argparse.ArgumentParser, defaults: LoopConfig) -> None:
                    help="constant part of the post-warmup run")
     p.add_argument("--beta1", type=float, default=defaults.beta1)
     p.add_argument("--beta2", type=float, default=defaults.beta2)
-    p.add_argument("--max-grad-norm", type=float, default=defaults.max_grad_norm)
+    p.add_argument("--adam-eps", type=float, default=defaults.adam_eps, help="Adam's epsilon (VQGAN-LC: 1e-7)")
+    p.add_argument("--max-grad-norm", type=float, default=defaults.max_grad_norm,
+                   help="clip the gradient norm to this (inf: no clipping, as VQGAN-LC)")
     p.add_argument("--gradient-checkpointing", action="store_true", default=defaults.gradient_checkpointing,
                    help="recompute activations in the backward pass: less memory, about a third more compute")
     p.add_argument("--compile", action="store_true", default=defaults.compile, help="torch.compile the models (the "

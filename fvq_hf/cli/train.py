@@ -28,7 +28,7 @@ from ..bridges import BRIDGES
 from ..evaluation.metrics import metric_weight_options
 from ..evaluation.options import EvaluationOptions
 from ..quantizers.base import QUANTIZER_PRECISIONS
-from ..training.config import BUILTIN_SAMPLES_PER_EPOCH, LoopConfig, LossConfig, TrainConfig
+from ..training.config import BUILTIN_SAMPLES_PER_EPOCH, DISC_FAKES, LoopConfig, LossConfig, TrainConfig
 from ..training.trainer import train
 from .errors import add_debug_flag, run_command
 from .loop_args import add_loop_args, loop_config
@@ -84,11 +84,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--perceptual-weight", type=float, default=loss.perceptual_weight,
                    help="LPIPS weight, when its weights are given")
     p.add_argument("--disc-weight", type=float, default=loss.disc_weight)
-    p.add_argument("--disc-start", type=int, default=loss.disc_start, help="step at which the PatchGAN loss starts")
+    p.add_argument("--disc-start", type=int, default=loss.disc_start, help="step (1-based) at which the PatchGAN loss "
+                   "starts (VQGAN-LC's --disc_start D, on after 0-based iteration D, is D + 2 here)")
     p.add_argument("--reconstruction-loss", choices=("l2", "l1"), default=loss.reconstruction_loss,
                    help="l2 (LlamaGen, FVQ) or l1 (taming, VQGAN-LC)")
     p.add_argument("--disc-adaptive", action="store_true", help="taming's adaptive GAN weight (gradient-norm ratio "
                    "at the decoder's last layer, clamped to [0, 1e4]) times --disc-weight, as VQGAN-LC (0.1)")
+    p.add_argument("--disc-layers", type=int, default=loss.disc_layers,
+                   help="the PatchGAN's layers, taming's n_layers (3: LlamaGen, FVQ; 2: VQGAN-LC)")
+    p.add_argument("--disc-fakes", choices=DISC_FAKES, default=loss.disc_fakes, help="what the discriminator learns "
+                   "from: the generator step's reconstructions (step: LlamaGen, FVQ) or a second forward's after the "
+                   "generator's update (updated: taming, VQGAN-LC)")
+    p.add_argument("--perceptual-dropout", type=float, default=loss.perceptual_dropout, help="dropout on LPIPS' "
+                   "feature differences in the training loss (0.5: taming, VQGAN-LC, whose LPIPS trains in train mode)")
     for option, text in metric_weight_options().items():  # every registered metric's weight files (the LPIPS ones
         p.add_argument(f"--{option.replace('_', '-')}", dest=option, help=text)  # also give the perceptual loss)
     p.add_argument("--usage-window", type=int, default=100, help="steps in the rolling training-usage indicator")
@@ -105,7 +113,9 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         resolution=args.resolution, samples_per_epoch=args.samples_per_epoch, loop=loop_config(args),
         loss=LossConfig(reconstruction_weight=args.reconstruction_weight, perceptual_weight=args.perceptual_weight,
                         disc_weight=args.disc_weight, disc_start=args.disc_start,
-                        reconstruction_loss=args.reconstruction_loss, disc_adaptive=args.disc_adaptive),
+                        reconstruction_loss=args.reconstruction_loss, disc_adaptive=args.disc_adaptive,
+                        disc_layers=args.disc_layers, disc_fakes=args.disc_fakes,
+                        perceptual_dropout=args.perceptual_dropout),
         ema_decay=args.ema_decay, ema_warmup=args.ema_warmup, quantizer_precision=args.quantizer_precision,
         usage_window=args.usage_window, eval_data=args.eval_data, eval_every=args.eval_every,
         evaluation=EvaluationOptions(batch_size=args.eval_batch_size,

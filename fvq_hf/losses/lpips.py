@@ -78,7 +78,9 @@ class LPIPS(nn.Module):
         model.lins.load_state_dict(lins)
         return model
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor, dropout: float = 0.0) -> torch.Tensor:
+        """`dropout`: drop (and rescale) that share of the squared feature differences before each head, as the
+        `Dropout()` of LPIPS' heads does in training mode (taming's and VQGAN-LC's training loss; 0: the metric)."""
         h_x, h_y = (x - self.shift) / self.scale, (y - self.shift) / self.scale
         total = 0.0
         start = 0
@@ -87,5 +89,7 @@ class LPIPS(nn.Module):
                 h_x, h_y = layer(h_x), layer(h_y)
             start = tap + 1
             diff = (F.normalize(h_x, dim=1, eps=1e-10) - F.normalize(h_y, dim=1, eps=1e-10)) ** 2
+            if dropout:
+                diff = F.dropout(diff, dropout, training=True)
             total = total + lin(diff).mean(dim=(2, 3))
         return total.flatten()

@@ -22,16 +22,20 @@ class TokenizerLoss(nn.Module):
     `disc_adaptive`, the GAN term's weight is taming's adaptive one, `disc_weight * clamp(|grad nll| / (|grad
     G| + 1e-4), 0, 1e4)` with both gradients taken at the decoder's last layer (`last_layer`, passed to
     `generator_loss`) and nll the reconstruction + perceptual terms (VQGAN-LC: disc_weight 0.1, their rate_d).
+    `perceptual_dropout`: LPIPS' head dropout in the training loss (taming's and VQGAN-LC's 0.5, see `LPIPS`).
     The discriminator is passed in rather than owned so that it can be wrapped for DDP on its own.
     Without LPIPS weights (`lpips=None`) the perceptual term is left out.
     """
 
     def __init__(self, lpips: LPIPS | None = None, *, reconstruction_weight: float = 1.0,
                  perceptual_weight: float = 1.0, disc_weight: float = 0.5, disc_start: int = 20000,
-                 reconstruction_loss: str = "l2", disc_adaptive: bool = False) -> None:
+                 reconstruction_loss: str = "l2", disc_adaptive: bool = False, perceptual_dropout: float = 0.0) -> None:
         super().__init__()
         if min(reconstruction_weight, perceptual_weight, disc_weight) < 0 or disc_start < 0:
             raise ValueError("Loss weights and disc_start must be >= 0.")
+        if not 0 <= perceptual_dropout < 1:
+            raise ValueError(f"perceptual_dropout must lie in [0, 1), got {perceptual_dropout}.")
+        self.perceptual_dropout = perceptual_dropout
         if reconstruction_loss not in RECONSTRUCTION_LOSSES:
             raise ValueError(f"reconstruction_loss {reconstruction_loss!r}: choose one of "
                              f"{', '.join(RECONSTRUCTION_LOSSES)}.")
@@ -57,7 +61,8 @@ class TokenizerLoss(nn.Module):
         logs = {"loss/reconstruction": reconstruction.item(), "loss/codebook": codebook_loss.item(),
                 "loss/commitment": commitment_loss.item()}
         if self.lpips is not None and self.perceptual_weight > 0:
-            perceptual = self.lpips(reconstructions.float(), images.float()).mean()
+            # Images first, as LlamaGen's and VQGAN-LC's losses call it (with dropout, the order decides the draws).
+            perceptual = self.lpips(images.float(), reconstructions.float(), self.perceptual_dropout).mean()
             nll = nll + self.perceptual_weight * perceptual
             logs["loss/perceptual"] = perceptual.item()
         loss = nll + codebook_loss + commitment_loss

@@ -25,6 +25,8 @@ from ..quantizers.base import QUANTIZER_PRECISIONS
 from .schedule import SCHEDULES
 
 MIXED_PRECISIONS = ("no", "bf16", "fp16")
+# What the discriminator learns from: the generator step's reconstructions, or a second forward's after its update.
+DISC_FAKES = ("step", "updated")
 # Crops per epoch of the builtin photos: 14 photos would make epochs of one batch.
 BUILTIN_SAMPLES_PER_EPOCH = 2048
 
@@ -43,9 +45,10 @@ class LoopConfig:
     `fvq-train-transformer`'s).
 
     `batch_size` is per process (global = batch x processes x accumulation); `max_steps` (optimizer steps) overrides
-    `epochs`; warmup is `warmup_epochs` if given, else `warmup_fraction` of the run; `mixed_precision` None is bf16
-    on GPU and no on CPU; `stop_after` checkpoints and stops after that many steps of this run (continue with
-    `resume`); `report_to` is an accelerate tracker or "none".
+    `epochs`; warmup is `warmup_epochs` if given, else `warmup_fraction` of the run; Adam's `beta1`, `beta2`,
+    `adam_eps` (VQGAN-LC: 0.5, 0.9, 1e-7); `max_grad_norm` clips the gradient norm (inf: no clipping, as VQGAN-LC);
+    `mixed_precision` None is bf16 on GPU and no on CPU; `stop_after` checkpoints and stops after that many steps of
+    this run (continue with `resume`); `report_to` is an accelerate tracker or "none".
     """
 
     output_dir: str = "outputs/fvq"
@@ -60,6 +63,7 @@ class LoopConfig:
     constant_fraction: float = 0.3
     beta1: float = 0.9
     beta2: float = 0.95
+    adam_eps: float = 1e-8
     max_grad_norm: float = 1.0
     gradient_checkpointing: bool = False
     compile: bool = False
@@ -84,6 +88,10 @@ class LoopConfig:
             raise ValueError(f"--mixed-precision {self.mixed_precision!r}: choose one of {', '.join(MIXED_PRECISIONS)}.")
         if self.num_workers < 0:
             raise ValueError(f"--num-workers must be >= 0, got {self.num_workers}.")
+        if not self.adam_eps > 0:
+            raise ValueError(f"--adam-eps must be > 0 (Adam's epsilon, e.g. 1e-8), got {self.adam_eps}.")
+        if not self.max_grad_norm > 0:
+            raise ValueError(f"--max-grad-norm must be > 0 (inf: no clipping), got {self.max_grad_norm}.")
 
 
 def transformer_loop(**changes) -> LoopConfig:
@@ -97,7 +105,18 @@ def transformer_loop(**changes) -> LoopConfig:
 class LossConfig:
     """The tokenizer's loss weights (`losses.TokenizerLoss`, which checks them): L2 (or `reconstruction_loss` "l1")
     reconstruction, LPIPS (when its weights are given), and the PatchGAN loss from step `disc_start` on, at
-    `disc_weight` or (`disc_adaptive`) taming's adaptive weight times it (VQGAN-LC's recipe: l1, adaptive, 0.1)."""
+    `disc_weight` or (`disc_adaptive`) taming's adaptive weight times it.
+
+    The discriminator has `disc_layers` layers (taming's `n_layers`: 3 in LlamaGen and FVQ, 2 in VQGAN-LC) and learns from
+    `disc_fakes`: "step", the reconstructions of the generator's step (LlamaGen, FVQ), or "updated", those of a second
+    forward pass after the generator's update (taming's and VQGAN-LC's loops; one more forward, without gradients).
+    `perceptual_dropout`: the dropout rate on LPIPS' feature differences during training (0: none; 0.5 is taming's
+    and VQGAN-LC's, whose training mode reaches their LPIPS heads' `Dropout()`).
+
+    VQGAN-LC's recipe (`hub_configs/vqgan-lc-*`): l1, adaptive, disc_weight 0.1, disc_layers 2, disc_fakes "updated",
+    perceptual_dropout 0.5, and `disc_start` = their `--disc_start` + 2 (their GAN is on when the 0-based iteration
+    exceeds it; here when the 1-based step reaches it: their 50,000 is 50,002 here).
+    """
 
     reconstruction_weight: float = 1.0
     perceptual_weight: float = 1.0
@@ -105,6 +124,17 @@ class LossConfig:
     disc_start: int = 20000
     reconstruction_loss: str = "l2"
     disc_adaptive: bool = False
+    disc_layers: int = 3
+    disc_fakes: str = "step"
+    perceptual_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.disc_layers < 1:
+            raise ValueError(f"--disc-layers must be >= 1 (the PatchGAN's layers, taming's n_layers), got {self.disc_layers}.")
+        if self.disc_fakes not in DISC_FAKES:
+            raise ValueError(f"--disc-fakes {self.disc_fakes!r}: choose one of {', '.join(DISC_FAKES)}.")
+        if not 0 <= self.perceptual_dropout < 1:
+            raise ValueError(f"--perceptual-dropout must lie in [0, 1), got {self.perceptual_dropout}.")
 
 
 @dataclass

@@ -1,10 +1,10 @@
-"""Learning annealing: the paper's learning-rate schedule (warmup, constant, then decay)."""
+"""Learning annealing: the paper's learning-rate schedule (warmup, constant, then decay), and VQGAN-LC's."""
 
 from __future__ import annotations
 
 import math
 
-SCHEDULES = ("lin", "const", "cos")
+SCHEDULES = ("lin", "const", "cos", "warmup-cosine")
 
 
 def annealing_factor(step: int, total_steps: int, warmup_steps: int, schedule: str = "lin",
@@ -15,6 +15,12 @@ def annealing_factor(step: int, total_steps: int, warmup_steps: int, schedule: s
     "const" stays at 1; "lin" stays at 1 for the first `constant_fraction` of it, then decays linearly to
     `final` at the last step; "cos" does the same with a half-cosine. The released defaults are
     warmup from 0.005, constant for 30% of the post-warmup run, decay to 1% of the peak.
+
+    "warmup-cosine" is VQGAN-LC's (their `util/lr_sched.py`, from MAE, with its `min_lr` 0): warmup from 0 (the
+    first step's factor is 0), then a half-cosine over the rest of the run that reaches 0 at `total_steps`, one step
+    after the last; `warmup_start`, `constant_fraction` and `final` do not apply. Their loop evaluates it at
+    fractional epochs (`iteration / steps_per_epoch + epoch`), which is this at `warmup_steps = warmup_epochs x
+    steps_per_epoch`.
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"Unknown schedule {schedule!r}; choose one of {SCHEDULES}.")
@@ -23,6 +29,10 @@ def annealing_factor(step: int, total_steps: int, warmup_steps: int, schedule: s
                          f"{warmup_steps}.")
     if not 0.0 <= constant_fraction < 1.0:
         raise ValueError(f"constant_fraction must lie in [0, 1), got {constant_fraction}.")
+    if schedule == "warmup-cosine":
+        if step < warmup_steps:
+            return step / warmup_steps
+        return 0.5 * (1.0 + math.cos(math.pi * (step - warmup_steps) / max(1, total_steps - warmup_steps)))
     if step < warmup_steps:
         return warmup_start + (1.0 - warmup_start) * step / warmup_steps
     if schedule == "const":

@@ -27,7 +27,7 @@ from ..hub.evaluation_file import save_evaluation
 from ..losses import LPIPS, PatchGANDiscriminator, TokenizerLoss, find_lpips_weights
 from ..tokenizer import FVQModel
 from . import runtime
-from .config import BUILTIN_SAMPLES_PER_EPOCH, TrainConfig
+from .config import BUILTIN_SAMPLES_PER_EPOCH, DISC_FAKES, LossConfig, TrainConfig
 from .ema import averaged_weights, make_ema
 from .evaluation import TrainingEvaluation
 
@@ -100,19 +100,16 @@ def train(config: TrainConfig) -> TrainResult:
     if resolution % model.downsample_factor:
         raise ValueError(f"--resolution {resolution} is not a multiple of the downsample factor "
                          f"{model.downsample_factor}.")
-    discriminator = PatchGANDiscriminator()
+    discriminator = PatchGANDiscriminator(num_layers=config.loss.disc_layers)
     weights = config.evaluation.weights  # the LPIPS files serve the perceptual loss and the LPIPS metric
     vgg, linear, lpips_note = find_lpips_weights(weights.get("lpips_vgg"), weights.get("lpips_linear"))
     if lpips_note and config.loss.perceptual_weight > 0:
         logger.warning("%s. Training without the perceptual loss.", lpips_note)
     lpips = LPIPS.from_files(vgg, linear).to(accelerator.device) if vgg else None
-    loss_fn = TokenizerLoss(lpips, reconstruction_weight=config.loss.reconstruction_weight,
-                            perceptual_weight=config.loss.perceptual_weight, disc_weight=config.loss.disc_weight,
-                            disc_start=config.loss.disc_start, reconstruction_loss=config.loss.reconstruction_loss,
-                            disc_adaptive=config.loss.disc_adaptive)
+    loss_fn = build_loss(config.loss, lpips)
     if loop.compile:
         runtime.compile_modules(accelerator.device, model, discriminator, lpips)
-    optimizer, optimizer_d = build_optimizers(model, discriminator, loop.lr, (loop.beta1, loop.beta2))
+    optimizer, optimizer_d = build_optimizers(model, discriminator, loop.lr, (loop.beta1, loop.beta2), loop.adam_eps)
     model, discriminator, optimizer, optimizer_d = accelerator.prepare(model, discriminator, optimizer, optimizer_d)
     dataset, loader, steps_per_epoch = build_training_data(accelerator, config, resolution)
     schedule = runtime.LearningRate(loop, steps_per_epoch, [optimizer, optimizer_d])
@@ -130,7 +127,7 @@ def train(config: TrainConfig) -> TrainResult:
                 f", EMA {config.ema_decay}{'' if config.ema_warmup else ' (constant)'}" if ema else "")
 
     tokenizer_step = TokenizerStep(accelerator, model, discriminator, loss_fn, optimizer, optimizer_d,
-                                   loop.max_grad_norm)
+                                   loop.max_grad_norm, disc_fakes=config.loss.disc_fakes)
     evaluation = TrainingEvaluation(accelerator, config.eval_data, config.evaluation, resolution)
 
     def step(images: torch.Tensor, step_index: int) -> dict:
@@ -165,25 +162,39 @@ def train(config: TrainConfig) -> TrainResult:
                        unwrapped, ema, accelerator.process_index, accelerator.num_processes)
 
 
+def build_loss(loss: LossConfig, lpips: LPIPS | None) -> TokenizerLoss:
+    """The training objective of `loss` (with `lpips` as its perceptual network, None: no perceptual term)."""
+    return TokenizerLoss(lpips, reconstruction_weight=loss.reconstruction_weight, perceptual_weight=loss.perceptual_weight,
+                         disc_weight=loss.disc_weight, disc_start=loss.disc_start,
+                         reconstruction_loss=loss.reconstruction_loss, disc_adaptive=loss.disc_adaptive,
+                         perceptual_dropout=loss.perceptual_dropout)
+
+
 def build_optimizers(model: torch.nn.Module, discriminator: torch.nn.Module, lr: float,
-                     betas: tuple[float, float]) -> tuple[torch.optim.Adam, torch.optim.Adam]:
-    """The released set-up (the FVQ authors' and LlamaGen's scripts): Adam without weight decay for the tokenizer's
-    trainable parameters and one for the discriminator, at the same peak learning rate (set each step by the
-    schedule). The authors scale their `--lr` by global batch / 128; pass the scaled value here."""
+                     betas: tuple[float, float], eps: float = 1e-8) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+    """The released set-up (the FVQ authors', LlamaGen's and VQGAN-LC's scripts): Adam without weight decay for the
+    tokenizer's trainable parameters and one for the discriminator, at the same peak learning rate (set each step by
+    the schedule) and `eps` (VQGAN-LC's 1e-7). The FVQ authors scale their `--lr` by global batch / 128; pass the
+    scaled value here."""
     trainable = [p for p in model.parameters() if p.requires_grad]
-    return (torch.optim.Adam(trainable, lr=lr, betas=betas),
-            torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas))
+    return (torch.optim.Adam(trainable, lr=lr, betas=betas, eps=eps),
+            torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas, eps=eps))
 
 
 class TokenizerStep:
     """One training step of a tokenizer: the generator (reconstruction, perceptual, GAN once started, quantizer
-    losses; backward, clip, Adam), then the discriminator once the GAN has started. `fvq-train` runs it inside
-    `accelerator.accumulate`; the parity tests run it against the authors' loop."""
+    losses; backward, clip, Adam), then the discriminator once the GAN has started, on `disc_fakes` (`LossConfig`):
+    the step's reconstructions ("step") or a second forward's after the generator's update ("updated", taming's and
+    VQGAN-LC's). `fvq-train` runs it inside `accelerator.accumulate`; the parity tests run it against the authors'
+    loops."""
 
     def __init__(self, accelerator, model, discriminator, loss_fn: TokenizerLoss, optimizer, optimizer_d,
-                 max_grad_norm: float) -> None:
+                 max_grad_norm: float, disc_fakes: str = "step") -> None:
         self.accelerator, self.model, self.discriminator, self.loss_fn = accelerator, model, discriminator, loss_fn
         self.optimizer, self.optimizer_d, self.max_grad_norm = optimizer, optimizer_d, max_grad_norm
+        if disc_fakes not in DISC_FAKES:
+            raise ValueError(f"disc_fakes {disc_fakes!r}: choose one of {', '.join(DISC_FAKES)}.")
+        self.disc_fakes = disc_fakes
         self.discriminator_module = accelerator.unwrap_model(discriminator)  # the generator's GAN term reads it
 
     def generator_loss(self, images: torch.Tensor, step_index: int):
@@ -205,7 +216,7 @@ class TokenizerStep:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.loss_fn.gan_active(step_index):
-            d_loss, d_logs = self.loss_fn.discriminator_loss(images, output.sample, self.discriminator)
+            d_loss, d_logs = self.loss_fn.discriminator_loss(images, self.fakes(images, output), self.discriminator)
             accelerator.backward(d_loss)
             if accelerator.sync_gradients:
                 accelerator.clip_grad_norm_(self.discriminator.parameters(), self.max_grad_norm)
@@ -213,6 +224,14 @@ class TokenizerStep:
             self.optimizer_d.zero_grad(set_to_none=True)
             logs.update(d_logs)
         return logs, output.indices
+
+    def fakes(self, images: torch.Tensor, output) -> torch.Tensor:
+        """The reconstructions the discriminator learns from: the generator step's `output.sample`, or ("updated")
+        those of the model as its optimizer step left it, without gradients."""
+        if self.disc_fakes == "step":
+            return output.sample
+        with torch.no_grad():
+            return self.model(images).sample
 
 
 def training_summary(config: TrainConfig, steps: int, resolution: int, global_batch: int, warmup: int) -> str:

@@ -51,13 +51,13 @@ def build_model(run: TransformerTrainConfig, data: TokenDataset) -> FVQTransform
     return FVQTransformer.from_config({**config, **facts})
 
 
-def optimizer_for(model: FVQTransformer, weight_decay: float, lr: float, betas: tuple[float, float]
-                  ) -> torch.optim.AdamW:
+def optimizer_for(model: FVQTransformer, weight_decay: float, lr: float, betas: tuple[float, float],
+                  eps: float = 1e-8) -> torch.optim.AdamW:
     """AdamW decaying matrices and embeddings, not norms (LlamaGen's grouping)."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
               {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=torch.cuda.is_available() or None)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=torch.cuda.is_available() or None)
 
 
 @torch.no_grad()
@@ -113,7 +113,7 @@ def train(config: TransformerTrainConfig) -> TransformerTrainResult:
                         generator=torch.Generator().manual_seed(loop.seed))
     if len(loader) == 0:
         raise ValueError(f"{len(data)} training samples make no full batch of {loop.batch_size}.")
-    optimizer = optimizer_for(model, config.weight_decay, loop.lr, (loop.beta1, loop.beta2))
+    optimizer = optimizer_for(model, config.weight_decay, loop.lr, (loop.beta1, loop.beta2), loop.adam_eps)
     if loop.compile:
         runtime.compile_modules(accelerator.device, model)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)

@@ -39,3 +39,19 @@ def test_wrong_weight_files(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"junk")
     with pytest.raises(ValueError, match="junk.pth"):
         LPIPS.from_files(tmp_path / "junk.pth", linear)
+
+
+def test_head_dropout_is_taming_s_training_mode():
+    """`dropout` drops that share of the squared feature differences before the heads and rescales the rest (their
+    `Dropout()` in training mode), drawing from torch's generator; 0 is the metric."""
+    from ..helpers import seeded_lpips
+
+    lpips = seeded_lpips(0)
+    x, y = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    assert torch.equal(lpips(x, y, 0.0), lpips(x, y))
+    torch.manual_seed(0)
+    first = lpips(x, y, 0.5)
+    torch.manual_seed(0)
+    assert torch.equal(lpips(x, y, 0.5), first) and not torch.allclose(first, lpips(x, y))
+    torch.manual_seed(1)
+    assert not torch.equal(lpips(x, y, 0.5), first)

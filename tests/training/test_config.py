@@ -37,11 +37,14 @@ def test_each_flag_sets_its_field():
         "--lpips-vgg", "v.pth", "--inception-weights", "i.pth", "--eval-batch-size", "4",
         "--eval-data", "builtin:unseen", "--eval-every", "2", "--ema-decay", "0.9", "--no-ema-warmup", "--batch-size", "2",
         "--output-dir", "o", "--image-column", "picture", "--quantizer-precision", "autocast",
-        "--init-table", "t.safetensors", "--reconstruction-loss", "l1", "--disc-adaptive"])
+        "--init-table", "t.safetensors", "--reconstruction-loss", "l1", "--disc-adaptive", "--disc-layers", "2",
+        "--disc-fakes", "updated", "--perceptual-dropout", "0.5", "--adam-eps", "1e-7", "--max-grad-norm", "inf"])
     assert config.data == DataSpec("hf:photos:test", "hub", "photos", "test", True) and config.streaming
     assert (config.loop.max_steps, config.loop.lr, config.loop.batch_size, config.loop.output_dir) == (5, 0.1, 2, "o")
     assert config.loss == LossConfig(reconstruction_weight=2.0, perceptual_weight=0.5, disc_weight=0.25, disc_start=3,
-                                     reconstruction_loss="l1", disc_adaptive=True)
+                                     reconstruction_loss="l1", disc_adaptive=True, disc_layers=2, disc_fakes="updated",
+                                     perceptual_dropout=0.5)
+    assert (config.loop.adam_eps, config.loop.max_grad_norm) == (1e-7, float("inf"))
     assert config.ema_decay == 0.9 and not config.ema_warmup and config.quantizer_precision == "autocast"
     assert config.init_table == "t.safetensors"
     assert config.eval_data == ["builtin:unseen"] and config.eval_every == 2
@@ -49,9 +52,11 @@ def test_each_flag_sets_its_field():
     assert (config.evaluation.batch_size, config.evaluation.image_column) == (4, "picture")
     assert config == TrainConfig(  # the same run written in Python: the image column serves the evaluation too
         config="c", data="hf:photos:test", streaming=True, image_column="picture", eval_data=["builtin:unseen"],
-        eval_every=2, ema_decay=0.9, ema_warmup=False, quantizer_precision="autocast", init_table="t.safetensors", loop=LoopConfig(max_steps=5, lr=0.1, batch_size=2, output_dir="o"),
+        eval_every=2, ema_decay=0.9, ema_warmup=False, quantizer_precision="autocast", init_table="t.safetensors",
+        loop=LoopConfig(max_steps=5, lr=0.1, batch_size=2, output_dir="o", adam_eps=1e-7, max_grad_norm=float("inf")),
         loss=LossConfig(reconstruction_weight=2.0, perceptual_weight=0.5, disc_weight=0.25, disc_start=3,
-                        reconstruction_loss="l1", disc_adaptive=True),
+                        reconstruction_loss="l1", disc_adaptive=True, disc_layers=2, disc_fakes="updated",
+                        perceptual_dropout=0.5),
         evaluation=EvaluationOptions(batch_size=4, weights={"lpips_vgg": "v.pth", "inception_weights": "i.pth"}))
 
 
@@ -76,6 +81,11 @@ def test_every_loop_field_has_its_flag_in_both_commands():
     (lambda: LoopConfig(schedule="cosine"), "--schedule 'cosine': choose one of lin, const, cos"),
     (lambda: LoopConfig(lr=0.0), "--lr must be > 0"),
     (lambda: LoopConfig(max_steps=0), "--max-steps must be >= 1"),
+    (lambda: LoopConfig(adam_eps=0.0), "--adam-eps must be > 0"),
+    (lambda: LoopConfig(max_grad_norm=0.0), r"--max-grad-norm must be > 0 \(inf: no clipping\)"),
+    (lambda: LossConfig(disc_layers=0), "--disc-layers must be >= 1"),
+    (lambda: LossConfig(disc_fakes="fresh"), "--disc-fakes 'fresh': choose one of step, updated"),
+    (lambda: LossConfig(perceptual_dropout=1.0), r"--perceptual-dropout must lie in \[0, 1\)"),
     (lambda: TrainConfig(config="c", data="builtin:nowhere"), "Unknown builtin split 'nowhere'"),
     (lambda: TrainConfig(config="c", data="builtin", streaming=True), "--streaming reads hf:<name> or tar shards"),
     (lambda: TrainConfig(config="c", eval_every=0), "--eval-every must be >= 1"),

@@ -41,3 +41,16 @@ def test_bad_schedule_arguments_are_refused(kwargs):
     args = {**dict(step=0, total_steps=10, warmup_steps=2), **kwargs}
     with pytest.raises(ValueError):
         annealing_factor(**args)
+
+
+def test_warmup_cosine_starts_at_zero_and_ends_at_zero_one_step_after_the_run():
+    """VQGAN-LC's schedule (their util/lr_sched.py with min_lr 0): no floor, no constant part, warmup from 0."""
+    total, warmup = 100, 10
+    assert annealing_factor(0, total, warmup, "warmup-cosine") == 0.0
+    assert annealing_factor(5, total, warmup, "warmup-cosine") == 0.5
+    assert annealing_factor(warmup, total, warmup, "warmup-cosine") == 1.0
+    assert annealing_factor(55, total, warmup, "warmup-cosine") == pytest.approx(0.5)
+    assert annealing_factor(total - 1, total, warmup, "warmup-cosine") == pytest.approx(
+        0.5 * (1 + math.cos(math.pi * 89 / 90)))
+    assert annealing_factor(total, total, warmup, "warmup-cosine") == pytest.approx(0.0, abs=1e-15)
+    assert annealing_factor(0, total, 0, "warmup-cosine") == 1.0
