@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from accelerate.utils import set_seed
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from torch.utils.data import DataLoader
 
 from ..data.latents import LatentDataset

@@ -152,8 +152,9 @@ def test_bad_input_is_refused_with_the_reason():
 def test_vqgan_lc_converted_generators_sample_as_they_were_trained(kind, tmp_path):
     """Their DiT-LC with its learned-variance DDPM (all 2d channels reach the step), their SiT-LC with flow matching;
     guidance on their 3 channels only is a choice."""
-    from ..diffusion.test_dit_lc_conversion import their_file
     from fvq_hf.diffusion import convert_latent_generator
+
+    from ..diffusion.test_dit_lc_conversion import their_file
 
     transformer, scheduler = convert_latent_generator(their_file(kind, tmp_path)[0], num_heads=4)
     vq = make_tiny_model(sample_size=64).eval()  # 16 x 16 latents of d = 8
