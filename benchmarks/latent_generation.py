@@ -4,18 +4,19 @@ their samples before decoding does, and what the trainer's loop costs against a 
     # after the README's main job and `fvq-extract-codes ... --latents` (README: "Then: a diffusion or flow model")
     python benchmarks/latent_generation.py quality --tokenizer outputs/fvq-cpu-4k/model-folded \
         --latents outputs/latents-cpu-4k --eval-latents outputs/latents-cpu-4k-heldout --seeds 0 1 2 \
-        --presets latent-dit-cpu latent-sit-cpu --max-steps 1500 --lr 1e-3 --output benchmarks/latent_generation.json
+        --presets latent-dit-cpu latent-sit-cpu latent-unet-cpu --max-steps 1500 --lr 1e-3 --guidance 1 4 \
+        --output benchmarks/latent_generation.json
     python benchmarks/latent_generation.py speed --latents outputs/latents-cpu-4k --preset latent-dit-cpu
 
 `quality` trains each preset at each seed and reports, per run:
 - the held-out denoising loss beside the untrained model's and the class-Gaussian denoiser's (same draws);
-- for `--samples` sampled latents per class (guidance `--guidance`, `--steps` sampler steps), their mean squared
-  distance to the nearest code, relative to the held-out data latents' (1.0: as far from the codebook as real
-  latents);
+- for `--samples` sampled latents per class at each `--guidance` scale (`--steps` sampler steps), their variance and
+  mean squared distance to the nearest code, beside the held-out data latents';
 - the PSNR of the decoded samples against their own re-encoding (decode -> tokenizer round trip), with and without
   quantizing the samples first: how far each lies from images the tokenizer reproduces.
 `speed` times optimizer steps of `fvq-train-latent` against a bare loop of the same model, batch and optimizer
-(noise, forward, MSE, backward, AdamW step: what a diffusers training script does), after a warm-up.
+(batch, noise, forward, MSE, backward, clipping, AdamW step: the loop of diffusers' example training scripts, written
+out here since diffusers ships no DiT trainer), after a warm-up; both include data loading.
 """
 
 from __future__ import annotations
@@ -89,16 +90,20 @@ def quality(args) -> list[dict]:
             pipe.set_progress_bar_config(disable=True)
             num_classes, _ = conditioning(pipe.denoiser)
             labels = [c for c in range(num_classes) for _ in range(args.samples)]
-            kwargs = dict(guidance_scale=args.guidance, num_inference_steps=args.steps, output_type="pt",
-                          generator=torch.Generator().manual_seed(1000 + seed))
-            quantized = pipe(labels, quantize=True, **kwargs)
-            raw = pipe(labels, quantize=False, **{**kwargs, "generator": torch.Generator().manual_seed(1000 + seed)})
             row = {"preset": preset, "seed": seed, "steps": result.step, "minutes": round(minutes, 1),
                    **{k: v for k, v in result.eval[args.eval_latents].items() if k.startswith("denoising")},
-                   "samples": len(labels),
-                   "sample_distance_to_codes_relative": distance_to_codes(vq, raw.latents) / data_distance,
-                   "round_trip_psnr_quantized": round_trip_psnr(vq, quantized.images),
-                   "round_trip_psnr_not_quantized": round_trip_psnr(vq, raw.images)}
+                   "samples": len(labels), "data_variance": data_latents.var().item(),
+                   "data_distance_to_codes": data_distance, "guidance": {}}
+            for guidance in args.guidance:
+                outputs = {quantize: pipe(labels, guidance_scale=guidance, num_inference_steps=args.steps,
+                                          output_type="pt", quantize=quantize,
+                                          generator=torch.Generator().manual_seed(1000 + seed))
+                           for quantize in (True, False)}
+                row["guidance"][str(guidance)] = {
+                    "sample_variance": outputs[False].latents.var().item(),
+                    "sample_distance_to_codes": distance_to_codes(vq, outputs[False].latents),
+                    "round_trip_psnr_quantized": round_trip_psnr(vq, outputs[True].images),
+                    "round_trip_psnr_not_quantized": round_trip_psnr(vq, outputs[False].images)}
             print(json.dumps(row), flush=True)
             rows.append(row)
     return rows
@@ -136,12 +141,12 @@ def speed(args) -> dict:
     batches = iter(loader)
     per_step = []
     for i in range(steps):
+        started = time.perf_counter()  # data loading included, as in the trainer's s/step
         try:
             latents, labels = next(batches)
         except StopIteration:
             batches = iter(loader)
             latents, labels = next(batches)
-        started = time.perf_counter()
         noisy, t, target = training_pair(scheduler, latents)
         loss = torch.mean((predict(model, noisy, t, labels) - target) ** 2)
         loss.backward()
@@ -172,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     q.add_argument("--batch-size", type=int, default=32)
     q.add_argument("--samples", type=int, default=8, help="samples per class")
     q.add_argument("--steps", type=int, default=50, help="sampler steps")
-    q.add_argument("--guidance", type=float, default=2.0)
+    q.add_argument("--guidance", type=float, nargs="+", default=[1.0, 4.0])
     q.add_argument("--work", default="outputs/latent-benchmark")
     q.add_argument("--output", help="write the rows (and the machine) to this JSON file")
     s = sub.add_parser("speed")

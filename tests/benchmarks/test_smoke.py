@@ -126,3 +126,26 @@ def test_codebook_memory(tmp_path):
     # 14 photos x crops x 64 vectors offered; the cap (2,000) holds once they are more
     assert rows[0]["held"] == rows[0]["offered"] == 1792 and rows[1]["held"] == 2000 < rows[1]["offered"] == 7168
     assert "| 8 | 7,168 | 2,000 |" in out
+
+
+@pytest.mark.slow
+def test_latent_generation(tmp_path):
+    from fvq_hf.training.codes import extract_codes
+
+    from ..helpers import make_tiny_model, perturb_bridge, write_images
+
+    tokenizer = make_tiny_model().eval()
+    perturb_bridge(tokenizer)
+    tokenizer.save_pretrained(tmp_path / "tok")
+    for name, seed in (("a", 0), ("b", 1)):
+        write_images(tmp_path / "data" / name, count=3, seed=seed)
+    extract_codes(str(tmp_path / "tok"), str(tmp_path / "data"), tmp_path / "lat", num_workers=0, latents=True)
+    out = _run("latent_generation.py", "quality", "--tokenizer", str(tmp_path / "tok"), "--latents",
+               str(tmp_path / "lat"), "--eval-latents", str(tmp_path / "lat"), "--seeds", "0", "--presets",
+               "latent-sit-cpu", "--max-steps", "2", "--batch-size", "2", "--samples", "1", "--steps", "2",
+               "--work", str(tmp_path / "work"), "--output", str(tmp_path / "q.json"))
+    row = json.loads((tmp_path / "q.json").read_text())["rows"][0]
+    assert row["steps"] == 2 and set(row["guidance"]) == {"1.0", "4.0"} and '"preset": "latent-sit-cpu"' in out
+    out = _run("latent_generation.py", "speed", "--latents", str(tmp_path / "lat"), "--batch-size", "2", "--warmup",
+               "1", "--timed", "2", "--work", str(tmp_path / "work"))
+    assert json.loads(out.strip().splitlines()[-1])["bare_loop_s_per_step"] > 0
