@@ -87,9 +87,9 @@ def convert_latent_generator(path_or_state_dict: str | os.PathLike | Mapping, ki
         raise ValueError("weights='state_dict': their DiT / SiT files have no such entry; choose auto, ema, model or "
                          "bare.")
     state, taken = select_state(checkpoint, weights)
-    args = checkpoint_args(checkpoint) if taken != "bare" else None
-    kind = choose_kind(kind, args, source)
-    config = infer_config(state, args, num_heads, source)
+    saved_args = checkpoint_args(checkpoint) if taken != "bare" else None
+    kind = choose_kind(kind, saved_args, source)
+    config = infer_config(state, saved_args, num_heads, source)
     converted = to_diffusers(state, config["num_layers"])
     if kind == "sit":
         negate_velocity(converted, config)
@@ -111,32 +111,32 @@ def save_latent_generator(transformer: TimeMappedDiTTransformer2DModel, schedule
     scheduler.save_pretrained(Path(folder, "scheduler"))
 
 
-def choose_kind(kind: str | None, args: Mapping | None, source: str) -> str:
+def choose_kind(kind: str | None, saved_args: Mapping | None, source: str) -> str:
     """The kind asked for, checked against what the file's args say (`--model DiT-XL/2` or `SiT-XL/2`; SiT's transport
     arguments), or the args' kind; a SiT must be their linear path with velocity prediction."""
     if kind is not None and kind not in KINDS:
         raise ValueError(f"kind={kind!r}: choose 'dit' or 'sit'.")
-    args = args or {}
-    name = str(args.get("model", ""))
+    saved_args = saved_args or {}
+    name = str(saved_args.get("model", ""))
     said = next((k for k in KINDS if name.lower().startswith(k + "-")), None)
-    if said is None and {"path_type", "prediction"} & set(args):
+    if said is None and {"path_type", "prediction"} & set(saved_args):
         said = "sit"
     if kind is not None and said is not None and kind != said:
         raise ValueError(f"kind={kind!r}, but {source} is a {said.upper()} checkpoint (its args: model "
-                         f"{name or '?'}{', transport arguments' if 'path_type' in args else ''}).")
+                         f"{name or '?'}{', transport arguments' if 'path_type' in saved_args else ''}).")
     kind = kind or said
     if kind is None:
         raise ValueError(f"{source} does not say whether it is a DiT or a SiT (no args; their weights have the same "
                          "keys): pass kind='dit' or kind='sit' (fvq-convert --generator dit|sit).")
     if kind == "sit":
-        path, prediction = args.get("path_type", "Linear"), args.get("prediction", "velocity")
+        path, prediction = saved_args.get("path_type", "Linear"), saved_args.get("prediction", "velocity")
         if (path, prediction) != ("Linear", "velocity"):
             raise ValueError(f"{source} is a SiT with path {path} and {prediction} prediction: only the linear path "
                              "with velocity prediction (SiT-LC's) maps onto diffusers' flow matching exactly.")
     return kind
 
 
-def infer_config(state: Mapping[str, torch.Tensor], args: Mapping | None, num_heads: int | None, source: str) -> dict:
+def infer_config(state: Mapping[str, torch.Tensor], saved_args: Mapping | None, num_heads: int | None, source: str) -> dict:
     """The `DiTTransformer2DModel` config read off the shapes; their key set and every shape checked."""
     if "x_embedder.proj.weight" not in state or not any(k.startswith("blocks.") for k in state):
         raise ValueError(f"{source} is not a DiT / SiT checkpoint: it has no x_embedder.proj.weight or blocks.* "
@@ -162,7 +162,7 @@ def infer_config(state: Mapping[str, torch.Tensor], args: Mapping | None, num_he
         raise ValueError(f"{source} does not fit the DiT / SiT layout of {depth} blocks, width {width}: " + "; ".join(
             f"{what}: {keys[:20]}{' ...' if len(keys) > 20 else ''}"
             for what, keys in (("missing", missing), ("unknown", unknown), ("wrong shape", wrong)) if keys) + ".")
-    heads = choose_heads(num_heads, args, depth, width, source)
+    heads = choose_heads(num_heads, saved_args, depth, width, source)
     return dict(num_attention_heads=heads, attention_head_dim=width // heads, in_channels=channels,
                 out_channels=out_channels, num_layers=depth, sample_size=side * patch, patch_size=patch,
                 num_embeds_ada_norm=classes, norm_eps=1e-6)
@@ -187,10 +187,10 @@ def original_shapes(width: int, channels: int, patch: int, depth: int, tokens: i
     return shapes
 
 
-def choose_heads(num_heads: int | None, args: Mapping | None, depth: int, width: int, source: str) -> int:
+def choose_heads(num_heads: int | None, saved_args: Mapping | None, depth: int, width: int, source: str) -> int:
     """Heads are not in the weights: given, or their preset's (named by the args' `--model`, else the one of this depth
     and width)."""
-    name = str((args or {}).get("model", ""))
+    name = str((saved_args or {}).get("model", ""))
     found = re.fullmatch(r"[DS]iT-(XL|L|B|S)/\d+", name)
     preset = PRESETS[found.group(1)] if found else next((p for p in PRESETS.values() if p[:2] == (depth, width)), None)
     if found and preset[:2] != (depth, width):
