@@ -226,7 +226,7 @@ def train(config: LatentTrainConfig) -> LatentTrainResult:
     if len(loader) == 0:
         raise ValueError(f"{len(data)} training samples make no full batch of {loop.batch_size}.")
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=loop.lr,
-                                  betas=(loop.beta1, loop.beta2), weight_decay=config.weight_decay)
+                                  betas=(loop.beta1, loop.beta2), eps=loop.adam_eps, weight_decay=config.weight_decay)
     if loop.compile:
         runtime.compile_modules(accelerator.device, model)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)

@@ -147,6 +147,21 @@ def test_resume_is_exact_with_the_ema(latents, stop_after):
         assert torch.equal(a, b)  # the averaged weights too
 
 
+def test_the_loop_flags_reach_the_optimizer(latents, monkeypatch):
+    """--beta2 and --adam-eps (the loop flags shared with the other trainers) are the AdamW the run steps with."""
+    made = []
+    original = torch.optim.AdamW
+
+    class Recorded(original):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self.defaults)
+
+    monkeypatch.setattr(torch.optim, "AdamW", Recorded)
+    train(config_for(latents, "flags", max_steps=1, eval_latents=False, adam_eps=1e-7, beta2=0.98))
+    assert (made[0]["eps"], made[0]["betas"]) == (1e-7, (0.9, 0.98))
+
+
 def test_the_presets_build_for_the_builtin_latents():
     from fvq_hf.diffusion.generators import find_generator, load_scheduler
 
