@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from accelerate.utils import set_seed
+from accelerate.utils import broadcast_object_list, set_seed
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from torch.utils.data import DataLoader
 
@@ -59,10 +59,10 @@ def resolve_preset(name: str) -> Path:
                                 "latent generator preset, hub_configs/latent-*.") from error
 
 
-def build_generator(config: LatentTrainConfig, data: LatentDataset) -> tuple[torch.nn.Module, SchedulerMixin]:
+def build_generator(config: LatentTrainConfig, data: LatentDataset, folder: Path
+                    ) -> tuple[torch.nn.Module, SchedulerMixin]:
     """The preset's denoiser with the data's latent shape and classes (its weights with `init_weights`, which must
     already fit), and its training scheduler."""
-    folder = resolve_preset(config.config)
     component, cls = find_generator(folder)
     scheduler = load_scheduler(folder)
     objective_of(scheduler)
@@ -168,12 +168,12 @@ class LatentTrainResult:
     world_size: int = 1
 
 
-def scaling_factor(config: LatentTrainConfig, stats: dict) -> tuple[float, str]:
+def scaling_factor(config: LatentTrainConfig, stats: dict, folder: Path) -> tuple[float, str]:
     """`(factor, where it comes from)`: `--scaling-factor`; with `--init-weights` from a pipeline folder, the one its
     weights were trained with (its `vq/config.json`); else 1 / the latents' std."""
     if config.scaling_factor:
         return config.scaling_factor, "given"
-    saved = resolve_preset(config.config) / "vq" / "config.json" if config.init_weights else None
+    saved = folder / "vq" / "config.json" if config.init_weights else None
     if saved is not None and saved.is_file():
         return float(json.loads(saved.read_text()).get("scaling_factor", 1.0)), f"{config.config}'s tokenizer"
     if not stats["std"] > 0:
@@ -205,11 +205,15 @@ def train(config: LatentTrainConfig) -> LatentTrainResult:
     # ---- data, tokenizer, scaling factor, model, optimizer ----------------------------------------------------
     data = LatentDataset(config.latents, seed=loop.seed)
     vq = load_tokenizer(config, data)
-    stats = latent_statistics(data)
-    scale, source = scaling_factor(config, stats)
+    folder = resolve_preset(config.config)  # once: a hub id is a download
+    # One pass over every training latent, on the main process; the others receive its result.
+    stats = latent_statistics(data) if accelerator.is_main_process else None
+    if accelerator.num_processes > 1:
+        stats = broadcast_object_list([stats])[0]
+    scale, source = scaling_factor(config, stats, folder)
     logger.info("Latents %s: mean %.4f, std %.4f; scaling factor %.6g (%s).", data.latent_shape, stats["mean"],
                 stats["std"], scale, source)
-    model, scheduler = build_generator(config, data)
+    model, scheduler = build_generator(config, data, folder)
     make_sampler(scheduler, config.sampler)  # a sampler of the other objective is refused before training
     if config.class_dropout == 0 and config.sample_guidance > 1:
         logger.warning("--class-dropout 0 leaves the null class untrained: samples.png guided at %s mixes in an "
@@ -221,18 +225,9 @@ def train(config: LatentTrainConfig) -> LatentTrainResult:
     _, null = conditioning(model)
     if loop.gradient_checkpointing:
         model.enable_gradient_checkpointing()
-    loader = DataLoader(data, batch_size=loop.batch_size, shuffle=True, drop_last=True, num_workers=loop.num_workers,
-                        generator=torch.Generator().manual_seed(loop.seed))
-    if len(loader) == 0:
-        raise ValueError(f"{len(data)} training samples make no full batch of {loop.batch_size}.")
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=loop.lr,
                                   betas=(loop.beta1, loop.beta2), eps=loop.adam_eps, weight_decay=config.weight_decay)
-    if loop.compile:
-        runtime.compile_modules(accelerator.device, model)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    unwrapped = accelerator.unwrap_model(model)
-    steps_per_epoch = max(1, len(loader) // loop.gradient_accumulation_steps)
-    schedule = runtime.LearningRate(loop, steps_per_epoch, [optimizer])
+    model, optimizer, loader, unwrapped, schedule = runtime.prepare_loop(accelerator, loop, data, model, optimizer)
     ema = make_ema(unwrapped, config.ema_decay, config.ema_warmup)
     state = runtime.start_run(accelerator, loop, "fvq-latent", {**config.to_dict(), "measured_scaling_factor": scale},
                               *([ema] if ema else []))
@@ -241,7 +236,7 @@ def train(config: LatentTrainConfig) -> LatentTrainResult:
     global_batch = loop.batch_size * accelerator.num_processes * loop.gradient_accumulation_steps
     logger.info("%s (%s, %s): %.1fM parameters, %d samples, %d steps (%d per epoch), global batch %d, %d processes, "
                 "%s", config.config, type(unwrapped).__name__, objective_of(scheduler),
-                sum(p.numel() for p in unwrapped.parameters()) / 1e6, len(data), schedule.total, steps_per_epoch,
+                sum(p.numel() for p in unwrapped.parameters()) / 1e6, len(data), schedule.total, schedule.steps_per_epoch,
                 global_batch, accelerator.num_processes, mixed_precision)
 
     # ---- one step: the objective's target at a random timestep, some labels dropped to the null class --------
@@ -292,17 +287,17 @@ def train(config: LatentTrainConfig) -> LatentTrainResult:
                    f"scaling factor {scale:.6g}" + (f", EMA {config.ema_decay} (saved weights)" if ema else "")
                    + f"; last training loss {final_loss:.4f}.")
         with averaged_weights(ema, unwrapped):
-            results = save_outputs(config, out, unwrapped, scheduler, vq, data, stats, scale, summary,
+            results = save_outputs(config, folder, out, unwrapped, scheduler, vq, data, stats, scale, summary,
                                    accelerator.device, accelerator.autocast)
     runtime.end_run(accelerator, out)
     return LatentTrainResult(state.step, final_loss, results, unwrapped, scale, accelerator.process_index,
                              accelerator.num_processes)
 
 
-def save_outputs(config: LatentTrainConfig, out: Path, model: torch.nn.Module, scheduler: SchedulerMixin,
+def save_outputs(config: LatentTrainConfig, folder: Path, out: Path, model: torch.nn.Module, scheduler: SchedulerMixin,
                  vq: FVQModel | None, data: LatentDataset, stats: dict, scale: float, summary: str,
                  device: torch.device | str, autocast=contextlib.nullcontext) -> dict:
-    """Evaluate on --eval-latents (with the untrained (or, with --init-weights, initial) model and the class-Gaussian
+    """Evaluate on --eval-latents (with the untrained (or, with --init-weights, initial) model of the preset `folder`, and the class-Gaussian
     denoiser, under the run's precision); save the pipeline with its card and `samples.png` (one row per class, the
     first 16 classes)."""
     from ..pipelines import FVQLatentPipeline
@@ -313,7 +308,7 @@ def save_outputs(config: LatentTrainConfig, out: Path, model: torch.nn.Module, s
             held = held_out_loss(model, scheduler, config.eval_latents, scale, config.eval_batch_size,
                                  config.eval_draws, device, stats, class_names=data.meta.class_names)
         set_seed(config.loop.seed)  # the untrained model: the same init as this run's
-        untrained, _ = build_generator(config, data)
+        untrained, _ = build_generator(config, data, folder)
         disable_label_dropout(untrained)
         with autocast():
             base = held_out_loss(untrained.to(device), scheduler, config.eval_latents, scale, config.eval_batch_size,

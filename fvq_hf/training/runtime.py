@@ -124,6 +124,7 @@ class LearningRate:
 
     def __init__(self, loop: LoopConfig, steps_per_epoch: int | None, optimizers: list) -> None:
         self.peak, self.schedule, self.constant_fraction = loop.lr, loop.schedule, loop.constant_fraction
+        self.steps_per_epoch = steps_per_epoch
         self.total = loop.max_steps or loop.epochs * steps_per_epoch
         self.warmup = min(self.total, round(loop.warmup_epochs * steps_per_epoch) if loop.warmup_epochs is not None
                           else round(loop.warmup_fraction * self.total))
@@ -137,6 +138,25 @@ class LearningRate:
             for group in optimizer.param_groups:
                 group["lr"] = lr
         return lr
+
+
+def prepare_loop(accelerator: Accelerator, loop: LoopConfig, data: torch.utils.data.Dataset, model: torch.nn.Module,
+                 optimizer: torch.optim.Optimizer) -> tuple:
+    """A map-style data set's shuffled loader, `--compile`, `accelerator.prepare` and the learning-rate schedule, as
+    the generators' trainers share them; returns `(model, optimizer, loader, unwrapped model, schedule)`.
+
+    The loader has its own generator: creating an iterator then draws nothing from the global RNG, whose state
+    checkpoints restore, so label dropout, dropout and noise draws stay exact across --resume.
+    """
+    loader = torch.utils.data.DataLoader(data, batch_size=loop.batch_size, shuffle=True, drop_last=True,
+                                         num_workers=loop.num_workers, generator=torch.Generator().manual_seed(loop.seed))
+    if len(loader) == 0:
+        raise ValueError(f"{len(data)} training samples make no full batch of {loop.batch_size}.")
+    if loop.compile:
+        compile_modules(accelerator.device, model)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    steps_per_epoch = max(1, len(loader) // loop.gradient_accumulation_steps)
+    return model, optimizer, loader, accelerator.unwrap_model(model), LearningRate(loop, steps_per_epoch, [optimizer])
 
 
 def complete_checkpoints(root: Path) -> list[Path]:

@@ -107,25 +107,14 @@ def train(config: TransformerTrainConfig) -> TransformerTrainResult:
     model = build_model(config, data)
     if loop.gradient_checkpointing:
         model.enable_gradient_checkpointing()
-    # The loader's own generator: creating an iterator then draws nothing from the global RNG, whose state
-    # checkpoints restore, so class dropout and dropout stay exact across --resume.
-    loader = DataLoader(data, batch_size=loop.batch_size, shuffle=True, drop_last=True, num_workers=loop.num_workers,
-                        generator=torch.Generator().manual_seed(loop.seed))
-    if len(loader) == 0:
-        raise ValueError(f"{len(data)} training samples make no full batch of {loop.batch_size}.")
     optimizer = optimizer_for(model, config.weight_decay, loop.lr, (loop.beta1, loop.beta2), loop.adam_eps)
-    if loop.compile:
-        runtime.compile_modules(accelerator.device, model)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    unwrapped = accelerator.unwrap_model(model)
-    steps_per_epoch = max(1, len(loader) // loop.gradient_accumulation_steps)
-    schedule = runtime.LearningRate(loop, steps_per_epoch, [optimizer])
+    model, optimizer, loader, unwrapped, schedule = runtime.prepare_loop(accelerator, loop, data, model, optimizer)
 
     state = runtime.start_run(accelerator, loop, "fvq-gpt", config.to_dict())
     global_batch = loop.batch_size * accelerator.num_processes * loop.gradient_accumulation_steps
     logger.info("%s: %.1fM parameters, %d samples, %d steps (%d per epoch), global batch %d, %d processes, %s",
                 config.config, sum(p.numel() for p in unwrapped.parameters()) / 1e6, len(data), schedule.total,
-                steps_per_epoch, global_batch, accelerator.num_processes, mixed_precision)
+                schedule.steps_per_epoch, global_batch, accelerator.num_processes, mixed_precision)
 
     # ---- one step: next-token loss, with some labels dropped to the null class ------------------------------
     def step(batch: tuple[torch.Tensor, torch.Tensor], step_index: int) -> dict:
