@@ -6,7 +6,8 @@ files): the tokenizer runs once per crop instead of once per step, every process
 resumed runs see exactly the same data. The preset fixes the denoiser and the objective (its scheduler); the data
 fixes the latent shape and the classes. At the end `<output-dir>/pipeline` holds an `FVQLatentPipeline` (the
 denoiser, the sampler, the tokenizer with the scaling factor in its config) and its card, `eval.json` the held-out
-loss against its baselines, and `samples.png` `samples_per_class` samples of each class (one row per class, the first 16 classes).
+loss against its baselines, and `samples.png` `samples_per_class` samples of each class (one row per class, the
+first 16 classes).
 """
 
 from __future__ import annotations
@@ -236,8 +237,8 @@ def train(config: LatentTrainConfig) -> LatentTrainResult:
     global_batch = loop.batch_size * accelerator.num_processes * loop.gradient_accumulation_steps
     logger.info("%s (%s, %s): %.1fM parameters, %d samples, %d steps (%d per epoch), global batch %d, %d processes, "
                 "%s", config.config, type(unwrapped).__name__, objective_of(scheduler),
-                sum(p.numel() for p in unwrapped.parameters()) / 1e6, len(data), schedule.total, schedule.steps_per_epoch,
-                global_batch, accelerator.num_processes, mixed_precision)
+                sum(p.numel() for p in unwrapped.parameters()) / 1e6, len(data), schedule.total,
+                schedule.steps_per_epoch, global_batch, accelerator.num_processes, mixed_precision)
 
     # ---- one step: the objective's target at a random timestep, some labels dropped to the null class --------
     def step(batch: tuple[torch.Tensor, torch.Tensor], step_index: int) -> dict:
@@ -297,9 +298,9 @@ def train(config: LatentTrainConfig) -> LatentTrainResult:
 def save_outputs(config: LatentTrainConfig, folder: Path, out: Path, model: torch.nn.Module, scheduler: SchedulerMixin,
                  vq: FVQModel | None, data: LatentDataset, stats: dict, scale: float, summary: str,
                  device: torch.device | str, autocast=contextlib.nullcontext) -> dict:
-    """Evaluate on --eval-latents (with the untrained (or, with --init-weights, initial) model of the preset `folder`, and the class-Gaussian
-    denoiser, under the run's precision); save the pipeline with its card and `samples.png` (one row per class, the
-    first 16 classes)."""
+    """Evaluate on --eval-latents (with the untrained (or, with --init-weights, initial) model of the preset `folder`,
+    and the class-Gaussian denoiser, under the run's precision); save the pipeline with its card and `samples.png`
+    (one row per class, the first 16 classes)."""
     from ..pipelines import FVQLatentPipeline
 
     results = {}

@@ -148,8 +148,9 @@ def prepare_loop(accelerator: Accelerator, loop: LoopConfig, data: torch.utils.d
     The loader has its own generator: creating an iterator then draws nothing from the global RNG, whose state
     checkpoints restore, so label dropout, dropout and noise draws stay exact across --resume.
     """
+    generator = torch.Generator().manual_seed(loop.seed)
     loader = torch.utils.data.DataLoader(data, batch_size=loop.batch_size, shuffle=True, drop_last=True,
-                                         num_workers=loop.num_workers, generator=torch.Generator().manual_seed(loop.seed))
+                                         num_workers=loop.num_workers, generator=generator)
     if len(loader) == 0:
         raise ValueError(f"{len(data)} training samples make no full batch of {loop.batch_size}.")
     if loop.compile:
