@@ -229,11 +229,13 @@ def merge_groups(sampler: GroupSampler, processes: Processes) -> tuple[list[int]
 
 def build_codebook(config: CodebookBuildConfig) -> CodebookBuildResult:
     """Run the build of `config` (see the module docstring); every process returns the written table."""
-    from accelerate import PartialState
+    from accelerate import Accelerator
     from tqdm.auto import tqdm
 
     output, data = Path(config.output), DataSpec.parse(config.data, config.streaming)
-    state = PartialState()
+    # Accelerator's state, not a bare PartialState: on CPU under torchrun only the former is MULTI_CPU (a bare
+    # PartialState is one process of one, and every process would build, and write, the whole table).
+    state = Accelerator().state
     processes = Processes(state)
     check_output(output, config.overwrite)  # in every process, so that all stop
     encoder = load_encoder(config.encoder)

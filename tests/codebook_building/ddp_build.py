@@ -13,5 +13,9 @@ if __name__ == "__main__":
     result = build_codebook(CodebookBuildConfig(encoder=sys.argv[1], data=sys.argv[2], output=sys.argv[3],
                                                 codebook_size=20, pool=2, random_crops=3, samples_per_group=70,
                                                 num_workers=0, overwrite=True))
+    from accelerate import PartialState
+
     rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-    sys.stdout.write(f"RANK {rank} WORLD {world} {tuple(result.table.shape)}\n")
+    state = PartialState()  # the build's: its processes, as the build saw them
+    sys.stdout.write(f"RANK {rank} WORLD {world} {tuple(result.table.shape)} STATE {state.process_index} "
+                     f"{state.num_processes}\n")

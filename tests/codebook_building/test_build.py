@@ -114,8 +114,10 @@ def test_two_processes_write_the_table_of_one(files, tmp_path):
     root, _ = files
     args = dict(random_crops=3, samples_per_group=70, codebook_size=20)
     one = build(root, "one", **args)
-    run_in_two_processes(Path(__file__).with_name("ddp_build.py"), [str(root / "tok"), str(root / "data"),
-                                                                    str(tmp_path / "two.safetensors")])
+    lines = run_in_two_processes(Path(__file__).with_name("ddp_build.py"), [str(root / "tok"), str(root / "data"),
+                                                                            str(tmp_path / "two.safetensors")])
+    # the build ran as two processes (each its share, one writer), not as two builds of one process each
+    assert [line[-3:] for line in lines] == [["STATE", "0", "2"], ["STATE", "1", "2"]]
     two, meta = load_table(tmp_path / "two.safetensors")
     torch.testing.assert_close(two, one.table, rtol=0, atol=1e-5)
     assert meta["samples_per_group"] == one.metadata["samples_per_group"] == "[70, 70]"
