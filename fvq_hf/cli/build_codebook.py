@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> None:
                    "vectors kept per group, a uniform sample (the memory bound)")
     p.add_argument("--random-crops", type=int, help="random multi-scale crops per image (default: one centre crop)")
     p.add_argument("--kmeans-iterations", type=int, default=defaults["kmeans_iterations"], help="most Lloyd steps "
-                   "(fewer when the centres stop moving)")
+                   "(fewer when the centres stop moving); 0: no k-means, a random selection of the samples (VQGAN-LC's "
+                   "'random selection' ablation)")
     p.add_argument("--seed", type=int, default=defaults["seed"])
     p.add_argument("--batch-size", type=int, default=defaults["batch_size"])
     p.add_argument("--num-workers", type=int, default=defaults["num_workers"])

@@ -45,6 +45,8 @@ from .sampling import GroupSampler, sample_keys
 logger = logging.getLogger(__name__)
 
 GROUPINGS = ("classes", "global")
+ALGORITHM = "Lloyd, random samples as initial centres"
+SELECTION = "none: a random selection of the samples (--kmeans-iterations 0)"
 FEW_SAMPLES_PER_CENTRE = 39  # FAISS's own warning threshold (min_points_per_centroid)
 
 
@@ -55,7 +57,8 @@ class CodebookBuildConfig:
     `groups`: "classes" clusters each class on its own (VQGAN-LC's default; classes are an image folder's
     sub-folders, a dataset's ClassLabel or `label_column`, each builtin photo), "global" all vectors at once.
     `samples_per_group` caps the vectors kept per group (the memory bound). `random_crops`: that many random
-    multi-scale crops per image instead of one centre crop (the builtin photos are 14).
+    multi-scale crops per image instead of one centre crop (the builtin photos are 14). `kmeans_iterations=0`: no
+    k-means, each group's rows a random selection of its samples (VQGAN-LC's "random selection" ablation).
     """
 
     encoder: str
@@ -79,9 +82,12 @@ class CodebookBuildConfig:
     def __post_init__(self) -> None:
         if self.groups not in GROUPINGS:
             raise ValueError(f"--groups must be one of {', '.join(GROUPINGS)}, got {self.groups!r}.")
-        for name in ("codebook_size", "pool", "samples_per_group", "kmeans_iterations", "batch_size"):
+        for name in ("codebook_size", "pool", "samples_per_group", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}.")
+        if self.kmeans_iterations < 0:
+            raise ValueError(f"--kmeans-iterations must be >= 0 (0: a random selection of samples), got "
+                             f"{self.kmeans_iterations}.")
         if self.random_crops is not None and self.random_crops < 1:
             raise ValueError(f"--random-crops must be >= 1, got {self.random_crops}.")
         if self.num_workers < 0:
@@ -290,8 +296,8 @@ def build_codebook(config: CodebookBuildConfig) -> CodebookBuildResult:
             groups=config.groups, group_names=[names[g] for g in groups],
             group_codebook_sizes=[sizes[g] for g in groups], samples_per_group=[counts[g][0] for g in groups],
             vectors_per_group=[counts[g][1] for g in groups], sample_cap=config.samples_per_group,
-            kmeans={"library": LIBRARY, "version": kmeans_version(), "algorithm": "Lloyd, random samples as initial "
-                    "centres", "max_iterations": config.kmeans_iterations,
+            kmeans={"library": LIBRARY, "version": kmeans_version(), "algorithm": ALGORITHM if config.kmeans_iterations
+                    else SELECTION, "max_iterations": config.kmeans_iterations,
                     "iterations": [clustered[g][1] for g in groups]})})
         logger.info("Wrote a (%d, %d) table: %d groups (%s), %s samples per group, to %s.", *table.shape, len(groups),
                     config.groups, describe_range([counts[g][0] for g in groups]), output)

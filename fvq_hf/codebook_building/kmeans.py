@@ -11,6 +11,8 @@ What runs: the initial centres are `k` distinct samples drawn with the seed (as 
 initialisation), then up to `max_iterations` Lloyd steps (assign each sample to its nearest centre by squared L2,
 move each centre to its samples' mean; FAISS re-seeds an empty centre by splitting the largest cluster), one FAISS
 call a step, stopping early when a step leaves the centres unchanged (a fixed point). No normalisation, as theirs.
+`max_iterations=0` keeps the initial centres: a random selection of `k` samples, VQGAN-LC's "random selection"
+ablation (their Table 10), its objective measured at those centres.
 """
 
 from __future__ import annotations
@@ -50,10 +52,15 @@ def kmeans(samples: np.ndarray, k: int, seed: int = 0, max_iterations: int = 25,
     n, dim = samples.shape
     if not 1 <= k <= n:
         raise ValueError(f"k-means of {n} samples into {k} centres: k must lie in [1, {n}].")
-    if max_iterations < 1:
-        raise ValueError(f"max_iterations must be >= 1, got {max_iterations}.")
+    if max_iterations < 0:
+        raise ValueError(f"max_iterations must be >= 0, got {max_iterations}.")
     rng = np.random.default_rng(seed)
     centres = samples[np.sort(rng.choice(n, k, replace=False))]
+    if max_iterations == 0:  # a random selection: no Lloyd step
+        index = faiss.IndexFlatL2(dim)
+        index.add(centres)
+        distances, _ = index.search(samples, 1)
+        return KMeansResult(centres.copy(), 0, float(distances.astype(np.float64).sum()))
     # One Lloyd step per call; every sample is used (no subsampling: max_points_per_centroid x k >= n), and no
     # warning for few samples per centre (the caller reports samples per centre).
     lloyd = faiss.Kmeans(dim, k, niter=1, seed=seed, max_points_per_centroid=n, min_points_per_centroid=1,

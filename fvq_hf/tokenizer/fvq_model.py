@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.autoencoders.vae import AutoencoderMixin
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.accelerate_utils import apply_forward_hook
@@ -87,7 +88,7 @@ class FVQModelOutput(BaseOutput):
     commitment_loss: torch.Tensor = None
 
 
-class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
+class FVQModel(StrictHubMixin, ModelMixin, AutoencoderMixin, ConfigMixin):
     r"""A VQ image tokenizer of LlamaGen's VQ family whose codebook can be trained through a VQBridge (FVQ).
 
     Images are `(B, in_channels, H, W)` in [-1, 1] with H and W divisible by `downsample_factor`
@@ -100,6 +101,9 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
     with the (bridged) codebook unless `force_not_quantize=True`, `quantize` is the quantizer as diffusers calls
     its `VectorQuantizer`, and the config has `scaling_factor`, `force_upcast` and `lookup_from_codebook`. This
     package's own names stay: `tokenize` / `detokenize` (images <-> ids), `encode(x).quantized` and `.indices`.
+    Like `VQModel` it is an `AutoencoderMixin`: `enable_slicing()` makes `encode`, `decode`, `tokenize` and
+    `detokenize` run one image at a time (memory bounded by one image; the same outputs), and `enable_tiling()`
+    refuses, as `VQModel`'s does (see `enable_tiling`).
 
     Parameters:
         in_channels, out_channels: image channels.
@@ -244,6 +248,7 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         self.quantizer.check_latent_side(sample_size // factor, f"sample_size / {factor}")
         self.post_quant_conv = nn.Conv2d(vq_embed_dim, latent_channels, **kernel)
         self.decoder = Decoder(out_channels=out_channels, **backbone)
+        self.use_slicing = False  # AutoencoderMixin.enable_slicing: inference one image at a time
 
     @classmethod
     def from_config(cls, config=None, return_unused_kwargs=False, **kwargs):
@@ -326,6 +331,24 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         own: it adds no state-dict keys."""
         return QuantizeView(self.quantizer)
 
+    def enable_tiling(self) -> None:
+        """Refused, as diffusers' `VQModel` refuses it: tiles of a VQ tokenizer would each be quantized and decoded
+        on their own, with seams at their borders (and a multi-scale type's coarse scales span the whole image).
+        `enable_slicing` bounds memory by one image instead."""
+        raise NotImplementedError(f"{type(self).__name__} has no tiled encode/decode (nor has diffusers' VQModel): "
+                                  "tiles would be quantized and decoded apart, with seams; use enable_slicing() to "
+                                  "run one image at a time.")
+
+    def _sliced(self, function, *batched: torch.Tensor) -> tuple:
+        """`function(*batched)`, or with `use_slicing` once per image (along dim 0) with the outputs (tensors, or
+        tuples of tensors) concatenated: the same outputs, memory bounded by one image."""
+        if not self.use_slicing or batched[0].shape[0] <= 1:
+            return function(*batched)
+        parts = [function(*(t[i:i + 1] for t in batched)) for i in range(batched[0].shape[0])]
+        if isinstance(parts[0], torch.Tensor):
+            return torch.cat(parts)
+        return tuple(torch.cat(column) for column in zip(*parts))
+
     def _encode(self, sample: torch.Tensor):
         """Images -> `(latents, QuantizerOutput)`: the pre-quantization latents and the quantizer's output on them."""
         self._check_sample(sample)
@@ -341,8 +364,12 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         """`(B, C, H, W)` images -> latents `(B, d, h, w)` before quantization (diffusers' `VQModel.encode`), their
         quantized latents and token ids (`quantizer.indices_shape`). The tuple form is `(latents, quantized,
         indices)`."""
-        latents, quantized = self._encode(sample)
-        output = FVQEncoderOutput(latents=latents, quantized=quantized.latents, indices=quantized.indices)
+
+        def encode_batch(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.LongTensor]:
+            latents, quantized = self._encode(images)
+            return latents, quantized.latents, quantized.indices
+
+        output = FVQEncoderOutput(*self._sliced(encode_batch, sample))
         return output if return_dict else output.to_tuple()
 
     @apply_forward_hook
@@ -355,25 +382,26 @@ class FVQModel(StrictHubMixin, ModelMixin, ConfigMixin):
         `force_not_quantize`, `h` are token ids and `shape` `(B, h, w, C)` (aMUSEd; see `QuantizeView`). The output
         has no `commit_loss` (VQModel's): `forward` gives the quantizer's losses for training."""
         if force_not_quantize and self.config.lookup_from_codebook:
-            quantized = self.quantize.get_codebook_entry(h, shape)
+            if shape is not None and self.use_slicing:
+                shape = (1, *shape[1:])  # one image's
+            sample = self._sliced(lambda ids: self._decode(self.quantize.get_codebook_entry(ids, shape)), h)
         else:
             if h.ndim != 4 or h.shape[1] != self.config.vq_embed_dim:
                 raise ValueError(f"Expected latents of shape (B, {self.config.vq_embed_dim}, h, w), got "
                                  f"{tuple(h.shape)}; to decode token ids use `detokenize`.")
-            quantized = h if force_not_quantize else self.quantizer(h).latents
-        sample = self._decode(quantized)
+            sample = self._sliced(lambda z: self._decode(z if force_not_quantize else self.quantizer(z).latents), h)
         return FVQDecoderOutput(sample=sample) if return_dict else (sample,)
 
     @apply_forward_hook
     def tokenize(self, sample: torch.Tensor) -> torch.LongTensor:
         """`(B, C, H, W)` images in [-1, 1] -> token ids of `quantizer.indices_shape` (`(B, H/f, W/f)` for plain VQ)."""
-        return self._encode(sample)[1].indices
+        return self._sliced(lambda images: self._encode(images)[1].indices, sample)
 
     @apply_forward_hook
     def detokenize(self, indices: torch.LongTensor) -> torch.Tensor:
         """Token ids of `quantizer.indices_shape` -> `(B, C, h*f, w*f)` images; the inverse of `tokenize` up to
         reconstruction."""
-        return self._decode(self.quantizer.lookup(indices))
+        return self._sliced(lambda ids: self._decode(self.quantizer.lookup(ids)), indices)
 
     def forward(self, sample: torch.Tensor, return_dict: bool = True) -> FVQModelOutput | tuple:
         """Reconstruct `(B, C, H, W)` images; also returns the indices and the quantizer losses for training."""

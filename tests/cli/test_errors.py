@@ -125,6 +125,8 @@ CASES = [
                             "--codebook-size", "4"], "a stream has no classes unless --label-column names"),
     ("fvq-build-codebook", ["--encoder", "{t}/model", *BUILD[:-2], "--codebook-size", "0"],
      "--codebook-size must be >= 1"),
+    ("fvq-build-codebook", ["--encoder", "{t}/model", *BUILD, "--kmeans-iterations", "-1"],
+     "--kmeans-iterations must be >= 0 (0: a random selection of samples), got -1"),
 ]
 
 

@@ -68,6 +68,17 @@ def test_per_class_rows_come_class_by_class_and_a_class_with_k_samples_keeps_the
     assert torch.equal(load_table(root / "classes.safetensors")[0], result.table)
 
 
+def test_zero_kmeans_iterations_keeps_a_random_selection_of_the_pooled_vectors(files):
+    root, model = files
+    result = build(root, "selection", groups="global", codebook_size=40, kmeans_iterations=0)
+    kmeans_meta = json.loads(result.metadata["kmeans"])
+    pooled = np.concatenate([pooled_by_hand(model, root / "data" / c) for c in ("a", "b")])
+    rows = result.table.numpy()
+    # every row is one of the pooled vectors (80 of them), 40 distinct ones
+    assert all(np.abs(pooled - row).max(1).min() < 1e-5 for row in rows) and len(np.unique(rows, axis=0)) == 40
+    assert kmeans_meta["iterations"] == [0] and "random selection" in kmeans_meta["algorithm"]
+
+
 def test_global_k_means_with_k_equal_to_the_samples_keeps_every_pooled_vector(files):
     root, model = files
     result = build(root, "global", groups="global", codebook_size=80)

@@ -55,3 +55,16 @@ def test_k_must_lie_between_one_and_the_samples():
     with pytest.raises(ValueError, match=r"8 samples into 9 centres: k must lie in \[1, 8\]"):
         kmeans(samples, 9)
     assert kmeans(samples, 8).centres.shape == (8, 6)
+
+
+def test_zero_iterations_is_a_random_selection_of_the_samples():
+    """VQGAN-LC's "random selection" ablation: the seeded initial centres, untouched, with their objective."""
+    samples, _ = blobs(per_blob=30)
+    result = kmeans(samples, 9, seed=4, max_iterations=0)
+    start = samples[np.sort(np.random.default_rng(4).choice(len(samples), 9, replace=False))]
+    assert result.iterations == 0 and np.array_equal(result.centres, start)
+    nearest = ((samples[:, None] - start[None]) ** 2).sum(-1).min(1)
+    assert result.objective == pytest.approx(nearest.sum(), rel=1e-4)
+    assert result.objective > kmeans(samples, 9, seed=4, max_iterations=1).objective  # one Lloyd step moves them
+    with pytest.raises(ValueError, match="max_iterations must be >= 0, got -1"):
+        kmeans(samples, 9, max_iterations=-1)

@@ -233,3 +233,43 @@ def test_bad_scaling_factor_and_shape_are_refused():
         make_tiny_model(scaling_factor=0.0)
     with pytest.raises(ValueError, match=r"\(B, h, w, C\)"):
         make_tiny_model().quantize.get_codebook_entry(torch.zeros(1, 64, dtype=torch.long), (1, 8, 8))
+
+
+@pytest.mark.parametrize("quantizer_type", quantizer_types())
+def test_slicing_runs_one_image_at_a_time_with_the_same_outputs(quantizer_type):
+    """`AutoencoderMixin.enable_slicing` (what `pipe.enable_vae_slicing()` calls): encode, decode, tokenize and
+    detokenize see one image at a time, and give what the whole batch gives."""
+    from diffusers.models.autoencoders.vae import AutoencoderMixin
+
+    model = any_type_model(quantizer_type)
+    assert isinstance(model, AutoencoderMixin) and model.use_slicing is False
+    x = random_images(3, model.config.sample_size)
+    with torch.no_grad():
+        whole = model.encode(x), model.decode(model.encode(x).latents).sample, model.tokenize(x)
+        model.enable_slicing()
+        seen = []
+        hook = model.encoder.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
+        sliced = model.encode(x), model.decode(model.encode(x).latents).sample, model.tokenize(x)
+        hook.remove()
+        assert seen == [1] * 9  # three calls of encode, three images each, one at a time
+        # below: batched and one-image convolutions differ by fp32 rounding (up to 1.1e-5 seen)
+        for name in ("latents", "quantized"):
+            torch.testing.assert_close(sliced[0][name], whole[0][name], rtol=0, atol=1e-4)
+        assert torch.equal(sliced[0].indices, whole[0].indices) and torch.equal(sliced[2], whole[2])
+        torch.testing.assert_close(sliced[1], whole[1], rtol=0, atol=1e-4)
+        torch.testing.assert_close(model.detokenize(whole[2]), whole[1], rtol=0, atol=1e-4)
+        model.disable_slicing()
+        torch.testing.assert_close(model.detokenize(whole[2]), whole[1], rtol=0, atol=1e-4)
+
+
+def test_slicing_decodes_token_ids_with_their_shape_and_tiling_is_refused_by_name():
+    model = make_tiny_model(lookup_from_codebook=True).eval()
+    x = random_images(3)
+    with torch.no_grad():
+        ids = model.tokenize(x)
+        whole = model.decode(ids, force_not_quantize=True, shape=(3, 8, 8, 64)).sample
+        model.enable_slicing()
+        torch.testing.assert_close(model.decode(ids, force_not_quantize=True, shape=(3, 8, 8, 64)).sample, whole,
+                                   rtol=0, atol=1e-4)
+    with pytest.raises(NotImplementedError, match="no tiled encode/decode.*seams.*enable_slicing"):
+        model.enable_tiling()
