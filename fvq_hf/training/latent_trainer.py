@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, set_seed
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from torch.utils.data import DataLoader
@@ -113,12 +114,17 @@ def latent_statistics(data: LatentDataset) -> dict:
 @torch.no_grad()
 def held_out_loss(model: torch.nn.Module | None, scheduler: SchedulerMixin, folder: str | Path, scale: float,
                   batch_size: int, draws: int, device: torch.device | str, stats: dict | None = None, seed: int = 0,
-                  class_names: list[str] | None = None) -> dict:
+                  class_names: list[str] | None = None, processes: PartialState | None = None) -> dict:
     """The denoising loss over every latent (and view) of `folder` at `draws` seeded (noise, timestep) pairs each:
     with the labels, with the null class, and (given `stats` of `latent_statistics`) the class-Gaussian denoiser's
     on the same draws (the optimal one if each class's latents were Gaussian with their per-position mean and
     variance). `model` None gives that baseline only. MSE over values. Draws come from a generator of their own: the
-    training RNG (which checkpoints restore) is untouched."""
+    training RNG (which checkpoints restore) is untouched.
+
+    `processes` (accelerate's state; every process calls it): process r runs the model on batches r, r + world, ...
+    and the per-batch sums are gathered and added in batch order, so the result is the one-process result to the bit
+    (every process draws every batch's pairs, skipping those of the others: drawing is cheap, the model is not)."""
+    rank, world = (processes.process_index, processes.num_processes) if processes is not None else (0, 1)
     data = LatentDataset(folder, all_views=True)
     if class_names is not None and data.meta.class_names != class_names:
         raise ValueError(f"{folder} names other classes than the training latents ({data.meta.class_names[:5]} vs "
@@ -132,11 +138,15 @@ def held_out_loss(model: torch.nn.Module | None, scheduler: SchedulerMixin, fold
             raise ValueError(f"{folder} has {data.num_classes} classes; the generator has {num_classes}.")
     keys = ([] if model is None else ["denoising_loss", "denoising_loss_unconditional"]) + \
         ([] if stats is None else ["denoising_loss_class_gaussian"])
-    sums, count = dict.fromkeys(keys, 0.0), 0
-    for latents, labels in DataLoader(data, batch_size=batch_size, generator=torch.Generator().manual_seed(seed)):
-        clean, labels = latents * scale, labels.to(device)
-        for _ in range(draws):
-            noisy, timesteps, target = (x.to(device) for x in training_pair(scheduler, clean, generator))
+    mine: list[tuple[int, list[dict[str, float]], int]] = []  # (batch, each draw's {key: loss x samples}, samples)
+    for index, (latents, labels) in enumerate(DataLoader(data, batch_size=batch_size)):
+        clean = latents * scale
+        pairs = [training_pair(scheduler, clean, generator) for _ in range(draws)]
+        if index % world != rank:
+            continue
+        labels, terms = labels.to(device), []
+        for pair in pairs:
+            noisy, timesteps, target = (x.to(device) for x in pair)
             predictions = {}
             if model is not None:
                 predictions["denoising_loss"] = predict(model, noisy, timesteps, labels)
@@ -147,9 +157,20 @@ def held_out_loss(model: torch.nn.Module | None, scheduler: SchedulerMixin, fold
                 variance = stats["class_variances"].to(device)[labels] * scale ** 2
                 predictions["denoising_loss_class_gaussian"] = gaussian_denoiser(scheduler, noisy, timesteps, mean,
                                                                                  variance)
-            for key, prediction in predictions.items():
-                sums[key] += torch.mean((prediction.float() - target) ** 2).item() * len(labels)
-            count += len(labels)
+            terms.append({key: torch.mean((prediction.float() - target) ** 2).item() * len(labels)
+                          for key, prediction in predictions.items()})
+        mine.append((index, terms, len(labels)))
+    batches = mine
+    if world > 1:
+        gathered: list = [None] * world
+        torch.distributed.all_gather_object(gathered, mine)
+        batches = sorted((part for parts in gathered for part in parts), key=lambda part: part[0])
+    sums, count = dict.fromkeys(keys, 0.0), 0
+    for _, terms, samples in batches:  # in batch order, as one process adds them
+        for term in terms:
+            for key in keys:
+                sums[key] += term[key]
+            count += samples
     h, w = data.token_grid_size
     return {**{k: v / count for k, v in sums.items()}, "num_samples": count // draws,
             "num_tokens": count // draws * h * w, "draws": draws}
@@ -158,7 +179,7 @@ def held_out_loss(model: torch.nn.Module | None, scheduler: SchedulerMixin, fold
 @dataclass
 class LatentTrainResult:
     """What a run returns on every process: the steps taken, the last training loss (mean over processes), the
-    held-out evaluation (main process, when the run finished), the denoiser (raw weights), the scaling factor."""
+    held-out evaluation (every process, when the run finished), the denoiser (raw weights), the scaling factor."""
 
     step: int
     loss: float
@@ -264,13 +285,13 @@ def train(config: LatentTrainConfig) -> LatentTrainResult:
     for _, logs in run.steps(step):
         if config.eval_every and state.step % config.eval_every == 0 and state.step < schedule.total:
             with run.paused(), averaged_weights(ema, unwrapped), accelerator.autocast():
+                held = held_out_loss(unwrapped, scheduler, config.eval_latents, scale, config.eval_batch_size,
+                                     config.eval_draws, accelerator.device, class_names=data.meta.class_names,
+                                     processes=accelerator.state)
+                accelerator.log({f"eval/{k}": v for k, v in held.items()}, step=state.step)
                 if accelerator.is_main_process:
-                    held = held_out_loss(unwrapped, scheduler, config.eval_latents, scale, config.eval_batch_size,
-                                         config.eval_draws, accelerator.device, class_names=data.meta.class_names)
-                    accelerator.log({f"eval/{k}": v for k, v in held.items()}, step=state.step)
                     logger.info("step %d: held-out denoising loss %.4f", state.step, held["denoising_loss"])
                 unwrapped.train()
-            accelerator.wait_for_everyone()
         if run.due(loop.log_every):
             mean_loss = accelerator.reduce(logs["loss"], reduction="mean").item()
             run.log({"loss": mean_loss, "grad_norm": logs["grad_norm"]}, f"loss {mean_loss:.4f}")
@@ -281,51 +302,63 @@ def train(config: LatentTrainConfig) -> LatentTrainResult:
     final_loss = accelerator.reduce(logs.get("loss", torch.zeros((), device=accelerator.device)),
                                     reduction="mean").item()
     results: dict = {}
-    if state.step == schedule.total and accelerator.is_main_process:
+    if state.step == schedule.total:
         summary = (f"Trained with `fvq-train-latent` for {schedule.total} steps on `{config.latents}` ({len(data):,} "
                    f"samples), {objective_of(scheduler)} objective, global batch {global_batch}, AdamW lr {loop.lr} "
                    f"({loop.schedule}), weight decay {config.weight_decay}, class dropout {config.class_dropout}, "
                    f"scaling factor {scale:.6g}" + (f", EMA {config.ema_decay} (saved weights)" if ema else "")
                    + f"; last training loss {final_loss:.4f}.")
         with averaged_weights(ema, unwrapped):
-            results = save_outputs(config, folder, out, unwrapped, scheduler, vq, data, stats, scale, summary,
-                                   accelerator.device, accelerator.autocast)
+            # every process evaluates its share of the held-out latents; the main process saves
+            results = final_evaluation(config, folder, unwrapped, scheduler, data, stats, scale, accelerator.device,
+                                       accelerator.autocast, accelerator.state)
+            if accelerator.is_main_process:
+                save_outputs(config, out, unwrapped, scheduler, vq, data, results, scale, summary, accelerator.device)
     runtime.end_run(accelerator, out)
     return LatentTrainResult(state.step, final_loss, results, unwrapped, scale, accelerator.process_index,
                              accelerator.num_processes)
 
 
-def save_outputs(config: LatentTrainConfig, folder: Path, out: Path, model: torch.nn.Module, scheduler: SchedulerMixin,
-                 vq: FVQModel | None, data: LatentDataset, stats: dict, scale: float, summary: str,
-                 device: torch.device | str, autocast=contextlib.nullcontext) -> dict:
-    """Evaluate on --eval-latents (with the untrained (or, with --init-weights, initial) model of the preset `folder`,
-    and the class-Gaussian denoiser, under the run's precision); save the pipeline with its card and `samples.png`
-    (one row per class, the first 16 classes)."""
-    from ..pipelines import FVQLatentPipeline
-
-    results = {}
-    if config.eval_latents:
-        with autocast():
-            held = held_out_loss(model, scheduler, config.eval_latents, scale, config.eval_batch_size,
-                                 config.eval_draws, device, stats, class_names=data.meta.class_names)
-        set_seed(config.loop.seed)  # the untrained model: the same init as this run's
+def final_evaluation(config: LatentTrainConfig, folder: Path, model: torch.nn.Module, scheduler: SchedulerMixin,
+                     data: LatentDataset, stats: dict, scale: float, device: torch.device | str,
+                     autocast=contextlib.nullcontext, processes: PartialState | None = None) -> dict:
+    """The held-out loss on --eval-latents (none: {}) with the untrained (or, with --init-weights, initial) model of
+    the preset `folder` and the class-Gaussian denoiser, under the run's precision; every process of `processes`
+    calls it and evaluates its share (`held_out_loss`)."""
+    if not config.eval_latents:
+        return {}
+    with autocast():
+        held = held_out_loss(model, scheduler, config.eval_latents, scale, config.eval_batch_size, config.eval_draws,
+                             device, stats, class_names=data.meta.class_names, processes=processes)
+    with torch.random.fork_rng(devices=[]):  # the untrained model: the same init as this run's (RNG kept)
+        torch.manual_seed(config.loop.seed)
         untrained, _ = build_generator(config, data, folder)
-        disable_label_dropout(untrained)
-        with autocast():
-            base = held_out_loss(untrained.to(device), scheduler, config.eval_latents, scale, config.eval_batch_size,
-                                 config.eval_draws, device)
-        held["denoising_loss_untrained"] = base["denoising_loss"]
-        results[config.eval_latents] = held
+    disable_label_dropout(untrained)
+    with autocast():
+        base = held_out_loss(untrained.to(device), scheduler, config.eval_latents, scale, config.eval_batch_size,
+                             config.eval_draws, device, processes=processes)
+    held["denoising_loss_untrained"] = base["denoising_loss"]
+    if processes is None or processes.is_main_process:
         logger.info("held-out denoising loss %.4f (untrained %.4f, class-Gaussian denoiser %.4f) over %d samples",
                     held["denoising_loss"], held["denoising_loss_untrained"], held["denoising_loss_class_gaussian"],
                     held["num_samples"])
+    return {config.eval_latents: held}
+
+
+def save_outputs(config: LatentTrainConfig, out: Path, model: torch.nn.Module, scheduler: SchedulerMixin,
+                 vq: FVQModel | None, data: LatentDataset, results: dict, scale: float, summary: str,
+                 device: torch.device | str) -> None:
+    """Write `eval.json` (`final_evaluation`'s results); save the pipeline with its card and `samples.png` (one row
+    per class, the first 16 classes)."""
+    from ..pipelines import FVQLatentPipeline
+
     (out / "eval.json").write_text(json.dumps(results, indent=2))
     component = component_of(model)
     model.eval()
     if vq is None:
         model.save_pretrained(out / component)
         save_evaluation(out / component, results, summary)
-        return results
+        return
     vq.register_to_config(scaling_factor=scale)
     pipe = FVQLatentPipeline(**{component: model}, scheduler=make_sampler(scheduler, config.sampler),
                              vq=vq.to(device).eval(), class_names=data.meta.class_names)
@@ -342,4 +375,3 @@ def save_outputs(config: LatentTrainConfig, folder: Path, out: Path, model: torc
                   ).images
     make_image_grid(images, rows=len(classes), cols=config.samples_per_class).save(out / "samples.png")
     logger.info("Saved %s and %s (one row per class).", out / "pipeline", out / "samples.png")
-    return results

@@ -235,9 +235,12 @@ def test_an_unknown_scheduler_and_eval_every_without_latents_are_refused(latents
 
 
 @pytest.mark.slow
-def test_two_processes_train_the_same_weights(latents):
-    """Two real processes over gloo: each reads its own batches; both end with the same weights and scale."""
+def test_two_processes_train_the_same_weights_and_split_the_evaluation(latents):
+    """Two real processes over gloo: each reads its own batches; both end with the same weights and scale; the
+    held-out evaluation runs the model on half the batches on each, and gives what one process gives, to the bit."""
     from pathlib import Path
+
+    from fvq_hf.training.latent_trainer import held_out_loss
 
     from ..helpers import run_in_two_processes
 
@@ -245,12 +248,24 @@ def test_two_processes_train_the_same_weights(latents):
     lines = run_in_two_processes(Path(__file__).with_name("latent_ddp_worker.py"), [
         "--config", str(latents / "dit"), "--latents", str(latents / "lat"), "--output-dir", str(out),
         "--max-steps", "3", "--batch-size", "2", "--report-to", "none", "--num-workers", "0", "--sample-steps", "2",
-        "--samples-per-class", "1"])
-    assert [line[:4] for line in lines] == [["RANK", "0", "WORLD", "2"], ["RANK", "1", "WORLD", "2"]]
+        "--samples-per-class", "1", "--eval-latents", str(latents / "lat-heldout"), "--eval-batch-size", "2",
+        "--eval-draws", "2"])
+    ranks = [dict(zip(line[::2], line[1::2])) for line in lines]
+    assert [(r["RANK"], r["WORLD"]) for r in ranks] == [("0", "2"), ("1", "2")]
     # the same weights and scale; each process its own noise, timesteps and label dropout (seed * 2 + rank)
-    assert lines[0][4:-2] == lines[1][4:-2] and lines[0][9] == "3"
-    assert (lines[0][-1], lines[1][-1]) == ("0", "1")
+    assert all(ranks[0][k] == ranks[1][k] for k in ("WEIGHTS", "SCALE", "STEP")) and ranks[0]["STEP"] == "3"
+    assert (ranks[0]["NOISE_SEED"], ranks[1]["NOISE_SEED"]) == ("0", "1")
     assert (out / "pipeline" / "model_index.json").is_file()
+    # model calls: 3 training steps, then 8 held-out samples in 4 batches of 2, 2 draws, 2 predictions (labels,
+    # null), for the trained and the untrained model: 2 batches of each on each process (one alone: 4)
+    assert [int(r["PREDICTS"]) for r in ranks] == [3 + 2 * 2 * 2 * 2] * 2
+    both = [json.loads(r["EVAL"])[str(latents / "lat-heldout")] for r in ranks]
+    assert both[0] == both[1] and both[0]["num_samples"] == 8
+    pipe = FVQLatentPipeline.from_pretrained(out / "pipeline")
+    alone = held_out_loss(pipe.transformer, DDPMScheduler(clip_sample=False), latents / "lat-heldout",
+                          float(ranks[0]["SCALE"]), 2, 2, "cpu", class_names=["a", "b"])
+    assert alone["denoising_loss"] == both[0]["denoising_loss"]  # one process: the same sum in the same order
+    assert alone["denoising_loss_unconditional"] == both[0]["denoising_loss_unconditional"]
 
 
 @pytest.mark.slow
