@@ -294,3 +294,31 @@ def test_a_killed_run_resumes_exactly(latents):
     assert resumed.step == straight.step == 30
     for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.slow
+def test_bf16_and_compile_train_evaluate_and_save_as_usual(latents, fresh_accelerator_state):
+    """`--mixed-precision bf16` (CPU autocast) and `--compile` (inductor on CPU; about a minute to compile) run the
+    whole job: the same start, weights kept and saved in fp32 without `_orig_mod.` keys, losses as eager fp32's up to
+    bf16 rounding (bf16) or the order of the arithmetic (compile)."""
+    from accelerate.state import AcceleratorState
+    from safetensors.torch import load_file
+
+    runs = {}
+    for name, changes in (("fp32", {}), ("bf16", {"mixed_precision": "bf16"}), ("compiled", {"compile": True})):
+        AcceleratorState._reset_state(reset_partial_state=True)  # one precision per process state
+        runs[name] = train(config_for(latents, name, max_steps=2, eval_draws=1, **changes))
+    key = str(latents / "lat-heldout")
+    evals = {name: json.loads((latents / name / "eval.json").read_text())[key] for name in runs}
+    for name in runs:
+        saved = load_file(latents / name / "pipeline" / "transformer" / "diffusion_pytorch_model.safetensors")
+        assert all(t.dtype == torch.float32 for t in saved.values()) and not any("_orig_mod" in k for k in saved)
+        assert saved.keys() == runs["fp32"].model.state_dict().keys()
+    # the untrained baseline is the same model in each: bf16 moves its loss by rounding only
+    assert evals["bf16"]["denoising_loss_untrained"] == pytest.approx(evals["fp32"]["denoising_loss_untrained"],
+                                                                      rel=2e-2)
+    assert evals["bf16"]["denoising_loss_untrained"] != evals["fp32"]["denoising_loss_untrained"]  # it ran in bf16
+    assert runs["bf16"].loss == pytest.approx(runs["fp32"].loss, rel=5e-2)
+    assert runs["compiled"].model._compiled_call_impl is not None and runs["fp32"].model._compiled_call_impl is None
+    assert runs["compiled"].loss == pytest.approx(runs["fp32"].loss, rel=1e-4)
+    assert evals["compiled"]["denoising_loss"] == pytest.approx(evals["fp32"]["denoising_loss"], rel=1e-4)
