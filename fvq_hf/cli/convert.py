@@ -31,6 +31,7 @@ from typing import Union, get_args, get_origin
 from ..conversion.layouts import DeclaredOption, declared_options
 from ..conversion.loader import WEIGHT_ENTRIES, resolve_file
 from ..diffusion.conversion import convert_latent_generator, save_latent_generator
+from ..hub.paths import atomic_folder, refuse_existing
 from ..tokenizer import FVQModel
 from .errors import add_debug_flag, run_command
 
@@ -41,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("checkpoint", help="a .pt / .pth / .safetensors file, or a Hub repo id with --filename")
     parser.add_argument("--filename", help="the file inside the Hub repo (or local folder) given as checkpoint")
     parser.add_argument("--revision", help="Hub revision (branch, tag or commit)")
-    parser.add_argument("--output", required=True, help="folder to save_pretrained into")
+    parser.add_argument("--output", required=True, help="folder to save_pretrained into (written all at once: a kill "
+                        "mid-write leaves no partial folder)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
     parser.add_argument("--weights", default="auto", choices=("auto", *WEIGHT_ENTRIES, "bare"),
                         help="which entry of a training checkpoint (auto: ema, then model, then state_dict)")
     parser.add_argument("--codebook-l2-norm", action=argparse.BooleanOptionalAction, default=None,
@@ -86,6 +89,8 @@ def add_layout_option(parser: argparse.ArgumentParser, name: str, declared: Decl
 
 def convert(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for folder in [args.output] + ([f"{args.output}-folded"] if args.fold and args.generator is None else []):
+        refuse_existing(folder, args.overwrite)  # before any conversion
     if args.generator is not None:
         convert_generator(args)
         return
@@ -101,8 +106,9 @@ def convert(args: argparse.Namespace) -> None:
         revision=args.revision, **options)
     outputs = [(args.output, model)] + ([(f"{args.output}-folded", model.fold_bridge())] if args.fold else [])
     for folder, converted in outputs:
-        converted.save_pretrained(folder)
-        info.save(folder)
+        with atomic_folder(folder, args.overwrite) as tmp:  # a kill mid-write leaves no partial folder
+            converted.save_pretrained(tmp)
+            info.save(tmp)
         print(f"Wrote {folder} (layout {info.layout}, {info.weights} weights, bridge "
               f"{converted.config.bridge_type}, quantizer {converted.config.quantizer_type}, K = "
               f"{converted.codebook_size}, codebook_l2_norm="
@@ -127,7 +133,8 @@ def convert_generator(args: argparse.Namespace) -> None:
     kind = None if args.generator == "auto" else args.generator
     transformer, scheduler = convert_latent_generator(path, kind=kind, weights=args.weights, num_heads=args.num_heads,
                                                       trust_pickle=args.trust_pickle)
-    save_latent_generator(transformer, scheduler, args.output)
+    with atomic_folder(args.output, args.overwrite) as tmp:
+        save_latent_generator(transformer, scheduler, tmp)
     config = transformer.config
     print(f"Wrote {args.output}/transformer ({type(transformer).__name__}: {config.num_layers} layers, "
           f"{config.num_attention_heads} heads, {config.in_channels} -> {config.out_channels} channels at "

@@ -150,3 +150,23 @@ def test_cli_has_a_flag_for_the_option_of_a_registered_layout(tmp_path):
     info = OriginalCheckpointInfo.load(tmp_path / "out")
     assert info.decisions == {"codebook": "the EMA statistics (embed_avg / cluster_size)"}
     assert torch.equal(FVQModel.from_pretrained(tmp_path / "out").quantizer.embedding.weight, 2 * table)
+
+
+def test_output_is_written_all_at_once_and_an_existing_one_only_with_overwrite(tmp_path, capsys, monkeypatch):
+    path, _ = original_file("llamagen_vq8", tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    err = run_error([str(path), "--output", str(out)], capsys)
+    assert f"{out} exists; choose another output or pass --overwrite to replace it" in err
+    assert (out / "notes.txt").read_text() == "mine"  # refused before anything was written
+    # a failure mid-write (here: after the weights, before the provenance file) leaves the old folder as it was
+    monkeypatch.setattr(OriginalCheckpointInfo, "save", lambda self, folder: (_ for _ in ()).throw(OSError("disk full")))
+    err = run_error([str(path), "--output", str(out), "--overwrite"], capsys)
+    assert "disk full" in err and sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")] == []  # no partial sibling left
+    monkeypatch.undo()
+    main([str(path), "--output", str(out), "--overwrite"])
+    assert not (out / "notes.txt").exists() and (out / "config.json").is_file()
+    assert (out / "original_checkpoint.json").is_file()
+    main([str(path), "--output", str(tmp_path / "empty-is-fine")])  # a new or empty folder needs no flag
