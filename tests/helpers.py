@@ -185,9 +185,11 @@ def write_images(folder: Path, count: int = 6, size: tuple[int, int] = (48, 40),
     return folder
 
 
-def write_shards(folder: Path, shards: int = 4, per_shard: int | list[int] = 3, size: tuple[int, int] = (48, 40)) -> str:
+def write_shards(folder: Path, shards: int = 4, per_shard: int | list[int] = 3, size: tuple[int, int] = (48, 40),
+                 classes: int | None = None) -> str:
     """Webdataset tar shards of the builtin photos, shrunk to `size` (`NNN-MMM.png` files, `per_shard` in each or
-    the given count in each); their brace pattern."""
+    the given count in each), with `classes` a `NNN-MMM.cls` label beside each (photo number % classes); their
+    brace pattern."""
     import io
     import tarfile
 
@@ -205,6 +207,11 @@ def write_shards(folder: Path, shards: int = 4, per_shard: int | list[int] = 3, 
                 info.size = buffer.tell()
                 buffer.seek(0)
                 tar.addfile(info, buffer)
+                if classes:
+                    label = str((sum(counts[:shard]) + i) % len(photos) % classes).encode()
+                    info = tarfile.TarInfo(f"{shard:03d}-{i:03d}.cls")
+                    info.size = len(label)
+                    tar.addfile(info, io.BytesIO(label))
     return str(folder / f"shard-{{000..{shards - 1:03d}}}.tar")
 
 

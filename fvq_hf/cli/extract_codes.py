@@ -29,10 +29,13 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokenizer", required=True, help="trained FVQModel folder or hub id")
     parser.add_argument("--data", default="builtin", help="builtin[:split], an image folder (class sub-folders), a "
-                        "saved dataset, or hf:<name>[:split]")
+                        "saved dataset, hf:<name>[:split], or webdataset tar shards ('shards/{000..099}.tar', streamed)")
+    parser.add_argument("--streaming", action="store_true", help="read hf:<name> as a stream (each process reads its "
+                        "share once; classes from --label-column)")
     parser.add_argument("--split", default="train", help="split of a datasets dataset")
     parser.add_argument("--image-column", help="image column of a datasets dataset")
-    parser.add_argument("--label-column", help="class column of a datasets dataset (default: the first ClassLabel)")
+    parser.add_argument("--label-column", help="class column of a datasets dataset (default: the first ClassLabel) or "
+                        "of a stream (a ClassLabel, or integers; without it a stream is one class)")
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--resolution", type=int, help="crop size (default: the tokenizer's sample_size)")
     parser.add_argument("--random-crops", type=int, help="random multi-scale crops per image (default: one centre crop)")
@@ -53,7 +56,7 @@ def command(args: argparse.Namespace) -> None:
                   random_crops=args.random_crops, flip=not args.no_flip, batch_size=args.batch_size,
                   num_workers=args.num_workers, seed=args.seed, image_column=args.image_column,
                   label_column=args.label_column, overwrite=args.overwrite,
-                  latents=args.latents)
+                  latents=args.latents, streaming=args.streaming)
 
 
 if __name__ == "__main__":

@@ -37,8 +37,8 @@ from ..data.sources import class_labels, open_source
 from ..data.spec import DataSpec
 from ..data.streams import open_stream
 from ..data.table_file import load_table, save_table
+from ..data.views import SourceViews, StreamViews, collate_views
 from .features import FeatureEncoder, check_pooling, load_encoder, pooled_vectors
-from .images import SourceViews, StreamViews, collate_views
 from .kmeans import LIBRARY, faiss_gpus, kmeans
 from .sampling import GroupSampler, sample_keys
 

@@ -14,7 +14,6 @@ it fills; a full group takes a new vector only in place of a held one with a lar
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,11 +26,6 @@ def sample_keys(seed: int, identity: tuple[int, ...], count: int) -> np.ndarray:
     """`count` uniform keys in [0, 1) for the vectors of one item: a pure function of the seed and the item's
     `identity` (non-negative ints, e.g. `(image index, crop index)`), in the order of the item's vectors."""
     return np.random.default_rng((seed, KEY_STREAM, *identity)).random(count)
-
-
-def text_identity(text: str) -> int:
-    """A stable 63-bit integer for an item named by text (a webdataset key): its part of `sample_keys`' identity."""
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") >> 1
 
 
 @dataclass

@@ -3,6 +3,7 @@ command is `fvq-extract-codes` (`fvq_hf.cli.extract_codes`)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 from pathlib import Path
@@ -16,6 +17,8 @@ from ..data.codes_folder import CodesMeta, is_codes_folder, read_meta, shard_nam
 from ..data.image_io import pil_to_tensor, resize_center_crop
 from ..data.sources import RandomCrops, class_labels, open_source, readable
 from ..data.spec import DataSpec
+from ..data.streams import open_stream
+from ..data.views import StreamViews, collate_views
 from ..tokenizer import FVQModel
 
 logger = logging.getLogger(__name__)
@@ -52,14 +55,38 @@ def collate_readable(items):
     return torch.stack([image for image, _ in items]), torch.tensor([label for _, label in items])
 
 
+def collate_streamed(items):
+    """`StreamViews` items -> `(images, labels)` as `collate_readable` gives them."""
+    batch = collate_views(items)
+    return None if batch is None else (batch[0], torch.tensor(batch[1]))
+
+
+def centre_crop(image, resolution: int) -> torch.Tensor:
+    return pil_to_tensor(resize_center_crop(image, resolution))
+
+
+def stream_class_names(stream, label_column: str | None) -> list[str] | None:
+    """A stream's class names: its `ClassLabel` names, ["image"] (one class) without `label_column`, or None when
+    the column holds bare integers (the names are then "0".."C-1", C the largest label read + 1)."""
+    import datasets
+
+    if label_column is None:
+        logger.warning("A stream without --label-column: every image gets class 0 (unconditional).")
+        return ["image"]
+    feature = (stream.features or {}).get(label_column)
+    return list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
+
+
 @torch.no_grad()
 def extract_codes(tokenizer: str, data: str | DataSpec, output_dir: str | Path, *, split: str = "train",
                   resolution: int | None = None, random_crops: int | None = None, flip: bool = True,
                   batch_size: int = 64, num_workers: int = 2, seed: int = 0, image_column: str | None = None,
-                  label_column: str | None = None, overwrite: bool = False, latents: bool = False) -> CodesMeta:
+                  label_column: str | None = None, overwrite: bool = False, latents: bool = False,
+                  streaming: bool = False) -> CodesMeta:
     """Encode `data` with the tokenizer into a codes folder (`data.codes_folder`); returns its meta. With `latents`
     the folder also holds each view's pre-quantization latents (`FVQModel.encode(x).latents`), for
-    `fvq-train-latent`."""
+    `fvq-train-latent`. Streamed data (tar shards, or `streaming` with `hf:<name>`) is read once, each process its
+    share; its classes come from `label_column` (a `ClassLabel`'s names, else "0".."C-1"), else one class."""
     from accelerate import Accelerator
 
     accelerator = Accelerator()
@@ -76,12 +103,20 @@ def extract_codes(tokenizer: str, data: str | DataSpec, output_dir: str | Path, 
     resolution = resolution or model.config.sample_size
     if resolution % model.downsample_factor:
         raise ValueError(f"--resolution {resolution} is not a multiple of the downsample factor {model.downsample_factor}.")
-    data = DataSpec.parse(data)
-    source = open_source(data, split, image_column)
-    labels, class_names = class_labels(source, label_column)
-    images = ExtractionImages(source, labels, resolution, random_crops, seed)
-    share = torch.utils.data.Subset(images, range(accelerator.process_index, len(images), accelerator.num_processes))
-    loader = DataLoader(share, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_readable)
+    data = DataSpec.parse(data, streaming)
+    if data.streaming:  # tar shards or a streamed Hub dataset: each process reads its share (datasets' split)
+        stream, column = open_stream(data, split, image_column)
+        class_names = stream_class_names(stream, label_column)
+        views = StreamViews(stream, column, functools.partial(centre_crop, resolution=resolution), resolution,
+                            label_column, random_crops, seed, accelerator.process_index, accelerator.num_processes)
+        loader = DataLoader(views, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_streamed)
+    else:
+        source = open_source(data, split, image_column)
+        labels, class_names = class_labels(source, label_column)
+        images = ExtractionImages(source, labels, resolution, random_crops, seed)
+        share = torch.utils.data.Subset(images, range(accelerator.process_index, len(images),
+                                                      accelerator.num_processes))
+        loader = DataLoader(share, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_readable)
     if accelerator.is_main_process:
         if overwrite and out.exists():
             shutil.rmtree(out)
@@ -89,13 +124,17 @@ def extract_codes(tokenizer: str, data: str | DataSpec, output_dir: str | Path, 
     accelerator.wait_for_everyone()
 
     h, w = model.token_grid_size(resolution, resolution)
-    meta = CodesMeta(
-        tokenizer=str(Path(tokenizer).resolve()) if Path(tokenizer).is_dir() else str(tokenizer),
-        codebook_size=model.codebook_size, token_grid_size=[h, w], resolution=resolution,
-        num_classes=len(class_names), class_names=class_names, views=["image", "hflip"] if flip else ["image"],
-        data=str(data), split=split, random_crops=random_crops, seed=seed,
-        shards=[shard_name(i) for i in range(accelerator.num_processes)],
-        latent_channels=model.config.vq_embed_dim if latents else None)
+
+    def codes_meta(names: list[str]) -> CodesMeta:
+        return CodesMeta(
+            tokenizer=str(Path(tokenizer).resolve()) if Path(tokenizer).is_dir() else str(tokenizer),
+            codebook_size=model.codebook_size, token_grid_size=[h, w], resolution=resolution,
+            num_classes=len(names), class_names=names, views=["image", "hflip"] if flip else ["image"],
+            data=str(data), split=split, random_crops=random_crops, seed=seed,
+            shards=[shard_name(i) for i in range(accelerator.num_processes)],
+            latent_channels=model.config.vq_embed_dim if latents else None)
+
+    meta = codes_meta(class_names or [])
     codes, sample_labels, sample_latents = [], [], []
     from tqdm.auto import tqdm
 
@@ -110,6 +149,8 @@ def extract_codes(tokenizer: str, data: str | DataSpec, output_dir: str | Path, 
         if latents:
             sample_latents.append(torch.stack([e.latents for e in encoded], dim=1).float().cpu().numpy())
         sample_labels.append(batch_labels.numpy())
+    if data.streaming:  # a stream's labels are known once read
+        meta = codes_meta(stream_labels_checked(accelerator, sample_labels, class_names, label_column))
     empty_latents = np.zeros((0, len(meta.views), meta.latent_channels or 0, h, w), np.float32)
     write_shard(out, accelerator.process_index,
                 np.concatenate(codes) if codes else np.zeros((0, len(meta.views), h, w), meta.id_dtype),
@@ -119,6 +160,21 @@ def extract_codes(tokenizer: str, data: str | DataSpec, output_dir: str | Path, 
     if accelerator.is_main_process:
         write_meta(out, meta)
         logger.info("Wrote %d samples x %d views of %dx%d tokens (%d classes) to %s.", meta.num_samples,
-                    len(meta.views), h, w, len(class_names), out)
+                    len(meta.views), h, w, meta.num_classes, out)
     accelerator.wait_for_everyone()
     return read_meta(out)
+
+
+def stream_labels_checked(accelerator, sample_labels: list[np.ndarray], names: list[str] | None,
+                          label_column: str | None) -> list[str]:
+    """The class names of a stream's labels as read on every process: `names` (its ClassLabel's, or one class)
+    with every label inside them, or "0".."C-1" for bare integers (C = the largest label + 1, over processes)."""
+    labels = np.concatenate(sample_labels) if sample_labels else np.zeros(0, np.int64)
+    bounds = torch.tensor([int(labels.min()) if len(labels) else 0, int(labels.max()) if len(labels) else -1],
+                          device=accelerator.device)
+    gathered = accelerator.gather(bounds.unsqueeze(0)).reshape(-1, 2)
+    low, high = int(gathered[:, 0].min()), int(gathered[:, 1].max())
+    if low < 0 or (names is not None and high >= len(names)):
+        raise ValueError(f"--label-column {label_column!r} holds labels {low}..{high}, outside [0, "
+                         f"{len(names) if names is not None else 'C'}).")
+    return names if names is not None else [str(i) for i in range(high + 1)]

@@ -125,6 +125,9 @@ CASES = [
                             "--codebook-size", "4"], "a stream has no classes unless --label-column names"),
     ("fvq-build-codebook", ["--encoder", "{t}/model", *BUILD[:-2], "--codebook-size", "0"],
      "--codebook-size must be >= 1"),
+    ("fvq-extract-codes", ["--tokenizer", "{t}/model", "--data", "{t}/shards/shard-{{000..001}}.tar", "--label-column",
+                           "nope", "--output-dir", "{t}/codes-streamed", "--num-workers", "0"],
+     "--label-column 'nope' is not a column of the stream"),
     ("fvq-build-codebook", ["--encoder", "{t}/model", *BUILD, "--kmeans-iterations", "-1"],
      "--kmeans-iterations must be >= 0 (0: a random selection of samples), got -1"),
 ]

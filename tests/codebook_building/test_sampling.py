@@ -5,7 +5,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from fvq_hf.codebook_building.sampling import GroupSampler, sample_keys, text_identity
+from fvq_hf.codebook_building.sampling import GroupSampler, sample_keys
+from fvq_hf.data.views import text_identity
 
 
 def offers(count: int = 600, dim: int = 4, groups: int = 3, seed: int = 0):

@@ -123,3 +123,50 @@ def test_broken_codes_folders_are_named(tokenizer, classes, tmp_path):
 def test_a_missing_tokenizer_is_named(classes, tmp_path):
     with pytest.raises(OSError, match="no-such-tokenizer"):
         extract_codes(str(tmp_path / "no-such-tokenizer"), str(classes), tmp_path / "codes", num_workers=0)
+
+
+def test_tar_shards_are_streamed_once_with_their_labels(tokenizer, tmp_path):
+    """Webdataset shards (streamed; `--label-column cls`, bare integers): each image's centre crop and its flip, in
+    stream order, labels as written, classes "0".."C-1"; without the column, one class."""
+    from ..helpers import write_shards
+
+    model, path = tokenizer
+    pattern = write_shards(tmp_path / "shards", shards=2, per_shard=3, size=(40, 36), classes=4)
+    main(["--tokenizer", path, "--data", pattern, "--label-column", "cls", "--latents", "--output-dir",
+          str(tmp_path / "codes"), "--num-workers", "0"])
+    meta = json.loads((tmp_path / "codes" / "meta.json").read_text())
+    assert meta["class_names"] == ["0", "1", "2", "3"] and meta["num_samples"] == 6 and meta["data"] == pattern
+    assert np.load(tmp_path / "codes" / "labels-00000.npy").tolist() == [0, 1, 2, 3, 0, 1]
+    codes = np.load(tmp_path / "codes" / "codes-00000.npy")
+    from fvq_hf.data.sources import builtin_photos
+
+    photo = builtin_photos("train")[3][1].resize((40, 36))  # the second shard's first image
+    image = pil_to_tensor(resize_center_crop(photo, 32))[None]
+    with torch.no_grad():
+        assert np.array_equal(codes[3, 0], model.tokenize(image)[0].numpy())
+        assert np.array_equal(codes[3, 1], model.tokenize(image.flip(-1))[0].numpy())
+    assert np.load(tmp_path / "codes" / "latents-00000.npy").shape == (6, 2, 8, 8, 8)
+    meta = extract_codes(path, pattern, tmp_path / "one", num_workers=0)
+    assert meta.class_names == ["image"] and set(np.load(tmp_path / "one" / "labels-00000.npy").tolist()) == {0}
+
+
+@pytest.mark.slow
+def test_two_processes_stream_the_shards_once_between_them(tokenizer, tmp_path):
+    """2 processes over 2 shards: each writes its share, and together they hold one process's samples."""
+    from pathlib import Path
+
+    from ..helpers import run_in_two_processes, write_shards
+
+    _, path = tokenizer
+    pattern = write_shards(tmp_path / "shards", shards=2, per_shard=3, size=(40, 36), classes=4)
+    common = ["--tokenizer", path, "--data", pattern, "--label-column", "cls", "--num-workers", "0"]
+    run_in_two_processes(Path(__file__).with_name("extract_worker.py"), [*common, "--output-dir", str(tmp_path / "two")])
+    main([*common, "--output-dir", str(tmp_path / "one")])
+    rows = {}
+    for name, shards in (("two", 2), ("one", 1)):
+        labels = [np.load(tmp_path / name / f"labels-{r:05d}.npy") for r in range(shards)]
+        codes = [np.load(tmp_path / name / f"codes-{r:05d}.npy") for r in range(shards)]
+        assert [len(x) for x in labels] == ([3, 3] if shards == 2 else [6])
+        rows[name] = sorted((int(label), c.tobytes()) for ls, cs in zip(labels, codes) for label, c in zip(ls, cs))
+    assert rows["two"] == rows["one"]
+    assert json.loads((tmp_path / "two" / "meta.json").read_text())["class_names"] == ["0", "1", "2", "3"]

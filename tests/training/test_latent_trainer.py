@@ -79,6 +79,15 @@ def test_extracted_latents_are_the_encoders_and_quantize_to_the_stored_ids(laten
                           np.load(latents / "lat-heldout" / "latents-00000.npy"))
 
 
+def test_latents_are_memory_mapped_not_loaded(latents):
+    """The files are memory-mapped: a data set of any size costs its open files, not its bytes (the streamed read of
+    `fvq-train-latent`; `fvq-extract-codes` itself reads streams and shards)."""
+    data = LatentDataset(latents / "lat")
+    assert all(isinstance(shard, np.memmap) and shard.mode == "r" for shard in data.latents)
+    item, _ = data[3]
+    assert not isinstance(item.numpy(), np.memmap) and item.dtype == torch.float32  # a copy: the file is read-only
+
+
 def test_a_codes_folder_without_latents_is_refused_with_the_command_that_makes_one(latents, capsys):
     with pytest.raises(ValueError, match="fvq-extract-codes --latents"):
         LatentDataset(latents / "ids-only")

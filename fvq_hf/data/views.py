@@ -1,15 +1,17 @@
-"""The images a codebook build reads, each with its group and identity: map-style data (builtin photos, image folders,
-`datasets` datasets) split over processes, or streamed data (tar shards, `--streaming`) split by `datasets`.
+"""Images read once each, with a group and an identity (what a codebook build and a code extraction encode):
+map-style data (builtin photos, image folders, `datasets` datasets) split over processes, or streamed data (tar
+shards, `--streaming`) split by `datasets`.
 
 An item is `(pixels (3, R, R) in [-1, 1], group, identity)`. The group is the image's class (`class_labels` of the
 source, or a stream's label column) or 0 for one global group; the identity (a tuple of ints) names the view (image
 index or stream key, and crop) so that its sample keys (`sampling.sample_keys`) do not depend on which process reads
-it. A view is the encoder's centre crop (`FeatureEncoder.prepare`) or, with `random_crops`, one of that many random
+it. A view is the encoder's centre crop (`prepare`, e.g. `FeatureEncoder.prepare`) or, with `random_crops`, one of that many random
 multi-scale crops of the image (`data.sources.random_crop`, no flip), each drawn from (seed, identity).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterator
 
@@ -17,14 +19,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data.image_io import ImageReadError
-from ..data.sources import random_crop, readable
-from ..data.streams import example_image
-from .sampling import text_identity
+from .image_io import ImageReadError
+from .sources import random_crop, readable
+from .streams import example_image
 
 logger = logging.getLogger(__name__)
 
 Prepare = Callable[[Image.Image], torch.Tensor]
+
+
+def text_identity(text: str) -> int:
+    """A stable 63-bit integer for an item named by text (a webdataset key): its part of an identity."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") >> 1
 
 
 def view(image: Image.Image, crop: int | None, prepare: Prepare, resolution: int, seed: int,
