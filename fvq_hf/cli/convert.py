@@ -115,14 +115,14 @@ def convert(args: argparse.Namespace) -> None:
               f"{info.codebook_l2_norm}: {info.l2_norm_reason}).")
 
 
-# Tokenizer options that a latent generator does not take (their "not given" values).
-TOKENIZER_ONLY = {"config": None, "residual_depth": None, "scales": None, "fold": False, "codebook_l2_norm": None,
-                  "sample_size": 256}
+# Tokenizer options that a latent generator does not take (given: not at the parser's default).
+TOKENIZER_ONLY = ("config", "residual_depth", "scales", "fold", "codebook_l2_norm", "sample_size")
 
 
 def convert_generator(args: argparse.Namespace) -> None:
     """`--generator`: a DiT / SiT checkpoint -> `<output>/transformer` and `<output>/scheduler`."""
-    given = [name for name, unset in TOKENIZER_ONLY.items() if getattr(args, name) != unset]
+    defaults = build_parser()
+    given = [name for name in TOKENIZER_ONLY if getattr(args, name) != defaults.get_default(name)]
     given += [name for name in declared_options() if name != "num_heads" and getattr(args, name) is not None]
     if given:
         flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)

@@ -149,3 +149,20 @@ def test_latent_generation(tmp_path):
     out = _run("latent_generation.py", "speed", "--latents", str(tmp_path / "lat"), "--batch-size", "2", "--warmup",
                "1", "--timed", "2", "--work", str(tmp_path / "work"))
     assert json.loads(out.strip().splitlines()[-1])["bare_loop_s_per_step"] > 0
+
+
+@pytest.mark.slow
+def test_vqgan_lc_side_by_side(tmp_path):
+    from fvq_hf import FVQModel
+
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    FVQModel.from_config(FVQModel.load_config(ROOT / "hub_configs" / "fvq-cpu-4k")).save_pretrained(tmp_path / "enc")
+    out = _run("vqgan_lc_side_by_side.py", "--encoder", str(tmp_path / "enc"), "--codebook-sizes", "256", "--seeds",
+               "0", "1", "--steps", "1", "--eval-limit", "8", "--eval-tiles", "4", "--random-crops", "1",
+               "--kmeans-iterations", "2", "--tables", str(tmp_path / "tables"), "--json", str(tmp_path / "s.json"))
+    results = json.loads((tmp_path / "s.json").read_text())
+    assert len(results["runs"]) == 7 * 2 and set(results["tables"]) == {"kmeans-256", "selection-256"}
+    assert json.loads(results["tables"]["selection-256"]["kmeans"])["iterations"] == [0] * 14
+    assert all(r["heldout"]["num_tokens"] == 4 * 64 for r in results["runs"].values())
+    assert "| 256 | lc-kmeans-their-loss | 2 |" in out and "| 256 | none | 2 |" in out
