@@ -12,17 +12,14 @@ first 16 classes).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, set_seed
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
-from torch.utils.data import DataLoader
 
 from ..data.latents import LatentDataset
 from ..diffusion.generators import (
@@ -35,7 +32,7 @@ from ..diffusion.generators import (
     load_scheduler,
     predict,
 )
-from ..diffusion.objectives import gaussian_denoiser, training_pair
+from ..diffusion.objectives import training_pair
 from ..diffusion.schedulers import make_sampler, objective_of
 from ..hub.evaluation_file import save_evaluation
 from ..hub.paths import refuse_missing_folder
@@ -43,6 +40,7 @@ from ..tokenizer import FVQModel
 from . import runtime
 from .config import LatentTrainConfig
 from .ema import averaged_weights, make_ema
+from .latent_evaluation import EvalOptions, final_evaluation, held_out_loss, latent_statistics
 
 logger = logging.getLogger(__name__)
 
@@ -88,92 +86,6 @@ def build_generator(config: LatentTrainConfig, data: LatentDataset, folder: Path
     model = cls.from_config({**saved, **facts})
     check_fits(model, data.latent_shape, f"The latents of {config.latents}")
     return model, scheduler
-
-
-@torch.no_grad()
-def latent_statistics(data: LatentDataset) -> dict:
-    """Mean and std over every value of every training latent, and each class's per-position mean and variance
-    `(C, d, h, w)`, in one pass over the files (bounded memory: `LatentDataset.chunks`)."""
-    shape = (data.num_classes, *data.latent_shape)
-    sums, squares = torch.zeros(shape, dtype=torch.float64), torch.zeros(shape, dtype=torch.float64)
-    counts = torch.zeros(data.num_classes, dtype=torch.float64)
-    for latents, labels in data.chunks():
-        values = latents.double()
-        sums.index_add_(0, labels, values)
-        squares.index_add_(0, labels, values.square())
-        counts += torch.bincount(labels, minlength=data.num_classes).double()
-    total = counts.sum() * sums[0].numel()
-    mean = (sums.sum() / total).item()
-    std = max((squares.sum() / total).item() - mean * mean, 0.0) ** 0.5
-    per_class = counts.clamp_min(1).reshape(-1, 1, 1, 1)
-    class_means = sums / per_class
-    class_variances = (squares / per_class - class_means.square()).clamp_min(0)
-    return {"mean": mean, "std": std, "class_means": class_means.float(), "class_variances": class_variances.float()}
-
-
-@torch.no_grad()
-def held_out_loss(model: torch.nn.Module | None, scheduler: SchedulerMixin, folder: str | Path, scale: float,
-                  batch_size: int, draws: int, device: torch.device | str, stats: dict | None = None, seed: int = 0,
-                  class_names: list[str] | None = None, processes: PartialState | None = None) -> dict:
-    """The denoising loss over every latent (and view) of `folder` at `draws` seeded (noise, timestep) pairs each:
-    with the labels, with the null class, and (given `stats` of `latent_statistics`) the class-Gaussian denoiser's
-    on the same draws (the optimal one if each class's latents were Gaussian with their per-position mean and
-    variance). `model` None gives that baseline only. MSE over values. Draws come from a generator of their own: the
-    training RNG (which checkpoints restore) is untouched.
-
-    `processes` (accelerate's state; every process calls it): process r runs the model on batches r, r + world, ...
-    and the per-batch sums are gathered and added in batch order, so the result is the one-process result to the bit
-    (every process draws every batch's pairs, skipping those of the others: drawing is cheap, the model is not)."""
-    rank, world = (processes.process_index, processes.num_processes) if processes is not None else (0, 1)
-    data = LatentDataset(folder, all_views=True)
-    if class_names is not None and data.meta.class_names != class_names:
-        raise ValueError(f"{folder} names other classes than the training latents ({data.meta.class_names[:5]} vs "
-                         f"{class_names[:5]}): extract both from the same data.")
-    generator = torch.Generator().manual_seed(seed)
-    if model is not None:
-        check_fits(model, data.latent_shape, f"The latents of {folder}")
-        model.eval()
-        num_classes, null = conditioning(model)
-        if data.num_classes != num_classes:
-            raise ValueError(f"{folder} has {data.num_classes} classes; the generator has {num_classes}.")
-    keys = ([] if model is None else ["denoising_loss", "denoising_loss_unconditional"]) + \
-        ([] if stats is None else ["denoising_loss_class_gaussian"])
-    mine: list[tuple[int, list[dict[str, float]], int]] = []  # (batch, each draw's {key: loss x samples}, samples)
-    for index, (latents, labels) in enumerate(DataLoader(data, batch_size=batch_size)):
-        clean = latents * scale
-        pairs = [training_pair(scheduler, clean, generator) for _ in range(draws)]
-        if index % world != rank:
-            continue
-        labels, terms = labels.to(device), []
-        for pair in pairs:
-            noisy, timesteps, target = (x.to(device) for x in pair)
-            predictions = {}
-            if model is not None:
-                predictions["denoising_loss"] = predict(model, noisy, timesteps, labels)
-                predictions["denoising_loss_unconditional"] = predict(model, noisy, timesteps,
-                                                                      torch.full_like(labels, null))
-            if stats is not None:
-                mean = stats["class_means"].to(device)[labels] * scale
-                variance = stats["class_variances"].to(device)[labels] * scale ** 2
-                predictions["denoising_loss_class_gaussian"] = gaussian_denoiser(scheduler, noisy, timesteps, mean,
-                                                                                 variance)
-            terms.append({key: torch.mean((prediction.float() - target) ** 2).item() * len(labels)
-                          for key, prediction in predictions.items()})
-        mine.append((index, terms, len(labels)))
-    batches = mine
-    if world > 1:
-        gathered: list = [None] * world
-        torch.distributed.all_gather_object(gathered, mine)
-        batches = sorted((part for parts in gathered for part in parts), key=lambda part: part[0])
-    sums, count = dict.fromkeys(keys, 0.0), 0
-    for _, terms, samples in batches:  # in batch order, as one process adds them
-        for term in terms:
-            for key in keys:
-                sums[key] += term[key]
-            count += samples
-    h, w = data.token_grid_size
-    return {**{k: v / count for k, v in sums.items()}, "num_samples": count // draws,
-            "num_tokens": count // draws * h * w, "draws": draws}
 
 
 @dataclass
@@ -255,6 +167,7 @@ def train(config: LatentTrainConfig) -> LatentTrainResult:
                               *([ema] if ema else []))
     if ema:
         ema.to(accelerator.device)
+    options = EvalOptions(config.eval_batch_size, config.eval_draws)
     global_batch = loop.batch_size * accelerator.num_processes * loop.gradient_accumulation_steps
     logger.info("%s (%s, %s): %.1fM parameters, %d samples, %d steps (%d per epoch), global batch %d, %d processes, "
                 "%s", config.config, type(unwrapped).__name__, objective_of(scheduler),
@@ -285,8 +198,8 @@ def train(config: LatentTrainConfig) -> LatentTrainResult:
     for _, logs in run.steps(step):
         if config.eval_every and state.step % config.eval_every == 0 and state.step < schedule.total:
             with run.paused(), averaged_weights(ema, unwrapped), accelerator.autocast():
-                held = held_out_loss(unwrapped, scheduler, config.eval_latents, scale, config.eval_batch_size,
-                                     config.eval_draws, accelerator.device, class_names=data.meta.class_names,
+                held = held_out_loss(unwrapped, scheduler, config.eval_latents, scale, options.batch_size,
+                                     options.draws, accelerator.device, class_names=data.meta.class_names,
                                      processes=accelerator.state)
                 accelerator.log({f"eval/{k}": v for k, v in held.items()}, step=state.step)
                 if accelerator.is_main_process:
@@ -310,39 +223,19 @@ def train(config: LatentTrainConfig) -> LatentTrainResult:
                    + f"; last training loss {final_loss:.4f}.")
         with averaged_weights(ema, unwrapped):
             # every process evaluates its share of the held-out latents; the main process saves
-            results = final_evaluation(config, folder, unwrapped, scheduler, data, stats, scale, accelerator.device,
-                                       accelerator.autocast, accelerator.state)
+            if config.eval_latents:
+                with torch.random.fork_rng(devices=[]):  # the untrained model: this run's init (the RNG kept)
+                    torch.manual_seed(loop.seed)
+                    untrained, _ = build_generator(config, data, folder)
+                disable_label_dropout(untrained)
+                results = final_evaluation(unwrapped, untrained, scheduler, config.eval_latents, options,
+                                           data.meta.class_names, stats, scale, accelerator.device,
+                                           accelerator.autocast, accelerator.state)
             if accelerator.is_main_process:
                 save_outputs(config, out, unwrapped, scheduler, vq, data, results, scale, summary, accelerator.device)
     runtime.end_run(accelerator, out)
     return LatentTrainResult(state.step, final_loss, results, unwrapped, scale, accelerator.process_index,
                              accelerator.num_processes)
-
-
-def final_evaluation(config: LatentTrainConfig, folder: Path, model: torch.nn.Module, scheduler: SchedulerMixin,
-                     data: LatentDataset, stats: dict, scale: float, device: torch.device | str,
-                     autocast=contextlib.nullcontext, processes: PartialState | None = None) -> dict:
-    """The held-out loss on --eval-latents (none: {}) with the untrained (or, with --init-weights, initial) model of
-    the preset `folder` and the class-Gaussian denoiser, under the run's precision; every process of `processes`
-    calls it and evaluates its share (`held_out_loss`)."""
-    if not config.eval_latents:
-        return {}
-    with autocast():
-        held = held_out_loss(model, scheduler, config.eval_latents, scale, config.eval_batch_size, config.eval_draws,
-                             device, stats, class_names=data.meta.class_names, processes=processes)
-    with torch.random.fork_rng(devices=[]):  # the untrained model: the same init as this run's (RNG kept)
-        torch.manual_seed(config.loop.seed)
-        untrained, _ = build_generator(config, data, folder)
-    disable_label_dropout(untrained)
-    with autocast():
-        base = held_out_loss(untrained.to(device), scheduler, config.eval_latents, scale, config.eval_batch_size,
-                             config.eval_draws, device, processes=processes)
-    held["denoising_loss_untrained"] = base["denoising_loss"]
-    if processes is None or processes.is_main_process:
-        logger.info("held-out denoising loss %.4f (untrained %.4f, class-Gaussian denoiser %.4f) over %d samples",
-                    held["denoising_loss"], held["denoising_loss_untrained"], held["denoising_loss_class_gaussian"],
-                    held["num_samples"])
-    return {config.eval_latents: held}
 
 
 def save_outputs(config: LatentTrainConfig, out: Path, model: torch.nn.Module, scheduler: SchedulerMixin,

@@ -8,7 +8,7 @@ import sys
 import torch
 
 from fvq_hf.cli.train_latent import build_config
-from fvq_hf.training import latent_trainer
+from fvq_hf.training import latent_evaluation, latent_trainer
 
 if __name__ == "__main__":
     calls = []
@@ -18,7 +18,7 @@ if __name__ == "__main__":
         calls.append(1)
         return predict(model, *args, **kwargs)
 
-    latent_trainer.predict = counted
+    latent_trainer.predict = latent_evaluation.predict = counted  # the step's and the evaluation's
     result = latent_trainer.train(build_config(sys.argv[1:]))
     digest = hashlib.sha256(torch.cat([p.detach().flatten() for p in result.model.parameters()]).numpy().tobytes())
     sys.stdout.write(f"RANK {result.rank} WORLD {result.world_size} WEIGHTS {digest.hexdigest()[:16]} "

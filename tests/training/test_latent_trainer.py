@@ -107,7 +107,7 @@ def test_a_trained_generator_is_saved_as_a_pipeline_with_its_scale_baselines_and
     # the untrained baseline is this run's initial model (the preset, the data's shape, the run's seed)
     from accelerate.utils import set_seed
 
-    from fvq_hf.training.latent_trainer import held_out_loss
+    from fvq_hf.training.latent_evaluation import held_out_loss
 
     set_seed(0)
     initial = DiTTransformer2DModel(**{**TINY_DIT, "num_embeds_ada_norm": 2})
@@ -249,7 +249,7 @@ def test_two_processes_train_the_same_weights_and_split_the_evaluation(latents):
     held-out evaluation runs the model on half the batches on each, and gives what one process gives, to the bit."""
     from pathlib import Path
 
-    from fvq_hf.training.latent_trainer import held_out_loss
+    from fvq_hf.training.latent_evaluation import held_out_loss
 
     from ..helpers import run_in_two_processes
 
