@@ -24,8 +24,10 @@ not take.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import types
+from pathlib import Path
 from typing import Union, get_args, get_origin
 
 from ..conversion.layouts import DeclaredOption, declared_options
@@ -89,8 +91,11 @@ def add_layout_option(parser: argparse.ArgumentParser, name: str, declared: Decl
 
 def convert(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for folder in [args.output] + ([f"{args.output}-folded"] if args.fold and args.generator is None else []):
-        refuse_existing(folder, args.overwrite)  # before any conversion
+    for folder in output_folders(args):  # before any conversion
+        refuse_existing(folder, args.overwrite, replaceable=REPLACEABLE)
+        source = Path(args.checkpoint).resolve()
+        if source.exists() and (source == folder or folder in source.parents):
+            raise ValueError(f"--output {args.output} holds the checkpoint {args.checkpoint}: write elsewhere.")
     if args.generator is not None:
         convert_generator(args)
         return
@@ -104,15 +109,28 @@ def convert(args: argparse.Namespace) -> None:
         args.checkpoint, args.filename, output_loading_info=True, weights=args.weights, config=config,
         codebook_l2_norm=args.codebook_l2_norm, sample_size=args.sample_size, trust_pickle=args.trust_pickle,
         revision=args.revision, **options)
-    outputs = [(args.output, model)] + ([(f"{args.output}-folded", model.fold_bridge())] if args.fold else [])
-    for folder, converted in outputs:
-        with atomic_folder(folder, args.overwrite) as tmp:  # a kill mid-write leaves no partial folder
+    outputs = list(zip(output_folders(args), [model] + ([model.fold_bridge()] if args.fold else [])))
+    with contextlib.ExitStack() as stack:  # both folders (with --fold) are written, then both renamed in
+        for folder, converted in outputs:
+            tmp = stack.enter_context(atomic_folder(folder, args.overwrite, replaceable=REPLACEABLE))
             converted.save_pretrained(tmp)
             info.save(tmp)
+    for folder, converted in outputs:
         print(f"Wrote {folder} (layout {info.layout}, {info.weights} weights, bridge "
               f"{converted.config.bridge_type}, quantizer {converted.config.quantizer_type}, K = "
               f"{converted.codebook_size}, codebook_l2_norm="
               f"{info.codebook_l2_norm}: {info.l2_norm_reason}).")
+
+
+# What an earlier fvq-convert output holds (a tokenizer folder; a generator's): --overwrite replaces only those.
+REPLACEABLE = ("config.json", "original_checkpoint.json", "transformer", "scheduler")
+
+
+def output_folders(args: argparse.Namespace) -> list[Path]:
+    """`--output`, and with `--fold` (tokenizers) its `-folded` sibling, as absolute paths."""
+    output = Path(args.output).resolve()
+    fold = args.fold and args.generator is None
+    return [output] + ([output.with_name(output.name + "-folded")] if fold else [])
 
 
 # Tokenizer options that a latent generator does not take (given: not at the parser's default).
@@ -133,7 +151,7 @@ def convert_generator(args: argparse.Namespace) -> None:
     kind = None if args.generator == "auto" else args.generator
     transformer, scheduler = convert_latent_generator(path, kind=kind, weights=args.weights, num_heads=args.num_heads,
                                                       trust_pickle=args.trust_pickle)
-    with atomic_folder(args.output, args.overwrite) as tmp:
+    with atomic_folder(args.output, args.overwrite, replaceable=REPLACEABLE) as tmp:
         save_latent_generator(transformer, scheduler, tmp)
     config = transformer.config
     print(f"Wrote {args.output}/transformer ({type(transformer).__name__}: {config.num_layers} layers, "

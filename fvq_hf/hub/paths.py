@@ -26,32 +26,44 @@ def refuse_missing_folder(name: str | os.PathLike, what: str = "model") -> None:
                                 "id use org/name).")
 
 
-def refuse_existing(folder: str | os.PathLike, overwrite: bool, flag: str = "--overwrite") -> None:
-    """A FileExistsError for an existing file or non-empty folder unless `overwrite` (call it before the work)."""
+def refuse_existing(folder: str | os.PathLike, overwrite: bool, flag: str = "--overwrite",
+                    replaceable: tuple[str, ...] = ()) -> None:
+    """Call before the work. A FileExistsError for an existing file or non-empty folder unless `overwrite`; with it,
+    a non-empty folder that holds none of the `replaceable` entries (what this command writes, e.g. `config.json`)
+    is refused too: `overwrite` replaces an earlier output, never an unrelated folder."""
     path = Path(folder)
-    if path.exists() and not (path.is_dir() and not any(path.iterdir())) and not overwrite:
+    if not path.exists() or path.is_dir() and not any(path.iterdir()):
+        return
+    if not overwrite:
         raise FileExistsError(f"{path} exists; choose another output or pass {flag} to replace it.")
+    if replaceable and not (path.is_dir() and any((path / name).exists() for name in replaceable)):
+        raise FileExistsError(f"{path} exists and is not an earlier output of this command (it holds none of "
+                              f"{', '.join(replaceable)}); {flag} replaces only those: choose another output.")
 
 
 @contextlib.contextmanager
-def atomic_folder(folder: str | os.PathLike, overwrite: bool = False, flag: str = "--overwrite") -> Iterator[Path]:
-    """Write a folder all at once: the body writes into a hidden sibling (`.tmp-<name>-<pid>`), renamed to `folder`
-    when it ends without an error. A crash or an error leaves `folder` as it was and no partial one (the sibling is
-    removed on an error; a killed process leaves it, hidden, to delete). A non-empty `folder` is refused (a
-    FileExistsError naming `flag`) before the body runs unless `overwrite`, which replaces it as a whole (between its
-    removal and the rename there is none)."""
-    final = Path(folder)
-    refuse_existing(final, overwrite, flag)
-    tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}")
+def atomic_folder(folder: str | os.PathLike, overwrite: bool = False, flag: str = "--overwrite",
+                  replaceable: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Write a folder all at once: the body writes into a hidden sibling (`.tmp-<name>-<pid>`, made empty), renamed
+    to `folder` when it ends without an error. An error removes the sibling and leaves `folder` as it was; a killed
+    process leaves `folder` as it was and the hidden sibling to delete. An existing `folder` is checked first
+    (`refuse_existing`); with `overwrite` it is moved aside (`.old-<name>-<pid>`), the new one renamed in, and the
+    old one deleted: at every moment the old or the new folder exists whole, under its name or (for the instant
+    between the renames, or if the deletion is cut short) the hidden one."""
+    final = Path(folder).resolve()
+    refuse_existing(final, overwrite, flag, replaceable)
+    tmp, aside = (final.with_name(f".{kind}-{final.name}-{os.getpid()}") for kind in ("tmp", "old"))
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.parent.mkdir(parents=True, exist_ok=True)
+    tmp.mkdir(parents=True)
     try:
         yield tmp
+        if final.exists() or final.is_symlink():
+            os.replace(final, aside)
+        os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if final.is_dir() and not final.is_symlink():
-        shutil.rmtree(final)
-    elif final.exists() or final.is_symlink():
-        final.unlink()
-    os.replace(tmp, final)
+    if aside.is_dir() and not aside.is_symlink():
+        shutil.rmtree(aside, ignore_errors=True)
+    elif aside.exists() or aside.is_symlink():
+        aside.unlink()

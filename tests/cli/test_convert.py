@@ -154,19 +154,39 @@ def test_cli_has_a_flag_for_the_option_of_a_registered_layout(tmp_path):
 
 def test_output_is_written_all_at_once_and_an_existing_one_only_with_overwrite(tmp_path, capsys, monkeypatch):
     path, _ = original_file("llamagen_vq8", tmp_path)
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "notes.txt").write_text("mine")
-    err = run_error([str(path), "--output", str(out)], capsys)
-    assert f"{out} exists; choose another output or pass --overwrite to replace it" in err
-    assert (out / "notes.txt").read_text() == "mine"  # refused before anything was written
-    # a failure mid-write (here: after the weights, before the provenance file) leaves the old folder as it was
-    monkeypatch.setattr(OriginalCheckpointInfo, "save", lambda self, folder: (_ for _ in ()).throw(OSError("disk full")))
-    err = run_error([str(path), "--output", str(out), "--overwrite"], capsys)
-    assert "disk full" in err and sorted(p.name for p in out.iterdir()) == ["notes.txt"]
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")] == []  # no partial sibling left
+    out, mine = tmp_path / "out", tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    err = run_error([str(path), "--output", str(mine)], capsys)
+    assert f"{mine} exists; choose another output or pass --overwrite to replace it" in err
+    err = run_error([str(path), "--output", str(mine), "--overwrite"], capsys)  # not an earlier output: kept
+    assert "is not an earlier output of this command" in err and (mine / "notes.txt").read_text() == "mine"
+    main([str(path), "--output", str(out), "--fold"])
+    inside = out / path.name
+    inside.write_bytes(path.read_bytes())
+    err = run_error([str(inside), "--output", str(out), "--overwrite"], capsys)  # would delete its own source
+    assert "holds the checkpoint" in err and inside.is_file()
+    inside.unlink()
+    (out / "notes.txt").write_text("old")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    # a failure mid-write (the folded folder's provenance file) leaves both earlier folders as they were
+    calls = []
+
+    def fail_second(self, folder):
+        calls.append(folder)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return save(self, folder)
+
+    save = OriginalCheckpointInfo.save
+    monkeypatch.setattr(OriginalCheckpointInfo, "save", fail_second)
+    err = run_error([str(path), "--output", str(out), "--overwrite", "--fold"], capsys)
+    assert "disk full" in err and {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert (tmp_path / "out-folded" / "config.json").is_file()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith((".tmp", ".old"))] == []  # nothing left aside
     monkeypatch.undo()
     main([str(path), "--output", str(out), "--overwrite"])
     assert not (out / "notes.txt").exists() and (out / "config.json").is_file()
     assert (out / "original_checkpoint.json").is_file()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith((".tmp", ".old"))] == []
     main([str(path), "--output", str(tmp_path / "empty-is-fine")])  # a new or empty folder needs no flag
