@@ -34,8 +34,10 @@ def main(argv: list[str] | None = None) -> None:
                         "share once; classes from --label-column)")
     parser.add_argument("--split", default="train", help="split of a datasets dataset")
     parser.add_argument("--image-column", help="image column of a datasets dataset")
-    parser.add_argument("--label-column", help="class column of a datasets dataset (default: the first ClassLabel) or "
-                        "of a stream (a ClassLabel, or integers; without it a stream is one class)")
+    parser.add_argument("--label-column", help="class column of a dataset or a stream (default: the first ClassLabel; "
+                        "a stream without one is one class)")
+    parser.add_argument("--num-classes", type=int, help="a stream whose label column holds integers (webdataset .cls "
+                        "files): the number of classes")
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--resolution", type=int, help="crop size (default: the tokenizer's sample_size)")
     parser.add_argument("--random-crops", type=int, help="random multi-scale crops per image (default: one centre crop)")
@@ -56,7 +58,7 @@ def command(args: argparse.Namespace) -> None:
                   random_crops=args.random_crops, flip=not args.no_flip, batch_size=args.batch_size,
                   num_workers=args.num_workers, seed=args.seed, image_column=args.image_column,
                   label_column=args.label_column, overwrite=args.overwrite,
-                  latents=args.latents, streaming=args.streaming)
+                  latents=args.latents, streaming=args.streaming, num_classes=args.num_classes)
 
 
 if __name__ == "__main__":

@@ -65,16 +65,33 @@ def centre_crop(image, resolution: int) -> torch.Tensor:
     return pil_to_tensor(resize_center_crop(image, resolution))
 
 
-def stream_class_names(stream, label_column: str | None) -> list[str] | None:
-    """A stream's class names: its `ClassLabel` names, ["image"] (one class) without `label_column`, or None when
-    the column holds bare integers (the names are then "0".."C-1", C the largest label read + 1)."""
+def stream_classes(stream, label_column: str | None, num_classes: int | None,
+                   main_process: bool = True) -> tuple[str | None, list[str]]:
+    """A stream's `(label column, class names)`: `label_column` or the first `ClassLabel` the stream declares, with
+    its names; a column of bare integers takes `num_classes` ("0".."C-1"; required, since a split need not hold
+    every class); without a column, one class."""
     import datasets
 
-    if label_column is None:
-        logger.warning("A stream without --label-column: every image gets class 0 (unconditional).")
-        return ["image"]
-    feature = (stream.features or {}).get(label_column)
-    return list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
+    features = stream.features or {}
+    column = label_column or next((c for c, f in features.items() if isinstance(f, datasets.ClassLabel)), None)
+    if column is None:
+        if main_process:
+            logger.warning("A stream without a label column: every image gets class 0 (unconditional).")
+        return None, ["image"]
+    if features and column not in features:
+        raise ValueError(f"--label-column {column!r} is not a column of the stream ({list(features)}).")
+    feature = features.get(column)
+    if isinstance(feature, datasets.ClassLabel):
+        if num_classes is not None and num_classes != feature.num_classes:
+            raise ValueError(f"--num-classes {num_classes}, but --label-column {column!r} is a ClassLabel of "
+                             f"{feature.num_classes} classes.")
+        return column, list(feature.names)
+    if num_classes is None:
+        raise ValueError(f"--label-column {column!r} of a stream holds integers: pass --num-classes (the number of "
+                         "classes; a split need not hold every one, so it cannot be read off the data).")
+    if num_classes < 1:
+        raise ValueError(f"--num-classes must be >= 1, got {num_classes}.")
+    return column, [str(i) for i in range(num_classes)]
 
 
 @torch.no_grad()
@@ -82,11 +99,11 @@ def extract_codes(tokenizer: str, data: str | DataSpec, output_dir: str | Path, 
                   resolution: int | None = None, random_crops: int | None = None, flip: bool = True,
                   batch_size: int = 64, num_workers: int = 2, seed: int = 0, image_column: str | None = None,
                   label_column: str | None = None, overwrite: bool = False, latents: bool = False,
-                  streaming: bool = False) -> CodesMeta:
+                  streaming: bool = False, num_classes: int | None = None) -> CodesMeta:
     """Encode `data` with the tokenizer into a codes folder (`data.codes_folder`); returns its meta. With `latents`
     the folder also holds each view's pre-quantization latents (`FVQModel.encode(x).latents`), for
     `fvq-train-latent`. Streamed data (tar shards, or `streaming` with `hf:<name>`) is read once, each process its
-    share; its classes come from `label_column` (a `ClassLabel`'s names, else "0".."C-1"), else one class."""
+    share; its classes are `stream_classes`'."""
     from accelerate import Accelerator
 
     accelerator = Accelerator()
@@ -106,7 +123,7 @@ def extract_codes(tokenizer: str, data: str | DataSpec, output_dir: str | Path, 
     data = DataSpec.parse(data, streaming)
     if data.streaming:  # tar shards or a streamed Hub dataset: each process reads its share (datasets' split)
         stream, column = open_stream(data, split, image_column)
-        class_names = stream_class_names(stream, label_column)
+        label_column, class_names = stream_classes(stream, label_column, num_classes, accelerator.is_main_process)
         views = StreamViews(stream, column, functools.partial(centre_crop, resolution=resolution), resolution,
                             label_column, random_crops, seed, accelerator.process_index, accelerator.num_processes)
         loader = DataLoader(views, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_streamed)
@@ -134,23 +151,34 @@ def extract_codes(tokenizer: str, data: str | DataSpec, output_dir: str | Path, 
             shards=[shard_name(i) for i in range(accelerator.num_processes)],
             latent_channels=model.config.vq_embed_dim if latents else None)
 
-    meta = codes_meta(class_names or [])
+    meta = codes_meta(class_names)
     codes, sample_labels, sample_latents = [], [], []
     from tqdm.auto import tqdm
 
-    for batch in tqdm(loader, desc="extracting codes", disable=not accelerator.is_local_main_process):
-        if batch is None:
-            continue
-        pixels, batch_labels = batch
-        pixels = pixels.to(accelerator.device)
-        views = [pixels, pixels.flip(-1)] if flip else [pixels]
-        encoded = [model.encode(v) for v in views]
-        codes.append(torch.stack([e.indices for e in encoded], dim=1).cpu().numpy().astype(meta.id_dtype))
-        if latents:
-            sample_latents.append(torch.stack([e.latents for e in encoded], dim=1).float().cpu().numpy())
-        sample_labels.append(batch_labels.numpy())
-    if data.streaming:  # a stream's labels are known once read
-        meta = codes_meta(stream_labels_checked(accelerator, sample_labels, class_names, label_column))
+    failure = None
+    try:
+        for batch in tqdm(loader, desc="extracting codes", disable=not accelerator.is_local_main_process):
+            if batch is None:
+                continue
+            pixels, batch_labels = batch
+            if batch_labels.numel() and not 0 <= int(batch_labels.min()) <= int(batch_labels.max()) < meta.num_classes:
+                raise ValueError(f"Class labels {int(batch_labels.min())}..{int(batch_labels.max())} of --label-column "
+                                 f"{label_column!r} lie outside [0, {meta.num_classes}) (the classes: "
+                                 f"{', '.join(meta.class_names[:5])}{'...' if meta.num_classes > 5 else ''}).")
+            pixels = pixels.to(accelerator.device)
+            views = [pixels, pixels.flip(-1)] if flip else [pixels]
+            encoded = [model.encode(v) for v in views]
+            codes.append(torch.stack([e.indices for e in encoded], dim=1).cpu().numpy().astype(meta.id_dtype))
+            if latents:
+                sample_latents.append(torch.stack([e.latents for e in encoded], dim=1).float().cpu().numpy())
+            sample_labels.append(batch_labels.numpy())
+    except ValueError as error:  # bad data: every process stops (the others would wait for this one forever)
+        failure = error
+    stopped = accelerator.gather(torch.tensor([failure is not None], device=accelerator.device))
+    if failure is not None:
+        raise failure
+    if bool(stopped.any()):
+        raise ValueError("Another process stopped the extraction on bad data (its error is above).")
     empty_latents = np.zeros((0, len(meta.views), meta.latent_channels or 0, h, w), np.float32)
     write_shard(out, accelerator.process_index,
                 np.concatenate(codes) if codes else np.zeros((0, len(meta.views), h, w), meta.id_dtype),
@@ -164,17 +192,3 @@ def extract_codes(tokenizer: str, data: str | DataSpec, output_dir: str | Path, 
     accelerator.wait_for_everyone()
     return read_meta(out)
 
-
-def stream_labels_checked(accelerator, sample_labels: list[np.ndarray], names: list[str] | None,
-                          label_column: str | None) -> list[str]:
-    """The class names of a stream's labels as read on every process: `names` (its ClassLabel's, or one class)
-    with every label inside them, or "0".."C-1" for bare integers (C = the largest label + 1, over processes)."""
-    labels = np.concatenate(sample_labels) if sample_labels else np.zeros(0, np.int64)
-    bounds = torch.tensor([int(labels.min()) if len(labels) else 0, int(labels.max()) if len(labels) else -1],
-                          device=accelerator.device)
-    gathered = accelerator.gather(bounds.unsqueeze(0)).reshape(-1, 2)
-    low, high = int(gathered[:, 0].min()), int(gathered[:, 1].max())
-    if low < 0 or (names is not None and high >= len(names)):
-        raise ValueError(f"--label-column {label_column!r} holds labels {low}..{high}, outside [0, "
-                         f"{len(names) if names is not None else 'C'}).")
-    return names if names is not None else [str(i) for i in range(high + 1)]

@@ -126,16 +126,17 @@ def test_a_missing_tokenizer_is_named(classes, tmp_path):
 
 
 def test_tar_shards_are_streamed_once_with_their_labels(tokenizer, tmp_path):
-    """Webdataset shards (streamed; `--label-column cls`, bare integers): each image's centre crop and its flip, in
-    stream order, labels as written, classes "0".."C-1"; without the column, one class."""
+    """Webdataset shards (streamed; `--label-column cls`, bare integers, `--num-classes`): each image's centre crop
+    and its flip, in stream order, labels as written, classes "0".."C-1" (C given: class 4 need not occur);
+    without the column, one class; with 2 DataLoader workers, the same samples."""
     from ..helpers import write_shards
 
     model, path = tokenizer
     pattern = write_shards(tmp_path / "shards", shards=2, per_shard=3, size=(40, 36), classes=4)
-    main(["--tokenizer", path, "--data", pattern, "--label-column", "cls", "--latents", "--output-dir",
-          str(tmp_path / "codes"), "--num-workers", "0"])
+    main(["--tokenizer", path, "--data", pattern, "--label-column", "cls", "--num-classes", "5", "--latents",
+          "--output-dir", str(tmp_path / "codes"), "--num-workers", "0"])
     meta = json.loads((tmp_path / "codes" / "meta.json").read_text())
-    assert meta["class_names"] == ["0", "1", "2", "3"] and meta["num_samples"] == 6 and meta["data"] == pattern
+    assert meta["class_names"] == ["0", "1", "2", "3", "4"] and meta["num_samples"] == 6 and meta["data"] == pattern
     assert np.load(tmp_path / "codes" / "labels-00000.npy").tolist() == [0, 1, 2, 3, 0, 1]
     codes = np.load(tmp_path / "codes" / "codes-00000.npy")
     from fvq_hf.data.sources import builtin_photos
@@ -148,6 +149,30 @@ def test_tar_shards_are_streamed_once_with_their_labels(tokenizer, tmp_path):
     assert np.load(tmp_path / "codes" / "latents-00000.npy").shape == (6, 2, 8, 8, 8)
     meta = extract_codes(path, pattern, tmp_path / "one", num_workers=0)
     assert meta.class_names == ["image"] and set(np.load(tmp_path / "one" / "labels-00000.npy").tolist()) == {0}
+    main(["--tokenizer", path, "--data", pattern, "--label-column", "cls", "--num-classes", "5", "--output-dir",
+          str(tmp_path / "workers"), "--num-workers", "2"])
+    rows = {name: sorted((int(label), c.tobytes()) for label, c in zip(
+        np.load(tmp_path / name / "labels-00000.npy"), np.load(tmp_path / name / "codes-00000.npy")))
+        for name in ("codes", "workers")}
+    assert rows["workers"] == rows["codes"]  # each worker its shard: none read twice, none left out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--label-column", "cls"], "holds integers: pass --num-classes"),
+    (["--label-column", "cls", "--num-classes", "3"], r"Class labels 0..3 of --label-column 'cls' lie outside \[0, 3\)"),
+    (["--label-column", "nope", "--num-classes", "3"], "'nope' is not a column of the stream"),
+])
+def test_stream_labels_that_do_not_fit_are_named(tokenizer, tmp_path, capsys, argv, message):
+    from ..helpers import write_shards
+
+    _, path = tokenizer
+    pattern = write_shards(tmp_path / "shards", shards=2, per_shard=3, size=(40, 36), classes=4)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--tokenizer", path, "--data", pattern, *argv, "--output-dir", str(tmp_path / "c"), "--num-workers", "0"])
+    err = capsys.readouterr().err
+    import re
+
+    assert exit_info.value.code == 2 and re.search("fvq-extract-codes: error: .*" + message, err), err
 
 
 @pytest.mark.slow
@@ -159,7 +184,8 @@ def test_two_processes_stream_the_shards_once_between_them(tokenizer, tmp_path):
 
     _, path = tokenizer
     pattern = write_shards(tmp_path / "shards", shards=2, per_shard=3, size=(40, 36), classes=4)
-    common = ["--tokenizer", path, "--data", pattern, "--label-column", "cls", "--num-workers", "0"]
+    common = ["--tokenizer", path, "--data", pattern, "--label-column", "cls", "--num-classes", "4", "--num-workers",
+              "0"]
     run_in_two_processes(Path(__file__).with_name("extract_worker.py"), [*common, "--output-dir", str(tmp_path / "two")])
     main([*common, "--output-dir", str(tmp_path / "one")])
     rows = {}
