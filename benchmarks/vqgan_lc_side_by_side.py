@@ -60,13 +60,22 @@ STRESS_ARMS = ("lc-kmeans", "vqbridge", "none")
 
 
 def build_table(kind: str, size: int, args) -> Path:
-    """The (K, 64) table of one kind ("kmeans" or "selection"), built once and reused."""
+    """The (K, 64) table of one kind ("kmeans" or "selection"), built once and reused (a file made with other
+    settings is refused: delete it or choose another --tables)."""
     path = Path(args.tables) / f"{kind}-{size}.safetensors"
+    iterations = args.kmeans_iterations if kind == "kmeans" else 0
     if not path.exists():
         build_codebook(CodebookBuildConfig(
             encoder=args.encoder, data="builtin", output=str(path), codebook_size=size, pool=1, groups="classes",
             samples_per_group=args.samples_per_group, random_crops=args.random_crops, seed=0,
-            kmeans_iterations=args.kmeans_iterations if kind == "kmeans" else 0, num_workers=0))
+            kmeans_iterations=iterations, num_workers=0))
+    _, meta = load_table(path)
+    made = (meta["encoder"], int(meta["random_crops"]), int(meta["sample_cap"]),
+            json.loads(meta["kmeans"])["max_iterations"])
+    wanted = (str(Path(args.encoder).resolve()), args.random_crops, args.samples_per_group, iterations)
+    if made != wanted:
+        raise SystemExit(f"{path} was built with (encoder, crops, cap, iterations) {made}, not {wanted}: delete it or "
+                         "choose another --tables.")
     return path
 
 
@@ -87,9 +96,16 @@ def build_model(arm: str, size: int, seed: int, args) -> FVQModel:
 
 def run_one(arm: str, size: int, seed: int, args, sets: dict) -> dict:
     model = build_model(arm, size, seed, args)
+    start = model.quantizer.embedding.weight.detach().clone()
     timing = train(model, args.steps, args.lr, "lin", seed, args.batch_size)
     model.eval()
-    row = {"arm": arm, "codebook_size": size, "seed": seed, "seconds_per_step": timing["seconds_per_step"]}
+    c = model.config
+    row = {"arm": arm, "codebook_size": size, "seed": seed, "seconds_per_step": timing["seconds_per_step"],
+           # what the arm was: read back off the trained model
+           "model": {"bridge_type": c.bridge_type, "table_dim": c.table_dim, "freeze_table": c.freeze_table,
+                     "codebook_weight": c.codebook_weight, "commitment_weight": c.commitment_weight,
+                     "table": ARMS[arm][1] or "random", "table_moved": float(
+                         (model.quantizer.embedding.weight.detach() - start).abs().max())}}
     for name, images in sets.items():
         metrics, _ = evaluate(model, images, batch_size=64)
         row[name] = {k: metrics[k] for k in ("usage", "perplexity", "num_tokens", "psnr", "ssim")}
@@ -111,8 +127,10 @@ def run(args) -> dict:
     path = Path(args.json)
     results = json.loads(path.read_text()) if path.exists() and args.resume else {}
     results.setdefault("runs", {})
-    results["setup"] = {k: getattr(args, k) for k in ("encoder", "steps", "lr", "batch_size", "random_crops",
-                                                      "samples_per_group", "kmeans_iterations", "eval_tiles")}
+    setup = {k: getattr(args, k) for k in ("encoder", "steps", "lr", "batch_size", "random_crops",
+                                           "samples_per_group", "kmeans_iterations", "eval_tiles")}
+    if results.setdefault("setup", setup) != setup:
+        raise SystemExit(f"--resume with other settings than {path}'s runs: {results['setup']} vs {setup}.")
     Path(args.tables).mkdir(parents=True, exist_ok=True)
     resolution = FVQModel.load_config(ROOT / "hub_configs" / "fvq-cpu-4k")["sample_size"]
     sets = {s: spread(EvalImages(f"builtin:{s}", resolution, limit=args.eval_limit), args.eval_tiles)
@@ -143,7 +161,9 @@ def report(results: dict) -> str:
     groups: dict[tuple[int, str], list[dict]] = {}
     for row in results["runs"].values():
         groups.setdefault((row["codebook_size"], row["arm"]), []).append(row)
-    lines = ["mean (min-max) over seeds; usage = codes hit / K over every token of the set",
+    lines = ["Every arm trains the backbone from scratch; the lc-* tables come from the encoder of a trained in-domain "
+             "tokenizer (not CLIP).",
+             "mean (min-max) over seeds; usage = codes hit / K over every token of the set",
              "| K | arm | seeds | held-out usage | tokens / code | perplexity | PSNR (dB) | unseen usage | tokens / code "
              "| perplexity | PSNR (dB) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -181,7 +201,6 @@ def main() -> None:
                         "strips have 7,188, the unseen photos 10,270: all of them cost twice the training; 0: all)")
     args = parser.parse_args()
     args.eval_tiles = args.eval_tiles or None
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     print(report(run(args)))
 
 

@@ -269,7 +269,7 @@ def build_codebook(config: CodebookBuildConfig) -> CodebookBuildResult:
     names = {g: names.get(g, str(g)) for g in groups}
     sizes = dict(zip(groups, check_sizes(config, names, {g: counts[g][0] for g in groups})))
     few = min(counts[g][0] / sizes[g] for g in groups)
-    if few < FEW_SAMPLES_PER_CENTRE:
+    if few < FEW_SAMPLES_PER_CENTRE and config.kmeans_iterations:  # a random selection needs no samples per centre
         logger.warning("As few as %.1f samples per centre (under %d, FAISS's own warning threshold): more "
                        "--random-crops or a larger --samples-per-group would give better centres.", few,
                        FEW_SAMPLES_PER_CENTRE)

@@ -383,7 +383,7 @@ class FVQModel(StrictHubMixin, ModelMixin, AutoencoderMixin, ConfigMixin):
         has no `commit_loss` (VQModel's): `forward` gives the quantizer's losses for training."""
         if force_not_quantize and self.config.lookup_from_codebook:
             if shape is not None and self.use_slicing:
-                shape = (1, *shape[1:])  # one image's
+                h, shape = h.reshape(shape[0], -1), (1, *shape[1:])  # ids in any shape: one image's per slice
             sample = self._sliced(lambda ids: self._decode(self.quantize.get_codebook_entry(ids, shape)), h)
         else:
             if h.ndim != 4 or h.shape[1] != self.config.vq_embed_dim:

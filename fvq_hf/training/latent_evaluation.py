@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from accelerate import PartialState
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
-from torch.utils.data import DataLoader
+from torch.utils.data import default_collate
 
 from ..data.latents import LatentDataset
 from ..diffusion.generators import check_fits, conditioning, predict
@@ -62,7 +62,8 @@ def held_out_loss(model: torch.nn.Module | None, scheduler: SchedulerMixin, fold
 
     `processes` (accelerate's state; every process calls it): process r runs the model on batches r, r + world, ...
     and the per-batch sums are gathered and added in batch order, so the result is the one-process result to the bit
-    (every process draws every batch's pairs, skipping those of the others: drawing is cheap, the model is not)."""
+    (a process draws the pairs of every batch, reading only its own batches' latents: the draws of a batch depend on its
+    shape alone)."""
     rank, world = (processes.process_index, processes.num_processes) if processes is not None else (0, 1)
     data = LatentDataset(folder, all_views=True)
     if class_names is not None and data.meta.class_names != class_names:
@@ -78,11 +79,15 @@ def held_out_loss(model: torch.nn.Module | None, scheduler: SchedulerMixin, fold
     keys = ([] if model is None else ["denoising_loss", "denoising_loss_unconditional"]) + \
         ([] if stats is None else ["denoising_loss_class_gaussian"])
     mine: list[tuple[int, list[dict[str, float]], int]] = []  # (batch, each draw's {key: loss x samples}, samples)
-    for index, (latents, labels) in enumerate(DataLoader(data, batch_size=batch_size)):
+    for index, start in enumerate(range(0, len(data), batch_size)):
+        size = min(batch_size, len(data) - start)
+        if index % world != rank:  # another process's batch: its draws only (they depend on the shape alone)
+            for _ in range(draws):
+                training_pair(scheduler, torch.zeros(size, *data.latent_shape), generator)
+            continue
+        latents, labels = default_collate([data[i] for i in range(start, start + size)])
         clean = latents * scale
         pairs = [training_pair(scheduler, clean, generator) for _ in range(draws)]
-        if index % world != rank:
-            continue
         labels, terms = labels.to(device), []
         for pair in pairs:
             noisy, timesteps, target = (x.to(device) for x in pair)
@@ -132,5 +137,3 @@ def final_evaluation(model: torch.nn.Module, untrained: torch.nn.Module, schedul
                     held["denoising_loss"], held["denoising_loss_untrained"], held["denoising_loss_class_gaussian"],
                     held["num_samples"])
     return {folder: held}
-
-

@@ -224,7 +224,8 @@ def train(config: LatentTrainConfig) -> LatentTrainResult:
         with averaged_weights(ema, unwrapped):
             # every process evaluates its share of the held-out latents; the main process saves
             if config.eval_latents:
-                with torch.random.fork_rng(devices=[]):  # the untrained model: this run's init (the RNG kept)
+                cuda = list(range(torch.cuda.device_count()))
+                with torch.random.fork_rng(devices=cuda):  # the untrained model: this run's init (RNGs kept)
                     torch.manual_seed(loop.seed)
                     untrained, _ = build_generator(config, data, folder)
                 disable_label_dropout(untrained)

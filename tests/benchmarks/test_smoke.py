@@ -166,3 +166,11 @@ def test_vqgan_lc_side_by_side(tmp_path):
     assert json.loads(results["tables"]["selection-256"]["kmeans"])["iterations"] == [0] * 14
     assert all(r["heldout"]["num_tokens"] == 4 * 64 for r in results["runs"].values())
     assert "| 256 | lc-kmeans-their-loss | 2 |" in out and "| 256 | none | 2 |" in out
+    arms = {r["arm"]: r["model"] for r in results["runs"].values()}
+    assert arms["lc-kmeans"]["freeze_table"] is True and arms["lc-kmeans"]["table_moved"] == 0
+    assert arms["lc-kmeans-trained"]["freeze_table"] is False and arms["lc-kmeans-trained"]["table_moved"] > 0
+    assert (arms["lc-kmeans"]["codebook_weight"], arms["lc-kmeans"]["commitment_weight"]) == (1.0, 0.25)
+    assert arms["lc-kmeans-their-loss"]["codebook_weight"] == pytest.approx(0.033)
+    assert arms["lc-kmeans-their-loss"]["commitment_weight"] == pytest.approx(0.1)
+    assert (arms["lc-random"]["table"], arms["lc-selection"]["table"]) == ("random", "selection")
+    assert arms["vqbridge"]["bridge_type"] == "vqbridge" and arms["none"]["bridge_type"] == "none"

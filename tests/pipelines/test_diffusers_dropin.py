@@ -247,17 +247,22 @@ def test_slicing_runs_one_image_at_a_time_with_the_same_outputs(quantizer_type):
     with torch.no_grad():
         whole = model.encode(x), model.decode(model.encode(x).latents).sample, model.tokenize(x)
         model.enable_slicing()
-        seen = []
-        hook = model.encoder.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
+        seen, decoded = [], []
+        hooks = [model.encoder.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0])),
+                 model.decoder.register_forward_pre_hook(lambda module, args: decoded.append(args[0].shape[0]))]
         sliced = model.encode(x), model.decode(model.encode(x).latents).sample, model.tokenize(x)
-        hook.remove()
+        again = model.detokenize(whole[2])
+        for hook in hooks:
+            hook.remove()
         assert seen == [1] * 9  # three calls of encode, three images each, one at a time
+        assert decoded == [1] * 6  # decode and detokenize
         # below: batched and one-image convolutions differ by fp32 rounding (up to 1.1e-5 seen)
         for name in ("latents", "quantized"):
             torch.testing.assert_close(sliced[0][name], whole[0][name], rtol=0, atol=1e-4)
         assert torch.equal(sliced[0].indices, whole[0].indices) and torch.equal(sliced[2], whole[2])
         torch.testing.assert_close(sliced[1], whole[1], rtol=0, atol=1e-4)
-        torch.testing.assert_close(model.detokenize(whole[2]), whole[1], rtol=0, atol=1e-4)
+        torch.testing.assert_close(again, whole[1], rtol=0, atol=1e-4)
+        assert isinstance(model.encode(x[:1], return_dict=False), tuple)  # one image, the tuple form
         model.disable_slicing()
         torch.testing.assert_close(model.detokenize(whole[2]), whole[1], rtol=0, atol=1e-4)
 
@@ -271,5 +276,7 @@ def test_slicing_decodes_token_ids_with_their_shape_and_tiling_is_refused_by_nam
         model.enable_slicing()
         torch.testing.assert_close(model.decode(ids, force_not_quantize=True, shape=(3, 8, 8, 64)).sample, whole,
                                    rtol=0, atol=1e-4)
+        flat = model.decode(ids.reshape(3, 64), force_not_quantize=True, shape=(3, 8, 8, 64)).sample  # VQ-Diffusion's
+        torch.testing.assert_close(flat, whole, rtol=0, atol=1e-4)
     with pytest.raises(NotImplementedError, match="no tiled encode/decode.*seams.*enable_slicing"):
         model.enable_tiling()

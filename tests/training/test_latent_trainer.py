@@ -258,16 +258,17 @@ def test_two_processes_train_the_same_weights_and_split_the_evaluation(latents):
         "--config", str(latents / "dit"), "--latents", str(latents / "lat"), "--output-dir", str(out),
         "--max-steps", "3", "--batch-size", "2", "--report-to", "none", "--num-workers", "0", "--sample-steps", "2",
         "--samples-per-class", "1", "--eval-latents", str(latents / "lat-heldout"), "--eval-batch-size", "2",
-        "--eval-draws", "2"])
+        "--eval-draws", "2", "--eval-every", "2"])
     ranks = [dict(zip(line[::2], line[1::2])) for line in lines]
     assert [(r["RANK"], r["WORLD"]) for r in ranks] == [("0", "2"), ("1", "2")]
     # the same weights and scale; each process its own noise, timesteps and label dropout (seed * 2 + rank)
     assert all(ranks[0][k] == ranks[1][k] for k in ("WEIGHTS", "SCALE", "STEP")) and ranks[0]["STEP"] == "3"
     assert (ranks[0]["NOISE_SEED"], ranks[1]["NOISE_SEED"]) == ("0", "1")
     assert (out / "pipeline" / "model_index.json").is_file()
-    # model calls: 3 training steps, then 8 held-out samples in 4 batches of 2, 2 draws, 2 predictions (labels,
-    # null), for the trained and the untrained model: 2 batches of each on each process (one alone: 4)
-    assert [int(r["PREDICTS"]) for r in ranks] == [3 + 2 * 2 * 2 * 2] * 2
+    # model calls: 3 training steps; 8 held-out samples in 4 batches of 2, 2 draws, 2 predictions (labels, null),
+    # at step 2 (--eval-every) and at the end for the trained and the untrained model: 2 batches of each on each
+    # process (one alone: 4)
+    assert [int(r["PREDICTS"]) for r in ranks] == [3 + 3 * (2 * 2 * 2)] * 2
     both = [json.loads(r["EVAL"])[str(latents / "lat-heldout")] for r in ranks]
     assert both[0] == both[1] and both[0]["num_samples"] == 8
     pipe = FVQLatentPipeline.from_pretrained(out / "pipeline")
