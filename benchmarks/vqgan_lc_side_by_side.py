@@ -143,11 +143,17 @@ def run(args) -> dict:
         if key not in results["runs"]:
             results["runs"][key] = run_one(arm, size, seed, args, sets)
             path.write_text(json.dumps(results, indent=2))
-    for kind, size in sorted({(ARMS[a][1], k) for a, k, _ in plan if ARMS[a][1]}):
-        _, meta = load_table(build_table(kind, size, args))
-        results.setdefault("tables", {})[f"{kind}-{size}"] = meta
+    record_tables(results, args)
     path.write_text(json.dumps(results, indent=2))
     return results
+
+
+def record_tables(results: dict, args) -> None:
+    """The metadata of every table the runs used, into `results["tables"]`."""
+    for kind, size in sorted({(ARMS[r["arm"]][1], r["codebook_size"]) for r in results["runs"].values()
+                              if ARMS[r["arm"]][1]}):
+        _, meta = load_table(build_table(kind, size, args))
+        results.setdefault("tables", {})[f"{kind}-{size}"] = meta
 
 
 def _spread(values: list[float], fmt: str) -> str:
@@ -196,11 +202,19 @@ def main() -> None:
     parser.add_argument("--tables", default="outputs/lc-tables", help="folder of the built tables (reused)")
     parser.add_argument("--json", default="benchmarks/vqgan_lc_side_by_side.json")
     parser.add_argument("--resume", action="store_true", help="keep the runs already in --json")
+    parser.add_argument("--report-only", action="store_true", help="print the table of the runs in --json (and record "
+                        "their tables' metadata); run nothing")
     parser.add_argument("--eval-limit", type=int, help="evaluate on at most this many tiles per set (smoke tests)")
     parser.add_argument("--eval-tiles", type=int, default=1500, help="tiles per set, evenly spaced over it (the held-out "
                         "strips have 7,188, the unseen photos 10,270: all of them cost twice the training; 0: all)")
     args = parser.parse_args()
     args.eval_tiles = args.eval_tiles or None
+    if args.report_only:  # e.g. of a run stopped part-way (continue it with --resume)
+        results = json.loads(Path(args.json).read_text())
+        record_tables(results, args)
+        Path(args.json).write_text(json.dumps(results, indent=2))
+        print(report(results))
+        return
     print(report(run(args)))
 
 
