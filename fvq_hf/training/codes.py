@@ -43,8 +43,7 @@ class ExtractionImages(Dataset):
         image = readable(self.source, index % len(self.source))
         if image is None:
             return None
-        tensor = self.crops.crop(image, index) if self.crops else pil_to_tensor(
-            resize_center_crop(image, self.resolution))
+        tensor = self.crops.crop(image, index) if self.crops else centre_crop(image, self.resolution)
         return tensor, self.labels[index % len(self.source)]
 
 
@@ -62,6 +61,7 @@ def collate_streamed(items):
 
 
 def centre_crop(image, resolution: int) -> torch.Tensor:
+    """The view of an image without `--random-crops`: its centre crop, `(3, R, R)` in [-1, 1]."""
     return pil_to_tensor(resize_center_crop(image, resolution))
 
 
@@ -141,17 +141,13 @@ def extract_codes(tokenizer: str, data: str | DataSpec, output_dir: str | Path, 
     accelerator.wait_for_everyone()
 
     h, w = model.token_grid_size(resolution, resolution)
-
-    def codes_meta(names: list[str]) -> CodesMeta:
-        return CodesMeta(
-            tokenizer=str(Path(tokenizer).resolve()) if Path(tokenizer).is_dir() else str(tokenizer),
-            codebook_size=model.codebook_size, token_grid_size=[h, w], resolution=resolution,
-            num_classes=len(names), class_names=names, views=["image", "hflip"] if flip else ["image"],
-            data=str(data), split=split, random_crops=random_crops, seed=seed,
-            shards=[shard_name(i) for i in range(accelerator.num_processes)],
-            latent_channels=model.config.vq_embed_dim if latents else None)
-
-    meta = codes_meta(class_names)
+    meta = CodesMeta(
+        tokenizer=str(Path(tokenizer).resolve()) if Path(tokenizer).is_dir() else str(tokenizer),
+        codebook_size=model.codebook_size, token_grid_size=[h, w], resolution=resolution,
+        num_classes=len(class_names), class_names=class_names, views=["image", "hflip"] if flip else ["image"],
+        data=str(data), split=split, random_crops=random_crops, seed=seed,
+        shards=[shard_name(i) for i in range(accelerator.num_processes)],
+        latent_channels=model.config.vq_embed_dim if latents else None)
     codes, sample_labels, sample_latents = [], [], []
     from tqdm.auto import tqdm
 
@@ -191,4 +187,3 @@ def extract_codes(tokenizer: str, data: str | DataSpec, output_dir: str | Path, 
                     len(meta.views), h, w, meta.num_classes, out)
     accelerator.wait_for_everyone()
     return read_meta(out)
-
