@@ -11,11 +11,15 @@ vectors to a per-group bottom-k sampler (`sampling`: at most `samples_per_group`
 come, never all features); then merge each group's samples in one process (groups dealt out round robin), cluster
 it there (`kmeans`, FAISS) and gather the centres in the main process, which writes the table. The samples a group
 keeps depend on the seed and the data only, not on the process that read them: one process and many cluster the
-same samples (their values equal up to fp32 rounding, which varies with a batch's make-up and the thread count).
+same samples (their values equal up to fp32 rounding, which varies with a batch's make-up and the thread count);
+except for a stream whose examples carry no `__key__` (a Hub dataset), whose items are named by their position in
+each process's share (`data.views.StreamViews`).
 
 Memory (per process): at most `samples_per_group x groups` vectors of D fp32 values (4 D bytes each, plus an 8-byte
 key), plus the encoder, one batch of images and its features, and, while merging a group, the samples the other
-processes send for it. The k-means of a group holds its samples (twice while they are sorted by key) and centres.
+processes send for it (up to (processes - 1) x `samples_per_group`), the DataLoader's prefetched batches, and the
+source's own index (an image folder's list of paths and labels: O(images) small entries, not features). The
+k-means of a group holds its samples (twice while they are sorted by key) and centres.
 
 The table's rows are grouped in the order of the group labels (class ids, sorted); each group has K // G centres,
 the first K % G groups one more. Their metadata say which rows are which group (`group_names`,

@@ -125,7 +125,8 @@ def test_codebook_memory(tmp_path):
     assert [r["crops"] for r in rows] == [2, 8] and all("error" not in r for r in rows)
     # 14 photos x crops x 64 vectors offered; the cap (2,000) holds once they are more
     assert rows[0]["held"] == rows[0]["offered"] == 1792 and rows[1]["held"] == 2000 < rows[1]["offered"] == 7168
-    assert "| 8 | 7,168 | 2,000 |" in out
+    assert [r["images"] for r in rows] == [28, 112]  # crops encoded: 14 photos x crops
+    assert "| 8 | 112 | 7,168 | 2,000 |" in out
 
 
 @pytest.mark.slow

@@ -12,8 +12,9 @@ from fvq_hf.cli.extract_codes import main as extract_codes
 from fvq_hf.cli.publish import main as publish
 from fvq_hf.cli.train import main as train
 from fvq_hf.cli.train_transformer import main as train_transformer
+from fvq_hf.data.table_file import save_table
 
-from ..helpers import make_tiny_model, original_file, write_config, write_images, write_shards
+from ..helpers import make_tiny_model, original_file, vqgan_lc_file, write_config, write_images, write_shards
 
 COMMANDS = {"fvq-train": train, "fvq-train-transformer": train_transformer, "fvq-eval": evaluate,
             "fvq-extract-codes": extract_codes, "fvq-convert": convert, "fvq-publish": publish,
@@ -56,6 +57,15 @@ def files(tmp_path):
     shard.write_bytes(shard.read_bytes()[:3000])  # truncated mid-file
     (tmp_path / "gpt").mkdir()
     (tmp_path / "gpt" / "config.json").write_text(json.dumps({"_class_name": "FVQTransformer"}))
+    # VQGAN-LC: a (256, 48) table under their projector; tables that do not fit it; one of their files, damaged
+    write_config(tmp_path / "lc", bridge_type="lc-linear", bridge_config=None, table_dim=48)
+    save_table(tmp_path / "table-k.safetensors", torch.randn(128, 48))
+    save_table(tmp_path / "table-d.safetensors", torch.randn(256, 49))
+    torch.save({"weight": torch.randn(256, 48)}, tmp_path / "table-dict.pth")
+    path, _ = vqgan_lc_file("vqgan_lc_f16", tmp_path)
+    checkpoint = torch.load(path, weights_only=False)
+    del checkpoint["state_dict"]["codebook_projection.bias"]
+    torch.save(checkpoint, tmp_path / "lc-damaged.pth")
     return tmp_path
 
 
@@ -73,6 +83,17 @@ CASES = [
     ("fvq-train", ["--config", "{t}/dit-key", "--data", "builtin", *TRAIN], "['heads'] do not exist for the DiT"),
     ("fvq-train", ["--config", "{t}/dit-patch", "--data", "builtin", *TRAIN], "as a grid of 3x3 patches"),
     ("fvq-train", ["--config", "{t}/dit-label", "--data", "builtin", *TRAIN], "label 3 is outside its label table"),
+    ("fvq-train", ["--config", "{t}/lc", "--data", "builtin", "--init-table", "{t}/table-k.safetensors", *TRAIN],
+     "is (128, 48) (K, D), but the model's table is (256, 48): set num_vq_embeddings=128"),
+    ("fvq-train", ["--config", "{t}/lc", "--data", "builtin", "--init-table", "{t}/table-d.safetensors", *TRAIN],
+     "set num_vq_embeddings=256 and table_dim=49"),
+    ("fvq-train", ["--config", "{t}/lc", "--data", "builtin", "--init-table", "{t}/table-dict.pth", *TRAIN],
+     "holds dict, not a (K, D) floating-point table"),
+    ("fvq-train", ["--config", "{t}/lc", "--data", "builtin", "--init-table", "{t}/no-table.safetensors", *TRAIN],
+     "No codebook table file at"),
+    ("fvq-train", ["--config", "{t}/lc", "--data", "builtin", "--init-table", "{t}/not-a-checkpoint.pt", *TRAIN],
+     "not-a-checkpoint.pt"),
+    ("fvq-convert", ["{t}/lc-damaged.pth", "--output", "{t}/lc-out"], "missing: ['codebook_projection.bias']"),
     ("fvq-convert", ["{t}/dit-damaged.pt", "--output", "{t}/out", "--keep-bridge"],
      "missing: ['quantizer.bridge.blocks.0.attn.qkv.weight']"),
     ("fvq-train", ["--config", "{t}/config-type", "--data", "builtin", *TRAIN],

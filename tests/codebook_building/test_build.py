@@ -2,6 +2,7 @@
 data sources, and two processes against one."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -109,10 +110,13 @@ def test_a_clip_tower_and_streamed_shards(files, tmp_path):
     assert streamed.table.shape == (10, 32) and json.loads(streamed.metadata["samples_per_group"]) == [4 * 4]
 
 
-def test_the_command_on_the_builtin_photos_one_class_each(files, tmp_path):
+def test_the_command_on_the_builtin_photos_one_class_each(files, tmp_path, capsys):
+    """... with a progress bar over the images (14 photos x 2 crops) and one over k-means (14 groups x 25 steps)."""
     root, _ = files
     main(["--encoder", str(root / "tok"), "--data", "builtin", "--random-crops", "2", "--pool", "8",
           "--codebook-size", "14", "--output", str(tmp_path / "builtin.safetensors"), "--num-workers", "0"])
+    err = capsys.readouterr().err
+    assert re.search(r"encoding images: 100%.*\b28/28\b", err) and re.search(r"k-means: 100%.*\b350/350\b", err), err
     table, meta = load_table(tmp_path / "builtin.safetensors")
     assert table.shape == (14, 32) and json.loads(meta["group_codebook_sizes"]) == [1] * 14
     assert json.loads(meta["group_names"])[:2] == ["astronaut", "chelsea"] and meta["random_crops"] == "2"

@@ -277,6 +277,29 @@ def test_fvq_convert_writes_the_transformer_and_scheduler(kind, generator, tmp_p
     assert (tmp_path / "out" / "scheduler" / "scheduler_config.json").is_file()
 
 
+def test_fvq_convert_generator_replaces_only_its_own_earlier_output(tmp_path, capsys):
+    """Over an earlier generator output, `--overwrite` writes the new one (without it: refused); over an unrelated
+    folder it is refused even with `--overwrite`, and the folder is left as it was."""
+    path, tensors = their_file("dit", tmp_path)
+    out, argv = tmp_path / "out", [str(path), "--generator", "dit", "--num-heads", "4", "--weights", "model"]
+    main([*argv, "--output", str(out)])
+    (out / "transformer" / "stale.txt").write_text("from the earlier output")
+    with pytest.raises(SystemExit):
+        main([*argv, "--output", str(out)])
+    assert "exists; choose another output or pass --overwrite" in capsys.readouterr().err
+    main([*argv, "--output", str(out), "--overwrite"])
+    assert not (out / "transformer" / "stale.txt").exists()  # replaced whole, not written over
+    transformer = TimeMappedDiTTransformer2DModel.from_pretrained(out / "transformer")
+    assert (run(transformer, "dit", tensors) - tensors["expected_model"]).abs().max() < TOLERANCE
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(SystemExit):
+        main([*argv, "--output", str(mine), "--overwrite"])
+    assert "is not an earlier output of this command" in capsys.readouterr().err
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
 def test_fvq_convert_generator_errors_exit_2_without_traceback(tmp_path, capsys):
     path, _ = their_file("dit", tmp_path)
     for argv, message in (([str(path), "--generator", "sit"], "kind='sit', but dit-lc.pth is a DIT checkpoint"),

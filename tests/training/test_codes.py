@@ -196,3 +196,24 @@ def test_two_processes_stream_the_shards_once_between_them(tokenizer, tmp_path):
         rows[name] = sorted((int(label), c.tobytes()) for ls, cs in zip(labels, codes) for label, c in zip(ls, cs))
     assert rows["two"] == rows["one"]
     assert json.loads((tmp_path / "two" / "meta.json").read_text())["class_names"] == ["0", "1", "2", "3"]
+
+
+@pytest.mark.slow
+def test_a_process_whose_share_of_the_stream_is_empty_writes_an_empty_share(tokenizer, tmp_path):
+    """One image in one shard, 2 processes: one reads it, the other nothing; both finish, the empty share is a
+    (0, ...) file, and the folder reads as one sample."""
+    from pathlib import Path
+
+    from fvq_hf.data.tokens import TokenDataset
+
+    from ..helpers import run_in_two_processes, write_shards
+
+    _, path = tokenizer
+    pattern = write_shards(tmp_path / "shards", shards=1, per_shard=1, size=(40, 36), classes=1)
+    run_in_two_processes(Path(__file__).with_name("extract_worker.py"),
+                         ["--tokenizer", path, "--data", pattern, "--label-column", "cls", "--num-classes", "1",
+                          "--num-workers", "0", "--output-dir", str(tmp_path / "two")])
+    sizes = sorted(len(np.load(tmp_path / "two" / f"codes-{r:05d}.npy")) for r in range(2))
+    assert sizes == [0, 1]
+    assert json.loads((tmp_path / "two" / "meta.json").read_text())["num_samples"] == 1
+    assert len(TokenDataset(tmp_path / "two", all_views=True)) == 2  # the image and its flip
