@@ -278,7 +278,7 @@ def build_codebook(config: CodebookBuildConfig) -> CodebookBuildResult:
                        "--random-crops or a larger --samples-per-group would give better centres.", few,
                        FEW_SAMPLES_PER_CENTRE)
 
-    use_gpu = state.device.type == "cuda" and faiss_gpus() > 0
+    gpu = (state.device.index or 0) if state.device.type == "cuda" and faiss_gpus() > 0 else None
     mine = [g for g in groups if owner[g] == processes.rank]
     clustered = {}
     with tqdm(total=len(mine) * config.kmeans_iterations, desc="k-means", unit="step",
@@ -286,7 +286,7 @@ def build_codebook(config: CodebookBuildConfig) -> CodebookBuildResult:
         for group in mine:
             _, vectors, _ = sampler.take(group)
             seed = int(np.random.SeedSequence((config.seed, group)).generate_state(1)[0] >> 1)  # FAISS: an int32
-            result = kmeans(vectors, sizes[group], seed, config.kmeans_iterations, use_gpu,
+            result = kmeans(vectors, sizes[group], seed, config.kmeans_iterations, gpu,
                             step=StepBar(bar, names[group]))
             bar.update(config.kmeans_iterations - result.iterations)  # converged early
             clustered[group] = (result.centres, result.iterations)

@@ -39,10 +39,12 @@ def faiss_gpus() -> int:
     return faiss.get_num_gpus()
 
 
-def kmeans(samples: np.ndarray, k: int, seed: int = 0, max_iterations: int = 25, use_gpu: bool = False,
+def kmeans(samples: np.ndarray, k: int, seed: int = 0, max_iterations: int = 25, gpu: int | None = None,
            step: Callable[[int, float], None] | None = None) -> KMeansResult:
     """Cluster `samples` `(n, D)` into `k` centres (see the module docstring); `step(iteration, objective)` is
-    called after each Lloyd step (a progress bar). Deterministic for a seed on a given machine."""
+    called after each Lloyd step (a progress bar). `gpu`: the CUDA device whose FAISS index assigns the samples
+    (this process's own under `accelerate launch`, so that processes do not share GPUs), None for the CPU.
+    Deterministic for a seed on a given machine."""
     try:
         import faiss
     except ImportError as error:
@@ -63,8 +65,10 @@ def kmeans(samples: np.ndarray, k: int, seed: int = 0, max_iterations: int = 25,
         return KMeansResult(centres.copy(), 0, float(distances.astype(np.float64).sum()))
     # One Lloyd step per call; every sample is used (no subsampling: max_points_per_centroid x k >= n), and no
     # warning for few samples per centre (the caller reports samples per centre).
-    lloyd = faiss.Kmeans(dim, k, niter=1, seed=seed, max_points_per_centroid=n, min_points_per_centroid=1,
-                         gpu=faiss_gpus() if use_gpu else False)
+    lloyd = faiss.Kmeans(dim, k, niter=1, seed=seed, max_points_per_centroid=n, min_points_per_centroid=1)
+    if gpu is not None:  # one device (faiss.Kmeans's own `gpu=` takes the first n GPUs, in every process)
+        lloyd.resources = faiss.StandardGpuResources()  # kept alive as long as the index
+        lloyd.index = faiss.index_cpu_to_gpu(lloyd.resources, gpu, faiss.IndexFlatL2(dim))
     objective, iterations = float("nan"), 0
     for iterations in range(1, max_iterations + 1):
         objective = float(lloyd.train(samples, init_centroids=centres))

@@ -68,3 +68,22 @@ def test_zero_iterations_is_a_random_selection_of_the_samples():
     assert result.objective > kmeans(samples, 9, seed=4, max_iterations=1).objective  # one Lloyd step moves them
     with pytest.raises(ValueError, match="max_iterations must be >= 0, got -1"):
         kmeans(samples, 9, max_iterations=-1)
+
+
+def test_a_gpu_build_assigns_on_its_own_device_only(monkeypatch):
+    """Under `accelerate launch` each process clusters on its own GPU: the index is moved to that device alone (a
+    stand-in for faiss-gpu's calls here: it records the device and keeps the index on the CPU)."""
+    import faiss
+
+    moved = []
+
+    def to_gpu(resources, device, index):
+        moved.append((type(resources).__name__, device, type(index).__name__))
+        return index
+
+    monkeypatch.setattr(faiss, "StandardGpuResources", type("StandardGpuResources", (), {}), raising=False)
+    monkeypatch.setattr(faiss, "index_cpu_to_gpu", to_gpu, raising=False)
+    samples, _ = blobs()
+    on_gpu, on_cpu = kmeans(samples, 4, seed=1, max_iterations=3, gpu=3), kmeans(samples, 4, seed=1, max_iterations=3)
+    assert moved == [("StandardGpuResources", 3, "IndexFlatL2")]
+    np.testing.assert_array_equal(on_gpu.centres, on_cpu.centres)
