@@ -13,7 +13,7 @@ it there (`kmeans`, FAISS) and gather the centres in the main process, which wri
 keeps depend on the seed and the data only, not on the process that read them: one process and many cluster the
 same samples (their values equal up to fp32 rounding, which varies with a batch's make-up and the thread count);
 except for a stream whose examples carry no `__key__` (a Hub dataset), whose items are named by their position in
-each process's share (`data.views.StreamViews`).
+each process's and DataLoader worker's share (`data.views.StreamViews`): its samples depend on those counts.
 
 Memory (per process): at most `samples_per_group x groups` vectors of D fp32 values (4 D bytes each, plus an 8-byte
 key), plus the encoder, one batch of images and its features, and, while merging a group, the samples the other
@@ -278,7 +278,7 @@ def build_codebook(config: CodebookBuildConfig) -> CodebookBuildResult:
                        "--random-crops or a larger --samples-per-group would give better centres.", few,
                        FEW_SAMPLES_PER_CENTRE)
 
-    gpu = (state.device.index or 0) if state.device.type == "cuda" and faiss_gpus() > 0 else None
+    gpu = kmeans_device(state.device, faiss_gpus())
     mine = [g for g in groups if owner[g] == processes.rank]
     clustered = {}
     with tqdm(total=len(mine) * config.kmeans_iterations, desc="k-means", unit="step",
@@ -308,6 +308,14 @@ def build_codebook(config: CodebookBuildConfig) -> CodebookBuildResult:
     state.wait_for_everyone()
     table, metadata = load_table(output)
     return CodebookBuildResult(output, table, metadata)
+
+
+def kmeans_device(device: torch.device, faiss_gpus: int) -> int | None:
+    """The GPU a process's k-means runs on: its own CUDA device (`cuda:i`; bare `cuda` is the current one), or None
+    (the CPU) for a CPU process or a FAISS without GPUs."""
+    if device.type != "cuda" or faiss_gpus < 1:
+        return None
+    return device.index if device.index is not None else torch.cuda.current_device()
 
 
 class StepBar:

@@ -92,7 +92,7 @@ CASES = [
     ("fvq-train", ["--config", "{t}/lc", "--data", "builtin", "--init-table", "{t}/no-table.safetensors", *TRAIN],
      "No codebook table file at"),
     ("fvq-train", ["--config", "{t}/lc", "--data", "builtin", "--init-table", "{t}/not-a-checkpoint.pt", *TRAIN],
-     "not-a-checkpoint.pt"),
+     "not-a-checkpoint.pt is not a torch file holding one tensor"),
     ("fvq-convert", ["{t}/lc-damaged.pth", "--output", "{t}/lc-out"], "missing: ['codebook_projection.bias']"),
     ("fvq-convert", ["{t}/dit-damaged.pt", "--output", "{t}/out", "--keep-bridge"],
      "missing: ['quantizer.bridge.blocks.0.attn.qkv.weight']"),

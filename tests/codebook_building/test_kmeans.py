@@ -71,19 +71,34 @@ def test_zero_iterations_is_a_random_selection_of_the_samples():
 
 
 def test_a_gpu_build_assigns_on_its_own_device_only(monkeypatch):
-    """Under `accelerate launch` each process clusters on its own GPU: the index is moved to that device alone (a
-    stand-in for faiss-gpu's calls here: it records the device and keeps the index on the CPU)."""
+    """Under `accelerate launch` each process clusters on its own GPU: the index is moved to that device alone and
+    is the one Lloyd assigns with (a stand-in for faiss-gpu's calls: it records the device and gives a new CPU
+    index, which must receive the samples)."""
     import faiss
 
     moved = []
 
     def to_gpu(resources, device, index):
-        moved.append((type(resources).__name__, device, type(index).__name__))
-        return index
+        moved.append((type(resources).__name__, device, type(index).__name__, faiss.IndexFlatL2(index.d)))
+        return moved[-1][-1]
 
     monkeypatch.setattr(faiss, "StandardGpuResources", type("StandardGpuResources", (), {}), raising=False)
     monkeypatch.setattr(faiss, "index_cpu_to_gpu", to_gpu, raising=False)
     samples, _ = blobs()
     on_gpu, on_cpu = kmeans(samples, 4, seed=1, max_iterations=3, gpu=3), kmeans(samples, 4, seed=1, max_iterations=3)
-    assert moved == [("StandardGpuResources", 3, "IndexFlatL2")]
+    assert [m[:3] for m in moved] == [("StandardGpuResources", 3, "IndexFlatL2")]
+    assert moved[0][3].ntotal == 4  # Lloyd's last assignment searched the moved index (the 4 centres added to it)
     np.testing.assert_array_equal(on_gpu.centres, on_cpu.centres)
+
+
+@pytest.mark.parametrize("device, gpus, expected", [("cuda:1", 2, 1), ("cuda", 1, 0), ("cpu", 2, None),
+                                                    ("cuda:1", 0, None)])
+def test_each_process_takes_its_own_gpu_for_k_means(device, gpus, expected, monkeypatch):
+    """The build's choice: the process's CUDA device (accelerate gives process i `cuda:i`; bare `cuda` the current
+    device, faked as 0 here), the CPU without one or without a GPU build of FAISS."""
+    import torch
+
+    from fvq_hf.codebook_building.build import kmeans_device
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    assert kmeans_device(torch.device(device), gpus) == expected
