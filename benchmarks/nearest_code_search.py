@@ -54,6 +54,7 @@ def _search_setup(method: str, tokens: int, codebook_size: int, dim: int, device
     codebook = torch.randn(codebook_size, dim, device=device)
     if method.startswith("fvq-"):
         backend = method.removeprefix("fvq-")
+        nearest_code(z[:1], codebook[:1], backend=backend)  # loads the kernel here, as `kernel:` rows load theirs
         return lambda: nearest_code(z, codebook, backend=backend)
     if method.startswith("kernel:"):
         _, isa, shape = method.split(":")
