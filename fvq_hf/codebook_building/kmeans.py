@@ -17,6 +17,7 @@ ablation (their Table 10), its objective measured at those centres.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,6 +38,15 @@ def faiss_gpus() -> int:
     import faiss
 
     return faiss.get_num_gpus()
+
+
+@functools.cache
+def gpu_resources(device: int):
+    """FAISS's resources (streams, scratch memory) on one GPU: made once per process and device, not once per group
+    (a build clusters up to a thousand groups)."""
+    import faiss
+
+    return faiss.StandardGpuResources()
 
 
 def kmeans(samples: np.ndarray, k: int, seed: int = 0, max_iterations: int = 25, gpu: int | None = None,
@@ -67,8 +77,7 @@ def kmeans(samples: np.ndarray, k: int, seed: int = 0, max_iterations: int = 25,
     # warning for few samples per centre (the caller reports samples per centre).
     lloyd = faiss.Kmeans(dim, k, niter=1, seed=seed, max_points_per_centroid=n, min_points_per_centroid=1)
     if gpu is not None:  # one device (faiss.Kmeans's own `gpu=` takes the first n GPUs, in every process)
-        lloyd.resources = faiss.StandardGpuResources()  # kept alive as long as the index
-        lloyd.index = faiss.index_cpu_to_gpu(lloyd.resources, gpu, faiss.IndexFlatL2(dim))
+        lloyd.index = faiss.index_cpu_to_gpu(gpu_resources(gpu), gpu, faiss.IndexFlatL2(dim))
     objective, iterations = float("nan"), 0
     for iterations in range(1, max_iterations + 1):
         objective = float(lloyd.train(samples, init_centroids=centres))

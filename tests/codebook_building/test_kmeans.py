@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fvq_hf.codebook_building.kmeans import kmeans
+from fvq_hf.codebook_building.kmeans import gpu_resources, kmeans
 
 
 def blobs(seed: int = 0, per_blob: int = 50, dim: int = 6) -> tuple[np.ndarray, np.ndarray]:
@@ -72,23 +72,28 @@ def test_zero_iterations_is_a_random_selection_of_the_samples():
 
 def test_a_gpu_build_assigns_on_its_own_device_only(monkeypatch):
     """Under `accelerate launch` each process clusters on its own GPU: the index is moved to that device alone and
-    is the one Lloyd assigns with (a stand-in for faiss-gpu's calls: it records the device and gives a new CPU
-    index, which must receive the samples)."""
+    is the one Lloyd assigns with, and one set of FAISS GPU resources serves every group (a stand-in for faiss-gpu's
+    calls: it records the device and resources and gives a new CPU index, which must receive the samples)."""
     import faiss
 
     moved = []
 
     def to_gpu(resources, device, index):
-        moved.append((type(resources).__name__, device, type(index).__name__, faiss.IndexFlatL2(index.d)))
-        return moved[-1][-1]
+        moved.append((type(resources).__name__, device, type(index).__name__, faiss.IndexFlatL2(index.d), resources))
+        return moved[-1][3]
 
     monkeypatch.setattr(faiss, "StandardGpuResources", type("StandardGpuResources", (), {}), raising=False)
     monkeypatch.setattr(faiss, "index_cpu_to_gpu", to_gpu, raising=False)
+    gpu_resources.cache_clear()  # the stand-in's resources below; cleared again after, so none outlives the test
     samples, _ = blobs()
     on_gpu, on_cpu = kmeans(samples, 4, seed=1, max_iterations=3, gpu=3), kmeans(samples, 4, seed=1, max_iterations=3)
-    assert [m[:3] for m in moved] == [("StandardGpuResources", 3, "IndexFlatL2")]
+    again = kmeans(samples, 4, seed=1, max_iterations=3, gpu=3)
+    gpu_resources.cache_clear()
+    assert [m[:3] for m in moved] == [("StandardGpuResources", 3, "IndexFlatL2")] * 2
     assert moved[0][3].ntotal == 4  # Lloyd's last assignment searched the moved index (the 4 centres added to it)
+    assert moved[0][4] is moved[1][4]  # one resources object per device, not one per call
     np.testing.assert_array_equal(on_gpu.centres, on_cpu.centres)
+    np.testing.assert_array_equal(again.centres, on_cpu.centres)
 
 
 @pytest.mark.parametrize("device, gpus, expected", [("cuda:1", 2, 1), ("cuda", 1, 0), ("cpu", 2, None),
