@@ -596,7 +596,8 @@ def multiscale(code, args) -> dict:
 
 
 def table(paths: list[str]) -> str:
-    """The runs in the `multiscale` JSON files as a markdown table: one row per run, then the mean over seeds."""
+    """The runs in the `multiscale` JSON files as markdown: one row per run, then the mean over seeds; and, for the
+    runs evaluated per scale, a second table of each scale's perplexity and usage, with its tokens per code."""
     runs: dict[str, dict[int, dict]] = {}
     for path in paths:
         for name, row in json.loads(Path(path).read_text()).items():
@@ -606,13 +607,24 @@ def table(paths: list[str]) -> str:
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for variant, seeds in runs.items():
         for seed, r in sorted(seeds.items()):
-            levels = [level["usage"] for level in r["levels"]]
+            levels = [level["usage"] for level in r["levels"]] if "levels" in r else r["usage_by_level"]
             lines.append(f"| {variant} | {seed} | {r['usage']:.2%} | {r['tokens_per_code']:.0f} | {r['perplexity']:.1f} | "
                          f"{r['psnr']:.2f} | {r['ssim']:.3f} | {levels[0]:.2%} / {levels[-1]:.2%} |")
         if len(seeds) > 1:
             mean = {k: sum(r[k] for r in seeds.values()) / len(seeds) for k in ("usage", "perplexity", "psnr", "ssim")}
             lines.append(f"| **{variant}** | mean of {len(seeds)} | **{mean['usage']:.2%}** | | {mean['perplexity']:.1f} | "
                          f"**{mean['psnr']:.2f}** | {mean['ssim']:.3f} | |")
+    per_scale = [(variant, seed, r) for variant, seeds in runs.items() for seed, r in sorted(seeds.items())
+                 if r.get("levels")]
+    if per_scale:
+        first = per_scale[0][2]["levels"]
+        labels = [level["label"].removeprefix("scale ") for level in first]
+        lines += ["", "Per scale: perplexity (usage) of each run; tokens per code in the first row.", "",
+                  "| variant | seed | " + " | ".join(labels) + " |", "| --- | --- |" + " --- |" * len(labels),
+                  "| tokens / code | | " + " | ".join(f"{level['tokens_per_code']:.2f}" for level in first) + " |"]
+        for variant, seed, r in per_scale:
+            cells = [f"{level['perplexity']:.1f} ({level['usage']:.2%})" for level in r["levels"]]
+            lines.append(f"| {variant} | {seed} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -639,6 +651,9 @@ def main() -> None:
         return
     if args.checkout is None:
         parser.error(f"{args.command} needs the path of a checkout of the authors' code")
+    # This package (diffusers, transformers) is imported before the torchvision stub: transformers reads
+    # torchvision's version at import time, and the stub has none.
+    import fvq_hf.tokenizer  # noqa: F401
     code = import_their_code(args.checkout)
     if args.command == "fixtures":
         write_fixtures(code)

@@ -6,7 +6,8 @@ fresh process (so that its peak RSS is its own; on CUDA the allocator's peak). R
 `--repeats`), the speed relative to FAISS `IndexFlatL2`, the extra peak memory, and the fraction of the
 arithmetic limit: one multiply-add per code per dimension at this machine's measured fp32 multiply-add peak
 (the kernel's `fma_peak`: independent FMA chains on the widest vectors this CPU runs, every thread), and for a
-kernel row also at the peak of its own instruction set.
+kernel row (and `fvq-auto`, at the ISA it runs: `$FVQ_HF_SEARCH_ISA` can hold it to AVX2) also at the peak of its
+own instruction set.
 
 Methods: `faiss`, `fvq-auto` (what `nearest_code` does by default), `fvq-torch` (the tiles), `kernel:<isa>:<shape>`
 (the kernel built for one ISA, one micro-kernel shape: `register`, `tile`, `screen`), `cdist`, `vqtorch`.
@@ -137,7 +138,9 @@ def run(args: argparse.Namespace) -> dict:
                     print(f"{method} K={codebook_size} d={dim} N={tokens}: {row.get('error') or row['seconds']}",
                           file=sys.stderr, flush=True)
     isa = kernel.supported_isas()[0]
-    return {"args": vars(args), "isa": isa, "fma_peaks": peaks, "machine_peak": peaks[isa],
+    # The kernel `fvq-auto` runs: the widest ISA unless $FVQ_HF_SEARCH_ISA holds it to another (x86-64-v3: AVX2).
+    return {"args": vars(args), "isa": isa, "search_isa": kernel.choose_isa(), "fma_peaks": peaks,
+            "machine_peak": peaks[isa],
             "threads": torch.get_num_threads(), "faiss": faiss_runs, "rows": rows}
 
 
@@ -155,7 +158,8 @@ def table(result: dict) -> str:
             r[key] == row[key] for key in ("codebook_size", "dim", "tokens"))), None)
         # tokens/s at one multiply-add per code and dimension, at the measured multiply-add peak
         macs = row["tokens_per_s"] * row["codebook_size"] * row["dim"]
-        own = result["fma_peaks"].get(row["method"].split(":")[1]) if row["method"].startswith("kernel:") else None
+        own = (result["fma_peaks"].get(row["method"].split(":")[1]) if row["method"].startswith("kernel:")
+               else result["fma_peaks"].get(result["search_isa"]) if row["method"] == "fvq-auto" else None)
         versus = f"{row['tokens_per_s'] / faiss['tokens_per_s']:.2f}x" if faiss else ""
         same = ("yes" if row["checksum"] == faiss["checksum"] else "NO") if faiss else ""
         lines.append(f"{head} {row['tokens_per_s']:,.0f} | {versus} | {row['extra_peak_mib']:,.0f} | "
@@ -190,7 +194,7 @@ def main() -> None:
     print(table(result))
     peaks = ", ".join(f"{isa} {macs / 1e9:.1f} G" for isa, macs in result["fma_peaks"].items())
     print(f"{args.device}, {result['threads']} threads, {cpu_name()}; widest ISA {result['isa']}; fp32 multiply-add "
-          f"peak per ISA (multiply-adds/s): {peaks}")
+          f"peak per ISA (multiply-adds/s): {peaks}; fvq-auto runs the {result['search_isa']} kernel")
     if result["faiss"]:
         faiss = result["faiss"]
         print(f"FAISS: SIMD level {faiss['simd_level']} (compile options: {faiss['compile_options']}), OpenBLAS "

@@ -32,6 +32,7 @@ def test_nearest_code_search(tmp_path):
     assert len({r["checksum"] for r in rows}) == 1  # the eight searches agree
     assert "| 2,048 | 8 | 300 | kernel:portable:tile |" in out and "| NO |" not in out
     assert f"widest ISA {result['isa']}" in out
+    assert result["search_isa"] in result["fma_peaks"] and f"fvq-auto runs the {result['search_isa']} kernel" in out
     assert result["faiss"]["compile_options"] and f"FAISS: SIMD level {result['faiss']['simd_level']}" in out
     # A method that would hold more than --max-gib of distances is skipped, and says so.
     out = _run("nearest_code_search.py", "--tokens", "300", "--codebook-sizes", "2048", "--dims", "8", "--repeats",
