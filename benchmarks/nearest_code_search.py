@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -119,7 +120,17 @@ def faiss_build() -> dict:
             "compile_options": faiss.get_compile_options().strip(), "openblas_core": _openblas_core()}
 
 
+def auto_search(device: str) -> str | None:
+    """The kernel ISA `fvq-auto` runs on `device` (the widest this CPU runs, or `$FVQ_HF_SEARCH_ISA`'s), or None
+    where it runs tiled torch: another device, `$FVQ_HF_SEARCH=torch`, or a kernel that cannot be had (which warns)."""
+    if device != "cpu" or os.environ.get(kernel.SEARCH_ENV, "auto") == "torch":
+        return None
+    module = kernel.load_kernel()
+    return module.isa if module is not None else None
+
+
 def run(args: argparse.Namespace) -> dict:
+    search_isa = auto_search(args.device)  # before any row: a bad $FVQ_HF_SEARCH_ISA is told at once
     peaks = in_fresh_process(fma_peaks)  # the arithmetic limit's unit, per ISA
     faiss_runs = in_fresh_process(faiss_build) if "faiss" in args.methods else None
     rows = []
@@ -138,8 +149,7 @@ def run(args: argparse.Namespace) -> dict:
                     print(f"{method} K={codebook_size} d={dim} N={tokens}: {row.get('error') or row['seconds']}",
                           file=sys.stderr, flush=True)
     isa = kernel.supported_isas()[0]
-    # The kernel `fvq-auto` runs: the widest ISA unless $FVQ_HF_SEARCH_ISA holds it to another (x86-64-v3: AVX2).
-    return {"args": vars(args), "isa": isa, "search_isa": kernel.choose_isa(), "fma_peaks": peaks,
+    return {"args": vars(args), "isa": isa, "search_isa": search_isa, "fma_peaks": peaks,
             "machine_peak": peaks[isa],
             "threads": torch.get_num_threads(), "faiss": faiss_runs, "rows": rows}
 
@@ -159,7 +169,7 @@ def table(result: dict) -> str:
         # tokens/s at one multiply-add per code and dimension, at the measured multiply-add peak
         macs = row["tokens_per_s"] * row["codebook_size"] * row["dim"]
         own = (result["fma_peaks"].get(row["method"].split(":")[1]) if row["method"].startswith("kernel:")
-               else result["fma_peaks"].get(result["search_isa"]) if row["method"] == "fvq-auto" else None)
+               else result["fma_peaks"].get(result["search_isa"] or "") if row["method"] == "fvq-auto" else None)
         versus = f"{row['tokens_per_s'] / faiss['tokens_per_s']:.2f}x" if faiss else ""
         same = ("yes" if row["checksum"] == faiss["checksum"] else "NO") if faiss else ""
         lines.append(f"{head} {row['tokens_per_s']:,.0f} | {versus} | {row['extra_peak_mib']:,.0f} | "
@@ -194,7 +204,8 @@ def main() -> None:
     print(table(result))
     peaks = ", ".join(f"{isa} {macs / 1e9:.1f} G" for isa, macs in result["fma_peaks"].items())
     print(f"{args.device}, {result['threads']} threads, {cpu_name()}; widest ISA {result['isa']}; fp32 multiply-add "
-          f"peak per ISA (multiply-adds/s): {peaks}; fvq-auto runs the {result['search_isa']} kernel")
+          f"peak per ISA (multiply-adds/s): {peaks}; fvq-auto runs "
+          f"{f'the {search} kernel' if (search := result['search_isa']) else 'tiled torch'}")
     if result["faiss"]:
         faiss = result["faiss"]
         print(f"FAISS: SIMD level {faiss['simd_level']} (compile options: {faiss['compile_options']}), OpenBLAS "
