@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -122,8 +121,9 @@ def faiss_build() -> dict:
 
 def auto_search(device: str) -> str | None:
     """The kernel ISA `fvq-auto` runs on `device` (the widest this CPU runs, or `$FVQ_HF_SEARCH_ISA`'s), or None
-    where it runs tiled torch: another device, `$FVQ_HF_SEARCH=torch`, or a kernel that cannot be had (which warns)."""
-    if device != "cpu" or os.environ.get(kernel.SEARCH_ENV, "auto") == "torch":
+    where it runs tiled torch: another device, or a kernel that cannot be had (which warns). (`fvq-auto` passes
+    backend="auto" itself, so `$FVQ_HF_SEARCH` does not change it.)"""
+    if device != "cpu":
         return None
     module = kernel.load_kernel()
     return module.isa if module is not None else None
@@ -168,8 +168,9 @@ def table(result: dict) -> str:
             r[key] == row[key] for key in ("codebook_size", "dim", "tokens"))), None)
         # tokens/s at one multiply-add per code and dimension, at the measured multiply-add peak
         macs = row["tokens_per_s"] * row["codebook_size"] * row["dim"]
-        own = (result["fma_peaks"].get(row["method"].split(":")[1]) if row["method"].startswith("kernel:")
-               else result["fma_peaks"].get(result["search_isa"] or "") if row["method"] == "fvq-auto" else None)
+        row_isa = (row["method"].split(":")[1] if row["method"].startswith("kernel:")
+                   else result["search_isa"] if row["method"] == "fvq-auto" else None)
+        own = result["fma_peaks"].get(row_isa) if row_isa else None
         versus = f"{row['tokens_per_s'] / faiss['tokens_per_s']:.2f}x" if faiss else ""
         same = ("yes" if row["checksum"] == faiss["checksum"] else "NO") if faiss else ""
         lines.append(f"{head} {row['tokens_per_s']:,.0f} | {versus} | {row['extra_peak_mib']:,.0f} | "
